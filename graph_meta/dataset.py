@@ -1,0 +1,96 @@
+"""In-memory dataset: the tables of a dataset folder and its evaluation tasks.
+
+A :class:`Dataset` is what ``loaders.read_dataset`` returns and what the importers write
+with ``loaders.write_dataset``. Ids are strings everywhere; ``train`` holds them as pandas
+categoricals so that ten million interactions stay compact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from graph_meta.schema import SCENARIOS, DatasetSpec, GraphSchema
+
+USER_ID = "user_id"
+ITEM_ID = "item_id"
+RATING = "rating"
+TIMESTAMP = "timestamp"
+
+
+@dataclass
+class Task:
+    """One evaluation (or meta-training) task: a user, a support set and a query set."""
+
+    user_id: str
+    support: list[tuple[str, float]]
+    query: list[tuple[str, float]]
+
+    def to_json(self) -> dict:
+        return {
+            "user_id": self.user_id,
+            "support": [[i, float(r)] for i, r in self.support],
+            "query": [[i, float(r)] for i, r in self.query],
+        }
+
+
+@dataclass
+class Dataset:
+    """A dataset folder in memory.
+
+    Attributes:
+        spec: the parsed ``dataset.json``.
+        users: one row per user, indexed by user id (str); side-information columns as
+            declared (``numeric`` as float, the others as str, missing as ``""``/NaN).
+        items: the same for items.
+        train: ``user_id``, ``item_id`` (categorical str), ``rating`` (float32) and an
+            optional ``timestamp`` (int64, seconds).
+        relations: relationship type -> frame with ``src``, ``dst`` (str), ``weight`` (float).
+        tasks: scenario -> tasks, in file order.
+        root: the folder it was read from, if any.
+        warnings: problems that did not stop loading (duplicate rows), for the user to see.
+    """
+
+    spec: DatasetSpec
+    users: pd.DataFrame
+    items: pd.DataFrame
+    train: pd.DataFrame
+    relations: dict[str, pd.DataFrame] = field(default_factory=dict)
+    tasks: dict[str, list[Task]] = field(default_factory=dict)
+    root: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def schema(self) -> GraphSchema:
+        return GraphSchema.from_spec(self.spec)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def cold_counts(self) -> dict[str, dict[str, int]]:
+        """Per scenario: tasks, distinct users/items, and how many of them are absent from train."""
+        train_users = set(self.train[USER_ID].cat.categories[
+            np.unique(self.train[USER_ID].cat.codes.to_numpy())])
+        train_items = set(self.train[ITEM_ID].cat.categories[
+            np.unique(self.train[ITEM_ID].cat.codes.to_numpy())])
+        out: dict[str, dict[str, int]] = {}
+        for scenario in SCENARIOS:
+            tasks = self.tasks.get(scenario)
+            if tasks is None:
+                continue
+            users = {t.user_id for t in tasks}
+            items = {i for t in tasks for i, _ in (*t.support, *t.query)}
+            out[scenario] = {
+                "tasks": len(tasks),
+                "users": len(users),
+                "cold_users": len(users - train_users),
+                "items": len(items),
+                "cold_items": len(items - train_items),
+                "support_ratings": sum(len(t.support) for t in tasks),
+                "query_ratings": sum(len(t.query) for t in tasks),
+            }
+        return out

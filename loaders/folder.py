@@ -1,0 +1,387 @@
+"""Read, validate and write dataset folders (``benchmarks/PROTOCOL.md``).
+
+:func:`read_dataset` loads ``dataset.json``, ``train.csv``, ``users.csv``, ``items.csv``,
+the relation files and ``tasks/*.jsonl``, and raises :class:`graph_meta.DataError` naming the
+file, line and field of the first problem; nothing is returned half-loaded.
+:func:`write_dataset` writes a folder atomically: into a temporary sibling, renamed into
+place only when every file is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset, Task
+from graph_meta.errors import DataError
+from graph_meta.schema import DatasetSpec, TableSpec
+
+csv.field_size_limit(1 << 26)
+
+TRAIN_COLUMNS = (USER_ID, ITEM_ID, RATING)
+
+
+def read_dataset(path: str | Path, *, tasks: bool = True, strict: bool = False) -> Dataset:
+    """Read and validate the dataset folder at ``path``.
+
+    Args:
+        path: the folder holding ``dataset.json``.
+        tasks: also read and validate ``tasks/*.jsonl``.
+        strict: make duplicate ``(user_id, item_id)`` rows in ``train.csv`` an error. By
+            default they are kept in ``Dataset.train`` (the file's rows, unchanged) and
+            reported in ``Dataset.warnings``; the graph keeps the last rating of each pair.
+            (movielens-1m of the benchmark has three such pairs.)
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError("not a dataset folder (no such directory)", file=root)
+    spec = DatasetSpec.from_file(root / "dataset.json")
+    users = _read_table(root / spec.users.file, spec.users)
+    items = _read_table(root / spec.items.file, spec.items)
+    warnings: list[str] = []
+    train = _read_train(root / spec.train, spec, users.index, items.index, strict, warnings)
+    relations = {
+        rel.type: _read_relation(root / rel.file, rel, users.index, items.index)
+        for rel in spec.relations
+    }
+    task_sets = (
+        {s: _read_tasks(root / f, spec, users.index, items.index) for s, f in spec.tasks.items()}
+        if tasks
+        else {}
+    )
+    return Dataset(spec=spec, users=users, items=items, train=train, relations=relations,
+                   tasks=task_sets, root=root, warnings=warnings)
+
+
+def _read_table(path: Path, table: TableSpec) -> pd.DataFrame:
+    """users.csv / items.csv through the csv module, so that line numbers stay exact."""
+    if not path.is_file():
+        raise DataError("file not found", file=path)
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise DataError("empty file (no header)", file=path, line=1) from None
+        expected = [table.id, *table.columns]
+        missing = [c for c in expected if c not in header]
+        if missing:
+            raise DataError(f"missing column(s) {missing}; header is {header}", file=path,
+                            line=1, field=missing[0])
+        unknown = [c for c in header if c not in expected]
+        if unknown:
+            raise DataError(
+                f"unknown column(s) {unknown}: declare them in dataset.json or remove them",
+                file=path, line=1, field=unknown[0])
+        if len(set(header)) != len(header):
+            raise DataError("duplicate column names in header", file=path, line=1)
+        pos = [header.index(c) for c in expected]
+        ids: list[str] = []
+        cols: list[list[str]] = [[] for _ in table.columns]
+        seen: dict[str, int] = {}
+        width = len(header)
+        line = reader.line_num
+        for row in reader:
+            if not row:
+                line = reader.line_num
+                continue
+            if len(row) != width:
+                raise DataError(f"expected {width} fields, found {len(row)}", file=path,
+                                line=line + 1)
+            line = reader.line_num
+            rid = row[pos[0]].strip()
+            if not rid:
+                raise DataError("empty id", file=path, line=line, field=table.id)
+            if rid in seen:
+                raise DataError(f"duplicate id {rid!r} (first on line {seen[rid]})", file=path,
+                                line=line, field=table.id)
+            seen[rid] = line
+            ids.append(rid)
+            for j, p in enumerate(pos[1:]):
+                cols[j].append(row[p])
+    frame = pd.DataFrame(index=pd.Index(ids, name=table.id, dtype=object))
+    lines = np.fromiter(seen.values(), dtype=np.int64, count=len(seen))
+    for (cname, cspec), values in zip(table.columns.items(), cols, strict=True):
+        if cspec.type == "numeric":
+            frame[cname] = _parse_numeric(values, path, cname, lines)
+        else:
+            frame[cname] = pd.Series(values, index=frame.index, dtype=object)
+    return frame
+
+
+def _parse_numeric(values: list[str], path: Path, column: str, lines: np.ndarray) -> np.ndarray:
+    out = np.empty(len(values), dtype=np.float64)
+    for k, v in enumerate(values):
+        s = v.strip()
+        if not s:
+            out[k] = np.nan
+            continue
+        try:
+            x = float(s)
+        except ValueError:
+            raise DataError(f"not a number: {v!r}", file=path, line=int(lines[k]),
+                            field=column) from None
+        if math.isinf(x):
+            raise DataError(f"infinite value {v!r}", file=path, line=int(lines[k]), field=column)
+        out[k] = x
+    return out
+
+
+def _check_columns(path: Path, header: list[str], required: Iterable[str],
+                   optional: Iterable[str] = ()) -> None:
+    required = list(required)
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise DataError(f"missing column(s) {missing}; header is {header}", file=path, line=1,
+                        field=missing[0])
+    unknown = [c for c in header if c not in required and c not in set(optional)]
+    if unknown:
+        raise DataError(f"unknown column(s) {unknown}; expected {required} "
+                        f"(optional {list(optional)})", file=path, line=1, field=unknown[0])
+
+
+def _read_train(path: Path, spec: DatasetSpec, user_index: pd.Index, item_index: pd.Index,
+                strict: bool, warnings: list[str]) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError("file not found", file=path)
+    with path.open(encoding="utf-8") as fh:
+        header = next(csv.reader([fh.readline()]), [])
+    _check_columns(path, header, TRAIN_COLUMNS, (TIMESTAMP,))
+    dtypes: dict[str, object] = {USER_ID: str, ITEM_ID: str, RATING: str}
+    if TIMESTAMP in header:
+        dtypes[TIMESTAMP] = str
+    try:
+        raw = pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_filter=False,
+                          skip_blank_lines=True, engine="c")
+    except pd.errors.ParserError as exc:
+        raise DataError(f"malformed CSV: {exc}", file=path) from exc
+    lines = np.arange(2, len(raw) + 2)
+    for col in (USER_ID, ITEM_ID):
+        empty = (raw[col].str.len() == 0).to_numpy()
+        if empty.any():
+            raise DataError("empty id", file=path, line=int(lines[empty.argmax()]), field=col)
+    rating = pd.to_numeric(raw[RATING], errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(rating)
+    if bad.any():
+        k = int(bad.argmax())
+        raise DataError(f"rating is not a finite number: {raw[RATING].iat[k]!r}", file=path,
+                        line=int(lines[k]), field=RATING)
+    lo, hi = spec.rating_scale
+    out_of = (rating < lo) | (rating > hi)
+    if out_of.any():
+        k = int(out_of.argmax())
+        raise DataError(f"rating {rating[k]:g} outside the scale [{lo:g}, {hi:g}]", file=path,
+                        line=int(lines[k]), field=RATING)
+    users = raw[USER_ID].astype("category")
+    items = raw[ITEM_ID].astype("category")
+    for col, cat, index in ((USER_ID, users, user_index), (ITEM_ID, items, item_index)):
+        known = cat.cat.categories.isin(index)
+        if not known.all():
+            unknown_codes = np.flatnonzero(~known)
+            rows = np.isin(cat.cat.codes.to_numpy(), unknown_codes)
+            k = int(rows.argmax())
+            table = spec.users.file if col == USER_ID else spec.items.file
+            raise DataError(f"id {cat.iat[k]!r} has no row in {table}", file=path,
+                            line=int(lines[k]), field=col)
+    ucode = users.cat.codes.to_numpy().astype(np.int64)
+    icode = items.cat.codes.to_numpy().astype(np.int64)
+    key = ucode * max(len(items.cat.categories), 1) + icode
+    dup = pd.Series(key).duplicated(keep=False).to_numpy()
+    if dup.any():
+        rows = np.flatnonzero(dup)
+        order = np.argsort(key[rows], kind="stable")
+        rows = rows[order]
+        starts = np.flatnonzero(np.r_[True, key[rows][1:] != key[rows][:-1]])
+        groups = np.split(rows, starts[1:])
+        described = [
+            f"({users.iat[g[0]]!r}, {items.iat[g[0]]!r}) on lines "
+            + " and ".join(str(int(lines[r])) for r in g)
+            for g in groups
+        ]
+        if strict:
+            raise DataError(
+                f"duplicate (user_id, item_id) = {described[0]}"
+                + (f" (and {len(groups) - 1} more pairs)" if len(groups) > 1 else ""),
+                file=path, line=int(lines[groups[0][1]]), field=f"{USER_ID},{ITEM_ID}")
+        warnings.append(
+            f"{path}: {len(groups)} duplicate (user_id, item_id) pair(s), the last row of each "
+            f"is the rating the graph keeps: " + "; ".join(described[:5])
+            + (" ..." if len(groups) > 5 else ""))
+    train = pd.DataFrame({USER_ID: users, ITEM_ID: items,
+                          RATING: rating.astype(np.float32)})
+    if TIMESTAMP in raw:
+        ts = pd.to_numeric(raw[TIMESTAMP], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(ts)
+        if bad.any():
+            k = int(bad.argmax())
+            raise DataError(f"timestamp is not a number: {raw[TIMESTAMP].iat[k]!r}", file=path,
+                            line=int(lines[k]), field=TIMESTAMP)
+        train[TIMESTAMP] = ts.astype(np.int64)
+    return train
+
+
+def _read_relation(path: Path, rel, user_index: pd.Index, item_index: pd.Index) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError("relation file not found", file=path)
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    header = list(raw.columns)
+    _check_columns(path, header, [rel.src_column, rel.dst_column],
+                   [rel.weight] if rel.weight else [])
+    lines = np.arange(2, len(raw) + 2)
+    out = pd.DataFrame({"src": raw[rel.src_column].astype(object),
+                        "dst": raw[rel.dst_column].astype(object)})
+    for end, col, node in (("src", rel.src_column, rel.src), ("dst", rel.dst_column, rel.dst)):
+        empty = (out[end].str.len() == 0).to_numpy()
+        if empty.any():
+            raise DataError("empty id", file=path, line=int(lines[empty.argmax()]), field=col)
+        index = user_index if node == "User" else item_index if node == "Item" else None
+        if index is not None:
+            unknown = ~out[end].isin(index).to_numpy()
+            if unknown.any():
+                k = int(unknown.argmax())
+                raise DataError(f"{node} id {out[end].iat[k]!r} is unknown", file=path,
+                                line=int(lines[k]), field=col)
+    if rel.weight:
+        w = pd.to_numeric(raw[rel.weight], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(w)
+        if bad.any():
+            k = int(bad.argmax())
+            raise DataError(f"weight is not a finite number: {raw[rel.weight].iat[k]!r}",
+                            file=path, line=int(lines[k]), field=rel.weight)
+        out["weight"] = w.astype(np.float32)
+    else:
+        out["weight"] = np.ones(len(out), dtype=np.float32)
+    dup = out.duplicated(["src", "dst"]).to_numpy()
+    if dup.any():
+        k = int(dup.argmax())
+        raise DataError(f"duplicate edge ({out['src'].iat[k]!r}, {out['dst'].iat[k]!r})",
+                        file=path, line=int(lines[k]))
+    return out
+
+
+def _pairs(value: object, path: Path, line: int, field: str, lo: float, hi: float,
+           item_index: pd.Index) -> list[tuple[str, float]]:
+    if not isinstance(value, list):
+        raise DataError("must be a list of [item_id, rating] pairs", file=path, line=line,
+                        field=field)
+    out = []
+    for k, pair in enumerate(value):
+        where = f"{field}[{k}]"
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise DataError("must be an [item_id, rating] pair", file=path, line=line, field=where)
+        item, rating = pair
+        if not isinstance(item, str | int) or isinstance(item, bool) or str(item) == "":
+            raise DataError(f"item id must be a non-empty string, got {item!r}", file=path,
+                            line=line, field=where)
+        item = str(item)
+        if isinstance(rating, bool) or not isinstance(rating, int | float) or not math.isfinite(
+                rating):
+            raise DataError(f"rating must be a finite number, got {rating!r}", file=path,
+                            line=line, field=where)
+        if not lo <= rating <= hi:
+            raise DataError(f"rating {rating:g} outside the scale [{lo:g}, {hi:g}]", file=path,
+                            line=line, field=where)
+        if item not in item_index:
+            raise DataError(f"item {item!r} has no row in items.csv", file=path, line=line,
+                            field=where)
+        out.append((item, float(rating)))
+    return out
+
+
+def _read_tasks(path: Path, spec: DatasetSpec, user_index: pd.Index,
+                item_index: pd.Index) -> list[Task]:
+    if not path.is_file():
+        raise DataError("task file not found", file=path)
+    lo, hi = spec.rating_scale
+    tasks = []
+    with path.open(encoding="utf-8") as fh:
+        for line_no, text in enumerate(fh, start=1):
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"invalid JSON: {exc.msg}", file=path, line=line_no) from None
+            if not isinstance(obj, dict):
+                raise DataError("each line must be a JSON object", file=path, line=line_no)
+            for key in ("user_id", "support", "query"):
+                if key not in obj:
+                    raise DataError("required key is missing", file=path, line=line_no,
+                                    field=key)
+            uid = obj["user_id"]
+            if not isinstance(uid, str | int) or isinstance(uid, bool) or str(uid) == "":
+                raise DataError(f"user id must be a non-empty string, got {uid!r}", file=path,
+                                line=line_no, field="user_id")
+            uid = str(uid)
+            if uid not in user_index:
+                raise DataError(f"user {uid!r} has no row in users.csv", file=path,
+                                line=line_no, field="user_id")
+            support = _pairs(obj["support"], path, line_no, "support", lo, hi, item_index)
+            query = _pairs(obj["query"], path, line_no, "query", lo, hi, item_index)
+            if not query:
+                raise DataError("the query set is empty", file=path, line=line_no, field="query")
+            both = {i for i, _ in support} & {i for i, _ in query}
+            if both:
+                raise DataError(f"item(s) {sorted(both)[:3]} in both support and query",
+                                file=path, line=line_no, field="query")
+            tasks.append(Task(uid, support, query))
+    return tasks
+
+
+def write_dataset(dataset: Dataset, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write ``dataset`` as a dataset folder at ``out``, atomically.
+
+    Every file goes into a temporary folder beside ``out``; the folder is renamed into place
+    only when complete, so a crash leaves either the old folder or the new one.
+    """
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise DataError("output folder exists and is not empty (use overwrite)", file=out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        spec = dataset.spec
+        (tmp / "dataset.json").write_text(json.dumps(spec.to_json(), indent=2) + "\n",
+                                          encoding="utf-8")
+        train = dataset.train
+        cols = [USER_ID, ITEM_ID, RATING] + ([TIMESTAMP] if TIMESTAMP in train else [])
+        frame = train[cols].copy()
+        frame[RATING] = frame[RATING].astype(np.float64)
+        frame.to_csv(tmp / spec.train, index=False, float_format="%g")
+        for table, df in ((spec.users, dataset.users), (spec.items, dataset.items)):
+            df = df[list(table.columns)].copy()
+            df.index.name = table.id
+            df.to_csv(tmp / table.file, float_format="%.10g")
+        for rel in spec.relations:
+            rdf = dataset.relations[rel.type]
+            cols_out = {"src": rel.src_column, "dst": rel.dst_column}
+            if rel.weight:
+                cols_out["weight"] = rel.weight
+            rdf[list(cols_out)].rename(columns=cols_out).to_csv(tmp / rel.file, index=False,
+                                                                 float_format="%g")
+        for scenario, fname in spec.tasks.items():
+            target = tmp / fname
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("w", encoding="utf-8") as fh:
+                for task in dataset.tasks.get(scenario, []):
+                    fh.write(json.dumps(task.to_json()) + "\n")
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

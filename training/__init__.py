@@ -1,0 +1,1 @@
+"""Training and evaluation entry points, and the ``graph-meta`` command line."""
