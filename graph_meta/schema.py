@@ -89,7 +89,7 @@ class TableSpec:
 
 @dataclass(frozen=True)
 class RelationSpec:
-    """An extra relation file: rows ``src_column,dst_column[,weight]`` become ``(src, type, dst)``."""
+    """A relation file: rows ``src_column,dst_column[,weight]`` become ``(src, type, dst)``."""
 
     type: str
     file: str
@@ -391,13 +391,3 @@ class GraphSchema:
         if et not in self.edge_types:
             raise SchemaError(f"unknown edge type {et}; known: {[str(e) for e in self.edge_types]}")
         return et
-
-    def edges_of(self, node_type: str) -> list[tuple[EdgeType, str]]:
-        """Edge types touching ``node_type`` with the direction (``"out"`` or ``"in"``)."""
-        out = []
-        for et in self.edge_types:
-            if et.src == node_type:
-                out.append((et, "out"))
-            if et.dst == node_type and not (et.src == node_type):
-                out.append((et, "in"))
-        return out
