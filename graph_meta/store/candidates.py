@@ -1,0 +1,239 @@
+"""Graph queries for candidates: which items to consider for a user, and why.
+
+Both stores produce the same *path rows* and share :func:`combine`, so their answers are
+identical. With ``R`` the user's rated items (from the store and/or given pairs) and
+``t`` the like threshold, the seeds ``S`` are the ``max_seeds`` items of ``R`` with the
+highest rating (ties by id) among those rated ``>= t`` (all of ``R`` if none is). Rows:
+
+* ``collaborative``: seed ``s`` <- user ``v`` -> item ``j``: ``v`` is one of the ``co_users``
+  other users who rated ``s`` highest (``>= t``; ties by id), ``j`` one of the
+  ``items_per_user`` items ``v`` rated highest (``>= t``; not in ``R``);
+* ``category``: seed ``s`` -> category ``c`` <- item ``j``: the ``per_category`` most rated
+  items of ``c`` (at least one rating; not in ``R``; ties by id);
+* ``cross_category``: ``s`` -> ``c`` -[CO_ENGAGED]-> ``c'`` <- ``j``: the ``cross_top``
+  strongest links of ``c`` to categories outside the seeds' own, then the ``per_category``
+  most rated items of ``c'``; the row's value is the link weight;
+* ``cold_item``: items with no rating yet in ``c`` (value 1) or ``c'`` (the link weight),
+  the first ``cold_per_category`` by id: new products get exposure;
+* ``popular``: with no rated item at all, the ``k`` most rated items.
+
+A candidate's score sums ``weight[kind] * value`` over its rows (rows in sorted order, so
+the float sum is the same everywhere); its reason is the kind contributing most, its path
+the first row of that kind. At least ``cold_share * k`` slots go to cold items when any
+exist.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from graph_meta.schema import CATEGORY, ITEM, USER
+from graph_meta.store.base import Candidate
+
+if TYPE_CHECKING:
+    from graph_meta.store.embedded import EmbeddedGraphStore
+
+KINDS = ("collaborative", "category", "cross_category", "cold_item", "popular")
+Path = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class CandidateConfig:
+    """Fan-out limits and weights of the candidate query (see the module docstring)."""
+
+    like_threshold: float | None = None
+    max_seeds: int = 10
+    co_users: int = 20
+    items_per_user: int = 20
+    per_category: int = 30
+    cross_top: int = 3
+    cold_per_category: int = 10
+    cold_share: float = 0.1
+    w_collaborative: float = 0.05
+    w_category: float = 0.2
+    w_cross_category: float = 0.2
+    w_cold_item: float = 0.2
+    w_popular: float = 1.0
+
+    def threshold(self, rating_scale: tuple[float, float]) -> float:
+        if self.like_threshold is not None:
+            return self.like_threshold
+        lo, hi = rating_scale
+        return lo + 0.75 * (hi - lo)
+
+    def weight(self, kind: str) -> float:
+        return float(getattr(self, f"w_{kind}"))
+
+
+@dataclass(frozen=True)
+class PathRow:
+    """One path from a seed to a candidate item."""
+
+    kind: str
+    item_id: str
+    path: Path
+    value: float
+
+
+def select_seeds(rated: dict[str, float], threshold: float, max_seeds: int) -> list[str]:
+    """The seeds: highest-rated items (ties by id), liked ones only when there are any."""
+    ordered = sorted(rated.items(), key=lambda kv: (-kv[1], kv[0]))
+    liked = [i for i, r in ordered if r >= threshold]
+    return (liked or [i for i, _ in ordered])[:max_seeds]
+
+
+def combine(rows: Iterable[PathRow], k: int, config: CandidateConfig) -> list[Candidate]:
+    """Merge path rows into at most ``k`` scored, explained candidates."""
+    by_item: dict[str, list[PathRow]] = {}
+    for row in sorted(set(rows), key=lambda r: (KINDS.index(r.kind), r.path, r.value)):
+        by_item.setdefault(row.item_id, []).append(row)
+    scored: list[Candidate] = []
+    cold: set[str] = set()
+    for item, item_rows in by_item.items():
+        contrib: dict[str, float] = {}
+        for row in item_rows:
+            contrib[row.kind] = contrib.get(row.kind, 0.0) + config.weight(row.kind) * row.value
+        score = round(math.fsum(contrib.values()), 9)
+        reason = max(contrib, key=lambda kind: (round(contrib[kind], 9), -KINDS.index(kind)))
+        path = next(r.path for r in item_rows if r.kind == reason)
+        scored.append(Candidate(item, score, reason, path))
+        if any(r.kind == "cold_item" for r in item_rows):
+            cold.add(item)
+    scored.sort(key=lambda c: (-c.score, c.item_id))
+    top = scored[:k]
+    quota = min(math.ceil(config.cold_share * k), len(cold)) if k > 0 else 0
+    missing = quota - sum(c.item_id in cold for c in top)
+    if missing > 0:
+        extra = [c for c in scored[k:] if c.item_id in cold][:missing]
+        warm = [c for c in top if c.item_id not in cold]
+        drop = {c.item_id for c in warm[len(warm) - len(extra):]}
+        top = [c for c in top if c.item_id not in drop] + extra
+        top.sort(key=lambda c: (-c.score, c.item_id))
+    return top
+
+
+def _top_per_group(frame: pd.DataFrame, group: str, order: list[str], ascending: list[bool],
+                   limit: int) -> pd.DataFrame:
+    frame = frame.sort_values([group, *order], ascending=[True, *ascending], kind="stable")
+    return frame.groupby(group, sort=False).head(limit)
+
+
+def embedded_candidates(
+    store: EmbeddedGraphStore,
+    *,
+    user_id: str | None = None,
+    rated: Sequence[tuple[str, float]] | None = None,
+    k: int = 50,
+    config: CandidateConfig | None = None,
+) -> list[Candidate]:
+    """The candidate query on the embedded store (numpy over its CSR indexes)."""
+    config = config or CandidateConfig()
+    rated_map, threshold = _rated_map(store, user_id, rated, config)
+    rated_set = set(rated_map)
+    item_ids = np.asarray(store._nodes[ITEM].ids, dtype=object)
+    user_ids = np.asarray(store._nodes[USER].ids, dtype=object)
+    rated_csr_out = store.csr(store.schema.rated, "out")
+    rated_csr_in = store.csr(store.schema.rated, "in")
+    ratings = store._edges[store.schema.rated].props["rating"].view
+    popularity = np.diff(rated_csr_in.indptr)
+    popularity = np.concatenate([popularity, np.zeros(len(item_ids) - len(popularity), np.int64)])
+    if not rated_map:
+        order = np.lexsort((item_ids.astype(str), -popularity))[:k]
+        rows = [PathRow("popular", str(item_ids[j]), ((ITEM, str(item_ids[j])),),
+                        float(popularity[j])) for j in order]
+        return combine(rows, k, config)
+    seeds = select_seeds(rated_map, threshold, config.max_seeds)
+    seed_idx = store.node_index(ITEM, seeds)
+    rows: list[PathRow] = []
+
+    # collaborative: seed <- co-rater -> item
+    pos, users, eid = rated_csr_in.gather(seed_idx)
+    frame = pd.DataFrame({"seed": pos, "user": user_ids[users].astype(str), "u": users,
+                          "r": ratings[eid]})
+    frame = frame[(frame["r"] >= threshold) & (frame["user"] != (user_id or ""))]
+    frame = _top_per_group(frame, "seed", ["r", "user"], [False, True], config.co_users)
+    if len(frame):
+        co = frame.drop_duplicates("u")
+        upos, items, eid2 = rated_csr_out.gather(co["u"].to_numpy())
+        liked = pd.DataFrame({"u": co["u"].to_numpy()[upos],
+                              "item": item_ids[items].astype(str), "r": ratings[eid2]})
+        liked = liked[(liked["r"] >= threshold) & ~liked["item"].isin(rated_set)]
+        liked = _top_per_group(liked, "u", ["r", "item"], [False, True], config.items_per_user)
+        paths = frame.merge(liked[["u", "item"]], on="u")
+        for s, v, j in zip(paths["seed"], paths["user"], paths["item"], strict=True):
+            rows.append(PathRow("collaborative", j,
+                                ((ITEM, seeds[s]), (USER, v), (ITEM, j)), 1.0))
+
+    # categories of the seeds, their CO_ENGAGED neighbors, and items in both
+    has_cat = [a.edge_type for a in store.schema.attribute_edges
+               if a.owner == ITEM and a.edge_type.dst == CATEGORY]
+    cat_ids = np.asarray(store._nodes[CATEGORY].ids, dtype=object) if has_cat else None
+    for et in has_cat:
+        cat_out = store.csr(et, "out")
+        cat_in = store.csr(et, "in")
+        spos, cats, _ = cat_out.gather(seed_idx)
+        seed_cats = pd.DataFrame({"seed": spos, "c": cats,
+                                  "cat": cat_ids[cats].astype(str)}).drop_duplicates()
+        own = set(seed_cats["cat"])
+        links = pd.DataFrame(columns=["c", "c2", "cat2", "w"])
+        co_type = store.schema.co_engaged
+        if co_type is not None and len(seed_cats):
+            ucats = np.unique(seed_cats["c"].to_numpy())
+            co_csr = store.csr(co_type, "out")
+            weights = store._edges[co_type].props["weight"].view
+            lpos, c2, leid = co_csr.gather(ucats)
+            links = pd.DataFrame({"c": ucats[lpos], "c2": c2, "cat2": cat_ids[c2].astype(str),
+                                  "w": weights[leid].astype(np.float64)})
+            links = links[~links["cat2"].isin(own)]
+            links = _top_per_group(links, "c", ["w", "cat2"], [False, True], config.cross_top)
+        all_cats = np.unique(np.concatenate([seed_cats["c"].to_numpy(np.int64),
+                                             links["c2"].to_numpy(np.int64)]))
+        cpos, members, _ = cat_in.gather(all_cats)
+        mem = pd.DataFrame({"c": all_cats[cpos], "item": item_ids[members].astype(str),
+                            "pop": popularity[members]})
+        mem = mem[~mem["item"].isin(rated_set)]
+        warm = _top_per_group(mem[mem["pop"] > 0], "c", ["pop", "item"], [False, True],
+                              config.per_category)
+        cold = _top_per_group(mem[mem["pop"] == 0], "c", ["item"], [True],
+                              config.cold_per_category)
+        warm_by = warm.groupby("c")["item"].apply(list).to_dict()
+        cold_by = cold.groupby("c")["item"].apply(list).to_dict()
+        for s, c, cat in seed_cats.itertuples(index=False, name=None):
+            head = ((ITEM, seeds[s]), (CATEGORY, cat))
+            for j in warm_by.get(c, []):
+                rows.append(PathRow("category", j, (*head, (ITEM, j)), 1.0))
+            for j in cold_by.get(c, []):
+                rows.append(PathRow("cold_item", j, (*head, (ITEM, j)), 1.0))
+            for c2, cat2, w in links.loc[links["c"] == c, ["c2", "cat2", "w"]].itertuples(
+                    index=False, name=None):
+                via = (*head, (CATEGORY, cat2))
+                for j in warm_by.get(c2, []):
+                    rows.append(PathRow("cross_category", j, (*via, (ITEM, j)), float(w)))
+                for j in cold_by.get(c2, []):
+                    rows.append(PathRow("cold_item", j, (*via, (ITEM, j)), float(w)))
+    return combine(rows, k, config)
+
+
+def _rated_map(store, user_id: str | None, rated: Sequence[tuple[str, float]] | None,
+               config: CandidateConfig) -> tuple[dict[str, float], float]:
+    """The user's rated items (store history overridden by given pairs) and the threshold."""
+    lo, hi = store.spec.rating_scale
+    out: dict[str, float] = {}
+    if user_id is not None:
+        if not store.has_node(USER, user_id):
+            raise KeyError(f"unknown user {user_id!r}")
+        for _, item, r in store.neighbors(USER, [user_id], store.schema.rated, "out"):
+            out[item] = float(r)
+    for item, r in rated or ():
+        if not store.has_node(ITEM, item):
+            raise KeyError(f"unknown item {item!r}")
+        if not (isinstance(r, int | float) and math.isfinite(r) and lo <= r <= hi):
+            raise ValueError(f"rating {r!r} for item {item!r} is outside [{lo:g}, {hi:g}]")
+        out[str(item)] = float(r)
+    return out, config.threshold(store.spec.rating_scale)

@@ -1,0 +1,442 @@
+"""The Neo4j graph store: the same graph and the same answers as the embedded store, over Bolt.
+
+Labels are the schema's node types and relationship types its edge types; every node has a
+unique ``id`` string (a uniqueness constraint per label). Writes are batched
+``UNWIND $rows ... MERGE`` statements in managed write transactions, which the driver retries
+on transient errors, so an ingest can be rerun at any point and ends with exact counts.
+Cypher text is built only from names that :class:`~graph_meta.schema.GraphSchema` accepts
+(and backtick-quoted); every value travels as a parameter.
+
+Credentials come from arguments or ``NEO4J_URI``, ``NEO4J_USER``, ``NEO4J_PASSWORD``; the
+password is never logged or included in an error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from graph_meta.errors import GraphMetaError
+from graph_meta.graph.build import EdgeBatch, NodeBatch
+from graph_meta.schema import CATEGORY, ITEM, USER, DatasetSpec, EdgeType, GraphSchema
+from graph_meta.store.base import (
+    Candidate,
+    Direction,
+    GraphCounts,
+    GraphStore,
+    edge_weight_property,
+)
+from graph_meta.store.candidates import CandidateConfig, PathRow, combine, select_seeds
+
+log = logging.getLogger("graph_meta.neo4j")
+
+META_LABEL = "GraphMetaDataset"
+DEFAULT_BATCH = 5000
+
+
+def _q(name: str) -> str:
+    """Backtick-quote a schema-checked identifier."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class Neo4jGraphStore(GraphStore):
+    """A dataset's heterogeneous graph in a Neo4j 5 database.
+
+    Args:
+        uri, user, password: Bolt address and credentials (default: the ``NEO4J_*``
+            environment variables).
+        spec: the dataset's spec; when omitted, the spec stored in the database by an earlier
+            ingest is used.
+        database: the Neo4j database name.
+        batch_size: rows per write transaction.
+    """
+
+    def __init__(
+        self,
+        spec: DatasetSpec | None = None,
+        *,
+        uri: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        database: str = "neo4j",
+        batch_size: int = DEFAULT_BATCH,
+    ) -> None:
+        import neo4j
+
+        uri = uri or os.environ.get("NEO4J_URI")
+        user = user or os.environ.get("NEO4J_USER", "neo4j")
+        password = password if password is not None else os.environ.get("NEO4J_PASSWORD")
+        if not uri:
+            raise GraphMetaError("no Neo4j URI: pass --neo4j-uri or set NEO4J_URI")
+        if password is None:
+            raise GraphMetaError("no Neo4j password: set NEO4J_PASSWORD")
+        self.uri = uri
+        self.database = database
+        self.batch_size = batch_size
+        self._driver = neo4j.GraphDatabase.driver(uri, auth=(user, password))
+        try:
+            self._driver.verify_connectivity()
+        except neo4j.exceptions.AuthError:
+            self._driver.close()
+            raise GraphMetaError(f"Neo4j at {uri} refused the credentials of user "
+                                 f"{user!r}") from None
+        except neo4j.exceptions.ServiceUnavailable as exc:
+            self._driver.close()
+            raise GraphMetaError(f"Neo4j at {uri} is unreachable: {exc}") from None
+        stored = self._stored_spec()
+        if spec is None:
+            if stored is None:
+                raise GraphMetaError(f"the Neo4j database at {uri} holds no graph-meta dataset;"
+                                     " run `graph-meta ingest DATASET --store neo4j` first")
+            spec = stored
+        elif stored is not None and stored.name != spec.name:
+            raise GraphMetaError(
+                f"the Neo4j database at {uri} holds dataset {stored.name!r}, not {spec.name!r};"
+                " clear it first (Neo4jGraphStore.wipe, or graph-meta ingest --wipe)")
+        self.spec = spec
+        self.schema = GraphSchema.from_spec(spec)
+        self._ensure_schema()
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def _read(self, query: str, **params: Any) -> list[Any]:
+        records, _, _ = self._driver.execute_query(query, params, database_=self.database,
+                                                   routing_="r")
+        return records
+
+    def _write(self, query: str, **params: Any) -> list[Any]:
+        records, _, _ = self._driver.execute_query(query, params, database_=self.database)
+        return records
+
+    def _write_batches(self, query: str, rows: list[dict[str, Any]]) -> int:
+        total = 0
+        with self._driver.session(database=self.database) as session:
+            for start in range(0, len(rows), self.batch_size):
+                chunk = rows[start : start + self.batch_size]
+
+                def work(tx, chunk=chunk):
+                    return tx.run(query, rows=chunk).single()[0]
+
+                total += session.execute_write(work)
+        return total
+
+    def _stored_spec(self) -> DatasetSpec | None:
+        rec = self._read(f"MATCH (m:{META_LABEL} {{key: 'dataset'}}) RETURN m.spec AS spec")
+        if not rec:
+            return None
+        return DatasetSpec.from_json(json.loads(rec[0]["spec"]), source=f"{self.uri} (stored)")
+
+    def _ensure_schema(self) -> None:
+        self._write(f"CREATE CONSTRAINT gm_meta_key IF NOT EXISTS FOR (m:{META_LABEL}) "
+                    "REQUIRE m.key IS UNIQUE")
+        for label in self.schema.node_types:
+            name = f"gm_{label.lower()}_id"
+            self._write(f"CREATE CONSTRAINT {_q(name)} IF NOT EXISTS "
+                        f"FOR (n:{_q(label)}) REQUIRE n.id IS UNIQUE")
+        self._write(f"MERGE (m:{META_LABEL} {{key: 'dataset'}}) SET m.spec = $spec, "
+                    "m.name = $name", spec=json.dumps(self.spec.to_json()), name=self.spec.name)
+        self._write("CALL db.awaitIndexes(300)")
+
+    @staticmethod
+    def wipe(*, uri: str | None = None, user: str | None = None, password: str | None = None,
+             database: str = "neo4j") -> None:
+        """Delete every node, relationship and graph-meta constraint of a database."""
+        import neo4j
+
+        uri = uri or os.environ.get("NEO4J_URI")
+        user = user or os.environ.get("NEO4J_USER", "neo4j")
+        password = password if password is not None else os.environ.get("NEO4J_PASSWORD")
+        if not uri or password is None:
+            raise GraphMetaError("set NEO4J_URI and NEO4J_PASSWORD")
+        with neo4j.GraphDatabase.driver(uri, auth=(user, password)) as driver:
+            while True:
+                records, _, _ = driver.execute_query(
+                    "MATCH (n) WITH n LIMIT 20000 DETACH DELETE n RETURN count(*) AS c",
+                    database_=database)
+                if records[0]["c"] == 0:
+                    break
+            records, _, _ = driver.execute_query("SHOW CONSTRAINTS YIELD name",
+                                                 database_=database)
+            for r in records:
+                if r["name"].startswith("gm_"):
+                    driver.execute_query(f"DROP CONSTRAINT {_q(r['name'])} IF EXISTS",
+                                         database_=database)
+
+    def close(self) -> None:
+        self._driver.close()
+
+    # --- writing -------------------------------------------------------------------------
+
+    def upsert_nodes(self, batch: NodeBatch) -> None:
+        label = _q(self.schema.check_label(batch.node_type))
+        names = list(batch.properties)
+        columns = [batch.properties[n] for n in names]
+        rows = [{"id": str(i), "p": {n: _clean(col[k]) for n, col in zip(names, columns,
+                                                                          strict=True)}}
+                for k, i in enumerate(batch.ids)]
+        self._write_batches(
+            f"UNWIND $rows AS row MERGE (n:{label} {{id: row.id}}) SET n += row.p "
+            "RETURN count(*)", rows)
+
+    def upsert_edges(self, batch: EdgeBatch) -> None:
+        et = self.schema.check_edge(batch.edge_type)
+        if len(batch) == 0:
+            return
+        src = np.asarray(batch.src, dtype=object).astype(str)
+        dst = np.asarray(batch.dst, dtype=object).astype(str)
+        key = pd.DataFrame({"s": src, "d": dst})
+        keep = ~key.duplicated(keep="last").to_numpy()
+        names = list(batch.properties)
+        columns = [np.asarray(batch.properties[n])[keep] for n in names]
+        src, dst = src[keep], dst[keep]
+        rows = [{"s": s, "d": d, "p": {n: _clean(c[k]) for n, c in zip(names, columns,
+                                                                         strict=True)}}
+                for k, (s, d) in enumerate(zip(src, dst, strict=True))]
+        query = (f"UNWIND $rows AS row MATCH (a:{_q(et.src)} {{id: row.s}}) "
+                 f"MATCH (b:{_q(et.dst)} {{id: row.d}}) "
+                 f"MERGE (a)-[r:{_q(et.rel)}]->(b) SET r += row.p RETURN count(r)")
+        written = self._write_batches(query, rows)
+        if written != len(rows):
+            missing = self._missing_ends(et, src, dst)
+            raise KeyError(f"{et}: unknown id(s) {missing[:3]}")
+
+    def _missing_ends(self, et: EdgeType, src: np.ndarray, dst: np.ndarray) -> list[str]:
+        out = []
+        for label, ids in ((et.src, src), (et.dst, dst)):
+            uniq = sorted(set(ids.tolist()))
+            rec = self._read(f"UNWIND $ids AS id OPTIONAL MATCH (n:{_q(label)} {{id: id}}) "
+                             "WITH id, n WHERE n IS NULL RETURN id", ids=uniq)
+            out += [f"{label} {r['id']!r}" for r in rec]
+        return out
+
+    def clear_edges(self, edge_type: EdgeType) -> None:
+        et = self.schema.check_edge(edge_type)
+        while True:
+            rec = self._write(f"MATCH (:{_q(et.src)})-[r:{_q(et.rel)}]->(:{_q(et.dst)}) "
+                              "WITH r LIMIT 20000 DELETE r RETURN count(*) AS c")
+            if rec[0]["c"] == 0:
+                return
+
+    # --- reading -------------------------------------------------------------------------
+
+    def counts(self) -> GraphCounts:
+        nodes = {nt: self._read(f"MATCH (n:{_q(nt)}) RETURN count(n) AS c")[0]["c"]
+                 for nt in self.schema.node_types}
+        edges = {et: self._read(f"MATCH (:{_q(et.src)})-[r:{_q(et.rel)}]->(:{_q(et.dst)}) "
+                                "RETURN count(r) AS c")[0]["c"]
+                 for et in self.schema.edge_types}
+        return GraphCounts(nodes, edges)
+
+    def has_node(self, node_type: str, node_id: str) -> bool:
+        label = _q(self.schema.check_label(node_type))
+        return bool(self._read(f"MATCH (n:{label} {{id: $id}}) RETURN count(n) AS c",
+                               id=str(node_id))[0]["c"])
+
+    def node_ids(self, node_type: str) -> np.ndarray:
+        label = _q(self.schema.check_label(node_type))
+        rec = self._read(f"MATCH (n:{label}) RETURN n.id AS id")
+        return np.sort(np.asarray([r["id"] for r in rec], dtype=object))
+
+    def node_frame(self, node_type: str) -> pd.DataFrame:
+        label = _q(self.schema.check_label(node_type))
+        table = self.spec.users if node_type == USER else self.spec.items
+        rec = self._read(f"MATCH (n:{label}) RETURN n.id AS id, properties(n) AS p")
+        ids = [r["id"] for r in rec]
+        frame = pd.DataFrame(index=pd.Index(ids, dtype=object, name="id"))
+        for col, cspec in table.columns.items():
+            values = [r["p"].get(col) for r in rec]
+            if cspec.type == "numeric":
+                frame[col] = np.asarray([np.nan if v is None else v for v in values],
+                                        dtype=np.float64)
+            else:
+                frame[col] = pd.Series(["" if v is None else str(v) for v in values],
+                                       index=frame.index, dtype=object)
+        return frame.sort_index()
+
+    def iter_edges(self, edge_type: EdgeType, batch_size: int = 100_000) -> Iterator[EdgeBatch]:
+        et = self.schema.check_edge(edge_type)
+        props = _edge_properties(et)
+        ret = ", ".join(f"r.{_q(p)} AS {_q(p)}" for p in props)
+        query = (f"MATCH (a:{_q(et.src)})-[r:{_q(et.rel)}]->(b:{_q(et.dst)}) "
+                 f"RETURN a.id AS s, b.id AS d" + (f", {ret}" if ret else ""))
+        with self._driver.session(database=self.database, fetch_size=10_000) as session:
+            result = session.run(query)
+            chunk: list[Any] = []
+            for record in result:
+                chunk.append(record.values())
+                if len(chunk) >= batch_size:
+                    yield _edge_chunk(et, props, chunk)
+                    chunk = []
+            if chunk:
+                yield _edge_chunk(et, props, chunk)
+
+    def neighbors(
+        self,
+        node_type: str,
+        ids: Sequence[str],
+        edge_type: EdgeType,
+        direction: Direction,
+        limit: int | None = None,
+    ) -> list[tuple[str, str, float | None]]:
+        et = self.schema.check_edge(edge_type)
+        here, there = (et.src, et.dst) if direction == "out" else (et.dst, et.src)
+        if node_type != here:
+            raise ValueError(f"{et} does not start at {node_type} in direction {direction!r}")
+        arrow = (f"-[r:{_q(et.rel)}]->" if direction == "out" else f"<-[r:{_q(et.rel)}]-")
+        wprop = edge_weight_property(et)
+        weight = f"toFloat(r.{_q(wprop)})" if wprop else "0.0"
+        query = (f"UNWIND $ids AS id MATCH (n:{_q(here)} {{id: id}}){arrow}(m:{_q(there)}) "
+                 f"WITH n.id AS a, m.id AS b, {weight} AS w ORDER BY a, w DESC, b "
+                 "WITH a, collect([b, w]) AS nb "
+                 "UNWIND (CASE WHEN $limit IS NULL THEN nb ELSE nb[..$limit] END) AS x "
+                 "RETURN a, x[0] AS b, x[1] AS w")
+        rec = self._read(query, ids=[str(i) for i in ids], limit=limit)
+        out = [(r["a"], r["b"], (r["w"] if wprop else None)) for r in rec]
+        out.sort(key=lambda t: (t[0], -(t[2] or 0.0), t[1]))
+        return out
+
+    # --- candidates ----------------------------------------------------------------------
+
+    def candidates(
+        self,
+        *,
+        user_id: str | None = None,
+        rated: Sequence[tuple[str, float]] | None = None,
+        k: int = 50,
+        config: CandidateConfig | None = None,
+    ) -> list[Candidate]:
+        config = config or CandidateConfig()
+        lo, hi = self.spec.rating_scale
+        threshold = config.threshold(self.spec.rating_scale)
+        rated_map: dict[str, float] = {}
+        if user_id is not None:
+            rec = self._read("MATCH (u:User {id: $id}) "
+                             "OPTIONAL MATCH (u)-[r:RATED]->(i:Item) "
+                             "RETURN count(u) AS n, collect([i.id, r.rating]) AS rs",
+                             id=str(user_id))
+            if not rec or rec[0]["n"] == 0:
+                raise KeyError(f"unknown user {user_id!r}")
+            rated_map = {i: float(r) for i, r in rec[0]["rs"] if i is not None}
+        if rated:
+            given = [str(i) for i, _ in rated]
+            found = {r["id"] for r in self._read(
+                "UNWIND $ids AS id MATCH (i:Item {id: id}) RETURN i.id AS id", ids=given)}
+            for item, r in rated:
+                if str(item) not in found:
+                    raise KeyError(f"unknown item {item!r}")
+                if not (isinstance(r, int | float) and math.isfinite(r) and lo <= r <= hi):
+                    raise ValueError(f"rating {r!r} for item {item!r} is outside "
+                                     f"[{lo:g}, {hi:g}]")
+                rated_map[str(item)] = float(r)
+        if not rated_map:
+            rec = self._read("MATCH (i:Item) WITH i, COUNT { (i)<-[:RATED]-() } AS pop "
+                             "ORDER BY pop DESC, i.id LIMIT $k RETURN i.id AS id, pop", k=k)
+            return combine([PathRow("popular", r["id"], ((ITEM, r["id"]),), float(r["pop"]))
+                            for r in rec], k, config)
+        seeds = select_seeds(rated_map, threshold, config.max_seeds)
+        params = dict(seeds=seeds, rated=list(rated_map), t=threshold, me=user_id or "",
+                      co_users=config.co_users, items_per_user=config.items_per_user)
+        rows: list[PathRow] = []
+        rec = self._read(
+            "UNWIND range(0, size($seeds) - 1) AS si "
+            "MATCH (s:Item {id: $seeds[si]})<-[r:RATED]-(v:User) "
+            "WHERE r.rating >= $t AND v.id <> $me "
+            "WITH si, v ORDER BY si, r.rating DESC, v.id "
+            "WITH si, collect(v)[..$co_users] AS vs UNWIND vs AS v "
+            "CALL (v) { MATCH (v)-[r2:RATED]->(j:Item) "
+            "  WHERE r2.rating >= $t AND NOT j.id IN $rated "
+            "  WITH j ORDER BY r2.rating DESC, j.id LIMIT $items_per_user RETURN j.id AS j } "
+            "RETURN si, v.id AS v, j", **params)
+        for r in rec:
+            rows.append(PathRow("collaborative", r["j"],
+                                ((ITEM, seeds[r["si"]]), (USER, r["v"]), (ITEM, r["j"])), 1.0))
+        for attr in self.schema.attribute_edges:
+            if attr.owner != ITEM or attr.edge_type.dst != CATEGORY:
+                continue
+            rows += self._category_rows(attr.edge_type.rel, seeds, list(rated_map), config)
+        return combine(rows, k, config)
+
+    def _category_rows(self, has_rel: str, seeds: list[str], rated: list[str],
+                       config: CandidateConfig) -> list[PathRow]:
+        rel = _q(self.schema.check_edge((ITEM, has_rel, CATEGORY)).rel)
+        links = (
+            "OPTIONAL MATCH (c)-[l:CO_ENGAGED]->(c2:Category) WHERE NOT c2 IN cats "
+            "  WITH c2, toFloat(l.weight) AS w ORDER BY w DESC, c2.id LIMIT $cross_top "
+            "  RETURN collect([c2.id, w]) AS links"
+            if self.schema.co_engaged is not None else "RETURN [] AS links")
+        rec = self._read(
+            "UNWIND range(0, size($seeds) - 1) AS si "
+            f"MATCH (s:Item {{id: $seeds[si]}})-[:{rel}]->(c:Category) "
+            "WITH collect([si, c.id]) AS pairs, collect(DISTINCT c) AS cats "
+            "UNWIND cats AS c "
+            "CALL (c, cats) { " + links + " } "
+            "RETURN pairs, collect([c.id, [x IN links WHERE x[0] IS NOT NULL]]) AS cl",
+            seeds=seeds, cross_top=config.cross_top)
+        if not rec:
+            return []
+        pairs = rec[0]["pairs"]
+        links = {c: [(c2, float(w)) for c2, w in lk] for c, lk in rec[0]["cl"]}
+        all_cats = sorted({c for _, c in pairs} | {c2 for lk in links.values() for c2, _ in lk})
+        members = self._read(
+            "UNWIND $cats AS cid MATCH (c:Category {id: cid}) "
+            "CALL (c) { MATCH (c)<-[:" + rel + "]-(j:Item) WHERE NOT j.id IN $rated "
+            "  WITH j, COUNT { (j)<-[:RATED]-() } AS pop "
+            "  WITH j, pop ORDER BY pop DESC, j.id "
+            "  WITH collect([j.id, pop]) AS js "
+            "  RETURN [x IN js WHERE x[1] > 0][..$per_category] AS warm, "
+            "         [x IN js WHERE x[1] = 0 | x[0]] AS cold } "
+            "RETURN cid, [x IN warm | x[0]] AS warm, cold",
+            cats=all_cats, rated=rated, per_category=config.per_category)
+        warm_by = {r["cid"]: r["warm"] for r in members}
+        cold_by = {r["cid"]: sorted(r["cold"])[: config.cold_per_category] for r in members}
+        rows = []
+        for si, c in pairs:
+            head = ((ITEM, seeds[si]), (CATEGORY, c))
+            rows += [PathRow("category", j, (*head, (ITEM, j)), 1.0) for j in warm_by.get(c, [])]
+            rows += [PathRow("cold_item", j, (*head, (ITEM, j)), 1.0) for j in cold_by.get(c, [])]
+            for c2, w in links.get(c, []):
+                via = (*head, (CATEGORY, c2))
+                rows += [PathRow("cross_category", j, (*via, (ITEM, j)), w)
+                         for j in warm_by.get(c2, [])]
+                rows += [PathRow("cold_item", j, (*via, (ITEM, j)), w)
+                         for j in cold_by.get(c2, [])]
+        return rows
+
+
+def _edge_properties(et: EdgeType) -> list[str]:
+    if et.rel == "RATED":
+        return ["rating", "timestamp"]
+    if et.rel == "CO_ENGAGED":
+        return ["weight", "users"]
+    if edge_weight_property(et) == "weight":
+        return ["weight"]
+    return []
+
+
+_PROP_DTYPES = {"rating": np.float32, "timestamp": np.int64, "weight": np.float32,
+                "users": np.int64}
+
+
+def _edge_chunk(et: EdgeType, props: list[str], rows: list[list[Any]]) -> EdgeBatch:
+    cols = list(zip(*rows, strict=True))
+    out = {}
+    for k, p in enumerate(props):
+        values = [0 if v is None else v for v in cols[2 + k]]
+        out[p] = np.asarray(values, dtype=_PROP_DTYPES[p])
+    return EdgeBatch(et, np.asarray(cols[0], dtype=object), np.asarray(cols[1], dtype=object),
+                     out)
