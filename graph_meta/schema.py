@@ -17,6 +17,7 @@ accept.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -174,9 +175,10 @@ class DatasetSpec:
             not isinstance(scale, list | tuple)
             or len(scale) != 2
             or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in scale)
+            or not all(math.isfinite(v) for v in scale)
             or scale[0] > scale[1]
         ):
-            raise fail("must be [low, high] numbers with low <= high", "rating_scale")
+            raise fail("must be [low, high] finite numbers with low <= high", "rating_scale")
         train = raw["train"]
         if not isinstance(train, str) or not train:
             raise fail("must be a file name", "train")
@@ -211,6 +213,10 @@ class DatasetSpec:
                                      "weight"})
             if extra:
                 raise fail(f"unknown key(s) {extra}", f"{where}.{extra[0]}")
+            for key in ("src_column", "dst_column", "weight"):
+                if key in r and not (key == "weight" and r[key] is None) and (
+                        not isinstance(r[key], str) or not r[key]):
+                    raise fail("must be a non-empty column name", f"{where}.{key}")
             relations.append(
                 RelationSpec(
                     type=r["type"], file=r["file"], src=r["src"], dst=r["dst"],

@@ -1,4 +1,4 @@
-"""Data ingestion: dataset folders (read, validate, write), importers and the cold-start splitter."""
+"""Data ingestion: dataset folders, importers, the cold-start splitter, synthetic catalogs."""
 
 from loaders.folder import read_dataset, write_dataset
 

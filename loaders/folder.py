@@ -149,6 +149,56 @@ def _check_columns(path: Path, header: list[str], required: Iterable[str],
                         f"(optional {list(optional)})", file=path, line=1, field=unknown[0])
 
 
+def _record_lines(path: Path, n_records: int) -> np.ndarray:
+    """The 1-based line (header = line 1) on which each of the ``n_records`` data records of
+    the CSV file at ``path`` starts, as ``pd.read_csv(skip_blank_lines=True)`` counts records.
+
+    When the file has exactly one physical line per record (the usual case, checked by
+    counting newlines) this is ``2, 3, ...``; otherwise (blank lines, quoted line breaks)
+    the file is scanned with the csv module.
+    """
+    newlines, last = 0, b"\n"
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 24):
+            newlines += block.count(b"\n")
+            last = block[-1:]
+    physical = newlines + (last != b"\n")
+    if physical == n_records + 1:
+        return np.arange(2, n_records + 2)
+    starts: list[int] = []
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        next(reader, None)
+        start = reader.line_num + 1
+        for row in reader:
+            if row and not (len(row) == 1 and not row[0].strip()):
+                starts.append(start)
+            start = reader.line_num + 1
+    if len(starts) != n_records:  # the two parsers disagree: keep the approximation
+        return np.arange(2, n_records + 2)
+    return np.asarray(starts, dtype=np.int64)
+
+
+def _read_csv(path: Path, **kw) -> pd.DataFrame:
+    """``pd.read_csv`` whose parse errors are DataErrors naming the line of the bad record."""
+    try:
+        return pd.read_csv(path, keep_default_na=False, na_filter=False,
+                           skip_blank_lines=True, engine="c", **kw)
+    except pd.errors.EmptyDataError:
+        raise DataError("empty file (no header)", file=path, line=1) from None
+    except pd.errors.ParserError as exc:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            width = len(next(reader, []))
+            start = reader.line_num + 1
+            for row in reader:
+                if len(row) > width:
+                    raise DataError(f"expected {width} fields, found {len(row)}", file=path,
+                                    line=start) from None
+                start = reader.line_num + 1
+        raise DataError(f"malformed CSV: {exc}", file=path) from exc
+
+
 def _read_train(path: Path, spec: DatasetSpec, user_index: pd.Index, item_index: pd.Index,
                 strict: bool, warnings: list[str]) -> pd.DataFrame:
     if not path.is_file():
@@ -159,12 +209,8 @@ def _read_train(path: Path, spec: DatasetSpec, user_index: pd.Index, item_index:
     dtypes: dict[str, object] = {USER_ID: str, ITEM_ID: str, RATING: str}
     if TIMESTAMP in header:
         dtypes[TIMESTAMP] = str
-    try:
-        raw = pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_filter=False,
-                          skip_blank_lines=True, engine="c")
-    except pd.errors.ParserError as exc:
-        raise DataError(f"malformed CSV: {exc}", file=path) from exc
-    lines = np.arange(2, len(raw) + 2)
+    raw = _read_csv(path, dtype=dtypes)
+    lines = _record_lines(path, len(raw))
     for col in (USER_ID, ITEM_ID):
         empty = (raw[col].str.len() == 0).to_numpy()
         if empty.any():
@@ -202,6 +248,7 @@ def _read_train(path: Path, spec: DatasetSpec, user_index: pd.Index, item_index:
         rows = rows[order]
         starts = np.flatnonzero(np.r_[True, key[rows][1:] != key[rows][:-1]])
         groups = np.split(rows, starts[1:])
+        groups.sort(key=lambda g: int(g[1]))  # the first problem is the earliest repeat
         described = [
             f"({users.iat[g[0]]!r}, {items.iat[g[0]]!r}) on lines "
             + " and ".join(str(int(lines[r])) for r in g)
@@ -232,11 +279,11 @@ def _read_train(path: Path, spec: DatasetSpec, user_index: pd.Index, item_index:
 def _read_relation(path: Path, rel, user_index: pd.Index, item_index: pd.Index) -> pd.DataFrame:
     if not path.is_file():
         raise DataError("relation file not found", file=path)
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    raw = _read_csv(path, dtype=str)
     header = list(raw.columns)
     _check_columns(path, header, [rel.src_column, rel.dst_column],
                    [rel.weight] if rel.weight else [])
-    lines = np.arange(2, len(raw) + 2)
+    lines = _record_lines(path, len(raw))
     out = pd.DataFrame({"src": raw[rel.src_column].astype(object),
                         "dst": raw[rel.dst_column].astype(object)})
     for end, col, node in (("src", rel.src_column, rel.src), ("dst", rel.dst_column, rel.dst)):

@@ -1,0 +1,814 @@
+"""Import a user's own interactions and catalog (CSV or Parquet) into a dataset folder.
+
+:func:`import_interactions` reads an interactions file (one row per user-item event), an
+items file (one row per item, with a category column) and optionally a users file, types
+every side-information column, splits the interactions with
+:func:`loaders.split.split_cold_start` into training ratings and cold-start tasks, and writes
+the folder with :func:`loaders.folder.write_dataset` (atomically). :func:`interactions_dataset`
+does the same without writing.
+
+Conventions:
+
+* The file format follows the extension: ``.csv``/``.txt`` (comma), ``.tsv`` (tab), optionally
+  compressed (``.gz``, ``.bz2``, ``.xz``), or ``.parquet``/``.pq``. CSV cells are read as
+  text, so ids such as ``007`` stay as written; Parquet keeps its dtypes.
+* Ids become strings; surrounding blanks are stripped. In the output the id columns are
+  always ``user_id`` and ``item_id``.
+* Explicit feedback (``rating_col`` given): the rating scale is ``rating_scale`` or else the
+  observed ``[min, max]``. Implicit feedback (``rating_col=None``): every interaction is a
+  positive with rating ``1``, ``dataset.json`` says ``"implicit": true`` and the rating scale
+  is ``[0, 1]`` (0 being the label of a sampled negative).
+* Duplicate ``(user, item)`` rows: the latest is kept (largest timestamp when a timestamp
+  column is given, else the last row) and the rest are counted in ``stats``.
+* The category column becomes a node type ``Category`` (``multi`` with ``category_sep``, else
+  ``categorical``); ``node_columns`` turns other user/item columns into node types.
+* Column types (``categorical``, ``multi``, ``numeric``, ``text``) are taken from
+  ``item_columns``/``user_columns`` or inferred by :func:`infer_column_type`.
+* Errors are :class:`graph_meta.DataError` naming the file, the line (CSV; the header is
+  line 1) or row (Parquet) and the field.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import logging
+import lzma
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+
+from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset
+from graph_meta.errors import DataError
+from graph_meta.schema import CATEGORY, COLUMN_TYPES, ITEM, USER, DatasetSpec
+from loaders.folder import write_dataset
+
+log = logging.getLogger(__name__)
+
+csv.field_size_limit(1 << 26)
+
+#: Defaults of the cold-start split, the same as :func:`loaders.split.split_cold_start`.
+SPLIT_DEFAULTS: dict[str, Any] = {
+    "new_user_fraction": 0.2,
+    "new_item_fraction": 0.2,
+    "warm_task_fraction": 0.1,
+    "query_size": 10,
+    "min_support": 3,
+    "max_support": 90,
+}
+
+_PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+_COMPRESSION = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+_LABEL_RE = re.compile(r"^[A-Z][A-Za-z0-9_]{0,62}$")
+_MULTI_SEPS = ("|", ";", ",", "/", "\t")
+
+# Inference thresholds (see infer_column_type).
+TEXT_MIN_MEAN_LENGTH = 50
+CATEGORICAL_MAX_DISTINCT = 10
+CATEGORICAL_MAX_DISTINCT_RATIO = 0.5
+MULTI_MIN_FRACTION = 0.2
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading tables with exact error locations
+
+
+class _Table:
+    """A CSV or Parquet file read into a frame, able to say where row ``k`` is in the file."""
+
+    def __init__(self, path: str | Path, what: str, encoding: str = "utf-8") -> None:
+        self.path = Path(path)
+        self.what = what
+        self.encoding = encoding
+        if not self.path.is_file():
+            raise DataError(f"{what} file not found", file=self.path)
+        name = self.path.name.lower()
+        suffixes = [s for s in self.path.suffixes if s.lower() not in _COMPRESSION]
+        last = suffixes[-1].lower() if suffixes else ""
+        self.opener = _COMPRESSION.get(self.path.suffix.lower())
+        if name.endswith(_PARQUET_SUFFIXES):
+            self.kind = "parquet"
+            self.sep = ""
+        elif last in (".csv", ".txt", ".tsv"):
+            self.kind = "csv"
+            self.sep = "\t" if last == ".tsv" else ","
+        else:
+            raise DataError(
+                f"unsupported file type {''.join(self.path.suffixes) or '(none)'}; use .csv, "
+                ".tsv or .txt (optionally .gz/.bz2/.xz compressed) or .parquet",
+                file=self.path)
+        self.frame = self._read()
+        self.columns = [str(c) for c in self.frame.columns]
+        self.frame.columns = self.columns
+        if len(set(self.columns)) != len(self.columns):
+            dup = sorted({c for c in self.columns if self.columns.count(c) > 1})
+            raise self.fail(f"duplicate column name(s) {dup}", field=dup[0])
+
+    def _read(self) -> pd.DataFrame:
+        if self.kind == "parquet":
+            try:
+                return pd.read_parquet(self.path)
+            except Exception as exc:  # pyarrow raises several unrelated types
+                raise DataError(f"cannot read Parquet: {exc}", file=self.path) from exc
+        try:
+            return pd.read_csv(self.path, sep=self.sep, dtype=str, keep_default_na=False,
+                               na_filter=False, skip_blank_lines=True, encoding=self.encoding,
+                               engine="c")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"not {self.encoding} text ({exc.reason} at byte {exc.start}); "
+                            "pass the file's encoding", file=self.path) from exc
+        except pd.errors.EmptyDataError:
+            raise DataError("empty file (no header)", file=self.path, line=1) from None
+        except pd.errors.ParserError as exc:
+            raise self._malformed(exc) from exc
+
+    def _malformed(self, exc: Exception) -> DataError:
+        """The first row whose field count differs from the header's, else pandas' message."""
+        with self._open() as fh:
+            reader = csv.reader(fh, delimiter=self.sep)
+            width = None
+            prev = 0
+            try:
+                for fields in reader:
+                    start = prev + 1
+                    prev = reader.line_num
+                    if not fields or (len(fields) == 1 and not fields[0].strip()):
+                        continue
+                    if width is None:
+                        width = len(fields)
+                    elif len(fields) > width:
+                        return DataError(f"expected {width} fields (as in the header), found "
+                                         f"{len(fields)}", file=self.path, line=start)
+            except csv.Error as err:
+                return DataError(f"malformed CSV: {err}", file=self.path, line=reader.line_num)
+        return DataError(f"malformed {self.what} file: {exc}", file=self.path)
+
+    def fail(self, message: str, row: int | None = None, field: str | None = None) -> DataError:
+        """A DataError at data row ``row`` (0-based position in the frame) and ``field``."""
+        if row is None:
+            line = 1 if self.kind == "csv" and field is not None else None
+            return DataError(message, file=self.path, line=line, field=field)
+        if self.kind == "csv":
+            return DataError(message, file=self.path, line=self._line_of(row), field=field)
+        return DataError(f"row {row + 1}: {message}", file=self.path, field=field)
+
+    def require(self, column: str, option: str, hint: str = "") -> None:
+        """Raise naming the existing columns if ``column`` is absent."""
+        if column not in self.columns:
+            raise self.fail(
+                f"no column {column!r} (set by {option}); the {self.what} file has columns "
+                f"{self.columns}{hint}", field=column)
+
+    def _open(self) -> IO[str]:
+        if self.opener is not None:
+            return self.opener(self.path, "rt", encoding=self.encoding, newline="")
+        return self.path.open(encoding=self.encoding, newline="")
+
+    def _line_of(self, row: int) -> int | None:
+        """Physical line where data row ``row`` starts (header = line 1), as pandas counted."""
+        with self._open() as fh:
+            reader = csv.reader(fh, delimiter=self.sep)
+            seen_header = False
+            k = -1
+            prev = 0
+            for fields in reader:
+                start = prev + 1
+                prev = reader.line_num
+                if not fields or (len(fields) == 1 and not fields[0].strip()):
+                    continue
+                if not seen_header:
+                    seen_header = True
+                    continue
+                k += 1
+                if k == row:
+                    return start
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Column helpers
+
+
+def _is_list_column(s: pd.Series) -> bool:
+    if s.dtype != object:
+        return False
+    first = s.dropna()
+    return bool(len(first)) and isinstance(first.iloc[0], list | tuple | np.ndarray)
+
+
+def _strings(s: pd.Series) -> pd.Series:
+    """Column as stripped strings, missing as ``""``; integral floats without ``.0``."""
+    missing = s.isna().to_numpy()
+    if pd.api.types.is_float_dtype(s):
+        finite = s.dropna()
+        if len(finite) and np.isfinite(finite).all() and (finite == np.round(finite)).all():
+            s = s.astype("Int64")
+    if not pd.api.types.is_string_dtype(s) or s.dtype == object:
+        s = s.astype(object).astype(str)
+    out = s.str.strip()
+    if missing.any():
+        out = out.where(~missing, "")
+    return out
+
+
+def _ids(table: _Table, column: str) -> pd.Series:
+    s = table.frame[column]
+    if _is_list_column(s):
+        raise table.fail("an id column cannot hold lists", row=0, field=column)
+    ids = _strings(s)
+    empty = (ids.str.len() == 0).to_numpy()
+    if empty.any():
+        raise table.fail("empty id", row=int(empty.argmax()), field=column)
+    return ids.reset_index(drop=True)
+
+
+def _numbers(table: _Table, column: str, what: str = "number") -> np.ndarray:
+    """A numeric column as float64 (NaN where empty); non-numbers and infinities are errors."""
+    s = table.frame[column]
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return _epoch_seconds(s).astype(np.float64)
+    if pd.api.types.is_bool_dtype(s):
+        return s.astype(np.float64).to_numpy()
+    if pd.api.types.is_numeric_dtype(s):
+        values = s.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        text = _strings(s)
+        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+        bad = np.isnan(values) & (text.str.len() > 0).to_numpy()
+        if bad.any():
+            k = int(bad.argmax())
+            raise table.fail(f"not a {what}: {text.iat[k]!r}", row=k, field=column)
+    inf = np.isinf(values)
+    if inf.any():
+        k = int(inf.argmax())
+        raise table.fail(f"infinite value {values[k]}", row=k, field=column)
+    return values
+
+
+def _epoch_seconds(s: pd.Series) -> np.ndarray:
+    if getattr(s.dt, "tz", None) is None:
+        s = s.dt.tz_localize("UTC")
+    delta = (s - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    return delta.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _timestamps(table: _Table, column: str) -> np.ndarray:
+    """Integer seconds: numbers as they are, dates and date-times as Unix time (UTC)."""
+    s = table.frame[column]
+    if pd.api.types.is_datetime64_any_dtype(s):
+        values = _epoch_seconds(s)
+    elif pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        values = s.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        text = _strings(s)
+        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, copy=True)
+        other = np.isnan(values) & (text.str.len() > 0).to_numpy()
+        if other.any():
+            dates = pd.to_datetime(text[other], utc=True, errors="coerce", format="mixed")
+            values[other] = _epoch_seconds(dates)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        k = int(bad.argmax())
+        raise table.fail(f"timestamp is neither a number nor a date: "
+                         f"{_strings(s).iat[k]!r}", row=k, field=column)
+    return np.floor(values).astype(np.int64)
+
+
+def _normalize_multi(text: pd.Series, sep: str) -> pd.Series:
+    def norm(v: str) -> str:
+        parts = [p.strip() for p in v.split(sep)]
+        return sep.join(dict.fromkeys(p for p in parts if p))
+
+    return text.map(norm).astype(object)
+
+
+def _join_lists(s: pd.Series, sep: str | None = None) -> tuple[pd.Series, str]:
+    """A Parquet list column as ``sep``-joined strings; by default with the first separator
+    of ``|``, ``;``, ``,``, ``/``, tab that occurs in no value."""
+    lists = [[] if not isinstance(v, list | tuple | np.ndarray) else
+             [str(x).strip() for x in v if x is not None] for v in s]
+    tokens = {t for vals in lists for t in vals}
+    candidates = (sep,) if sep is not None else _MULTI_SEPS
+    found = next((c for c in candidates if not any(c in t for t in tokens)), None)
+    if found is None:
+        raise TypeError(f"every separator of {list(candidates)} occurs in the values")
+    return pd.Series([found.join(dict.fromkeys(t for t in v if t)) for v in lists],
+                     index=s.index, dtype=object), found
+
+
+def infer_column_type(values: pd.Series) -> tuple[str, str | None]:
+    """Infer ``(type, sep)`` of a side-information column.
+
+    * Parquet list columns -> ``multi`` (joined with a separator that occurs in no value);
+    * numbers (a numeric/datetime dtype, or text cells that all parse as numbers without
+      leading zeros such as zip codes ``02134``) -> ``numeric``;
+    * booleans -> ``categorical``;
+    * text whose mean length is over 50 characters -> ``text``;
+    * text where at least 20 % of the cells hold ``|`` -> ``multi`` with ``sep="|"``;
+    * at most ``max(10, 0.5 * non-empty cells)`` distinct values -> ``categorical``;
+    * otherwise (mostly distinct short strings: names, titles) -> ``text``.
+    """
+    if _is_list_column(values):
+        return "multi", _join_lists(values)[1]
+    if pd.api.types.is_bool_dtype(values):
+        return "categorical", None
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+        return "numeric", None
+    text = _strings(values)
+    text = text[text.str.len() > 0]
+    n = len(text)
+    if n == 0:
+        return "categorical", None
+    numbers = pd.to_numeric(text, errors="coerce")
+    if numbers.notna().all() and np.isfinite(numbers.to_numpy(dtype=np.float64)).all() \
+            and not text.str.match(r"^[+-]?0\d").any():
+        return "numeric", None
+    if text.str.len().mean() > TEXT_MIN_MEAN_LENGTH:
+        return "text", None
+    if text.str.contains("|", regex=False).mean() >= MULTI_MIN_FRACTION:
+        return "multi", "|"
+    distinct = text.nunique()
+    if distinct <= max(CATEGORICAL_MAX_DISTINCT, CATEGORICAL_MAX_DISTINCT_RATIO * n):
+        return "categorical", None
+    return "text", None
+
+
+def _column_values(table: _Table, column: str, ctype: str, sep: str | None,
+                   ) -> tuple[pd.Series, str | None]:
+    """The column's values in the form ``write_dataset`` expects, and the final ``sep``."""
+    s = table.frame[column]
+    if _is_list_column(s):
+        if ctype != "multi":
+            raise table.fail(f"a list column can only be 'multi', not {ctype!r}", field=column)
+        try:
+            joined, sep = _join_lists(s.reset_index(drop=True), sep)
+        except TypeError as exc:
+            raise table.fail(str(exc), field=column) from None
+        return joined, sep
+    if ctype == "numeric":
+        return pd.Series(_numbers(table, column), dtype=np.float64), None
+    text = _strings(s).reset_index(drop=True)
+    if ctype == "multi":
+        sep = sep or "|"
+        return _normalize_multi(text, sep), sep
+    return text.astype(object), None
+
+
+def _check_label(label: Any, option: str) -> str:
+    if not isinstance(label, str) or not _LABEL_RE.match(label) or label in (USER, ITEM):
+        raise DataError(f"node type {label!r} must match [A-Z][A-Za-z0-9_]* and not be "
+                        f"{USER!r} or {ITEM!r}", field=option)
+    return label
+
+
+def _side_table(table: _Table, id_col: str, out_id: str, declared: Mapping[str, str] | None,
+                nodes: Mapping[str, str], declared_option: str,
+                forced: Mapping[str, tuple[str, str | None]] | None = None,
+                ) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
+    """Typed users/items frame indexed by id, and its ``columns`` of ``dataset.json``."""
+    forced = dict(forced or {})
+    ids = _ids(table, id_col)
+    dup = ids.duplicated().to_numpy()
+    if dup.any():
+        k = int(dup.argmax())
+        first = int(np.flatnonzero((ids == ids.iat[k]).to_numpy())[0])
+        where = (f"line {table._line_of(first)}" if table.kind == "csv" else f"row {first + 1}")
+        raise table.fail(f"duplicate id {ids.iat[k]!r} (first on {where})", row=k, field=id_col)
+    if declared is None:
+        names = [c for c in table.columns if c != id_col]
+    else:
+        for c in declared:
+            table.require(c, declared_option)
+        names = [c for c in declared if c != id_col]
+        names += [c for c in (*forced, *nodes) if c not in names and c != id_col]
+    specs: dict[str, dict[str, Any]] = {}
+    frame = pd.DataFrame(index=pd.Index(ids.to_numpy(dtype=object), name=out_id, dtype=object))
+    for c in names:
+        if c in (USER_ID, ITEM_ID) and c != id_col:
+            raise table.fail(f"column {c!r} clashes with an id column of the dataset folder; "
+                             "rename it or leave it out", field=c)
+        node = nodes.get(c)
+        if c in forced:
+            ctype, sep = forced[c]
+        elif declared is not None and c in declared:
+            ctype = declared[c]
+            if ctype not in COLUMN_TYPES:
+                raise DataError(f"unknown column type {ctype!r}; known: {list(COLUMN_TYPES)}",
+                                field=f"{declared_option}[{c!r}]")
+            sep = infer_column_type(table.frame[c])[1] if ctype == "multi" else None
+        else:
+            ctype, sep = infer_column_type(table.frame[c])
+            if node is not None and ctype not in ("categorical", "multi"):
+                ctype, sep = "categorical", None
+        if node is not None and ctype not in ("categorical", "multi"):
+            raise DataError(f"column {c!r} is declared {ctype!r}; only categorical and multi "
+                            "columns can be node types", field=f"node_columns[{c!r}]")
+        values, sep = _column_values(table, c, ctype, sep)
+        frame[c] = values.to_numpy()
+        spec: dict[str, Any] = {"type": ctype}
+        if sep is not None:
+            spec["sep"] = sep
+        if node is not None:
+            spec["node"] = node
+        specs[c] = spec
+    return frame, specs
+
+
+# ---------------------------------------------------------------------------------------------
+# Assembling a dataset (shared with loaders.movielens)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple | set):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def dataset_from_frames(
+    name: str,
+    interactions: pd.DataFrame,
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    user_columns: Mapping[str, Mapping[str, Any]],
+    item_columns: Mapping[str, Mapping[str, Any]],
+    *,
+    rating_scale: tuple[float, float],
+    implicit: bool = False,
+    item_release: pd.Series | None = None,
+    stats: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    **split_options: Any,
+) -> Dataset:
+    """Split ``interactions`` into train and tasks and assemble a :class:`Dataset`.
+
+    Args:
+        name: dataset name for ``dataset.json``.
+        interactions: ``user_id``, ``item_id`` (str), ``rating`` (float) and optionally
+            ``timestamp`` (int64), one row per (user, item) pair.
+        users, items: side information indexed by id (str); every id of ``interactions``
+            must be in the index.
+        user_columns, item_columns: the ``columns`` objects of ``dataset.json``.
+        rating_scale: ``(low, high)``.
+        implicit: marks implicit feedback in ``dataset.json``.
+        item_release: per item id, a release time or year: the newest items become the cold
+            ones (see ``split_cold_start``).
+        stats: import counts, stored under ``stats`` with the split's report.
+        seed, split_options: passed to :func:`loaders.split.split_cold_start`
+            (``new_user_fraction``, ``new_item_fraction``, ``warm_task_fraction``,
+            ``query_size``, ``min_support``, ``max_support``).
+    """
+    from loaders.split import split_cold_start
+
+    unknown = sorted(set(split_options) - set(SPLIT_DEFAULTS))
+    if unknown:
+        raise TypeError(f"unknown split option(s) {unknown}; known: {sorted(SPLIT_DEFAULTS)}")
+    options = {**SPLIT_DEFAULTS, **split_options}
+    raw_spec = {
+        "name": name,
+        "rating_scale": [float(rating_scale[0]), float(rating_scale[1])],
+        "train": "train.csv",
+        "users": {"file": "users.csv", "id": USER_ID, "columns": dict(user_columns)},
+        "items": {"file": "items.csv", "id": ITEM_ID, "columns": dict(item_columns)},
+        "relations": [],
+        "implicit": implicit,
+    }
+    DatasetSpec.from_json(raw_spec, source="dataset.json")  # fail before the (slow) split
+    split = split_cold_start(interactions, item_release=item_release, seed=seed, **options)
+    train = split.train
+    cols = [USER_ID, ITEM_ID, RATING] + ([TIMESTAMP] if TIMESTAMP in train.columns else [])
+    train = pd.DataFrame({
+        USER_ID: train[USER_ID].astype(str).astype("category"),
+        ITEM_ID: train[ITEM_ID].astype(str).astype("category"),
+        RATING: train[RATING].to_numpy(dtype=np.float32),
+        **({TIMESTAMP: train[TIMESTAMP].to_numpy(dtype=np.int64)} if TIMESTAMP in cols else {}),
+    })
+    tasks = {s: list(t) for s, t in split.tasks.items()}
+    all_stats: dict[str, Any] = {
+        **dict(stats or {}),
+        **dict(split.report),
+        "users": len(users),
+        "items": len(items),
+        "train_interactions": len(train),
+        "train_users": int(train[USER_ID].nunique()),
+        "train_items": int(train[ITEM_ID].nunique()),
+        "new_users": len(split.new_users),
+        "new_items": len(split.new_items),
+        **{f"{s}_tasks": len(t) for s, t in tasks.items()},
+        "seed": seed,
+        **{k: v for k, v in options.items()},
+    }
+    raw_spec["tasks"] = {s: f"tasks/{s}.jsonl" for s in tasks}
+    raw_spec["stats"] = _jsonable(all_stats)
+    spec = DatasetSpec.from_json(raw_spec, source="dataset.json")
+    return Dataset(spec=spec, users=users, items=items, train=train, tasks=tasks)
+
+
+# ---------------------------------------------------------------------------------------------
+# The importer
+
+
+def _unknown_ids(table: _Table, ids: pd.Series, known: pd.Index, noun: str, field: str,
+                 other: Path, drop: bool) -> np.ndarray:
+    """Mask of rows whose id is unknown; raise at the first one unless ``drop``."""
+    unknown = ~ids.isin(known).to_numpy()
+    if unknown.any() and not drop:
+        k = int(unknown.argmax())
+        raise table.fail(
+            f"{noun} {ids.iat[k]!r} has no row in {other} ({int(unknown.sum())} interaction "
+            "row(s) have unknown ids; pass drop_unknown=True to drop them)", row=k, field=field)
+    return unknown
+
+
+def _release_times(table: _Table, column: str) -> np.ndarray:
+    """A release year/time per row as float (NaN where empty); date text becomes Unix time."""
+    s = table.frame[column]
+    if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_datetime64_any_dtype(s)):
+        text = _strings(s)
+        present = (text.str.len() > 0).to_numpy()
+        if pd.to_numeric(text[present], errors="coerce").isna().any():
+            dates = pd.to_datetime(text.where(present), utc=True, errors="coerce",
+                                   format="mixed")
+            bad = present & dates.isna().to_numpy()
+            if bad.any():
+                k = int(bad.argmax())
+                raise table.fail(f"neither a number nor a date: {text.iat[k]!r}", row=k,
+                                 field=column)
+            return _epoch_seconds(dates)
+    return _numbers(table, column, "number or date")
+
+
+def interactions_dataset(
+    interactions_path: str | Path,
+    items_path: str | Path,
+    *,
+    users_path: str | Path | None = None,
+    user_col: str = "user_id",
+    item_col: str = "item_id",
+    rating_col: str | None = "rating",
+    timestamp_col: str | None = None,
+    category_col: str | None = "category",
+    category_sep: str | None = None,
+    item_columns: Mapping[str, str] | None = None,
+    user_columns: Mapping[str, str] | None = None,
+    node_columns: Mapping[str, str] | None = None,
+    release_col: str | None = None,
+    rating_scale: tuple[float, float] | None = None,
+    drop_unknown: bool = False,
+    name: str = "dataset",
+    encoding: str = "utf-8",
+    seed: int = 0,
+    new_user_fraction: float = 0.2,
+    new_item_fraction: float = 0.2,
+    warm_task_fraction: float = 0.1,
+    query_size: int = 10,
+    min_support: int = 3,
+    max_support: int = 90,
+) -> Dataset:
+    """Read, type and split the files into a :class:`Dataset`; see :func:`import_interactions`."""
+    nodes = {str(c): _check_label(lbl, f"node_columns[{c!r}]")
+             for c, lbl in (node_columns or {}).items()}
+    if category_col is not None and category_col in nodes and nodes[category_col] != CATEGORY:
+        raise DataError(f"the category column is always node type {CATEGORY!r}",
+                        field=f"node_columns[{category_col!r}]")
+    if category_sep is not None and not category_sep:
+        raise DataError("must be a non-empty separator", field="category_sep")
+
+    inter = _Table(interactions_path, "interactions", encoding)
+    items_t = _Table(items_path, "items", encoding)
+    users_t = _Table(users_path, "users", encoding) if users_path is not None else None
+
+    inter.require(user_col, "user_col")
+    inter.require(item_col, "item_col")
+    if rating_col is not None:
+        inter.require(rating_col, "rating_col",
+                      "; pass rating_col=None (--implicit) for implicit feedback without ratings")
+    if timestamp_col is not None:
+        inter.require(timestamp_col, "timestamp_col")
+    items_t.require(item_col, "item_col")
+    if users_t is not None:
+        users_t.require(user_col, "user_col")
+    if category_col is not None:
+        items_t.require(category_col, "category_col",
+                        "; pass category_col=None if the items have no category")
+    if release_col is not None:
+        items_t.require(release_col, "release_col")
+    for c in nodes:
+        in_items = c in items_t.columns and c != item_col
+        in_users = users_t is not None and c in users_t.columns and c != user_col
+        if not (in_items or in_users):
+            where = f"items {items_t.columns}" + (
+                f" and users {users_t.columns}" if users_t is not None else "")
+            raise DataError(f"no column {c!r} in {where}", field=f"node_columns[{c!r}]")
+
+    # --- side information
+    item_nodes = {c: n for c, n in nodes.items() if c in items_t.columns}
+    forced: dict[str, tuple[str, str | None]] = {}
+    if category_col is not None:
+        item_nodes[category_col] = CATEGORY
+        declared = (item_columns or {}).get(category_col)
+        if category_sep is not None or declared == "multi":
+            forced[category_col] = ("multi", category_sep)
+        elif declared == "categorical":
+            forced[category_col] = ("categorical", None)
+        elif declared is not None:
+            raise DataError(f"the category column must be categorical or multi, not "
+                            f"{declared!r}", field=f"item_columns[{category_col!r}]")
+        else:
+            ctype, sep = infer_column_type(items_t.frame[category_col])
+            forced[category_col] = ("multi", sep) if ctype == "multi" else ("categorical", None)
+    items, item_specs = _side_table(items_t, item_col, ITEM_ID, item_columns, item_nodes,
+                                    "item_columns", forced)
+    if users_t is not None:
+        user_nodes = {c: n for c, n in nodes.items() if c in users_t.columns}
+        users, user_specs = _side_table(users_t, user_col, USER_ID, user_columns, user_nodes,
+                                        "user_columns")
+    else:
+        if user_columns:
+            raise DataError("user_columns needs a users file", field="user_columns")
+        users, user_specs = None, {}
+
+    # --- interactions
+    n_rows = len(inter.frame)
+    if n_rows == 0:
+        raise inter.fail("no interactions (the file has only a header)")
+    uids = _ids(inter, user_col)
+    iids = _ids(inter, item_col)
+    if rating_col is not None:
+        ratings = _numbers(inter, rating_col, "rating")
+        missing = np.isnan(ratings)
+        if missing.any():
+            k = int(missing.argmax())
+            raise inter.fail("empty rating", row=k, field=rating_col)
+    else:
+        ratings = np.ones(n_rows, dtype=np.float64)
+    ts = _timestamps(inter, timestamp_col) if timestamp_col is not None else None
+
+    keep = ~_unknown_ids(inter, iids, items.index, "item", item_col, items_t.path,
+                         drop_unknown)
+    dropped_items = int((~keep).sum())
+    dropped_users = 0
+    if users is not None:
+        assert users_t is not None
+        unknown_u = _unknown_ids(inter, uids, users.index, "user", user_col, users_t.path,
+                                 drop_unknown)
+        dropped_users = int((unknown_u & keep).sum())
+        keep &= ~unknown_u
+
+    if rating_col is not None:
+        if rating_scale is not None:
+            lo, hi = float(rating_scale[0]), float(rating_scale[1])
+            if not lo <= hi:
+                raise DataError(f"low {lo:g} > high {hi:g}", field="rating_scale")
+            outside = keep & ((ratings < lo) | (ratings > hi))
+            if outside.any():
+                k = int(outside.argmax())
+                raise inter.fail(f"rating {ratings[k]:g} outside the scale [{lo:g}, {hi:g}]",
+                                 row=k, field=rating_col)
+        else:
+            lo, hi = float(ratings[keep].min()), float(ratings[keep].max())
+        scale = (lo, hi)
+    else:
+        if rating_scale is not None and tuple(map(float, rating_scale)) != (0.0, 1.0):
+            raise DataError("implicit feedback (rating_col=None) has the scale [0, 1]",
+                            field="rating_scale")
+        scale = (0.0, 1.0)
+
+    frame = pd.DataFrame({USER_ID: uids.to_numpy(dtype=object),
+                          ITEM_ID: iids.to_numpy(dtype=object), RATING: ratings})
+    if ts is not None:
+        frame[TIMESTAMP] = ts
+    frame = frame[keep]
+    if not len(frame):
+        raise inter.fail("no interaction is left after dropping the unknown ids")
+    if ts is not None:
+        frame = frame.sort_values(TIMESTAMP, kind="stable")
+    dup = frame.duplicated([USER_ID, ITEM_ID], keep="last")
+    duplicates = int(dup.sum())
+    frame = frame[~dup.to_numpy()]
+    frame = frame.sort_index().reset_index(drop=True)
+    if users is None:
+        users = pd.DataFrame(index=pd.Index(sorted(frame[USER_ID].unique()), name=USER_ID,
+                                            dtype=object))
+    if duplicates:
+        log.warning("%s: %d duplicate (user, item) row(s); kept the %s of each", inter.path,
+                    duplicates, "latest" if ts is not None else "last")
+    if dropped_items or dropped_users:
+        log.warning("%s: dropped %d row(s) with unknown items and %d with unknown users",
+                    inter.path, dropped_items, dropped_users)
+
+    release = None
+    if release_col is not None:
+        times = _release_times(items_t, release_col)
+        # an item without a release time counts as old: it never becomes a cold item
+        oldest = np.nanmin(times) if np.isfinite(times).any() else 0.0
+        release = pd.Series(np.where(np.isnan(times), oldest, times), index=items.index,
+                            name=release_col)
+
+    stats = {
+        "source_interactions": str(inter.path.name),
+        "interaction_rows": n_rows,
+        "duplicates_dropped": duplicates,
+        "unknown_items_dropped": dropped_items,
+        "unknown_users_dropped": dropped_users,
+    }
+    return dataset_from_frames(
+        name, frame, users, items, user_specs, item_specs, rating_scale=scale,
+        implicit=rating_col is None, item_release=release, stats=stats, seed=seed,
+        new_user_fraction=new_user_fraction, new_item_fraction=new_item_fraction,
+        warm_task_fraction=warm_task_fraction, query_size=query_size, min_support=min_support,
+        max_support=max_support)
+
+
+def import_interactions(
+    interactions_path: str | Path,
+    items_path: str | Path,
+    out_dir: str | Path,
+    *,
+    users_path: str | Path | None = None,
+    user_col: str = "user_id",
+    item_col: str = "item_id",
+    rating_col: str | None = "rating",
+    timestamp_col: str | None = None,
+    category_col: str | None = "category",
+    category_sep: str | None = None,
+    item_columns: Mapping[str, str] | None = None,
+    user_columns: Mapping[str, str] | None = None,
+    node_columns: Mapping[str, str] | None = None,
+    release_col: str | None = None,
+    rating_scale: tuple[float, float] | None = None,
+    drop_unknown: bool = False,
+    name: str | None = None,
+    encoding: str = "utf-8",
+    seed: int = 0,
+    new_user_fraction: float = 0.2,
+    new_item_fraction: float = 0.2,
+    warm_task_fraction: float = 0.1,
+    query_size: int = 10,
+    min_support: int = 3,
+    max_support: int = 90,
+    overwrite: bool = False,
+) -> Path:
+    """Import interactions + items (+ users) files into the dataset folder ``out_dir``.
+
+    Args:
+        interactions_path: one row per interaction, with ``user_col``, ``item_col`` and
+            ``rating_col`` (and ``timestamp_col``); CSV/TSV (optionally compressed) or Parquet.
+        items_path: one row per item: ``item_col``, ``category_col`` and any other columns,
+            which all become item side information.
+        out_dir: dataset folder to write (atomically).
+        users_path: optional users file (``user_col`` + attributes). Without it
+            ``users.csv`` lists the ids of the interactions and has no attributes.
+        user_col, item_col: id columns (the same names in every file).
+        rating_col: rating column, or ``None`` for implicit feedback (every row a positive
+            with rating 1, ``"implicit": true``, rating scale ``[0, 1]``).
+        timestamp_col: optional; numbers are kept as integers, dates become Unix seconds.
+            Used to keep the latest of duplicate rows, and written to ``train.csv``.
+        category_col: item category column, node type ``Category``; ``None`` if there is none.
+        category_sep: separator of several categories in one cell (makes it ``multi``).
+        item_columns: ``{column: type}`` (categorical | multi | numeric | text): only these
+            item columns are kept (plus the category and node columns). ``None``: every
+            column, types inferred by :func:`infer_column_type`.
+        user_columns: the same for the users file.
+        node_columns: ``{column: NodeType}``, e.g. ``{"brand": "Brand"}``: a user or item
+            column whose distinct values become graph nodes.
+        release_col: optional item column with a release date or year: the newest items are
+            the cold ones. Without it the split chooses new items itself.
+        rating_scale: ``(low, high)``; inferred as the observed min/max when ``None``.
+        drop_unknown: drop (and count) interactions whose item (or user, with a users file)
+            has no row, instead of failing on the first.
+        name: dataset name; default: the name of ``out_dir``.
+        encoding: text encoding of CSV files.
+        seed, new_user_fraction, new_item_fraction, warm_task_fraction, query_size,
+            min_support, max_support: the cold-start split (:mod:`loaders.split`).
+        overwrite: replace an existing non-empty ``out_dir``.
+
+    Returns:
+        ``out_dir``. Counts (rows read, duplicates and unknown ids dropped, the split's
+        report) are in ``stats`` of ``dataset.json``.
+    """
+    out = Path(out_dir)
+    if out.exists() and out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise DataError("output folder exists and is not empty (use overwrite)", file=out)
+    dataset = interactions_dataset(
+        interactions_path, items_path, users_path=users_path, user_col=user_col,
+        item_col=item_col, rating_col=rating_col, timestamp_col=timestamp_col,
+        category_col=category_col, category_sep=category_sep, item_columns=item_columns,
+        user_columns=user_columns, node_columns=node_columns, release_col=release_col,
+        rating_scale=rating_scale, drop_unknown=drop_unknown,
+        name=name or out.resolve().name, encoding=encoding, seed=seed,
+        new_user_fraction=new_user_fraction, new_item_fraction=new_item_fraction,
+        warm_task_fraction=warm_task_fraction, query_size=query_size, min_support=min_support,
+        max_support=max_support)
+    return write_dataset(dataset, out, overwrite=overwrite)
+
