@@ -1,0 +1,218 @@
+"""One suite for both graph stores: ingest, upserts, neighborhoods, candidates, snapshots.
+
+Every test here runs against the embedded store and against a real Neo4j server (the
+``store`` fixture); the parity tests compare the two answers directly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from graph_meta.dataset import Dataset
+from graph_meta.graph.build import graph_records
+from graph_meta.schema import CATEGORY, ITEM, USER, EdgeType
+from graph_meta.store.embedded import EmbeddedGraphStore
+
+
+def expected_counts(dataset: Dataset) -> tuple[dict[str, int], dict[EdgeType, int]]:
+    records = graph_records(dataset)
+    return ({nt: len(b) for nt, b in records.nodes.items()},
+            {et: len(b) for et, b in records.edges.items()})
+
+
+def test_counts_match_the_dataset(store, catalog: Dataset) -> None:
+    nodes, edges = expected_counts(catalog)
+    counts = store.counts()
+    assert counts.nodes == nodes
+    assert counts.edges == edges
+    assert counts.nodes[USER] == len(catalog.users)
+    assert counts.nodes[ITEM] == len(catalog.items)
+    rated = counts.edges[EdgeType(USER, "RATED", ITEM)]
+    assert rated == len(catalog.train.drop_duplicates(["user_id", "item_id"]))
+    assert counts.edges[EdgeType(CATEGORY, "CO_ENGAGED", CATEGORY)] > 0
+
+
+def test_reingest_changes_nothing(store, catalog: Dataset) -> None:
+    before = store.counts()
+    store.ingest(catalog)
+    assert store.counts() == before
+
+
+def test_new_item_is_reachable_at_once(store, catalog: Dataset) -> None:
+    category = catalog.items["category"].iloc[0]
+    brand = "Brand-never-seen"
+    new = pd.DataFrame({"category": [category], "brand": [brand]},
+                       index=pd.Index(["new-item-1"]))
+    before = store.counts()
+    store.add_items(new)
+    after = store.counts()
+    assert after.nodes[ITEM] == before.nodes[ITEM] + 1
+    assert after.nodes["Brand"] == before.nodes["Brand"] + 1
+    hood = store.neighborhood(ITEM, "new-item-1", hops=1, fanout=None)
+    assert hood.nodes[CATEGORY] == {category}
+    assert hood.nodes["Brand"] == {brand}
+    members = store.neighbors(CATEGORY, [category], EdgeType(ITEM, "HAS_CATEGORY", CATEGORY),
+                              "in")
+    assert ("new-item-1" in {b for _, b, _ in members})
+    user = catalog.train["user_id"].iloc[0]
+    store.add_ratings([user], ["new-item-1"], [5.0])
+    assert store.counts().edges[store.schema.rated] == before.edges[store.schema.rated] + 1
+    store.add_ratings([user], ["new-item-1"], [4.0])
+    assert store.counts().edges[store.schema.rated] == before.edges[store.schema.rated] + 1
+    got = store.neighbors(USER, [user], store.schema.rated, "out")
+    assert (user, "new-item-1", 4.0) in got
+
+
+def test_upsert_rejects_unknown_ends_and_bad_ratings(store, catalog: Dataset) -> None:
+    with pytest.raises(KeyError):
+        store.add_ratings(["no-such-user"], [catalog.items.index[0]], [3.0])
+    with pytest.raises(ValueError, match="within"):
+        store.add_ratings([catalog.users.index[0]], [catalog.items.index[0]], [99.0])
+    with pytest.raises(ValueError, match="unknown"):
+        store.add_items(pd.DataFrame({"colour": ["red"]}, index=["x"]))
+
+
+def test_neighbors_are_ordered_and_limited(store, catalog: Dataset) -> None:
+    item = catalog.train["item_id"].value_counts().index[0]
+    got = store.neighbors(ITEM, [item], store.schema.rated, "in", limit=5)
+    assert len(got) == 5
+    ratings = [w for _, _, w in got]
+    assert ratings == sorted(ratings, reverse=True)
+    rows = catalog.train[catalog.train["item_id"] == item]
+    assert max(ratings) == rows["rating"].max()
+
+
+def test_snapshot_shapes_and_features(store, catalog: Dataset) -> None:
+    data = store.snapshot()
+    nodes, edges = expected_counts(catalog)
+    for nt, n in nodes.items():
+        assert data[nt].num_nodes == n
+    for et, n in edges.items():
+        assert data[tuple(et)].edge_index.shape == (2, n)
+        assert data[tuple(et.reverse())].edge_index.shape == (2, n)
+    rated = data[USER, "RATED", ITEM]
+    assert torch.equal(rated.edge_index.flip(0), data[ITEM, "rev_RATED", USER].edge_index)
+    assert rated.rating.min() >= 1 and rated.rating.max() <= 5
+    assert data[ITEM].x_cat.shape[0] == nodes[ITEM]
+    assert data[ITEM].x_text.shape == (nodes[ITEM], 256)
+    assert data.node_ids[ITEM] == sorted(data.node_ids[ITEM])
+
+
+def _snapshot_equal(a, b) -> None:
+    assert a.node_ids == b.node_ids
+    assert set(a.node_types) == set(b.node_types)
+    assert set(a.edge_types) == set(b.edge_types)
+    for nt in a.node_types:
+        for key, value in a[nt].items():
+            assert torch.equal(value, b[nt][key]) if torch.is_tensor(value) else value == b[nt][
+                key], (nt, key)
+    for et in a.edge_types:
+        for key, value in a[et].items():
+            assert torch.equal(value, b[et][key]), (et, key)
+
+
+@pytest.mark.neo4j
+def test_parity_embedded_and_neo4j(catalog: Dataset, neo4j_store_factory) -> None:
+    embedded = EmbeddedGraphStore.from_dataset(catalog)
+    neo = neo4j_store_factory(catalog.spec)
+    neo.ingest(catalog)
+    assert neo.counts() == embedded.counts()
+    users = list(catalog.train["user_id"].astype(str).unique()[:5])
+    items = list(catalog.items.index[:5])
+    for nt, ids in ((USER, users), (ITEM, items), (CATEGORY, sorted(
+            catalog.items["category"].unique())[:3])):
+        for node_id in ids:
+            for fanout in (None, 3, [5, 2]):
+                hops = 2 if not isinstance(fanout, list) else len(fanout)
+                assert (neo.neighborhood(nt, node_id, hops=hops, fanout=fanout)
+                        == embedded.neighborhood(nt, node_id, hops=hops, fanout=fanout)), (
+                    nt, node_id, fanout)
+    for user in users:
+        assert neo.candidates(user_id=user, k=30) == embedded.candidates(user_id=user, k=30)
+    rated = [(items[0], 5.0), (items[1], 4.0), (items[2], 2.0)]
+    assert neo.candidates(rated=rated, k=30) == embedded.candidates(rated=rated, k=30)
+    assert neo.candidates(rated=[], k=10) == embedded.candidates(rated=[], k=10)
+    _snapshot_equal(neo.snapshot(), embedded.snapshot())
+
+
+def test_candidates_paths_and_reasons(store, catalog: Dataset) -> None:
+    user = catalog.train["user_id"].value_counts().index[0]
+    rated_items = set(catalog.train.loc[catalog.train["user_id"] == user, "item_id"].astype(str))
+    cands = store.candidates(user_id=user, k=40)
+    assert 0 < len(cands) <= 40
+    assert not rated_items & {c.item_id for c in cands}
+    scores = [c.score for c in cands]
+    assert scores == sorted(scores, reverse=True)
+    for c in cands:
+        assert c.reason in {"collaborative", "category", "cross_category", "cold_item"}
+        assert c.path[0][0] == ITEM and c.path[0][1] in rated_items
+        assert c.path[-1] == (ITEM, c.item_id)
+        if c.reason == "collaborative":
+            assert c.path[1][0] == USER and c.path[1][1] != user
+        if c.reason == "cross_category":
+            assert [label for label, _ in c.path] == [ITEM, CATEGORY, CATEGORY, ITEM]
+    assert {"collaborative", "category"} <= {c.reason for c in cands}
+
+
+def test_cold_item_gets_exposure(store, catalog: Dataset) -> None:
+    category = catalog.items["category"].value_counts().index[0]
+    store.add_items(pd.DataFrame({"category": [category]}, index=["brand-new-product"]))
+    in_cat = catalog.items.index[catalog.items["category"] == category]
+    liked = catalog.train[catalog.train["item_id"].isin(in_cat)]["item_id"].astype(str)
+    rated = [(liked.iloc[0], 5.0)]
+    cands = store.candidates(rated=rated, k=20)
+    cold = [c for c in cands if c.item_id == "brand-new-product"]
+    assert cold and cold[0].reason == "cold_item"
+    assert cold[0].path[:2] == ((ITEM, liked.iloc[0]), (CATEGORY, category))
+
+
+def test_candidates_for_new_user_and_errors(store, catalog: Dataset) -> None:
+    popular = store.candidates(rated=[], k=5)
+    assert [c.reason for c in popular] == ["popular"] * 5
+    counts = catalog.train["item_id"].astype(str).value_counts()
+    assert popular[0].item_id in set(counts.index[counts == counts.max()])
+    with pytest.raises(KeyError):
+        store.candidates(rated=[("no-such-item", 4.0)])
+    with pytest.raises(ValueError):
+        store.candidates(rated=[(catalog.items.index[0], 7.0)])
+    with pytest.raises(KeyError):
+        store.candidates(user_id="no-such-user")
+
+
+def test_hostile_ids_are_data(store, catalog: Dataset) -> None:
+    hostile = ["it'em", 'q"uote', "back`tick", "{brace}", "x}) DETACH DELETE n //",
+               "'); MATCH (n) DETACH DELETE n; //", "$param", "\\n newline\n"]
+    category = catalog.items["category"].iloc[0]
+    before = store.counts()
+    store.add_items(pd.DataFrame({"category": [category] * len(hostile)}, index=hostile))
+    after = store.counts()
+    assert after.nodes[ITEM] == before.nodes[ITEM] + len(hostile)
+    assert after.nodes[USER] == before.nodes[USER]
+    for item in hostile:
+        assert store.has_node(ITEM, item)
+        hood = store.neighborhood(ITEM, item, hops=1, fanout=None)
+        assert hood.nodes[ITEM] == {item}
+    ids = set(store.node_ids(ITEM))
+    assert set(hostile) <= ids
+
+
+def test_csr_sampling_respects_fanout_and_exclusion(catalog: Dataset) -> None:
+    store = EmbeddedGraphStore.from_dataset(catalog)
+    csr = store.csr(store.schema.rated, "in")
+    rows = np.arange(csr.num_rows)
+    rng = np.random.default_rng(0)
+    excluded = np.zeros(len(csr.edge_ids), dtype=bool)
+    excluded[::3] = True
+    pos, nbr, eid = csr.sample(rows, 4, rng, excluded=excluded)
+    assert not excluded[eid].any()
+    per_row = np.bincount(pos, minlength=len(rows))
+    assert per_row.max() <= 4
+    degree = csr.degree(rows)
+    assert (per_row[degree == 0] == 0).all()
+    pairs = set(zip(pos.tolist(), nbr.tolist(), strict=True))
+    assert len(pairs) == len(pos)
+    found = csr.find(rows[pos], nbr)
+    assert (found == eid).all()
