@@ -154,7 +154,7 @@ def test_candidates_paths_and_reasons(store, catalog: Dataset) -> None:
             assert c.path[1][0] == USER and c.path[1][1] != user
         if c.reason == "cross_category":
             assert [label for label, _ in c.path] == [ITEM, CATEGORY, CATEGORY, ITEM]
-    assert {"collaborative", "category"} <= {c.reason for c in cands}
+    assert "collaborative" in {c.reason for c in cands}
 
 
 def test_cold_item_gets_exposure(store, catalog: Dataset) -> None:

@@ -164,12 +164,9 @@ class Neo4jGraphStore(GraphStore):
         if not uri or password is None:
             raise GraphMetaError("set NEO4J_URI and NEO4J_PASSWORD")
         with neo4j.GraphDatabase.driver(uri, auth=(user, password)) as driver:
-            while True:
-                records, _, _ = driver.execute_query(
-                    "MATCH (n) WITH n LIMIT 20000 DETACH DELETE n RETURN count(*) AS c",
-                    database_=database)
-                if records[0]["c"] == 0:
-                    break
+            with driver.session(database=database) as session:
+                session.run("MATCH (n) CALL (n) { DETACH DELETE n } "
+                            "IN TRANSACTIONS OF 1000 ROWS").consume()
             records, _, _ = driver.execute_query("SHOW CONSTRAINTS YIELD name",
                                                  database_=database)
             for r in records:
@@ -226,11 +223,9 @@ class Neo4jGraphStore(GraphStore):
 
     def clear_edges(self, edge_type: EdgeType) -> None:
         et = self.schema.check_edge(edge_type)
-        while True:
-            rec = self._write(f"MATCH (:{_q(et.src)})-[r:{_q(et.rel)}]->(:{_q(et.dst)}) "
-                              "WITH r LIMIT 20000 DELETE r RETURN count(*) AS c")
-            if rec[0]["c"] == 0:
-                return
+        with self._driver.session(database=self.database) as session:
+            session.run(f"MATCH (:{_q(et.src)})-[r:{_q(et.rel)}]->(:{_q(et.dst)}) "
+                        "CALL (r) { DELETE r } IN TRANSACTIONS OF 5000 ROWS").consume()
 
     # --- reading -------------------------------------------------------------------------
 

@@ -1,0 +1,673 @@
+"""A synthetic e-commerce catalog with a planted rating model, as a ready-to-write Dataset.
+
+:func:`generate_catalog` builds the data of the demo and of every test that must run without
+``../shared``: users, a two-level product tree, brands, ratings drawn from a known latent model,
+then :func:`loaders.split.split_cold_start` for the training ratings and the four cold-start
+task sets. The result is a :class:`graph_meta.dataset.Dataset` for
+:func:`loaders.folder.write_dataset`.
+
+What the dataset holds:
+
+* users: ``age_band`` (categorical) and ``region`` (categorical, node type ``Region``);
+* items: ``department`` (node ``Department``), ``category`` (node ``Category``), ``brand``
+  (node ``Brand``), ``price_band`` (categorical), ``price`` (numeric), ``title`` (text, e.g.
+  ``"Acme phone case 42"``) and ``release`` (numeric: release day, 0 = start of the catalog);
+* ``category_tree.csv``: ``(Category)-[PART_OF]->(Department)``;
+* ``train.csv`` with timestamps (Unix seconds) and ``tasks/<scenario>.jsonl``; the new items
+  are the newest releases.
+
+The planted model. Each user has a taste over the categories, a Dirichlet draw around a mean
+set by their ``age_band`` (named department preferences plus noise) and ``region``; the
+named cross-category affinities (:data:`AFFINITIES`: phones -> phone accessories, tents ->
+camping stoves, ...) couple the two categories of each pair, so a user who likes one likes the
+other. Which items a user rates: a category from their taste (with a little exploration), then
+an item of it by popularity (lognormal, correlated with quality). A rating is
+``3.45 + user bias + item quality + brand bias + taste term + low-rank term + N(0, noise)``,
+rounded and clipped to 1..5. A rating happens after the user joined and after the item's
+release, within two years of ratings.
+
+Everything is vectorized numpy (users are processed in blocks; duplicate (user, item) draws are
+redrawn until each user has their sampled number of distinct items) and deterministic by
+``seed``: 100 k users / 20 k items / 2 M ratings take seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset
+from graph_meta.schema import SCENARIOS, DatasetSpec
+from loaders.split import _check_arguments, split_cold_start
+
+log = logging.getLogger("graph_meta.synthetic")
+
+__all__ = ["AFFINITIES", "AGE_BANDS", "DEPARTMENTS", "REGIONS", "generate_catalog"]
+
+#: Departments, in order, with their categories: (name, product nouns, typical price).
+DEPARTMENTS: tuple[tuple[str, tuple[tuple[str, tuple[str, ...], float], ...]], ...] = (
+    ("Electronics", (
+        ("phones", ("smartphone", "phone"), 450.0),
+        ("laptops", ("laptop", "notebook"), 900.0),
+        ("cameras", ("camera", "mirrorless camera"), 600.0),
+        ("headphones", ("headphones", "earbuds"), 90.0),
+        ("printers", ("printer", "inkjet printer"), 180.0),
+        ("tvs", ("TV", "smart TV"), 700.0),
+        ("tablets", ("tablet",), 350.0),
+        ("game consoles", ("game console",), 400.0),
+    )),
+    ("Electronics Accessories", (
+        ("phone accessories", ("phone case", "screen protector", "phone charger"), 20.0),
+        ("laptop bags", ("laptop bag", "laptop sleeve"), 45.0),
+        ("memory cards", ("memory card", "SD card"), 25.0),
+        ("ink cartridges", ("ink cartridge", "toner cartridge"), 30.0),
+        ("cables", ("USB cable", "HDMI cable"), 12.0),
+        ("tv mounts", ("TV wall mount",), 60.0),
+        ("controllers", ("game controller", "gamepad"), 55.0),
+        ("power banks", ("power bank",), 35.0),
+    )),
+    ("Outdoors", (
+        ("tents", ("tent", "backpacking tent"), 200.0),
+        ("camping stoves", ("camping stove", "gas burner"), 60.0),
+        ("sleeping bags", ("sleeping bag",), 90.0),
+        ("hiking boots", ("hiking boots",), 140.0),
+        ("backpacks", ("hiking backpack", "daypack"), 80.0),
+        ("kayaks", ("kayak",), 500.0),
+        ("fishing rods", ("fishing rod",), 70.0),
+        ("bikes", ("mountain bike", "city bike"), 650.0),
+    )),
+    ("Home & Kitchen", (
+        ("coffee makers", ("coffee maker", "espresso machine"), 150.0),
+        ("coffee beans", ("coffee beans", "espresso roast"), 15.0),
+        ("cookware", ("frying pan", "saucepan"), 50.0),
+        ("knives", ("chef knife", "knife set"), 60.0),
+        ("blenders", ("blender",), 80.0),
+        ("bedding", ("duvet cover", "pillow"), 40.0),
+        ("lamps", ("desk lamp", "floor lamp"), 45.0),
+        ("vacuum cleaners", ("vacuum cleaner", "robot vacuum"), 220.0),
+    )),
+    ("Sports & Fitness", (
+        ("running shoes", ("running shoes", "trail shoes"), 110.0),
+        ("fitness trackers", ("fitness tracker", "sports watch"), 130.0),
+        ("yoga mats", ("yoga mat",), 30.0),
+        ("dumbbells", ("dumbbell set", "kettlebell"), 60.0),
+        ("bike helmets", ("bike helmet",), 55.0),
+        ("swimwear", ("swimsuit", "swim goggles"), 35.0),
+        ("tennis rackets", ("tennis racket",), 120.0),
+        ("protein powder", ("protein powder",), 35.0),
+    )),
+    ("Baby & Toys", (
+        ("strollers", ("stroller", "pushchair"), 300.0),
+        ("car seats", ("car seat", "booster seat"), 180.0),
+        ("building blocks", ("building block set",), 40.0),
+        ("board games", ("board game", "card game"), 30.0),
+        ("dolls", ("doll", "dollhouse"), 25.0),
+        ("puzzles", ("jigsaw puzzle",), 18.0),
+        ("baby monitors", ("baby monitor",), 90.0),
+        ("diapers", ("diapers pack",), 25.0),
+    )),
+    ("Pets", (
+        ("dog food", ("dog food", "puppy kibble"), 40.0),
+        ("dog toys", ("dog toy", "chew toy"), 12.0),
+        ("cat food", ("cat food",), 30.0),
+        ("cat litter", ("cat litter",), 18.0),
+        ("aquariums", ("aquarium", "fish tank"), 120.0),
+        ("fish food", ("fish food flakes",), 8.0),
+        ("pet beds", ("pet bed",), 45.0),
+        ("leashes", ("dog leash", "dog harness"), 20.0),
+    )),
+    ("Books & Media", (
+        ("novels", ("novel",), 15.0),
+        ("cookbooks", ("cookbook",), 25.0),
+        ("travel guides", ("travel guide",), 20.0),
+        ("comics", ("comic book", "graphic novel"), 15.0),
+        ("vinyl records", ("vinyl record",), 28.0),
+        ("video games", ("video game",), 55.0),
+        ("textbooks", ("textbook",), 80.0),
+        ("magazines", ("magazine subscription",), 10.0),
+    )),
+)
+
+#: Planted cross-category affinities: users who like one category of a pair like the other.
+#: Only the pairs whose two categories are in the generated catalog are used.
+AFFINITIES: tuple[tuple[str, str], ...] = (
+    ("phones", "phone accessories"),
+    ("laptops", "laptop bags"),
+    ("cameras", "memory cards"),
+    ("printers", "ink cartridges"),
+    ("tents", "camping stoves"),
+    ("tents", "sleeping bags"),
+    ("hiking boots", "backpacks"),
+    ("coffee makers", "coffee beans"),
+    ("running shoes", "fitness trackers"),
+    ("strollers", "car seats"),
+    ("game consoles", "controllers"),
+    ("tvs", "tv mounts"),
+    ("bikes", "bike helmets"),
+    ("dog food", "dog toys"),
+    ("cat food", "cat litter"),
+    ("aquariums", "fish food"),
+    ("cookbooks", "cookware"),
+    ("video games", "game consoles"),
+    ("phones", "power banks"),
+)
+
+AGE_BANDS: tuple[str, ...] = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
+_AGE_SHARE = np.array([0.13, 0.24, 0.22, 0.18, 0.13, 0.10])
+#: Named department preferences (log-scale boosts) per age band.
+_AGE_TASTE: dict[str, dict[str, float]] = {
+    "18-24": {"Electronics": 0.8, "Sports & Fitness": 0.5, "Books & Media": 0.4},
+    "25-34": {"Baby & Toys": 0.9, "Outdoors": 0.5, "Electronics Accessories": 0.3},
+    "35-44": {"Baby & Toys": 0.6, "Home & Kitchen": 0.5, "Outdoors": 0.3},
+    "45-54": {"Home & Kitchen": 0.6, "Outdoors": 0.4, "Pets": 0.3},
+    "55-64": {"Home & Kitchen": 0.7, "Pets": 0.5, "Books & Media": 0.3},
+    "65+": {"Books & Media": 0.8, "Pets": 0.6, "Home & Kitchen": 0.4},
+}
+REGIONS: tuple[str, ...] = ("North", "South", "East", "West", "Central", "Coast")
+_REGION_SHARE = np.array([0.2, 0.22, 0.18, 0.17, 0.13, 0.10])
+
+_BRAND_STEMS = (
+    "Acme", "Nordik", "Vela", "Orbit", "Zenith", "Lumen", "Terra", "Apex", "Nova", "Pixel",
+    "Summit", "Harbor", "Cedar", "Bolt", "Aurora", "Kestrel", "Maple", "Quartz", "Ridge",
+    "Solis", "Tundra", "Vireo", "Willow", "Yarrow", "Cobalt", "Fable", "Granite", "Helix",
+    "Juniper", "Lark", "Meridian", "Onyx",
+)
+_BRAND_SUFFIXES = ("", " Labs", " Works", " Gear", " & Co", " Home", " Pro", " Outfitters")
+_MODEL_SUFFIXES = ("", "", "", " Pro", " Lite", " Max", " Mini", " Plus", " Classic", " Ultra")
+_PRICE_BANDS = ("budget", "mid-range", "premium", "luxury")
+
+_EPOCH = 1_546_300_800  # 2019-01-01 00:00:00 UTC: day 0 of the catalog
+_RATINGS_FROM_DAY = 3 * 365  # ratings happen in the last two years
+_DAYS = _RATINGS_FROM_DAY + 2 * 365
+_MEAN_RATING = 3.45
+_RANK = 8
+_AFFINITY_STRENGTH = 1.0
+_TASTE_CONCENTRATION = 0.35  # Dirichlet concentration per category: small = peaky tastes
+_EXPLORE = (0.05, 0.3, 0.6, 1.0)  # share of category draws from the global mix, per round
+_ROUNDS = 10
+_SEED_SALT = 0x5CA7A106
+
+
+def generate_catalog(
+    *,
+    n_users: int = 2000,
+    n_items: int = 500,
+    n_interactions: int = 40000,
+    n_departments: int = 6,
+    categories_per_department: int = 5,
+    n_brands: int | None = None,
+    noise: float = 0.5,
+    seed: int = 0,
+    new_user_fraction: float = 0.2,
+    new_item_fraction: float = 0.2,
+    warm_task_fraction: float = 0.1,
+    name: str = "synthetic-catalog",
+    progress: bool = False,
+) -> Dataset:
+    """Generate a synthetic e-commerce catalog and split it into train + cold-start tasks.
+
+    Args:
+        n_users, n_items: table sizes (every user and item has a row, rated or not).
+        n_interactions: distinct (user, item) ratings to draw before the split (at most half
+            of ``n_users * n_items``).
+        n_departments: departments (1..8 are named; more get numbered names).
+        categories_per_department: categories per department (1..8 named, more numbered).
+        n_brands: brands (each belongs to one department); default
+            ``max(4 * n_departments, n_items // 25)``.
+        noise: standard deviation of the Gaussian rating noise (>= 0).
+        seed: seed of everything (non-negative int).
+        new_user_fraction, new_item_fraction, warm_task_fraction: passed to
+            :func:`loaders.split.split_cold_start` (the new items are the newest releases).
+        name: dataset name in ``dataset.json``.
+        progress: print the stages and their times to stderr.
+
+    Returns:
+        A :class:`Dataset` (``root`` None) for :func:`loaders.folder.write_dataset`.
+
+    Raises:
+        ValueError: an argument is out of range.
+    """
+    _check_catalog_arguments(n_users, n_items, n_interactions, n_departments,
+                             categories_per_department, n_brands, noise)
+    _check_arguments(new_user_fraction, new_item_fraction, warm_task_fraction, 10, 3, 90, seed)
+    clock = _Stages(progress)
+    # a seed sequence of its own, so that no stream repeats one of split_cold_start's
+    streams = np.random.SeedSequence([seed, _SEED_SALT]).spawn(5)
+    rng_items, rng_users, rng_draw, rng_rate, rng_time = (np.random.default_rng(s)
+                                                          for s in streams)
+    if n_brands is None:
+        n_brands = max(4 * n_departments, n_items // 25)
+
+    tax = _Taxonomy(n_departments, categories_per_department)
+    items, item_model = _items(tax, n_items, n_brands, rng_items)
+    clock.stage(f"{n_items:,} items in {len(tax.categories)} categories, {n_brands} brands")
+    users, user_model = _users(tax, n_users, rng_users)
+    clock.stage(f"{n_users:,} users")
+    u, i = _draw_interactions(user_model, item_model, tax, n_interactions, rng_draw)
+    clock.stage(f"{len(u):,} interactions drawn")
+    rating = _ratings(u, i, user_model, item_model, noise, rng_rate)
+    ts = _timestamps(u, i, user_model, item_model, rng_time)
+    # by time, then draw order (distinct keys: every sort gives the same order)
+    order = np.argsort((ts - _EPOCH) * max(len(ts), 1) + np.arange(len(ts)))
+    u, i, rating, ts = u[order], i[order], rating[order], ts[order]
+    clock.stage("ratings and timestamps")
+
+    interactions = pd.DataFrame({
+        USER_ID: pd.Categorical.from_codes(u, categories=pd.Index(users.index)),
+        ITEM_ID: pd.Categorical.from_codes(i, categories=pd.Index(items.index)),
+        RATING: rating.astype(np.float64),
+        TIMESTAMP: ts,
+    })
+    del u, i, rating, ts
+    split = split_cold_start(
+        interactions, new_user_fraction=new_user_fraction, new_item_fraction=new_item_fraction,
+        warm_task_fraction=warm_task_fraction, item_release=items["release"], seed=seed)
+    clock.stage("cold-start split: " + ", ".join(
+        f"{s} {len(split.tasks[s])}" for s in SCENARIOS) + " tasks")
+
+    relation = pd.DataFrame({
+        "src": pd.Series(tax.categories, dtype=object),
+        "dst": pd.Series([tax.departments[d] for d in tax.category_department], dtype=object),
+        "weight": np.ones(len(tax.categories), dtype=np.float32),
+    })
+    active = [f"{a} -> {b}" for a, b in tax.affinities]
+    stats: dict[str, Any] = {
+        "generator": "loaders.synthetic.generate_catalog",
+        "seed": seed,
+        "noise": noise,
+        "users": n_users,
+        "items": n_items,
+        "interactions": len(interactions),
+        "departments": n_departments,
+        "categories": len(tax.categories),
+        "brands": n_brands,
+        "affinities": active,
+        **split.report,
+        "new_users": len(split.new_users),
+        "new_items": len(split.new_items),
+    }
+    raw_spec = {
+        "name": name,
+        "description": "Synthetic e-commerce catalog with planted category tastes, "
+                       "cross-category affinities, brand and quality effects "
+                       "(loaders.synthetic).",
+        "rating_scale": [1, 5],
+        "train": "train.csv",
+        "users": {"file": "users.csv", "id": USER_ID, "columns": {
+            "age_band": {"type": "categorical"},
+            "region": {"type": "categorical", "node": "Region"},
+        }},
+        "items": {"file": "items.csv", "id": ITEM_ID, "columns": {
+            "department": {"type": "categorical", "node": "Department"},
+            "category": {"type": "categorical", "node": "Category"},
+            "brand": {"type": "categorical", "node": "Brand"},
+            "price_band": {"type": "categorical"},
+            "price": {"type": "numeric"},
+            "title": {"type": "text"},
+            "release": {"type": "numeric"},
+        }},
+        "relations": [{
+            "type": "PART_OF", "file": "category_tree.csv", "src": "Category",
+            "dst": "Department", "src_column": "category", "dst_column": "department",
+        }],
+        "tasks": {s: f"tasks/{s}.jsonl" for s in SCENARIOS},
+        "stats": stats,
+    }
+    spec = DatasetSpec.from_json(raw_spec, source="generate_catalog")
+    clock.done()
+    return Dataset(spec=spec, users=users, items=items, train=split.train,
+                   relations={"PART_OF": relation}, tasks=split.tasks)
+
+
+# ---------------------------------------------------------------------------------------------
+# the catalog
+
+
+class _Taxonomy:
+    """Departments, categories (flat index), product nouns, typical prices, affinity pairs."""
+
+    def __init__(self, n_departments: int, per_department: int) -> None:
+        self.departments: list[str] = []
+        self.categories: list[str] = []
+        self.nouns: list[tuple[str, ...]] = []
+        self.base_price: list[float] = []
+        self.category_department: list[int] = []
+        for d in range(n_departments):
+            if d < len(DEPARTMENTS):
+                dept, cats = DEPARTMENTS[d]
+            else:
+                dept, cats = f"Department {d + 1}", ()
+            self.departments.append(dept)
+            for c in range(per_department):
+                if c < len(cats):
+                    cname, nouns, price = cats[c]
+                else:
+                    cname, nouns, price = f"{dept.lower()} line {c + 1}", ("product",), 50.0
+                self.categories.append(cname)
+                self.nouns.append(nouns)
+                self.base_price.append(price)
+                self.category_department.append(d)
+        index = {c: k for k, c in enumerate(self.categories)}
+        self.affinities = [(a, b) for a, b in AFFINITIES if a in index and b in index]
+        self.pairs = np.array([(index[a], index[b]) for a, b in self.affinities],
+                              dtype=np.int64).reshape(-1, 2)
+        self.dept_of = np.asarray(self.category_department, dtype=np.int64)
+
+
+def _ids(prefix: str, n: int) -> np.ndarray:
+    width = len(str(max(n - 1, 0)))
+    return np.array([f"{prefix}{k:0{width}d}" for k in range(n)], dtype=object)
+
+
+def _brand_names(n: int) -> list[str]:
+    stems, suffixes = len(_BRAND_STEMS), len(_BRAND_SUFFIXES)
+    names = []
+    for k in range(n):
+        name = _BRAND_STEMS[k % stems] + _BRAND_SUFFIXES[(k // stems) % suffixes]
+        if k >= stems * suffixes:
+            name += f" {k // (stems * suffixes) + 1}"
+        names.append(name)
+    return names
+
+
+def _items(tax: _Taxonomy, n_items: int, n_brands: int,
+           rng: np.random.Generator) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    n_cat, n_dep = len(tax.categories), len(tax.departments)
+    # category sizes vary; every category gets an item while there are enough items
+    weight = rng.gamma(4.0, 1.0, n_cat)
+    first = rng.permutation(n_cat)[: min(n_cat, n_items)]
+    rest = rng.choice(n_cat, size=n_items - len(first), p=weight / weight.sum())
+    cat = rng.permutation(np.r_[first, rest]).astype(np.int64)
+    dept = tax.dept_of[cat]
+    # brands belong to departments (brand b to department b % n_dep); skewed brand shares
+    in_dept = np.array([len(range(d, n_brands, n_dep)) for d in range(n_dep)], dtype=np.int64)
+    pick = np.floor(rng.random(n_items) ** 1.7 * np.maximum(in_dept[dept], 1)).astype(np.int64)
+    brand = np.where(in_dept[dept] > 0, dept + n_dep * pick,
+                     rng.integers(0, n_brands, n_items))
+    brand_bias = rng.normal(0.0, 0.3, n_brands)
+    brand_premium = np.exp(0.25 * rng.normal(size=n_brands) + 0.3 * brand_bias)
+    brand_pop = np.exp(0.6 * rng.normal(size=n_brands))
+    quality = rng.normal(size=n_items)
+    popularity = np.exp(0.5 * quality + 0.9 * rng.normal(size=n_items)) * brand_pop[brand]
+    # release day: the catalog grows over the years; the newest items come out late
+    release = np.floor(rng.uniform(0, _DAYS - 14, n_items))
+    ratio = np.exp(0.35 * rng.normal(size=n_items) + 0.1 * quality) * brand_premium[brand]
+    price = np.maximum(np.round(np.asarray(tax.base_price)[cat] * ratio), 2.0) - 0.01
+    band = np.searchsorted(np.array([0.75, 1.25, 2.0]), ratio, side="right")
+    # latent factors: items of a category are alike
+    cat_factor = rng.normal(0.0, 1.0, (n_cat, _RANK))
+    factor = (0.75 * cat_factor[cat] + 0.66 * rng.normal(size=(n_items, _RANK)))
+    factor *= (0.25 / _RANK) ** 0.25
+    ids = _ids("i", n_items)
+    brands = _brand_names(n_brands)
+    number = rng.integers(1, 100, n_items)
+    model = rng.integers(0, len(_MODEL_SUFFIXES), n_items)
+    noun_pick = rng.integers(0, 1 << 30, n_items)
+    titles = [
+        f"{brands[b]} {tax.nouns[c][k % len(tax.nouns[c])]} {num}{_MODEL_SUFFIXES[m]}"
+        for b, c, k, num, m in zip(brand.tolist(), cat.tolist(), noun_pick.tolist(),
+                                   number.tolist(), model.tolist(), strict=True)
+    ]
+    frame = pd.DataFrame(index=pd.Index(ids, name=ITEM_ID, dtype=object))
+    frame["department"] = pd.Series(np.asarray(tax.departments, dtype=object)[dept],
+                                    index=frame.index, dtype=object)
+    frame["category"] = pd.Series(np.asarray(tax.categories, dtype=object)[cat],
+                                  index=frame.index, dtype=object)
+    frame["brand"] = pd.Series(np.asarray(brands, dtype=object)[brand], index=frame.index,
+                               dtype=object)
+    frame["price_band"] = pd.Series(np.asarray(_PRICE_BANDS, dtype=object)[band],
+                                    index=frame.index, dtype=object)
+    frame["price"] = price.astype(np.float64)
+    frame["title"] = pd.Series(titles, index=frame.index, dtype=object)
+    frame["release"] = release.astype(np.float64)
+    model_arrays = {
+        "category": cat,
+        "brand": brand,
+        "bias": 0.5 * quality + brand_bias[brand],
+        "popularity": popularity,
+        "factor": factor.astype(np.float32),
+        "release": release,
+    }
+    return frame, model_arrays
+
+
+def _users(tax: _Taxonomy, n_users: int,
+           rng: np.random.Generator) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    n_cat = len(tax.categories)
+    age = rng.choice(len(AGE_BANDS), size=n_users, p=_AGE_SHARE)
+    region = rng.choice(len(REGIONS), size=n_users, p=_REGION_SHARE)
+    # mean taste per (age band, region): named department boosts + random category effects
+    dept_boost = np.zeros((len(AGE_BANDS), len(tax.departments)))
+    for a, band in enumerate(AGE_BANDS):
+        for d, dept in enumerate(tax.departments):
+            dept_boost[a, d] = _AGE_TASTE[band].get(dept, 0.0)
+    age_logit = dept_boost[:, tax.dept_of] + rng.normal(0.0, 0.4, (len(AGE_BANDS), n_cat))
+    region_logit = rng.normal(0.0, 0.4, (len(REGIONS), n_cat))
+    logit = age_logit[age] + region_logit[region]
+    mean = np.exp(logit - logit.max(axis=1, keepdims=True))
+    mean /= mean.sum(axis=1, keepdims=True)
+    # Dirichlet around the mean: peaky, most users care about a few categories
+    alpha = _TASTE_CONCENTRATION * n_cat * mean
+    taste = rng.gamma(alpha) + 1e-12
+    taste /= taste.sum(axis=1, keepdims=True)
+    # planted affinities: each category of a pair takes on the other's taste
+    if len(tax.pairs):
+        a, b = tax.pairs[:, 0], tax.pairs[:, 1]
+        coupled = taste.copy()
+        np.add.at(coupled.T, b, _AFFINITY_STRENGTH * taste.T[a])
+        np.add.at(coupled.T, a, _AFFINITY_STRENGTH * taste.T[b])
+        taste = coupled / coupled.sum(axis=1, keepdims=True)
+    activity = rng.lognormal(0.0, 1.0, n_users)
+    join = rng.uniform(_RATINGS_FROM_DAY - 180, _DAYS - 60, n_users)
+    join = np.maximum(join, _RATINGS_FROM_DAY)
+    factor = rng.normal(0.0, (0.25 / _RANK) ** 0.25, (n_users, _RANK)).astype(np.float32)
+    ids = _ids("u", n_users)
+    frame = pd.DataFrame(index=pd.Index(ids, name=USER_ID, dtype=object))
+    frame["age_band"] = pd.Series(np.asarray(AGE_BANDS, dtype=object)[age], index=frame.index,
+                                  dtype=object)
+    frame["region"] = pd.Series(np.asarray(REGIONS, dtype=object)[region], index=frame.index,
+                                dtype=object)
+    model_arrays = {
+        "taste": taste,
+        "bias": rng.normal(0.0, 0.45, n_users),
+        "factor": factor,
+        "activity": activity,
+        "join": join,
+    }
+    return frame, model_arrays
+
+
+# ---------------------------------------------------------------------------------------------
+# interactions
+
+
+def _draw_interactions(user: dict[str, np.ndarray], item: dict[str, np.ndarray],
+                       tax: _Taxonomy, n_interactions: int,
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (user, item) pairs: per-user counts, then taste x popularity draws in blocks."""
+    taste = user["taste"]
+    n_users, n_cat = taste.shape
+    n_items = len(item["category"])
+    cap = max(1, n_items // 2)
+    target = _user_counts(user["activity"], n_interactions, cap, rng)
+    # category draw: searchsorted in the users' cumulative tastes laid end to end
+    cum = np.cumsum(taste, axis=1)
+    cum[:, -1] = 1.0
+    # item draw: items grouped by category, cumulative popularity per category laid end to end
+    by_cat = np.argsort(item["category"], kind="stable")
+    cat_sorted = item["category"][by_cat]
+    pop = item["popularity"][by_cat]
+    cat_total = np.bincount(cat_sorted, weights=pop, minlength=n_cat)
+    cat_start = np.r_[0, np.cumsum(np.bincount(cat_sorted, minlength=n_cat))]
+    within = (np.cumsum(pop) - np.r_[0.0, np.cumsum(cat_total)][cat_sorted]) / np.maximum(
+        cat_total[cat_sorted], 1e-300)
+    last = cat_start[1:] - 1
+    has = cat_start[1:] > cat_start[:-1]
+    within[last[has]] = 1.0
+    item_cum = cat_sorted + within
+    # exploration draws follow the catalog's category mix (categories without items excluded)
+    global_cum = np.cumsum(cat_total / cat_total.sum())
+    global_cum[-1] = 1.0
+    block = max(1, int(2_000_000 // max(target.mean(), 1.0)))
+    out_u: list[np.ndarray] = []
+    out_i: list[np.ndarray] = []
+    for lo in range(0, n_users, block):
+        hi = min(n_users, lo + block)
+        bu, bi = _draw_block(lo, hi, target[lo:hi], cum[lo:hi], item_cum, by_cat, cat_start,
+                             has, global_cum, n_items, rng)
+        out_u.append(bu)
+        out_i.append(bi)
+    u = np.concatenate(out_u) if out_u else np.zeros(0, dtype=np.int32)
+    i = np.concatenate(out_i) if out_i else np.zeros(0, dtype=np.int32)
+    if len(u) < n_interactions:
+        log.warning("synthetic: drew %d of the %d interactions asked for (users saturated)",
+                    len(u), n_interactions)
+    return u, i
+
+
+def _user_counts(activity: np.ndarray, total: int, cap: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Distinct items per user: heavy-tailed, at most ``cap``, summing to ``total``."""
+    n = len(activity)
+    counts = np.zeros(n, dtype=np.int64)
+    if total >= n:
+        counts += 1
+    left = total - int(counts.sum())
+    weight = activity.copy()
+    while left > 0:
+        room = counts < cap
+        w = np.where(room, weight, 0.0)
+        if not w.sum() > 0:
+            break
+        add = rng.multinomial(left, w / w.sum())
+        counts = np.minimum(counts + add, cap)
+        left = total - int(counts.sum())
+    return counts
+
+
+def _draw_block(lo: int, hi: int, target: np.ndarray, cum: np.ndarray, item_cum: np.ndarray,
+                by_cat: np.ndarray, cat_start: np.ndarray, has: np.ndarray,
+                global_cum: np.ndarray, n_items: int,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    n_users, n_cat = cum.shape
+    flat = (cum + np.arange(n_users)[:, None]).ravel()
+    have_u = np.zeros(0, dtype=np.int64)
+    have_i = np.zeros(0, dtype=np.int64)
+    have = np.zeros(n_users, dtype=np.int64)
+    for rnd in range(_ROUNDS):
+        need = target - have
+        if not (need > 0).any():
+            break
+        extra = 1.15 if rnd == 0 else 1.0 + rnd
+        m = np.where(need > 0, np.ceil(need * extra).astype(np.int64) + 1, 0)
+        du = np.repeat(np.arange(n_users, dtype=np.int64), m)
+        k = len(du)
+        explore = _EXPLORE[min(rnd, len(_EXPLORE) - 1)]
+        from_taste = rng.random(k) >= explore
+        r = rng.random(k)
+        cat = np.searchsorted(global_cum, r, side="right")
+        t = du[from_taste]
+        pos = np.searchsorted(flat, t + r[from_taste], side="right")
+        cat[from_taste] = np.clip(pos - t * n_cat, 0, n_cat - 1)
+        cat = np.minimum(cat, n_cat - 1)
+        # a category without items (tiny catalogs): fall back to the catalog mix
+        empty = ~has[cat]
+        if empty.any():
+            cat[empty] = np.minimum(
+                np.searchsorted(global_cum, rng.random(int(empty.sum())), side="right"),
+                n_cat - 1)
+        r2 = rng.random(k)
+        pos = np.searchsorted(item_cum, cat + r2, side="right")
+        pos = np.clip(pos, cat_start[cat], cat_start[cat + 1] - 1)
+        di = by_cat[pos]
+        if rnd >= len(_EXPLORE):  # late rounds: any item, uniformly, so every user fills up
+            di = rng.integers(0, n_items, k)
+        all_u = np.r_[have_u, du]
+        all_i = np.r_[have_i, di]
+        fresh = ~pd.Series(all_u * n_items + all_i).duplicated().to_numpy()
+        all_u, all_i = all_u[fresh], all_i[fresh]
+        order = np.argsort(all_u, kind="stable")  # keeps earlier draws first within a user
+        all_u, all_i = all_u[order], all_i[order]
+        starts = np.r_[0, np.cumsum(np.bincount(all_u, minlength=n_users))[:-1]]
+        rank = np.arange(len(all_u)) - starts[all_u]
+        keep = rank < target[all_u]
+        have_u, have_i = all_u[keep], all_i[keep]
+        have = np.bincount(have_u, minlength=n_users)
+    return (have_u + lo).astype(np.int32), have_i.astype(np.int32)
+
+
+def _ratings(u: np.ndarray, i: np.ndarray, user: dict[str, np.ndarray],
+             item: dict[str, np.ndarray], noise: float,
+             rng: np.random.Generator) -> np.ndarray:
+    """1..5 ratings from the planted model (computed in blocks to bound memory)."""
+    n = len(u)
+    n_cat = user["taste"].shape[1]
+    out = np.empty(n, dtype=np.float32)
+    step = 1_000_000
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        uu, ii = u[a:b], i[a:b]
+        liking = np.log(n_cat * user["taste"][uu, item["category"][ii]])
+        score = (_MEAN_RATING + user["bias"][uu] + item["bias"][ii]
+                 + 0.15 * np.clip(liking, -3.0, 3.0)
+                 + np.einsum("ij,ij->i", user["factor"][uu], item["factor"][ii])
+                 + rng.normal(0.0, noise, b - a))
+        out[a:b] = np.clip(np.rint(score), 1.0, 5.0)
+    return out
+
+
+def _timestamps(u: np.ndarray, i: np.ndarray, user: dict[str, np.ndarray],
+                item: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Unix seconds: after the user joined and after the item's release, before the end."""
+    start = np.maximum(user["join"][u], item["release"][i])
+    day = start + (_DAYS - start) * rng.random(len(u))
+    return (_EPOCH + np.floor(day * 86400.0)).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _check_catalog_arguments(n_users: int, n_items: int, n_interactions: int,
+                             n_departments: int, per_department: int, n_brands: int | None,
+                             noise: float) -> None:
+    for name, value in (("n_users", n_users), ("n_items", n_items),
+                        ("n_interactions", n_interactions), ("n_departments", n_departments),
+                        ("categories_per_department", per_department)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if n_brands is not None and (isinstance(n_brands, bool)
+                                 or not isinstance(n_brands, int | np.integer) or n_brands < 1):
+        raise ValueError(f"n_brands must be an integer >= 1 or None, got {n_brands!r}")
+    if isinstance(noise, bool) or not isinstance(noise, int | float) or not (
+            np.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    cap = max(1, n_items // 2)
+    if n_interactions > n_users * cap:
+        raise ValueError(f"n_interactions ({n_interactions}) must be at most n_users * "
+                         f"max(1, n_items // 2) = {n_users * cap}: each user rates at most "
+                         "half of the items")
+
+
+class _Stages:
+    """Prints each stage and its time to stderr when ``progress``; always logs at DEBUG."""
+
+    def __init__(self, progress: bool) -> None:
+        self.progress = progress
+        self.t0 = self.last = time.perf_counter()
+
+    def stage(self, what: str) -> None:
+        now = time.perf_counter()
+        line = f"synthetic catalog: {what} ({now - self.last:.1f} s)"
+        self.last = now
+        log.debug(line)
+        if self.progress:
+            print(line, file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        self.stage(f"done in {time.perf_counter() - self.t0:.1f} s")
