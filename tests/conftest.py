@@ -53,8 +53,17 @@ def neo4j_credentials() -> Iterator[dict[str, str]]:
         yield {"uri": os.environ["NEO4J_URI"], "user": os.environ.get("NEO4J_USER", "neo4j"),
                "password": os.environ.get("NEO4J_PASSWORD", "")}
         return
-    server_module = _load_server_module()
-    server = server_module.Neo4jServer()
+    server = _start_server()
+    try:
+        yield {"uri": server.uri, "user": server.user, "password": server.password,
+               "server": server}
+    finally:
+        server.stop()
+
+
+def _start_server():
+    """A started server of our own, or a skip (a failure under ``CI=true``)."""
+    server = _load_server_module().Neo4jServer()
     try:
         server.start()
     except Exception as exc:
@@ -62,9 +71,15 @@ def neo4j_credentials() -> Iterator[dict[str, str]]:
             pytest.fail(f"CI=true and no Neo4j server could be started: {exc}")
         pytest.skip(f"no Neo4j server (set NEO4J_URI or let scripts/neo4j_server.py start "
                     f"one): {exc}")
+    return server
+
+
+@pytest.fixture
+def private_neo4j_server():
+    """A Neo4j server for one test alone (which may kill and restart it)."""
+    server = _start_server()
     try:
-        yield {"uri": server.uri, "user": server.user, "password": server.password,
-               "server": server}
+        yield server
     finally:
         server.stop()
 
