@@ -269,3 +269,10 @@ def test_carve_validation_uses_train_only(catalog_small: Dataset) -> None:
             assert bool(new_items) == (scenario in ("item_cold", "user_item_cold"))
     assert n_tasks > 0
     assert len(pseudo.train) < len(train)
+
+
+def test_a_single_k_gets_its_own_block(catalog_small: Dataset) -> None:
+    res = evaluate(ItemMeanUserBias(), catalog_small, scenarios=["user_cold"], support_k=(0,))
+    assert set(res["few_shot"]["user_cold"]) == {"0"}
+    assert res["support_k"] == ["0"]
+    assert res["few_shot"]["user_cold"]["0"]["rmse"] != res["scenarios"]["user_cold"]["rmse"]

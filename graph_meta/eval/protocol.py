@@ -1,0 +1,339 @@
+r"""The cold-start protocol runner (``benchmarks/PROTOCOL.md``).
+
+:func:`evaluate` is the one way a quality number of this project is measured:
+
+1. the model is fitted on a copy of the dataset with ``tasks = {}`` and ``root = None`` (it
+   sees ``train.csv``, the side information and the relation files; no task file, and no
+   folder path through which it could read one);
+2. for every scenario and every support size ``K`` (``None`` = the whole support set, else
+   its first ``K`` pairs) each task is solved alone: ``model.predict(user_id, support,
+   query_items)`` receives fresh lists holding only that task's (truncated) support pairs and
+   the query *item ids*: the query ratings are never passed, so they cannot leak;
+3. the call is timed (adaptation + prediction, milliseconds); the predictions must be finite
+   (a NaN/inf is a :class:`PredictionError` naming model, scenario and task index) and are
+   clipped into the dataset's rating scale;
+4. per-task metrics (:mod:`graph_meta.eval.metrics`) are averaged over the tasks of the
+   scenario: :math:`\mathrm{RMSE} = \frac1T \sum_t \sqrt{\frac1{n_t}\sum_j
+   (y_{tj}-\hat y_{tj})^2}` and likewise for MAE and both nDCG@5.
+
+The result has PROTOCOL.md's JSON shape: ``{"dataset", "model", "scenarios": {scenario:
+{"tasks", "mae", "rmse", "ndcg@5", "ndcg@5_metahin", "adapt_ms_p50", "adapt_ms_p99"}}}`` for
+the whole support set, plus ``"few_shot": {scenario: {K: {...}}}`` (K as a string, ``"all"``
+for the whole set, exactly the sizes asked) when a size other than the whole set is asked, and
+a few more keys (``support_k``, ``fit_s``, ``params``, ``clipped``).
+
+:func:`carve_validation` builds the pseudo-tasks that hyper-parameters are chosen on (rule 1):
+the same cold-start split as the benchmark's, applied to ``train.csv`` alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset
+from graph_meta.eval.metrics import METRICS, batch_task_metrics
+from graph_meta.schema import SCENARIOS
+
+
+@runtime_checkable
+class ColdStartModel(Protocol):
+    """What the runner needs of a model.
+
+    ``fit`` sees the training interactions and the side information only (the dataset it
+    gets has no tasks). ``predict`` solves one task: adapt to ``support`` (``(item_id,
+    rating)`` pairs, possibly empty) for ``user_id`` and return one finite predicted rating per
+    query item, in order. It must not keep anything from one task to the next.
+    """
+
+    name: str
+
+    def fit(self, dataset: Dataset) -> ColdStartModel: ...
+
+    def predict(self, user_id: str, support: list[tuple[str, float]],
+                query_items: list[str]) -> np.ndarray: ...
+
+
+class PredictionError(ValueError):
+    """A model returned unusable predictions (wrong shape, NaN or inf)."""
+
+
+def training_view(dataset: Dataset) -> Dataset:
+    """The dataset as a model may see it for training: no tasks and no folder path."""
+    return dataclasses.replace(dataset, tasks={}, root=None, warnings=list(dataset.warnings))
+
+
+def k_label(k: int | None) -> str:
+    """The few-shot key of a support size: ``"all"`` for None, else ``str(k)``."""
+    return "all" if k is None else str(int(k))
+
+
+def evaluate(model: ColdStartModel, dataset: Dataset, *,
+             scenarios: Iterable[str] | None = None,
+             support_k: Sequence[int | None] = (None,), fit: bool = True,
+             progress: bool = False) -> dict[str, Any]:
+    """Fit ``model`` (unless ``fit=False``) and run the protocol's tasks through it.
+
+    Args:
+        model: a :class:`ColdStartModel`.
+        dataset: the dataset with its tasks (``read_dataset(path)``).
+        scenarios: which scenarios to run; default every scenario the dataset has tasks for,
+            in PROTOCOL.md's order.
+        support_k: support sizes; ``None`` is the whole support set, ``K`` its first ``K``
+            pairs. The ``"scenarios"`` block is always the whole set (computed even when
+            ``None`` is not listed); ``"few_shot"`` holds every asked size and is added
+            unless only ``None`` is asked.
+        fit: call ``model.fit`` on :func:`training_view` first; ``False`` for a model that is
+            already fitted (on a training view of the same data).
+        progress: print one line per (scenario, K) to stderr.
+
+    Returns:
+        The results dict (see the module docstring).
+
+    Raises:
+        PredictionError: a prediction is not finite or has the wrong shape.
+        KeyError: an asked scenario has no tasks in the dataset.
+    """
+    name = str(getattr(model, "name", type(model).__name__))
+    if scenarios is None:
+        chosen = [s for s in SCENARIOS if s in dataset.tasks]
+        chosen += [s for s in dataset.tasks if s not in chosen]
+    else:
+        chosen = list(scenarios)
+        missing = [s for s in chosen if s not in dataset.tasks]
+        if missing:
+            raise KeyError(f"no tasks for scenario(s) {missing}; the dataset has "
+                           f"{sorted(dataset.tasks)}")
+    ks: list[int | None] = []
+    for k in support_k:
+        if k is not None and (int(k) != k or k < 0):
+            raise ValueError(f"support size must be None or an integer >= 0, got {k!r}")
+        kk = None if k is None else int(k)
+        if kk not in ks:
+            ks.append(kk)
+    if not ks:
+        raise ValueError("support_k is empty")
+
+    fit_s = 0.0
+    if fit:
+        t0 = time.perf_counter()
+        model.fit(training_view(dataset))
+        fit_s = time.perf_counter() - t0
+        if progress:
+            print(f"[{name}] fitted in {fit_s:.1f}s", file=sys.stderr, flush=True)
+
+    lo, hi = dataset.spec.rating_scale
+    run_ks = ks if None in ks else [*ks, None]
+    results: dict[str, Any] = {
+        "dataset": dataset.name,
+        "model": name,
+        "scenarios": {},
+        "support_k": [k_label(k) for k in ks],
+        "fit_s": round(fit_s, 3),
+    }
+    params = getattr(model, "params", None)
+    if isinstance(params, dict):
+        results["params"] = _jsonable(params)
+    few_shot: dict[str, dict[str, Any]] = {}
+    clipped: dict[str, int] = {}
+    for scenario in chosen:
+        tasks = dataset.tasks[scenario]
+        for k in run_ks:
+            block, n_clipped = _run_scenario(model, name, scenario, tasks, k, lo, hi)
+            if k is None:
+                results["scenarios"][scenario] = block
+                clipped[scenario] = n_clipped
+            if ks != [None] and k in ks:
+                few_shot.setdefault(scenario, {})[k_label(k)] = block
+            if progress:
+                print(f"[{name}] {scenario} K={k_label(k)}: {block['tasks']} tasks, "
+                      f"RMSE {block['rmse']:.4f} MAE {block['mae']:.4f} "
+                      f"nDCG@5 {block['ndcg@5']:.4f}, {block['adapt_ms_p50']:.2f} ms/task",
+                      file=sys.stderr, flush=True)
+    if few_shot:
+        results["few_shot"] = few_shot
+    results["clipped"] = clipped
+    return results
+
+
+def _run_scenario(model: ColdStartModel, name: str, scenario: str, tasks: Sequence[Any],
+                  k: int | None, lo: float, hi: float) -> tuple[dict[str, Any], int]:
+    y_true: list[np.ndarray] = []
+    y_pred: list[np.ndarray] = []
+    times = np.empty(len(tasks))
+    n_clipped = 0
+    for index, task in enumerate(tasks):
+        pairs = task.support if k is None else task.support[:k]
+        support = [(str(i), float(r)) for i, r in pairs]
+        query_items = [str(i) for i, _ in task.query]
+        t0 = time.perf_counter()
+        raw = model.predict(str(task.user_id), support, list(query_items))
+        times[index] = (time.perf_counter() - t0) * 1e3
+        try:
+            pred = np.asarray(raw, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise PredictionError(f"model {name!r}, scenario {scenario!r}, task {index} "
+                                  f"(user {task.user_id!r}, K={k_label(k)}): predictions are "
+                                  f"not numbers: {exc}") from exc
+        if pred.shape != (len(query_items),):
+            raise PredictionError(
+                f"model {name!r}, scenario {scenario!r}, task {index} (user "
+                f"{task.user_id!r}, K={k_label(k)}): {np.shape(raw)} predictions for "
+                f"{len(query_items)} query items")
+        bad = ~np.isfinite(pred)
+        if bad.any():
+            j = int(bad.argmax())
+            raise PredictionError(
+                f"model {name!r}, scenario {scenario!r}, task {index} (user "
+                f"{task.user_id!r}, K={k_label(k)}): prediction {pred[j]} for query item "
+                f"{query_items[j]!r} is not finite ({int(bad.sum())} of {len(pred)})")
+        outside = (pred < lo) | (pred > hi)
+        n_clipped += int(outside.sum())
+        y_pred.append(np.clip(pred, lo, hi))
+        y_true.append(np.array([r for _, r in task.query], dtype=np.float64))
+    per_task = batch_task_metrics(y_true, y_pred)
+    block: dict[str, Any] = {"tasks": len(tasks)}
+    for metric in METRICS:
+        block[metric] = float(per_task[metric].mean()) if len(tasks) else math.nan
+    block["adapt_ms_p50"] = float(np.percentile(times, 50)) if len(tasks) else math.nan
+    block["adapt_ms_p99"] = float(np.percentile(times, 99)) if len(tasks) else math.nan
+    return block, n_clipped
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, float | int | str | bool) or value is None:
+        return value
+    return str(value)
+
+
+def write_results(results: dict[str, Any] | list[dict[str, Any]], path: str | Path) -> Path:
+    """Write results JSON atomically (a temporary sibling renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(_jsonable(results), fh, indent=2, allow_nan=True)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _scenario_order(results: Sequence[dict[str, Any]]) -> list[str]:
+    seen = [s for s in SCENARIOS if any(s in r.get("scenarios", {}) for r in results)]
+    for r in results:
+        seen += [s for s in r.get("scenarios", {}) if s not in seen]
+    return seen
+
+
+def results_table(results: Sequence[dict[str, Any]], *, digits: int = 3) -> str:
+    """Markdown tables of several results: RMSE (MAE) per scenario, then nDCG@5.
+
+    Rows are models, columns scenarios; the nDCG@5 table gives the sklearn nDCG@5 with the
+    MetaHIN variant in parentheses. A missing scenario shows as ``-``.
+    """
+    scenarios = _scenario_order(results)
+
+    def table(title: str, cell: Any) -> list[str]:
+        head = f"| {title} | " + " | ".join(scenarios) + " |"
+        rule = "|---|" + "---|" * len(scenarios)
+        rows = []
+        for r in results:
+            cells = []
+            for s in scenarios:
+                block = r.get("scenarios", {}).get(s)
+                cells.append(cell(block) if block else "-")
+            rows.append(f"| {r.get('model', '?')} | " + " | ".join(cells) + " |")
+        return [head, rule, *rows]
+
+    f = f"{{:.{digits}f}}"
+    lines = table("model: RMSE (MAE)",
+                  lambda b: f"{f.format(b['rmse'])} ({f.format(b['mae'])})")
+    lines.append("")
+    lines += table("model: nDCG@5 (MetaHIN variant)",
+                   lambda b: f"{f.format(b['ndcg@5'])} ({f.format(b['ndcg@5_metahin'])})")
+    lines.append("")
+    lines += table("model: adapt+predict ms p50 / p99",
+                   lambda b: f"{b['adapt_ms_p50']:.2f} / {b['adapt_ms_p99']:.2f}")
+    return "\n".join(lines) + "\n"
+
+
+_RELEASE_NAME = re.compile(r"year|release|date|time", re.IGNORECASE)
+
+
+def release_column(dataset: Dataset) -> str | None:
+    """The item column that orders items by release: the first ``numeric`` item column whose
+    name contains year/release/date/time, else None (the splitter then uses the items'
+    first-rating time when ``train`` has timestamps, else a random draw)."""
+    for name, col in dataset.spec.items.columns.items():
+        if col.type == "numeric" and _RELEASE_NAME.search(name):
+            return name
+    return None
+
+
+def carve_validation(dataset: Dataset, *, new_user_fraction: float = 0.1,
+                     new_item_fraction: float = 0.1, warm_task_fraction: float = 0.1,
+                     max_tasks: int | None = 1000, seed: int = 0) -> Dataset:
+    """Pseudo-tasks carved from ``train`` only, for choosing hyper-parameters.
+
+    ``loaders.split.split_cold_start`` is run on the training interactions: a seeded random
+    ``new_user_fraction`` of the training users become held-out (new) users, the newest
+    ``new_item_fraction`` of the training items (by :func:`release_column`, else by their
+    first rating time, else at random) held-out (new) items, and ``warm_task_fraction`` of
+    the remaining users give up their latest ratings as warm tasks; the four scenarios follow
+    (10 query ratings, 3..90 support, as the benchmark). Each scenario keeps at most
+    ``max_tasks`` tasks (a seeded random subset, in their order).
+
+    Returns:
+        A :class:`Dataset` with the same side information, the reduced ``train`` and the
+        pseudo-tasks; ``root`` is None and ``spec.stats["carved"]`` holds the split report.
+        The task files of ``dataset`` are never read.
+    """
+    from loaders.split import split_cold_start  # the benchmark's own splitter
+
+    cols = [USER_ID, ITEM_ID, RATING] + ([TIMESTAMP] if TIMESTAMP in dataset.train else [])
+    release = release_column(dataset)
+    split = split_cold_start(
+        dataset.train[cols],
+        new_user_fraction=new_user_fraction,
+        new_item_fraction=new_item_fraction,
+        warm_task_fraction=warm_task_fraction,
+        item_release=dataset.items[release] if release else None,
+        seed=seed,
+    )
+    rng = np.random.default_rng(seed)
+    tasks = {}
+    for scenario, task_list in split.tasks.items():
+        if max_tasks is not None and len(task_list) > max_tasks:
+            keep = np.sort(rng.choice(len(task_list), size=max_tasks, replace=False))
+            task_list = [task_list[j] for j in keep]
+        tasks[scenario] = task_list
+    stats = dict(dataset.spec.stats)
+    stats["carved"] = {"release_column": release, "seed": seed, **split.report}
+    spec = dataclasses.replace(dataset.spec, stats=stats,
+                               tasks={s: f"tasks/{s}.jsonl" for s in tasks})
+    return Dataset(spec=spec, users=dataset.users, items=dataset.items, train=split.train,
+                   relations=dataset.relations, tasks=tasks, root=None,
+                   warnings=list(dataset.warnings))
