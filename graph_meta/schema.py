@@ -7,6 +7,7 @@
 * ``(User, RATED, Item)`` with ``rating`` and ``timestamp`` properties;
 * one attribute edge ``(User|Item, HAS_<NODE>, <Node>)`` per node column;
 * one edge type per relation file;
+* ``(Item, CO_LIKED, Item)`` with a ``weight``: items liked by the same users;
 * ``(Category, CO_ENGAGED, Category)`` with a ``weight`` when a ``Category`` node type exists.
 
 The schema is also the whitelist of labels and relationship types: Cypher is only ever
@@ -31,6 +32,7 @@ ITEM = "Item"
 CATEGORY = "Category"
 RATED = "RATED"
 CO_ENGAGED = "CO_ENGAGED"
+CO_LIKED = "CO_LIKED"
 SCENARIOS = ("warm", "user_cold", "item_cold", "user_item_cold")
 COLUMN_TYPES = ("categorical", "multi", "numeric", "text")
 
@@ -201,7 +203,7 @@ class DatasetSpec:
                     raise fail("required string is missing", f"{where}.{key}")
             if not _REL_RE.match(r["type"]):
                 raise fail("relationship type must match [A-Z][A-Z0-9_]*", f"{where}.type")
-            if r["type"] in (RATED, CO_ENGAGED) or r["type"].startswith("HAS_"):
+            if r["type"] in (RATED, CO_ENGAGED, CO_LIKED) or r["type"].startswith("HAS_"):
                 raise fail(f"relationship type {r['type']!r} is reserved", f"{where}.type")
             for end in ("src", "dst"):
                 if r[end] not in node_types:
@@ -364,9 +366,14 @@ class GraphSchema:
             attr_edges.append(AttributeEdge(owner, col.name, et))
         for rel in spec.relations:
             edge_types.append(rel.edge_type)
+        edge_types.append(EdgeType(ITEM, CO_LIKED, ITEM))
         if CATEGORY in node_types:
             edge_types.append(EdgeType(CATEGORY, CO_ENGAGED, CATEGORY))
         return cls(tuple(node_types), tuple(edge_types), tuple(attr_edges), spec.relations)
+
+    @property
+    def co_liked(self) -> EdgeType:
+        return EdgeType(ITEM, CO_LIKED, ITEM)
 
     @property
     def co_engaged(self) -> EdgeType | None:

@@ -291,6 +291,7 @@ def test_graph_schema_movielens_like(schema: GraphSchema) -> None:
         EdgeType("Item", "HAS_DIRECTOR", "Director"),
         EdgeType("Item", "HAS_WRITER", "Writer"),
         EdgeType("Item", "HAS_ACTOR", "Actor"),
+        EdgeType("Item", "CO_LIKED", "Item"),
         EdgeType("Category", "CO_ENGAGED", "Category"),
     )
     assert [(a.owner, a.column, a.edge_type.rel) for a in schema.attribute_edges] == [

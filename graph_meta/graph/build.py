@@ -7,6 +7,7 @@ ingest what it yields, so they hold the same graph:
 * one node per distinct value of every node column (``Category``, ``Director``, ...);
 * ``RATED`` edges from ``train.csv`` (one per (user, item): the last row wins);
 * attribute edges ``HAS_<NODE>`` and the relation files' edges;
+* ``CO_LIKED`` edges between items liked by the same users, from :func:`co_liked_batch`;
 * ``CO_ENGAGED`` edges between categories, from :func:`co_engaged`.
 """
 
@@ -24,6 +25,9 @@ from graph_meta.schema import CATEGORY, ITEM, USER, ColumnSpec, EdgeType, GraphS
 
 DEFAULT_CO_ENGAGED_TOP_K = 10
 DEFAULT_CO_ENGAGED_MIN_USERS = 5
+DEFAULT_CO_LIKED_TOP_K = 20
+DEFAULT_CO_LIKED_MIN_USERS = 10
+DEFAULT_CO_LIKED_MAX_PER_USER = 200
 
 
 @dataclass
@@ -96,51 +100,33 @@ def rated_edges(train: pd.DataFrame) -> EdgeBatch:
     )
 
 
-def co_engaged(
-    user_index: np.ndarray,
-    item_index: np.ndarray,
-    item_category_item: np.ndarray,
-    item_category_cat: np.ndarray,
-    num_users: int,
-    num_items: int,
-    num_categories: int,
+def npmi_top_k(
+    engaged: sp.spmatrix,
     *,
-    top_k: int = DEFAULT_CO_ENGAGED_TOP_K,
-    min_users: int = DEFAULT_CO_ENGAGED_MIN_USERS,
+    top_k: int,
+    min_users: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    r"""Cross-category edges from the users that engage with both categories.
+    r"""Strongest co-occurrence links between the columns of a binary user x thing matrix.
 
-    With :math:`B \in \{0,1\}^{U \times C}` (user rated at least one item of the category),
-    :math:`n_{ab} = (B^\top B)_{ab}` and :math:`p_{ab} = n_{ab}/U`, the weight is the
+    With :math:`B \in \{0,1\}^{U \times C}`, :math:`n_{ab} = (B^\top B)_{ab}` and
+    :math:`p = n / U` (``U`` counting users with at least one 1), the weight is the
     normalised PMI
 
     .. math:: w_{ab} = \log\frac{p_{ab}}{p_a p_b} \Big/ -\log p_{ab} \in (0, 1].
 
-    Keeps, for each category ``a``, the ``top_k`` categories ``b != a`` with
-    :math:`n_{ab} \ge` ``min_users`` and :math:`w_{ab} > 0` (ties broken by the index of b).
-
-    Args:
-        user_index, item_index: the rating edges (integer node indices), training only.
-        item_category_item, item_category_cat: the ``Item -> Category`` edges.
+    Keeps, for each ``a``, the ``top_k`` columns ``b != a`` with :math:`n_{ab} \ge`
+    ``min_users`` and :math:`w_{ab} > 0`, ties broken by the index of ``b``.
 
     Returns:
-        ``(src, dst, weight, users)``: category indices, NPMI weights and co-engaged user
-        counts, sorted by ``src`` then descending weight.
+        ``(src, dst, weight, users)`` sorted by ``src`` then descending weight.
     """
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32),
              np.zeros(0, np.int64))
-    if num_categories < 2 or len(user_index) == 0:
-        return empty
-    ratings = sp.csr_matrix(
-        (np.ones(len(user_index), np.float32), (user_index, item_index)),
-        shape=(num_users, num_items))
-    item_cat = sp.csr_matrix(
-        (np.ones(len(item_category_item), np.float32), (item_category_item, item_category_cat)),
-        shape=(num_items, num_categories))
-    engaged = (ratings @ item_cat).astype(bool).astype(np.float32).tocsc()
+    engaged = sp.csc_matrix(engaged, dtype=np.float32)
+    engaged.data[:] = 1.0
     active = np.asarray(engaged.sum(axis=1)).ravel() > 0
     n_users = int(active.sum())
-    if n_users == 0:
+    if n_users == 0 or engaged.shape[1] < 2:
         return empty
     co = (engaged.T @ engaged).tocoo()
     a, b, n_ab = co.row.astype(np.int64), co.col.astype(np.int64), co.data.astype(np.float64)
@@ -159,6 +145,67 @@ def co_engaged(
     rank = np.arange(len(a)) - np.repeat(starts, np.diff(np.r_[starts, len(a)]))
     sel = rank < top_k
     return a[sel], b[sel], npmi[sel].astype(np.float32), n_ab[sel].astype(np.int64)
+
+
+def co_engaged(
+    user_index: np.ndarray,
+    item_index: np.ndarray,
+    item_category_item: np.ndarray,
+    item_category_cat: np.ndarray,
+    num_users: int,
+    num_items: int,
+    num_categories: int,
+    *,
+    top_k: int = DEFAULT_CO_ENGAGED_TOP_K,
+    min_users: int = DEFAULT_CO_ENGAGED_MIN_USERS,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cross-category links: :func:`npmi_top_k` over "the user rated an item of the category"."""
+    if num_categories < 2 or len(user_index) == 0:
+        return npmi_top_k(sp.csc_matrix((0, 0)), top_k=top_k, min_users=min_users)
+    ratings = sp.csr_matrix(
+        (np.ones(len(user_index), np.float32), (user_index, item_index)),
+        shape=(num_users, num_items))
+    item_cat = sp.csr_matrix(
+        (np.ones(len(item_category_item), np.float32), (item_category_item, item_category_cat)),
+        shape=(num_items, num_categories))
+    return npmi_top_k(ratings @ item_cat, top_k=top_k, min_users=min_users)
+
+
+def co_liked_batch(
+    rated: EdgeBatch,
+    threshold: float,
+    *,
+    top_k: int = DEFAULT_CO_LIKED_TOP_K,
+    min_users: int = DEFAULT_CO_LIKED_MIN_USERS,
+    max_per_user: int = DEFAULT_CO_LIKED_MAX_PER_USER,
+) -> EdgeBatch:
+    """``CO_LIKED`` item links: :func:`npmi_top_k` over "the user rated the item >= threshold".
+
+    Each user counts with at most ``max_per_user`` liked items (highest rated, ties by item
+    id), which bounds the cost of :math:`B^\top B` on heavy users.
+    """
+    rating = np.asarray(rated.properties["rating"], dtype=np.float64)
+    liked = rating >= threshold
+    users, u_idx = np.unique(rated.src[liked].astype(str), return_inverse=True)
+    items, i_idx = np.unique(rated.dst[liked].astype(str), return_inverse=True)
+    r = rating[liked]
+    order = np.lexsort((i_idx, -r, u_idx))
+    u_sorted = u_idx[order]
+    starts = np.r_[0, np.flatnonzero(u_sorted[1:] != u_sorted[:-1]) + 1] if len(order) else (
+        np.zeros(0, np.int64))
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    keep = order[rank < max_per_user]
+    matrix = sp.csc_matrix((np.ones(len(keep), np.float32), (u_idx[keep], i_idx[keep])),
+                           shape=(len(users), len(items)))
+    src, dst, weight, n = npmi_top_k(matrix, top_k=top_k, min_users=min_users)
+    return EdgeBatch(EdgeType(ITEM, "CO_LIKED", ITEM), items[src].astype(object),
+                     items[dst].astype(object), {"weight": weight, "users": n})
+
+
+def like_threshold(rating_scale: tuple[float, float]) -> float:
+    """The rating from which an interaction counts as a like: 75 % up the scale."""
+    lo, hi = rating_scale
+    return lo + 0.75 * (hi - lo)
 
 
 def co_engaged_batch(
@@ -235,6 +282,7 @@ def graph_records(
         values = attr_values.get(node_type, [])
         ids = (pd.unique(np.concatenate(values)) if values else np.zeros(0, dtype=object))
         nodes[node_type] = NodeBatch(node_type, np.asarray(ids, dtype=object))
+    edges[schema.co_liked] = co_liked_batch(rated, like_threshold(dataset.spec.rating_scale))
     co_type = schema.co_engaged
     if co_type is not None:
         item_cats = [edges[a.edge_type] for a in schema.attribute_edges

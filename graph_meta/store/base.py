@@ -24,7 +24,9 @@ from graph_meta.graph.build import (
     NodeBatch,
     attribute_edges,
     co_engaged_batch,
+    co_liked_batch,
     graph_records,
+    like_threshold,
     node_properties,
 )
 from graph_meta.schema import CATEGORY, ITEM, USER, DatasetSpec, EdgeType, GraphSchema
@@ -70,7 +72,7 @@ def edge_weight_property(edge_type: EdgeType) -> str | None:
     """The property that orders an edge type's neighbors (heaviest first), if any."""
     if edge_type.rel == "RATED":
         return "rating"
-    if edge_type.rel == "CO_ENGAGED" or not edge_type.rel.startswith("HAS_"):
+    if edge_type.rel in ("CO_ENGAGED", "CO_LIKED") or not edge_type.rel.startswith("HAS_"):
         return "weight"
     return None
 
@@ -162,23 +164,28 @@ class GraphStore(ABC):
         self.upsert_edges(EdgeBatch(self.schema.rated, np.asarray(user_ids, dtype=object),
                                     np.asarray(item_ids, dtype=object), props))
 
-    def refresh_co_engaged(
+    def refresh_derived_edges(
         self, *, top_k: int = DEFAULT_CO_ENGAGED_TOP_K,
         min_users: int = DEFAULT_CO_ENGAGED_MIN_USERS,
-    ) -> int:
-        """Recompute ``CO_ENGAGED`` from the ratings in the store; returns the edge count."""
-        co_type = self.schema.co_engaged
-        if co_type is None:
-            return 0
+    ) -> dict[EdgeType, int]:
+        """Recompute ``CO_LIKED`` and ``CO_ENGAGED`` from the ratings now in the store.
+
+        Incremental rating upserts do not move these links; call this after a batch of them.
+        Returns the new edge count per type.
+        """
         rated = self.edge_batch(self.schema.rated)
-        cats = [self.edge_batch(a.edge_type) for a in self.schema.attribute_edges
-                if a.owner == ITEM and a.edge_type.dst == CATEGORY]
-        merged = EdgeBatch(cats[0].edge_type, np.concatenate([c.src for c in cats]),
-                           np.concatenate([c.dst for c in cats]))
-        batch = co_engaged_batch(rated, merged, top_k=top_k, min_users=min_users)
-        self.clear_edges(co_type)
-        self.upsert_edges(batch)
-        return len(batch)
+        derived = [co_liked_batch(rated, like_threshold(self.spec.rating_scale))]
+        co_type = self.schema.co_engaged
+        if co_type is not None:
+            cats = [self.edge_batch(a.edge_type) for a in self.schema.attribute_edges
+                    if a.owner == ITEM and a.edge_type.dst == CATEGORY]
+            merged = EdgeBatch(cats[0].edge_type, np.concatenate([c.src for c in cats]),
+                               np.concatenate([c.dst for c in cats]))
+            derived.append(co_engaged_batch(rated, merged, top_k=top_k, min_users=min_users))
+        for batch in derived:
+            self.clear_edges(batch.edge_type)
+            self.upsert_edges(batch)
+        return {b.edge_type: len(b) for b in derived}
 
     # --- reading -------------------------------------------------------------------------
 

@@ -5,9 +5,9 @@ identical. With ``R`` the user's rated items (from the store and/or given pairs)
 ``t`` the like threshold, the seeds ``S`` are the ``max_seeds`` items of ``R`` with the
 highest rating (ties by id) among those rated ``>= t`` (all of ``R`` if none is). Rows:
 
-* ``collaborative``: seed ``s`` <- user ``v`` -> item ``j``: ``v`` is one of the ``co_users``
-  other users who rated ``s`` highest (``>= t``; ties by id), ``j`` one of the
-  ``items_per_user`` items ``v`` rated highest (``>= t``; not in ``R``);
+* ``collaborative``: seed ``s`` -[CO_LIKED]-> item ``j`` (not in ``R``): the items most often
+  liked by the users who liked ``s`` (precomputed top links, NPMI weight); the row's value
+  is the link weight;
 * ``category``: seed ``s`` -> category ``c`` <- item ``j``: the ``per_category`` most rated
   items of ``c`` (at least one rating; not in ``R``; ties by id);
 * ``cross_category``: ``s`` -> ``c`` -[CO_ENGAGED]-> ``c'`` <- ``j``: the ``cross_top``
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from graph_meta.graph.build import like_threshold
 from graph_meta.schema import CATEGORY, ITEM, USER
 from graph_meta.store.base import Candidate
 
@@ -49,13 +50,11 @@ class CandidateConfig:
 
     like_threshold: float | None = None
     max_seeds: int = 10
-    co_users: int = 20
-    items_per_user: int = 20
     per_category: int = 30
     cross_top: int = 3
     cold_per_category: int = 10
     cold_share: float = 0.1
-    w_collaborative: float = 0.05
+    w_collaborative: float = 1.0
     w_category: float = 0.2
     w_cross_category: float = 0.2
     w_cold_item: float = 0.2
@@ -64,8 +63,7 @@ class CandidateConfig:
     def threshold(self, rating_scale: tuple[float, float]) -> float:
         if self.like_threshold is not None:
             return self.like_threshold
-        lo, hi = rating_scale
-        return lo + 0.75 * (hi - lo)
+        return like_threshold(rating_scale)
 
     def weight(self, kind: str) -> float:
         return float(getattr(self, f"w_{kind}"))
@@ -137,10 +135,7 @@ def embedded_candidates(
     rated_map, threshold = _rated_map(store, user_id, rated, config)
     rated_set = set(rated_map)
     item_ids = np.asarray(store._nodes[ITEM].ids, dtype=object)
-    user_ids = np.asarray(store._nodes[USER].ids, dtype=object)
-    rated_csr_out = store.csr(store.schema.rated, "out")
     rated_csr_in = store.csr(store.schema.rated, "in")
-    ratings = store._edges[store.schema.rated].props["rating"].view
     popularity = np.diff(rated_csr_in.indptr)
     popularity = np.concatenate([popularity, np.zeros(len(item_ids) - len(popularity), np.int64)])
     if not rated_map:
@@ -152,23 +147,13 @@ def embedded_candidates(
     seed_idx = store.node_index(ITEM, seeds)
     rows: list[PathRow] = []
 
-    # collaborative: seed <- co-rater -> item
-    pos, users, eid = rated_csr_in.gather(seed_idx)
-    frame = pd.DataFrame({"seed": pos, "user": user_ids[users].astype(str), "u": users,
-                          "r": ratings[eid]})
-    frame = frame[(frame["r"] >= threshold) & (frame["user"] != (user_id or ""))]
-    frame = _top_per_group(frame, "seed", ["r", "user"], [False, True], config.co_users)
-    if len(frame):
-        co = frame.drop_duplicates("u")
-        upos, items, eid2 = rated_csr_out.gather(co["u"].to_numpy())
-        liked = pd.DataFrame({"u": co["u"].to_numpy()[upos],
-                              "item": item_ids[items].astype(str), "r": ratings[eid2]})
-        liked = liked[(liked["r"] >= threshold) & ~liked["item"].isin(rated_set)]
-        liked = _top_per_group(liked, "u", ["r", "item"], [False, True], config.items_per_user)
-        paths = frame.merge(liked[["u", "item"]], on="u")
-        for s, v, j in zip(paths["seed"], paths["user"], paths["item"], strict=True):
-            rows.append(PathRow("collaborative", j,
-                                ((ITEM, seeds[s]), (USER, v), (ITEM, j)), 1.0))
+    # collaborative: seed -[CO_LIKED]-> item
+    co_liked = store.schema.co_liked
+    pos, nbr, eid = store.csr(co_liked, "out").gather(seed_idx)
+    weights = store._edges[co_liked].props["weight"].view[eid].astype(np.float64)
+    for s, j, w in zip(pos.tolist(), item_ids[nbr].tolist(), weights.tolist(), strict=True):
+        if j not in rated_set:
+            rows.append(PathRow("collaborative", j, ((ITEM, seeds[s]), (ITEM, j)), w))
 
     # categories of the seeds, their CO_ENGAGED neighbors, and items in both
     has_cat = [a.edge_type for a in store.schema.attribute_edges

@@ -212,7 +212,7 @@ class EmbeddedGraphStore(GraphStore):
             props: dict[str, type] = {}
             if et.rel == "RATED":
                 props = {"rating": np.float32, "timestamp": np.int64}
-            elif et.rel == "CO_ENGAGED":
+            elif et.rel in ("CO_ENGAGED", "CO_LIKED"):
                 props = {"weight": np.float32, "users": np.int64}
             elif edge_weight_property(et) == "weight":
                 props = {"weight": np.float32}

@@ -224,6 +224,21 @@ class Neo4jGraphStore(GraphStore):
         if written != len(src):
             missing = self._missing_ends(et, src, dst)
             raise KeyError(f"{et}: unknown id(s) {missing[:3]}")
+        if et == self.schema.rated:
+            self._update_popularity(sorted(set(dst.tolist())))
+
+    def _update_popularity(self, item_ids: list[str] | None) -> None:
+        """Keep ``Item.n_ratings`` (the candidate queries' popularity) equal to the degree."""
+        if item_ids is None:
+            with self._driver.session(database=self.database) as session:
+                session.run("MATCH (i:Item) CALL (i) { SET i.n_ratings = "
+                            "COUNT { (i)<-[:RATED]-(:User) } } "
+                            "IN TRANSACTIONS OF 10000 ROWS").consume()
+            return
+        rows = [{"id": i} for i in item_ids]
+        self._write_batches("UNWIND $rows AS row MATCH (i:Item {id: row.id}) "
+                            "SET i.n_ratings = COUNT { (i)<-[:RATED]-(:User) } "
+                            "RETURN count(i)", rows)
 
     def _missing_ends(self, et: EdgeType, src: np.ndarray, dst: np.ndarray) -> list[str]:
         out = []
@@ -239,6 +254,8 @@ class Neo4jGraphStore(GraphStore):
         with self._driver.session(database=self.database) as session:
             session.run(f"MATCH (:{_q(et.src)})-[r:{_q(et.rel)}]->(:{_q(et.dst)}) "
                         "CALL (r) { DELETE r } IN TRANSACTIONS OF 5000 ROWS").consume()
+        if et == self.schema.rated:
+            self._update_popularity(None)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -352,27 +369,20 @@ class Neo4jGraphStore(GraphStore):
                                      f"[{lo:g}, {hi:g}]")
                 rated_map[str(item)] = float(r)
         if not rated_map:
-            rec = self._read("MATCH (i:Item) WITH i, COUNT { (i)<-[:RATED]-() } AS pop "
+            rec = self._read("MATCH (i:Item) WITH i, coalesce(i.n_ratings, 0) AS pop "
                              "ORDER BY pop DESC, i.id LIMIT $k RETURN i.id AS id, pop", k=k)
             return combine([PathRow("popular", r["id"], ((ITEM, r["id"]),), float(r["pop"]))
                             for r in rec], k, config)
         seeds = select_seeds(rated_map, threshold, config.max_seeds)
-        params = dict(seeds=seeds, rated=list(rated_map), t=threshold, me=user_id or "",
-                      co_users=config.co_users, items_per_user=config.items_per_user)
         rows: list[PathRow] = []
         rec = self._read(
             "UNWIND range(0, size($seeds) - 1) AS si "
-            "MATCH (s:Item {id: $seeds[si]})<-[r:RATED]-(v:User) "
-            "WHERE r.rating >= $t AND v.id <> $me "
-            "WITH si, v ORDER BY si, r.rating DESC, v.id "
-            "WITH si, collect(v)[..$co_users] AS vs UNWIND vs AS v "
-            "CALL (v) { MATCH (v)-[r2:RATED]->(j:Item) "
-            "  WHERE r2.rating >= $t AND NOT j.id IN $rated "
-            "  WITH j ORDER BY r2.rating DESC, j.id LIMIT $items_per_user RETURN j.id AS j } "
-            "RETURN si, v.id AS v, j", **params)
+            "MATCH (s:Item {id: $seeds[si]})-[l:CO_LIKED]->(j:Item) "
+            "RETURN si, j.id AS j, toFloat(l.weight) AS w", seeds=seeds)
         for r in rec:
-            rows.append(PathRow("collaborative", r["j"],
-                                ((ITEM, seeds[r["si"]]), (USER, r["v"]), (ITEM, r["j"])), 1.0))
+            if r["j"] not in rated_map:
+                rows.append(PathRow("collaborative", r["j"],
+                                    ((ITEM, seeds[r["si"]]), (ITEM, r["j"])), r["w"]))
         for attr in self.schema.attribute_edges:
             if attr.owner != ITEM or attr.edge_type.dst != CATEGORY:
                 continue
@@ -401,17 +411,17 @@ class Neo4jGraphStore(GraphStore):
         links = {c: [(c2, float(w)) for c2, w in lk] for c, lk in rec[0]["cl"]}
         all_cats = sorted({c for _, c in pairs} | {c2 for lk in links.values() for c2, _ in lk})
         members = self._read(
-            "UNWIND $cats AS cid MATCH (c:Category {id: cid}) "
-            "CALL (c) { MATCH (c)<-[:" + rel + "]-(j:Item) WHERE NOT j.id IN $rated "
-            "  WITH j, COUNT { (j)<-[:RATED]-() } AS pop "
-            "  WITH j, pop ORDER BY pop DESC, j.id "
-            "  WITH collect([j.id, pop]) AS js "
-            "  RETURN [x IN js WHERE x[1] > 0][..$per_category] AS warm, "
-            "         [x IN js WHERE x[1] = 0 | x[0]] AS cold } "
-            "RETURN cid, [x IN warm | x[0]] AS warm, cold",
-            cats=all_cats, rated=rated, per_category=config.per_category)
+            "UNWIND $cats AS cid MATCH (c:Category {id: cid})<-[:" + rel + "]-(j:Item) "
+            "WHERE NOT j.id IN $rated "
+            "WITH cid, j.id AS jid, coalesce(j.n_ratings, 0) AS pop "
+            "ORDER BY cid, pop DESC, jid "
+            "WITH cid, collect([jid, pop]) AS js "
+            "RETURN cid, [x IN js WHERE x[1] > 0 | x[0]][..$per_category] AS warm, "
+            "       [x IN js WHERE x[1] = 0 | x[0]][..$cold] AS cold",
+            cats=all_cats, rated=rated, per_category=config.per_category,
+            cold=config.cold_per_category)
         warm_by = {r["cid"]: r["warm"] for r in members}
-        cold_by = {r["cid"]: sorted(r["cold"])[: config.cold_per_category] for r in members}
+        cold_by = {r["cid"]: r["cold"] for r in members}
         rows = []
         for si, c in pairs:
             head = ((ITEM, seeds[si]), (CATEGORY, c))
@@ -433,7 +443,7 @@ def _run_count(tx: Any, query: str, rows: list[dict[str, Any]]) -> int:
 def _edge_properties(et: EdgeType) -> list[str]:
     if et.rel == "RATED":
         return ["rating", "timestamp"]
-    if et.rel == "CO_ENGAGED":
+    if et.rel in ("CO_ENGAGED", "CO_LIKED"):
         return ["weight", "users"]
     if edge_weight_property(et) == "weight":
         return ["weight"]
