@@ -50,9 +50,10 @@ class CandidateConfig:
 
     like_threshold: float | None = None
     max_seeds: int = 10
-    per_category: int = 30
+    per_category: int = 20
     cross_top: int = 3
-    cold_per_category: int = 10
+    cross_per_category: int = 10
+    cold_per_category: int = 5
     cold_share: float = 0.1
     w_collaborative: float = 1.0
     w_category: float = 0.2
@@ -116,6 +117,40 @@ def combine(rows: Iterable[PathRow], k: int, config: CandidateConfig) -> list[Ca
     return top
 
 
+def category_rows(
+    pairs: Sequence[tuple[int, str]],
+    seeds: Sequence[str],
+    links: dict[str, list[tuple[str, float]]],
+    warm_by: dict[str, list[str]],
+    cold_by: dict[str, list[str]],
+    config: CandidateConfig,
+) -> list[PathRow]:
+    """Category, cross-category and cold-item rows, shared by both stores.
+
+    ``pairs`` are (seed rank, category) edges of the seeds; each category contributes once,
+    through its best-ranked seed, with a value multiplied by how many seeds it has.
+    ``warm_by``/``cold_by`` list each category's rated / unrated items in query order.
+    """
+    first: dict[str, int] = {}
+    count: dict[str, int] = {}
+    for rank, cat in pairs:
+        first[cat] = min(first.get(cat, rank), rank)
+        count[cat] = count.get(cat, 0) + 1
+    rows: list[PathRow] = []
+    for cat, rank in first.items():
+        head = ((ITEM, seeds[rank]), (CATEGORY, cat))
+        n = float(count[cat])
+        rows += [PathRow("category", j, (*head, (ITEM, j)), n) for j in warm_by.get(cat, [])]
+        rows += [PathRow("cold_item", j, (*head, (ITEM, j)), n) for j in cold_by.get(cat, [])]
+        for cat2, w in links.get(cat, []):
+            via = (*head, (CATEGORY, cat2))
+            rows += [PathRow("cross_category", j, (*via, (ITEM, j)), n * w)
+                     for j in warm_by.get(cat2, [])[: config.cross_per_category]]
+            rows += [PathRow("cold_item", j, (*via, (ITEM, j)), n * w)
+                     for j in cold_by.get(cat2, [])]
+    return rows
+
+
 def _top_per_group(frame: pd.DataFrame, group: str, order: list[str], ascending: list[bool],
                    limit: int) -> pd.DataFrame:
     frame = frame.sort_values([group, *order], ascending=[True, *ascending], kind="stable")
@@ -165,6 +200,7 @@ def embedded_candidates(
         spos, cats, _ = cat_out.gather(seed_idx)
         seed_cats = pd.DataFrame({"seed": spos, "c": cats,
                                   "cat": cat_ids[cats].astype(str)}).drop_duplicates()
+        seed_cats = seed_cats.sort_values(["seed", "cat"], kind="stable")
         own = set(seed_cats["cat"])
         links = pd.DataFrame(columns=["c", "c2", "cat2", "w"])
         co_type = store.schema.co_engaged
@@ -187,21 +223,14 @@ def embedded_candidates(
                               config.per_category)
         cold = _top_per_group(mem[mem["pop"] == 0], "c", ["item"], [True],
                               config.cold_per_category)
-        warm_by = warm.groupby("c")["item"].apply(list).to_dict()
-        cold_by = cold.groupby("c")["item"].apply(list).to_dict()
-        for s, c, cat in seed_cats.itertuples(index=False, name=None):
-            head = ((ITEM, seeds[s]), (CATEGORY, cat))
-            for j in warm_by.get(c, []):
-                rows.append(PathRow("category", j, (*head, (ITEM, j)), 1.0))
-            for j in cold_by.get(c, []):
-                rows.append(PathRow("cold_item", j, (*head, (ITEM, j)), 1.0))
-            for c2, cat2, w in links.loc[links["c"] == c, ["c2", "cat2", "w"]].itertuples(
-                    index=False, name=None):
-                via = (*head, (CATEGORY, cat2))
-                for j in warm_by.get(c2, []):
-                    rows.append(PathRow("cross_category", j, (*via, (ITEM, j)), float(w)))
-                for j in cold_by.get(c2, []):
-                    rows.append(PathRow("cold_item", j, (*via, (ITEM, j)), float(w)))
+        name = {int(c): str(cat_ids[c]) for c in all_cats}
+        warm_by = {name[c]: v for c, v in warm.groupby("c")["item"].apply(list).items()}
+        cold_by = {name[c]: v for c, v in cold.groupby("c")["item"].apply(list).items()}
+        link_by: dict[str, list[tuple[str, float]]] = {}
+        for c, cat2, w in links[["c", "cat2", "w"]].itertuples(index=False, name=None):
+            link_by.setdefault(name[int(c)], []).append((cat2, float(w)))
+        pairs = list(zip(seed_cats["seed"].tolist(), seed_cats["cat"].tolist(), strict=True))
+        rows += category_rows(pairs, seeds, link_by, warm_by, cold_by, config)
     return combine(rows, k, config)
 
 

@@ -33,7 +33,13 @@ from graph_meta.store.base import (
     GraphStore,
     edge_weight_property,
 )
-from graph_meta.store.candidates import CandidateConfig, PathRow, combine, select_seeds
+from graph_meta.store.candidates import (
+    CandidateConfig,
+    PathRow,
+    category_rows,
+    combine,
+    select_seeds,
+)
 
 log = logging.getLogger("graph_meta.neo4j")
 
@@ -422,18 +428,8 @@ class Neo4jGraphStore(GraphStore):
             cold=config.cold_per_category)
         warm_by = {r["cid"]: r["warm"] for r in members}
         cold_by = {r["cid"]: r["cold"] for r in members}
-        rows = []
-        for si, c in pairs:
-            head = ((ITEM, seeds[si]), (CATEGORY, c))
-            rows += [PathRow("category", j, (*head, (ITEM, j)), 1.0) for j in warm_by.get(c, [])]
-            rows += [PathRow("cold_item", j, (*head, (ITEM, j)), 1.0) for j in cold_by.get(c, [])]
-            for c2, w in links.get(c, []):
-                via = (*head, (CATEGORY, c2))
-                rows += [PathRow("cross_category", j, (*via, (ITEM, j)), w)
-                         for j in warm_by.get(c2, [])]
-                rows += [PathRow("cold_item", j, (*via, (ITEM, j)), w)
-                         for j in cold_by.get(c2, [])]
-        return rows
+        return category_rows([(si, c) for si, c in pairs], seeds, links, warm_by, cold_by,
+                             config)
 
 
 def _run_count(tx: Any, query: str, rows: list[dict[str, Any]]) -> int:

@@ -1,0 +1,467 @@
+r"""GraphMetaRecommender: an MF backbone with a graph prior and a meta-learned inner loop.
+
+**Backbone.** With node states :math:`\theta = (b, v) \in \mathbb{R}^{D}`, :math:`D = 1 + d`,
+
+.. math:: \hat r_{ui} = \mu + h_0 + (1 + h_1)\big(b_u + b_i + \langle v_u, v_i\rangle\big)
+
+(:func:`graph_meta.nn.heads.score`; the head :math:`h` is 0 unless the inner loop adapts it).
+
+**Items.** A warm item (one with training ratings) has a learned MF-like state
+:math:`\theta_i = E_i` (initialised by ALS); every item has a graph prior
+:math:`g_I(\mathrm{enc}(i))` from the inductive hetero GNN
+(:class:`~graph_meta.nn.encoder.HeteroEncoder`: side features, categories, directors, writers,
+actors, ``CO_ENGAGED``; never a rating edge). In every meta-batch a random set of items plays
+*new*: their state is their prior and their rating edges are hidden, so :math:`g_I` is trained
+on ratings to be what a cold item starts from; it is also regressed onto :math:`E_i` of warm
+items (``train.prior_match``), and :math:`E_i` is shrunk toward it (``train.item_l2``). A new
+item at test time is :math:`g_I(\mathrm{enc}(i))`.
+
+**Users** have no free embedding. A user's state is the *ridge fold-in* of their known
+ratings (training history ``H``, plus the task support ``S`` if ``ridge_on_support``) toward
+the user-side graph prior :math:`\theta^0_u = g_U(\mathrm{enc}(u))`, with
+:math:`x_i = (1, v_i)`, :math:`t_{ui} = r_{ui} - \mu - b_i` and a learned precision
+:math:`\Lambda = \mathrm{diag}(e^{\lambda})`:
+
+.. math:: \theta_u^{(0)} = \big(\textstyle\sum_{i} x_i x_i^\top + \Lambda\big)^{-1}
+          \big(\textstyle\sum_i x_i t_{ui} + \Lambda\,\theta^0_u\big)
+
+(exactly ALS's user step, so warm users are MF users), followed by the meta-learned inner
+loop on the support set only (:mod:`graph_meta.meta`, default Meta-SGD, 2 steps):
+
+.. math:: \theta_u^{(t+1)} = \theta_u^{(t)} - \alpha_t \odot \nabla_\theta
+          \frac{1}{|S|}\sum_{(i, r) \in S} (\hat r_{ui} - r)^2 .
+
+**Outer loop.** Episodes (:mod:`graph_meta.sampling.episodes`) mimic the four scenarios; the
+query MSE (plus ``item_task_weight`` times the query MSE of item tasks, whose inner loop adapts
+a cold item's state from its support users) trains the encoder, the prior heads, the item
+residuals, :math:`\mu`, :math:`\Lambda` and the step sizes :math:`\alpha` end to end (through
+the closed-form solve and the inner steps, second order for MAML/Meta-SGD), from an ALS
+start (``train.als_iters``).
+
+**Prediction** (:meth:`GraphMetaRecommender.predict`) uses a numpy cache (item states
+``[N_I, D]``, user priors ``[N_U, D]``, per-user history sums :math:`\sum x x^\top` ``[N_U, D,
+D]`` and :math:`\sum x t` ``[N_U, D]``) and the inner steps' analytic gradient: one
+``D x D`` solve and ``T`` rank-``K`` updates per task (tested equal to the torch.func path).
+
+Ablations: ``model.use_graph=false`` (prior from features only), ``model.use_co_engaged=false``,
+``meta.learner="none"`` (ridge fold-in from the graph prior, no inner gradient steps).
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from graph_meta.dataset import Dataset
+from graph_meta.meta.learners import MetaLearner, Reptile, make_learner
+from graph_meta.nn.encoder import HeteroEncoder
+from graph_meta.nn.heads import PriorHead, ridge_solve, score
+from graph_meta.sampling.episodes import EpisodeBatch, RatingIndex
+from training.config import Config
+
+__all__ = ["GraphMetaNet", "GraphMetaRecommender", "build_graph"]
+
+CACHE_KEYS = ("item_states", "user_prior", "hist_a", "hist_c", "lam", "lr_theta", "lr_head",
+              "head0", "mu")
+
+
+def build_graph(dataset: Dataset, *, text_dim: int = 256) -> Any:
+    """The dataset's HeteroData snapshot (embedded store; training ratings only)."""
+    from graph_meta.store.embedded import EmbeddedGraphStore
+
+    store = EmbeddedGraphStore.from_dataset(dataset)
+    try:
+        return store.snapshot(text_dim=text_dim)
+    except TypeError:  # a store whose snapshot() takes no text_dim
+        return store.snapshot()
+
+
+def _inner_loss(params: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> Tensor:
+    """Support MSE of one task (masked); ``b["theta"]``/``b["head"]`` are the defaults."""
+    theta = params["theta"] if "theta" in params else b["theta"]
+    head = params["head"] if "head" in params else b.get("head")
+    pred = score(b["mu"], theta, b["items"], head)
+    err = (pred - b["y"]) ** 2 * b["mask"]
+    return err.sum() / b["mask"].sum().clamp(min=1.0)
+
+
+class GraphMetaNet(nn.Module):
+    """The trainable parts: encoder, prior heads, item residuals, mu, precision, learners."""
+
+    def __init__(self, data: Any, cfg: Config, mu: float) -> None:
+        super().__init__()
+        m, meta = cfg.model, cfg.meta
+        self.cfg = cfg
+        self.dim = m.dim
+        d_state = 1 + m.dim
+        self.encoder = HeteroEncoder(data, hidden=m.hidden, layers=m.layers, conv=m.conv,
+                                     heads=m.heads, use_graph=m.use_graph,
+                                     use_co_engaged=m.use_co_engaged, use_text=m.use_text,
+                                     dropout=m.dropout, min_degree=m.min_attr_degree)
+        self.user_head = PriorHead(m.hidden, m.dim, mlp=m.prior_mlp)
+        self.item_head = PriorHead(m.hidden, m.dim, mlp=m.prior_mlp)
+        self.item_emb = nn.Embedding(int(data["Item"].num_nodes), d_state)
+        nn.init.normal_(self.item_emb.weight, std=0.05)
+        # 1 for the items whose state was learned (rated in the training data of the net)
+        self.register_buffer("item_trained", torch.zeros(int(data["Item"].num_nodes)))
+        self.mu = nn.Parameter(torch.tensor(float(mu)))
+        lam = torch.full((d_state,), math.log(meta.init_precision))
+        if meta.learn_precision:
+            self.log_lam = nn.Parameter(lam)
+        else:
+            self.register_buffer("log_lam", lam)
+        self.adapt_vector = meta.adapt in ("vector", "head+vector")
+        self.adapt_head = meta.adapt in ("head", "head+vector")
+        self.head0 = nn.Parameter(torch.zeros(2)) if self.adapt_head else None
+        shapes: dict[str, tuple[int, ...]] = {}
+        if self.adapt_vector:
+            shapes["theta"] = (d_state,)
+        if self.adapt_head:
+            shapes["head"] = (2,)
+        self.user_learner: MetaLearner | None = None
+        self.item_learner: MetaLearner | None = None
+        if meta.learner != "none" and meta.inner_steps > 0:
+            self.user_learner = make_learner(meta.learner, _inner_loss, shapes=shapes,
+                                             steps=meta.inner_steps, inner_lr=meta.inner_lr,
+                                             first_order=meta.first_order)
+            self.item_learner = make_learner(meta.learner, _inner_loss,
+                                             shapes={"theta": (d_state,)},
+                                             steps=meta.inner_steps, inner_lr=meta.inner_lr,
+                                             first_order=meta.first_order)
+
+    @property
+    def lam(self) -> Tensor:
+        return self.log_lam.exp()
+
+    def priors(self, data: Any) -> tuple[Tensor, Tensor]:
+        """Graph priors ``(item_prior [N_I, D], user_prior [N_U, D])``."""
+        h = self.encoder(data)
+        return self.item_head(h["Item"]), self.user_head(h["User"])
+
+    def states(self, data: Any, warm_items: Tensor) -> tuple[Tensor, Tensor]:
+        """``(item_states [N_I, D], user_prior [N_U, D])``: the learned embedding of a warm
+        item, the graph prior of a cold one (or one playing cold in this batch)."""
+        item_prior, user_prior = self.priors(data)
+        w = warm_items.unsqueeze(-1)
+        return w * self.item_emb.weight + (1.0 - w) * item_prior, user_prior
+
+    def fold_in(self, prior: Tensor, x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
+        """Ridge fold-in (module docstring) of rows ``x`` ``[B, L, D]`` toward ``prior``."""
+        rows = torch.cat([torch.ones_like(x[..., :1]), x[..., 1:]], dim=-1)
+        t = y - self.mu - x[..., 0]
+        return ridge_solve(prior, rows, t, mask, self.lam)
+
+    def adapt(self, theta0: Tensor, items: Tensor, y: Tensor, mask: Tensor,
+              learner: MetaLearner | None, *, head: bool) -> list[dict[str, Tensor]]:
+        """Inner-loop trajectory ``[{theta, head?}, ...]`` of a batch of tasks."""
+        b = theta0.shape[0]
+        start: dict[str, Tensor] = {"theta": theta0}
+        if head and self.head0 is not None:
+            start["head"] = self.head0.expand(b, 2)
+        if learner is None:
+            return [start]
+        params = {k: v for k, v in start.items() if k in learner_keys(learner)}
+        batch = {"items": items, "y": y, "mask": mask, "theta": theta0,
+                 "mu": self.mu.expand(b)}
+        if "head" in start:
+            batch["head"] = start["head"]
+        traj = learner.adapt_batch(params, batch, params_batched=True, return_trajectory=True)
+        return [{**start, **p} for p in traj]
+
+    def user_loss(self, ep: Mapping[str, Tensor], items: Tensor,
+                  user_prior: Tensor) -> Tensor:
+        """Query MSE of a batch of user tasks (tensors from :func:`episode_tensors`)."""
+        cfg = self.cfg.meta
+        sup_x = items[ep["support_items"]]
+        hist_x = items[ep["hist_items"]]
+        if cfg.ridge_on_support:
+            x = torch.cat([hist_x, sup_x], 1)
+            y = torch.cat([ep["hist_y"], ep["support_y"]], 1)
+            m = torch.cat([ep["hist_mask"], ep["support_mask"]], 1)
+        else:
+            x, y, m = hist_x, ep["hist_y"], ep["hist_mask"]
+        theta0 = self.fold_in(user_prior[ep["users"]], x, y, m)
+        traj = self.adapt(theta0, sup_x, ep["support_y"], ep["support_mask"],
+                          self.user_learner, head=True)
+        qry_x = items[ep["query_items"]]
+        steps = traj[1:] if (cfg.multi_step_loss and len(traj) > 1) else traj[-1:]
+        loss = sum(self._query_mse(p, qry_x, ep["query_y"], ep["query_mask"]) for p in steps)
+        loss = loss / len(steps)
+        if isinstance(self.user_learner, Reptile):
+            loss = loss + 0.5 * ((theta0 - traj[-1]["theta"].detach()) ** 2).sum(-1).mean()
+        return loss
+
+    def item_loss(self, ep: Mapping[str, Tensor], items: Tensor,
+                  user_prior: Tensor) -> Tensor:
+        """Query MSE of a batch of item tasks (items cold: prior only, edges hidden)."""
+        ctx = self.fold_in(user_prior[ep["ctx_users"]], items[ep["hist_items"]], ep["hist_y"],
+                           ep["hist_mask"])
+        sup_u, qry_u = ctx[ep["support_users"]], ctx[ep["query_users"]]
+        theta0 = items[ep["items"]]
+        traj = self.adapt(theta0, sup_u, ep["support_y"], ep["support_mask"],
+                          self.item_learner, head=False)
+        return self._query_mse(traj[-1], qry_u, ep["query_y"], ep["query_mask"])
+
+    def _query_mse(self, p: Mapping[str, Tensor], qry_x: Tensor, y: Tensor,
+                   mask: Tensor) -> Tensor:
+        head = p.get("head")
+        pred = score(self.mu, p["theta"].unsqueeze(1), qry_x,
+                     None if head is None else head.unsqueeze(1))
+        per_task = ((pred - y) ** 2 * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return per_task.mean()
+
+
+def learner_keys(learner: MetaLearner) -> set[str]:
+    raw = getattr(learner, "raw_lr", None)
+    return set(raw.keys()) if raw is not None else {"theta", "head"}
+
+
+def episode_tensors(batch: EpisodeBatch, device: torch.device) -> tuple[dict, dict | None]:
+    """Numpy episodes -> tensors on ``device`` (indices long, the rest float)."""
+
+    def conv(obj: Any, names: Sequence[str]) -> dict[str, Tensor]:
+        out = {}
+        for n in names:
+            v = getattr(obj, n)
+            dtype = torch.long if v.dtype.kind in "iu" else torch.float32
+            out[n] = torch.as_tensor(v, dtype=dtype, device=device)
+        return out
+
+    u = conv(batch.users, ["users", "support_items", "support_y", "support_mask",
+                           "query_items", "query_y", "query_mask", "hist_items", "hist_y",
+                           "hist_mask"])
+    i = None
+    if batch.items is not None:
+        i = conv(batch.items, ["items", "support_users", "support_y", "support_mask",
+                               "query_users", "query_y", "query_mask", "ctx_users",
+                               "hist_items", "hist_y", "hist_mask"])
+    return u, i
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' asked for but CUDA is not available")
+    return torch.device(device)
+
+
+class GraphMetaRecommender:
+    """The cold-start model of the protocol runner (:mod:`graph_meta.eval.protocol`).
+
+    ``fit(dataset)`` trains (optionally with early stopping on pseudo-tasks carved from
+    train, then a refit on all of train), ``predict(user_id, support, query_items)`` adapts
+    to one task and scores its query items, ``score_all_items`` scores the whole catalogue.
+    """
+
+    name = "graph-meta"
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = (config or Config()).validate()
+        self.net: GraphMetaNet | None = None
+        self.cache: dict[str, np.ndarray] = {}
+        self.user_pos: dict[str, int] = {}
+        self.item_pos: dict[str, int] = {}
+        self.item_ids: list[str] = []
+        self.history: list[dict[str, Any]] = []
+        self.fit_info: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"config": self.config.to_dict(), **self.fit_info}
+
+    def fit(self, dataset: Dataset, *, config: Config | None = None, device: str | None = None,
+            progress: bool = False, log_dir: str | Path | None = None,
+            checkpoint_dir: str | Path | None = None,
+            resume: bool = False) -> GraphMetaRecommender:
+        """Train on ``dataset.train`` + side information (its tasks are never read)."""
+        from training.train import train_model
+
+        if config is not None:
+            self.config = config.validate()
+        train_model(self, dataset, device=device or self.config.train.device,
+                    progress=progress, log_dir=log_dir, checkpoint_dir=checkpoint_dir,
+                    resume=resume)
+        return self
+
+    def predict(self, user_id: str, support: Sequence[tuple[str, float]],
+                query_items: Sequence[str]) -> np.ndarray:
+        """Adapt to ``support`` and predict a rating for every query item."""
+        q = np.fromiter((self.item_pos.get(str(i), -1) for i in query_items), np.int64,
+                        len(query_items))
+        return self._adapt_and_score(user_id, support, q)
+
+    def score_all_items(self, user_id: str,
+                        support: Sequence[tuple[str, float]]) -> np.ndarray:
+        """Predicted ratings of every item (``self.item_ids`` order) after adaptation."""
+        return self._adapt_and_score(user_id, support, None)
+
+    # ------------------------------------------------------------------ adaptation
+    def adapt_user(self, user_id: str, support: Sequence[tuple[str, float]]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """``(theta [D], head [2])`` of a user after fold-in and the inner steps."""
+        c = self.cache
+        items, mu = c["item_states"], float(c["mu"])
+        d_state = items.shape[1]
+        u = self.user_pos.get(str(user_id), -1)
+        if support:
+            s_idx = np.fromiter((self.item_pos.get(str(i), -1) for i, _ in support), np.int64,
+                                len(support))
+            y = np.fromiter((float(r) for _, r in support), np.float64, len(support))
+            x = np.where((s_idx >= 0)[:, None], items[np.maximum(s_idx, 0)], 0.0)
+        else:
+            x = np.zeros((0, d_state))
+            y = np.zeros(0)
+        lam = c["lam"]
+        if u >= 0:
+            prior, a, rhs = c["user_prior"][u], c["hist_a"][u].copy(), c["hist_c"][u].copy()
+        else:
+            prior, a, rhs = c["user_prior"].mean(0), np.zeros((d_state, d_state)), np.zeros(
+                d_state)
+        rows = np.concatenate([np.ones((len(x), 1)), x[:, 1:]], axis=1)
+        if self.config.meta.ridge_on_support and len(x):
+            t = y - mu - x[:, 0]
+            a += rows.T @ rows
+            rhs += rows.T @ t
+        a[np.diag_indices(d_state)] += lam
+        theta = np.linalg.solve(a, rhs + lam * prior)
+        head = c["head0"].copy()
+        k = len(x)
+        if k:
+            for step in range(c["lr_theta"].shape[0]):
+                raw = x[:, 0] + rows @ theta
+                err = mu + head[0] + (1.0 + head[1]) * raw - y
+                g_theta = (2.0 / k) * (1.0 + head[1]) * (rows.T @ err)
+                g_head = (2.0 / k) * np.array([err.sum(), (err * raw).sum()])
+                theta = theta - c["lr_theta"][step] * g_theta
+                head = head - c["lr_head"][step] * g_head
+        return theta, head
+
+    def _adapt_and_score(self, user_id: str, support: Sequence[tuple[str, float]],
+                         q: np.ndarray | None) -> np.ndarray:
+        if not self.cache:
+            raise RuntimeError("the model is not fitted (call fit or load)")
+        theta, head = self.adapt_user(user_id, support)
+        items = self.cache["item_states"]
+        mu = float(self.cache["mu"])
+        xq = items if q is None else np.where((q >= 0)[:, None], items[np.maximum(q, 0)], 0.0)
+        raw = theta[0] + xq[:, 0] + xq[:, 1:] @ theta[1:]
+        return mu + head[0] + (1.0 + head[1]) * raw
+
+    # ------------------------------------------------------------------ cache
+    @torch.no_grad()
+    def build_cache(self, data: Any, index: RatingIndex) -> None:
+        """Numpy prediction cache from the trained net on graph ``data``."""
+        net = self.net
+        assert net is not None
+        net.eval()
+        items_t, users_t = net.states(data, net.item_trained)
+        items = items_t.double().cpu().numpy()
+        mu = float(net.mu)
+        rows = np.concatenate([np.ones((index.num_edges, 1)), items[index.item, 1:]], axis=1)
+        t = index.rating - mu - items[index.item, 0]
+        d_state = items.shape[1]
+        hist_a = np.zeros((index.num_users, d_state, d_state))
+        _segment_outer(hist_a, index.user, rows)
+        hist_c = np.zeros((index.num_users, d_state))
+        np.add.at(hist_c, index.user, rows * t[:, None])
+        steps = 0 if net.user_learner is None else net.user_learner.steps
+        lr_theta = np.zeros((steps, d_state))
+        lr_head = np.zeros((steps, 2))
+        for s in range(steps):
+            lr_theta[s] = _lr(net.user_learner, "theta", s, d_state)
+            lr_head[s] = _lr(net.user_learner, "head", s, 2)
+        head0 = (net.head0.double().cpu().numpy() if net.head0 is not None else np.zeros(2))
+        self.cache = {
+            "item_states": items,
+            "user_prior": users_t.double().cpu().numpy(),
+            "hist_a": hist_a,
+            "hist_c": hist_c,
+            "lam": net.lam.double().cpu().numpy(),
+            "lr_theta": lr_theta,
+            "lr_head": lr_head,
+            "head0": head0,
+            "mu": np.array(mu),
+        }
+        self.item_ids = [str(i) for i in data.node_ids["Item"]]
+        self.item_pos = {i: k for k, i in enumerate(self.item_ids)}
+        self.user_pos = {str(u): k for k, u in enumerate(data.node_ids["User"])}
+        net.train()
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Write ``path`` (tensors, ``torch.save``) and ``path.json`` (config + ids)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        blob = {"cache": {k: torch.from_numpy(np.asarray(v)) for k, v in self.cache.items()}}
+        if self.net is not None:
+            blob["net"] = self.net.state_dict()
+        torch.save(blob, path)
+        meta = {"config": self.config.to_dict(), "item_ids": self.item_ids,
+                "user_ids": sorted(self.user_pos, key=self.user_pos.__getitem__),
+                "fit_info": self.fit_info}
+        path.with_suffix(path.suffix + ".json").write_text(json.dumps(meta), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> GraphMetaRecommender:
+        """A predict-ready model from :meth:`save` (``torch.load(weights_only=True)``)."""
+        path = Path(path)
+        meta = json.loads(path.with_suffix(path.suffix + ".json").read_text(encoding="utf-8"))
+        model = cls(Config.from_dict(meta["config"]))
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        model.cache = {k: v.numpy() for k, v in blob["cache"].items()}
+        model.item_ids = list(meta["item_ids"])
+        model.item_pos = {i: k for k, i in enumerate(model.item_ids)}
+        model.user_pos = {u: k for k, u in enumerate(meta["user_ids"])}
+        model.fit_info = dict(meta.get("fit_info", {}))
+        model.net_state = blob.get("net")
+        return model
+
+
+def _segment_outer(out: np.ndarray, seg: np.ndarray, rows: np.ndarray) -> None:
+    """``out[s] += sum_{k: seg[k]=s} rows[k] rows[k]^T`` in sorted chunks (no huge temp)."""
+    if len(seg) == 0:
+        return
+    order = np.argsort(seg, kind="stable")
+    seg, rows = seg[order], rows[order]
+    bounds = np.r_[0, np.flatnonzero(seg[1:] != seg[:-1]) + 1, len(seg)]
+    for a, b in itertools.pairwise(bounds):
+        r = rows[a:b]
+        out[seg[a]] += r.T @ r
+
+
+def _lr(learner: MetaLearner | None, name: str, step: int, size: int) -> np.ndarray:
+    if learner is None:
+        return np.zeros(size)
+    raw = getattr(learner, "raw_lr", None)
+    if raw is not None:
+        if name not in raw:
+            return np.zeros(size)
+        return learner.lr(name, step).detach().double().cpu().numpy()  # type: ignore[attr-defined]
+    return np.full(size, float(learner.inner_lr))  # type: ignore[attr-defined]
+
+
+def write_csv_row(path: Path, row: Mapping[str, Any]) -> None:
+    """Append ``row`` to a CSV log (header written when the file is new)."""
+    new = not path.exists() or path.stat().st_size == 0
+    fields = list(row)
+    if not new:
+        with path.open(newline="", encoding="utf-8") as fh:
+            fields = next(csv.reader(fh))
+    with path.open("a", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields, restval="", extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
