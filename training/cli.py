@@ -1,7 +1,9 @@
 """The ``graph-meta`` command line.
 
-Commands: ``synth``, ``import-movielens``, ``import-csv``, ``validate``, ``stats``, ``demo``.
-Data errors are printed as one line naming file, line and field, with exit code 2.
+Commands: ``synth``, ``import-movielens``, ``import-csv``, ``validate``, ``stats``, ``ingest``,
+``candidates``, ``demo``. Data errors are printed as one line naming file, line and field,
+with exit code 2. ``--store neo4j`` reads the graph from a Neo4j server whose address comes
+from ``--neo4j-uri``/``NEO4J_URI`` and whose password only ever comes from ``NEO4J_PASSWORD``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,38 @@ import click
 from graph_meta.errors import GraphMetaError
 
 
+def store_options(fn):
+    """``--store``, ``--neo4j-uri`` and ``--neo4j-user`` for commands that read a graph."""
+    fn = click.option("--neo4j-user", envvar="NEO4J_USER", default="neo4j", show_default=True,
+                      help="Neo4j user (or NEO4J_USER); the password comes from "
+                           "NEO4J_PASSWORD.")(fn)
+    fn = click.option("--neo4j-uri", envvar="NEO4J_URI", default=None,
+                      help="Bolt URI of the Neo4j server (or NEO4J_URI).")(fn)
+    return click.option("--store", "store_kind", type=click.Choice(["embedded", "neo4j"]),
+                        default="embedded", show_default=True,
+                        help="Where the graph lives.")(fn)
+
+
+def open_store(dataset: Path | None, store_kind: str, neo4j_uri: str | None,
+               neo4j_user: str):
+    """The embedded store built from DATASET, or the Neo4j store at the given URI."""
+    if store_kind == "neo4j":
+        from graph_meta.store.neo4j import Neo4jGraphStore
+
+        spec = None
+        if dataset is not None:
+            from graph_meta.schema import DatasetSpec
+
+            spec = DatasetSpec.from_file(dataset / "dataset.json")
+        return Neo4jGraphStore(spec, uri=neo4j_uri, user=neo4j_user)
+    if dataset is None:
+        raise click.UsageError("the embedded store needs a DATASET folder")
+    from graph_meta.store.embedded import EmbeddedGraphStore
+    from loaders.folder import read_dataset
+
+    return EmbeddedGraphStore.from_dataset(read_dataset(dataset, tasks=False))
+
+
 def _fail(exc: Exception) -> None:
     click.secho(f"error: {exc}", fg="red", err=True)
     sys.exit(2)
@@ -26,7 +60,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except GraphMetaError as exc:
+        except (GraphMetaError, ValueError, KeyError) as exc:
             _fail(exc)
 
 
@@ -56,6 +90,8 @@ def synth(n_users: int, n_items: int, n_interactions: int, seed: int, new_user_f
     from loaders.folder import write_dataset
     from loaders.synthetic import generate_catalog
 
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise click.UsageError(f"{out} exists and is not empty (use --overwrite)")
     t0 = time.perf_counter()
     dataset = generate_catalog(n_users=n_users, n_items=n_items, n_interactions=n_interactions,
                                seed=seed, new_user_fraction=new_user_fraction,
@@ -145,15 +181,20 @@ def validate(dataset: Path, strict: bool) -> None:
 @main.command()
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def stats(dataset: Path, as_json: bool) -> None:
+@store_options
+def stats(dataset: Path, as_json: bool, store_kind: str, neo4j_uri: str | None,
+          neo4j_user: str) -> None:
     """Counts per node and edge type, tasks and cold users/items per scenario."""
     from graph_meta.store.embedded import EmbeddedGraphStore
     from loaders.folder import read_dataset
 
     t0 = time.perf_counter()
     data = read_dataset(dataset)
-    store = EmbeddedGraphStore.from_dataset(data)
-    counts = store.counts()
+    if store_kind == "neo4j":
+        with open_store(dataset, store_kind, neo4j_uri, neo4j_user) as store:
+            counts = store.counts()
+    else:
+        counts = EmbeddedGraphStore.from_dataset(data).counts()
     report = {
         "dataset": data.name,
         "users": len(data.users),
@@ -186,6 +227,78 @@ def stats(dataset: Path, as_json: bool) -> None:
     for warning in data.warnings:
         click.secho(f"\nwarning: {warning}", fg="yellow")
     click.echo(f"\n({report['seconds']} s)")
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@store_options
+@click.option("--wipe", is_flag=True, help="Delete everything in the Neo4j database first.")
+@click.option("--batch-size", default=5000, show_default=True, type=click.IntRange(1))
+def ingest(dataset: Path, store_kind: str, neo4j_uri: str | None, neo4j_user: str, wipe: bool,
+           batch_size: int) -> None:
+    """Load a dataset folder's graph into the chosen store (idempotent: rerun at will)."""
+    from graph_meta.graph.build import graph_records
+    from loaders.folder import read_dataset
+
+    t0 = time.perf_counter()
+    data = read_dataset(dataset, tasks=False)
+    if store_kind == "embedded":
+        from graph_meta.store.embedded import EmbeddedGraphStore
+
+        counts = EmbeddedGraphStore.from_dataset(data, progress=True).counts()
+    else:
+        from graph_meta.store.neo4j import Neo4jGraphStore
+
+        if wipe:
+            Neo4jGraphStore.wipe(uri=neo4j_uri, user=neo4j_user)
+        with Neo4jGraphStore(data.spec, uri=neo4j_uri, user=neo4j_user,
+                             batch_size=batch_size) as store:
+            counts = store.ingest(graph_records(data), progress=True)
+    for nt, n in counts.nodes.items():
+        click.echo(f"  {nt:<24}{n:>12,}")
+    for et, n in counts.edges.items():
+        click.echo(f"  {et!s:<48}{n:>12,}")
+    click.echo(f"ingested {data.name} into the {store_kind} store in "
+               f"{time.perf_counter() - t0:.1f} s")
+
+
+def _parse_rated(values: tuple[str, ...]) -> list[tuple[str, float]]:
+    out = []
+    for value in values:
+        item, sep, rating = value.rpartition(":")
+        try:
+            out.append((item, float(rating)))
+        except ValueError:
+            sep = ""
+        if not sep or not item:
+            raise click.BadParameter(f"{value!r}: expected ITEM:RATING", param_hint="--rated")
+    return out
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(path_type=Path), required=False)
+@store_options
+@click.option("--user", "user_id", default=None, help="An existing user's id.")
+@click.option("--rated", multiple=True, metavar="ITEM:RATING",
+              help="A new user's ratings (repeatable).")
+@click.option("-k", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True)
+def candidates(dataset: Path | None, store_kind: str, neo4j_uri: str | None, neo4j_user: str,
+               user_id: str | None, rated: tuple[str, ...], k: int, as_json: bool) -> None:
+    """Items to consider for a user, each with its score and the graph path that found it."""
+    pairs = _parse_rated(rated)
+    with open_store(dataset, store_kind, neo4j_uri, neo4j_user) as store:
+        try:
+            found = store.candidates(user_id=user_id, rated=pairs, k=k)
+        except (KeyError, ValueError) as exc:
+            _fail(exc)
+    if as_json:
+        click.echo(json.dumps([{"item_id": c.item_id, "score": c.score, "reason": c.reason,
+                                "path": [list(p) for p in c.path]} for c in found], indent=2))
+        return
+    for rank, c in enumerate(found, 1):
+        path = " -> ".join(f"{label}:{node}" for label, node in c.path)
+        click.echo(f"{rank:>3}. {c.item_id:<16}{c.score:>10.3f}  {c.reason:<15}{path}")
 
 
 @main.command()

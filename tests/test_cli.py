@@ -1,0 +1,72 @@
+"""The ``graph-meta`` command line on generated data: synth, validate, stats, candidates, demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from training.cli import main as cli
+
+
+def test_synth_validate_stats(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "catalog"
+    result = runner.invoke(cli, ["synth", "--users", "300", "--items", "120",
+                                 "--interactions", "6000", "--seed", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "dataset.json").is_file() and (out / "tasks" / "warm.jsonl").is_file()
+    again = runner.invoke(cli, ["synth", "--users", "300", "--items", "120", "--out", str(out)])
+    assert again.exit_code == 2 and "not empty" in again.output
+    too_many = runner.invoke(cli, ["synth", "--users", "10", "--items", "10",
+                                   "--interactions", "1000", "--out", str(tmp_path / "x")])
+    assert too_many.exit_code == 2 and "at most" in too_many.output
+
+    result = runner.invoke(cli, ["validate", str(out), "--strict"])
+    assert result.exit_code == 0, result.output
+    assert "valid (300 users, 120 items" in result.output
+
+    result = runner.invoke(cli, ["stats", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["users"] == 300 and report["items"] == 120
+    assert report["nodes"]["User"] == 300
+    assert report["edges"]["(User)-[RATED]->(Item)"] == report["train_ratings"]
+    assert set(report["scenarios"]) == {"warm", "user_cold", "item_cold", "user_item_cold"}
+    cold = report["scenarios"]["user_item_cold"]
+    assert cold["cold_users"] == cold["users"] and cold["cold_items"] > 0
+    text = runner.invoke(cli, ["stats", str(out)])
+    assert "CO_ENGAGED" in text.output and "user_item_cold" in text.output
+
+
+def test_bad_folder_gives_one_line_error(tmp_path: Path) -> None:
+    bad = Path(__file__).parent / "data" / "bad" / "train_rating_outside_scale"
+    result = CliRunner().invoke(cli, ["validate", str(bad)])
+    assert result.exit_code == 2
+    assert "train.csv, line 4, field 'rating'" in result.output
+
+
+def test_candidates_command(catalog_dir: Path) -> None:
+    runner = CliRunner()
+    from loaders.folder import read_dataset
+
+    data = read_dataset(catalog_dir, tasks=False)
+    item = str(data.train["item_id"].iloc[0])
+    result = runner.invoke(cli, ["candidates", str(catalog_dir), "--rated", f"{item}:5",
+                                 "-k", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output)
+    assert 0 < len(found) <= 5 and all(c["item_id"] != item for c in found)
+    assert found[0]["path"][0] == ["Item", item]
+    result = runner.invoke(cli, ["candidates", str(catalog_dir), "--rated", "nope:5"])
+    assert result.exit_code == 2 and "unknown item" in result.output
+    result = runner.invoke(cli, ["candidates", str(catalog_dir), "--rated", f"{item}:77"])
+    assert result.exit_code == 2 and "outside" in result.output
+
+
+def test_demo_runs(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    assert "CO_ENGAGED" in result.output
+    assert "->" in result.output.split("cross-category links")[1]

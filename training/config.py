@@ -1,0 +1,275 @@
+"""Validated configuration of :class:`graph_meta.model.GraphMetaRecommender`, from TOML.
+
+A config has four sections, each a dataclass: ``[model]`` (:class:`ModelConfig`),
+``[meta]`` (:class:`MetaConfig`), ``[episodes]`` (:class:`EpisodeConfig`) and ``[train]``
+(:class:`TrainConfig`). :func:`load_config` reads a TOML file with :mod:`tomllib`; an
+unknown section or key, a value of the wrong type or outside its range raises
+:class:`ConfigError` naming the key (``"meta.inner_steps: must be >= 0, got -1"``).
+Missing keys keep their defaults. ``Config.to_dict`` / ``Config.from_dict`` round-trip
+through JSON (saved next to every checkpoint).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Config", "ConfigError", "EpisodeConfig", "MetaConfig", "ModelConfig",
+           "TrainConfig", "load_config"]
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the offending key."""
+
+
+@dataclass
+class ModelConfig:
+    """Backbone and encoder."""
+
+    dim: int = 32                 # d: size of the user/item vectors (state = 1 + d)
+    hidden: int = 64              # encoder width H
+    layers: int = 2               # message-passing rounds
+    conv: str = "sage"            # "sage" | "hgt"
+    heads: int = 2                # HGT heads
+    use_graph: bool = True        # ablation "no graph": prior from features only
+    use_co_engaged: bool = True   # ablation "no CO_ENGAGED"
+    use_text: bool = True
+    prior_mlp: int = 64
+    dropout: float = 0.0
+    min_attr_degree: int = 2      # attribute nodes seen fewer times share an id embedding
+    text_dim: int = 256
+
+    def check(self) -> None:
+        _positive(self, "model", "dim", "hidden", "heads", "prior_mlp", "text_dim")
+        _at_least(self, "model", "layers", 0)
+        _at_least(self, "model", "min_attr_degree", 1)
+        _choice(self, "model", "conv", ("sage", "hgt"))
+        _unit(self, "model", "dropout")
+
+
+@dataclass
+class MetaConfig:
+    """The inner loop (what adapts, how) and the meta-learner."""
+
+    learner: str = "metasgd"      # "metasgd" | "maml" | "fomaml" | "reptile" | "none"
+    inner_steps: int = 2
+    inner_lr: float = 0.05
+    first_order: bool = False     # Meta-SGD without second-order terms
+    multi_step_loss: bool = False  # MAML++: average the query loss over every step
+    adapt: str = "vector"         # "vector" | "head" | "head+vector"
+    ridge_on_support: bool = True  # the start point folds the support in (closed form)
+    init_precision: float = 10.0  # initial ridge precision of the user state
+    learn_precision: bool = True
+
+    def check(self) -> None:
+        _choice(self, "meta", "learner", ("metasgd", "maml", "fomaml", "reptile", "none"))
+        _at_least(self, "meta", "inner_steps", 0)
+        _positive(self, "meta", "inner_lr", "init_precision")
+        _choice(self, "meta", "adapt", ("vector", "head", "head+vector"))
+
+
+@dataclass
+class EpisodeConfig:
+    """Meta-training episodes (:mod:`graph_meta.sampling.episodes`)."""
+
+    query_size: int = 10
+    query_fraction: float = 0.2   # training user tasks query max(Q, fraction * ratings)
+    max_support: int = 90
+    history_fanout: int = 256
+    item_max_support: int = 20
+    item_history_fanout: int = 64
+    cold_item_fraction: float = 0.15
+    kind_probs: list[float] = field(default_factory=lambda: [0.35, 0.2, 0.3, 0.15])
+    p_zero_shot: float = 0.05
+    batch_users: int = 256
+    batch_items: int = 64
+    item_task_weight: float = 0.5
+
+    def check(self) -> None:
+        _positive(self, "episodes", "query_size", "max_support", "item_max_support",
+                  "batch_users")
+        _at_least(self, "episodes", "batch_items", 0)
+        _unit(self, "episodes", "cold_item_fraction", "p_zero_shot", "query_fraction")
+        if self.cold_item_fraction >= 1.0:
+            raise ConfigError("episodes.cold_item_fraction: must be < 1")
+        if len(self.kind_probs) != 4 or any(p < 0 for p in self.kind_probs) or \
+                sum(self.kind_probs) <= 0:
+            raise ConfigError("episodes.kind_probs: must be 4 non-negative numbers "
+                              f"(warm, user_cold, item_cold, user_item_cold), got "
+                              f"{self.kind_probs}")
+        if self.item_task_weight < 0:
+            raise ConfigError("episodes.item_task_weight: must be >= 0")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, validation, checkpoints."""
+
+    epochs: int = 30
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    item_l2: float = 1e-3          # L2 of warm item states toward their graph prior
+    prior_match: float = 1.0       # weight of the prior -> warm item state regression
+    als_iters: int = 10            # ALS sweeps initialising the warm item states (0: random)
+    freeze_item_emb: bool = True   # keep the warm item states at their ALS values
+    grad_clip: float = 5.0
+    seed: int = 0
+    device: str = "auto"           # "auto" | "cpu" | "cuda"
+    threads: int = 0               # torch threads (0 = leave as is)
+    validate: bool = True          # early stopping on pseudo-tasks carved from train
+    val_max_tasks: int = 500
+    val_new_user_fraction: float = 0.1
+    val_new_item_fraction: float = 0.1
+    val_warm_task_fraction: float = 0.1
+    patience: int = 4
+    refit: bool = True             # retrain on all of train for the best epoch count
+    max_minutes: float = 0.0       # stop training after this long (0 = no limit)
+
+    def check(self) -> None:
+        _positive(self, "train", "epochs", "lr", "val_max_tasks")
+        _at_least(self, "train", "patience", 0)
+        _at_least(self, "train", "threads", 0)
+        _at_least(self, "train", "als_iters", 0)
+        _at_least(self, "train", "seed", 0)
+        _choice(self, "train", "device", ("auto", "cpu", "cuda"))
+        for key in ("weight_decay", "item_l2", "prior_match", "grad_clip", "max_minutes"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"train.{key}: must be >= 0, got {getattr(self, key)}")
+        _unit(self, "train", "val_new_user_fraction", "val_new_item_fraction",
+              "val_warm_task_fraction")
+
+
+@dataclass
+class Config:
+    """The whole configuration."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    meta: MetaConfig = field(default_factory=MetaConfig)
+    episodes: EpisodeConfig = field(default_factory=EpisodeConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> Config:
+        self.model.check()
+        self.meta.check()
+        self.episodes.check()
+        self.train.check()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], *, source: str = "config") -> Config:
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{source}: must be a table of sections")
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - set(sections))
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: unknown section in {source}; expected one of "
+                              f"{sorted(sections)}")
+        parts = {}
+        hints = typing.get_type_hints(cls)
+        for name in sections:
+            section_cls = hints[name]
+            parts[name] = _section(section_cls, raw.get(name, {}), name)
+        return cls(**parts).validate()
+
+    def replace(self, **overrides: Any) -> Config:
+        """A copy with ``{"section.key": value}`` overrides applied and validated."""
+        raw = self.to_dict()
+        for dotted, value in overrides.items():
+            section, _, key = dotted.partition(".")
+            if section not in raw or not key:
+                raise ConfigError(f"{dotted}: overrides must be 'section.key'")
+            raw[section][key] = value
+        return Config.from_dict(raw, source="overrides")
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
+    """Read a TOML config (None: the defaults), apply ``section.key`` overrides, validate."""
+    if path is None:
+        cfg = Config().validate()
+    else:
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: config file not found") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+        cfg = Config.from_dict(raw, source=str(path))
+    return cfg.replace(**overrides) if overrides else cfg
+
+
+def _section(section_cls: type, raw: Any, name: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{name}: must be a table")
+    fields = {f.name: f for f in dataclasses.fields(section_cls)}
+    hints = typing.get_type_hints(section_cls)
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{name}.{unknown[0]}: unknown key; expected one of {sorted(fields)}")
+    values = {}
+    for key, value in raw.items():
+        values[key] = _coerce(value, hints[key], f"{name}.{key}")
+    return section_cls(**values)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: must be a string, got {value!r}")
+        return value
+    if origin is list:
+        (inner,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: must be a list, got {value!r}")
+        return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin in (types.UnionType, typing.Union):
+        raise ConfigError(f"{where}: unsupported type")
+    return value
+
+
+def _positive(obj: Any, section: str, *keys: str) -> None:
+    for key in keys:
+        v = getattr(obj, key)
+        if not v > 0:
+            raise ConfigError(f"{section}.{key}: must be > 0, got {v!r}")
+
+
+def _at_least(obj: Any, section: str, key: str, low: int) -> None:
+    v = getattr(obj, key)
+    if v < low:
+        raise ConfigError(f"{section}.{key}: must be >= {low}, got {v!r}")
+
+
+def _unit(obj: Any, section: str, *keys: str) -> None:
+    for key in keys:
+        v = getattr(obj, key)
+        if not 0.0 <= v <= 1.0:
+            raise ConfigError(f"{section}.{key}: must be in [0, 1], got {v!r}")
+
+
+def _choice(obj: Any, section: str, key: str, options: tuple[str, ...]) -> None:
+    v = getattr(obj, key)
+    if v not in options:
+        raise ConfigError(f"{section}.{key}: must be one of {list(options)}, got {v!r}")

@@ -1,0 +1,383 @@
+"""Training loop of :class:`graph_meta.model.GraphMetaRecommender`, and its command line.
+
+``train_model(model, dataset, ...)``:
+
+1. seeds numpy/torch from ``train.seed``; picks the device (``auto`` = CUDA if available);
+2. with ``train.validate``: carves pseudo-tasks from ``train.csv`` only
+   (:func:`graph_meta.eval.protocol.carve_validation`: held-out users, the *newest* items
+   held out, warm tasks), meta-trains on the reduced train and evaluates the pseudo-tasks
+   after every epoch (task-averaged RMSE, mean over the four scenarios); early stopping after
+   ``patience`` epochs without improvement, best weights kept;
+3. with ``train.refit``: retrains from scratch on all of train for the best epoch count;
+   otherwise the best carved-train weights are kept and the prediction cache is rebuilt on
+   the full training graph (all histories folded in);
+4. every epoch writes ``checkpoint_dir/last.pt`` (weights, optimizer, RNG states, epoch,
+   phase, best score; loadable with ``weights_only=True``) and appends to
+   ``log_dir/train_log.csv``; ``resume=True`` continues from ``last.pt`` after a kill.
+
+Command line::
+
+    python -m training.train DATASET_DIR --config configs/default.toml --out runs/x \
+        [--resume] [--evaluate] [--set section.key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from graph_meta.dataset import Dataset
+from graph_meta.model import (
+    GraphMetaNet,
+    GraphMetaRecommender,
+    build_graph,
+    episode_tensors,
+    resolve_device,
+    write_csv_row,
+)
+from graph_meta.sampling.episodes import EpisodeSampler, RatingIndex
+from training.config import Config, load_config
+
+__all__ = ["main", "train_model"]
+
+
+def _seed(seed: int) -> np.random.Generator:
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def _sampler(index: RatingIndex, cfg: Config) -> EpisodeSampler:
+    e = cfg.episodes
+    return EpisodeSampler(index, query_size=e.query_size, query_fraction=e.query_fraction,
+                          max_support=e.max_support,
+                          history_fanout=e.history_fanout, item_max_support=e.item_max_support,
+                          item_history_fanout=e.item_history_fanout,
+                          cold_item_fraction=e.cold_item_fraction,
+                          kind_probs=tuple(e.kind_probs),  # type: ignore[arg-type]
+                          p_zero_shot=e.p_zero_shot)
+
+
+def als(index: RatingIndex, dim: int, reg: float, iters: int,
+        seed: int) -> tuple[float, np.ndarray]:
+    """Biased MF by alternating ridge solves: ``(mu, item states [N_I, 1+dim])``.
+
+    The user step is the model's fold-in with a zero prior and precision ``reg``; the item
+    step is its mirror image. Items without ratings get zeros.
+    """
+    from graph_meta.model import _segment_outer
+
+    rng = np.random.default_rng(seed)
+    mu = index.mean
+    d = 1 + dim
+    items = np.zeros((index.num_items, d))
+    items[:, 1:] = rng.normal(0, 0.1, (index.num_items, dim))
+    users = np.zeros((index.num_users, d))
+    lam = reg * np.eye(d)
+
+    def solve(rows_of: np.ndarray, cols_of: np.ndarray, other: np.ndarray, n: int
+              ) -> np.ndarray:
+        x = np.concatenate([np.ones((len(cols_of), 1)), other[cols_of, 1:]], axis=1)
+        t = index.rating - mu - other[cols_of, 0]
+        a = np.zeros((n, d, d))
+        _segment_outer(a, rows_of, x)
+        c = np.zeros((n, d))
+        np.add.at(c, rows_of, x * t[:, None])
+        return np.linalg.solve(a + lam, c[..., None])[..., 0]
+
+    for _ in range(iters):
+        users = solve(index.user, index.item, items, index.num_users)
+        items = solve(index.item, index.user, users, index.num_items)
+    return mu, items
+
+
+class _Phase:
+    """One training run (carved-train validation phase, or the refit) on one dataset."""
+
+    def __init__(self, model: GraphMetaRecommender, dataset: Dataset, cfg: Config,
+                 device: torch.device) -> None:
+        self.model = model
+        self.cfg = cfg
+        self.device = device
+        self.data = build_graph(dataset, text_dim=cfg.model.text_dim)
+        self.index = RatingIndex.from_graph(self.data)
+        self.sampler = _sampler(self.index, cfg)
+        self.data_dev = self.data.to(device)
+        model.net = GraphMetaNet(self.data, cfg, mu=self.index.mean).to(device)
+        if cfg.train.freeze_item_emb:
+            model.net.item_emb.weight.requires_grad_(False)
+        self.opt = torch.optim.Adam([p for p in model.net.parameters() if p.requires_grad],
+                                    lr=cfg.train.lr,
+                                    weight_decay=cfg.train.weight_decay)
+        if cfg.train.als_iters > 0:
+            mu, states = als(self.index, cfg.model.dim, cfg.meta.init_precision,
+                             cfg.train.als_iters, cfg.train.seed)
+            with torch.no_grad():
+                model.net.item_emb.weight.copy_(torch.from_numpy(states).float())
+                model.net.mu.fill_(mu)
+        self.has_rating = torch.zeros(self.index.num_items, device=device)
+        self.has_rating[torch.as_tensor(np.unique(self.index.item), device=device)] = 1.0
+        model.net.item_trained.copy_(self.has_rating)
+        self.n_ratings_item = torch.as_tensor(
+            np.bincount(self.index.item, minlength=self.index.num_items), dtype=torch.float32,
+            device=device)
+
+    def epoch(self, rng: np.random.Generator, progress: bool, desc: str) -> dict[str, float]:
+        net = self.model.net
+        assert net is not None
+        cfg = self.cfg
+        chunks = self.sampler.epoch_users(rng, cfg.episodes.batch_users)
+        it: Any = chunks
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(chunks, desc=desc, leave=False, file=sys.stderr)
+            it = bar
+        tot = {"loss": 0.0, "user_loss": 0.0, "item_loss": 0.0}
+        tasks = 0
+        t0 = time.perf_counter()
+        for users in it:
+            batch = self.sampler.batch(rng, users, cfg.episodes.batch_items)
+            u_ep, i_ep = episode_tensors(batch, self.device)
+            warm = self.has_rating * torch.as_tensor(~batch.cold_items, dtype=torch.float32,
+                                                     device=self.device)
+            item_prior, user_prior = net.priors(self.data_dev)
+            w = warm.unsqueeze(-1)
+            items = w * net.item_emb.weight + (1.0 - w) * item_prior
+            user_loss = net.user_loss(u_ep, items, user_prior)
+            loss = user_loss
+            item_loss = torch.zeros((), device=self.device)
+            if i_ep is not None and cfg.episodes.item_task_weight > 0:
+                item_loss = net.item_loss(i_ep, items, user_prior)
+                loss = loss + cfg.episodes.item_task_weight * item_loss
+            hr = self.has_rating.unsqueeze(-1)
+            n_warm = self.has_rating.sum().clamp(min=1.0)
+            if cfg.train.prior_match > 0:
+                # the prior regresses onto the learned states of warm items
+                gap = ((item_prior - net.item_emb.weight.detach()) ** 2 * hr).sum() / n_warm
+                loss = loss + cfg.train.prior_match * gap
+            if cfg.train.item_l2 > 0 and net.item_emb.weight.requires_grad:
+                # warm states shrink toward their prior, more so with few ratings
+                shrink = ((net.item_emb.weight - item_prior.detach()) ** 2).sum(1)
+                loss = loss + cfg.train.item_l2 * (shrink * self.has_rating).sum() / n_warm
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.train.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(
+                    [p for p in net.parameters() if p.requires_grad], cfg.train.grad_clip)
+            self.opt.step()
+            tot["loss"] += loss.item()
+            tot["user_loss"] += user_loss.item()
+            tot["item_loss"] += item_loss.item()
+            tasks += len(users) + (0 if i_ep is None else len(batch.items))  # type: ignore[arg-type]
+            if bar is not None:
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+        n = max(1, len(chunks))
+        dt = time.perf_counter() - t0
+        return {k: v / n for k, v in tot.items()} | {"seconds": dt,
+                                                      "tasks_per_s": tasks / max(dt, 1e-9)}
+
+    def validate(self, val: Dataset) -> dict[str, float]:
+        from graph_meta.eval.protocol import evaluate
+
+        self.model.build_cache(self.data_dev, self.index)
+        res = evaluate(self.model, val, fit=False)
+        out = {f"val_rmse_{s}": b["rmse"] for s, b in res["scenarios"].items()}
+        vals = [v for v in out.values() if np.isfinite(v)]
+        out["val_rmse"] = float(np.mean(vals)) if vals else math.inf
+        return out
+
+
+def _state(model: GraphMetaRecommender, ph: _Phase, rng: np.random.Generator,
+           **extra: Any) -> dict[str, Any]:
+    assert model.net is not None
+    return {"net": model.net.state_dict(), "opt": ph.opt.state_dict(),
+            "torch_rng": torch.get_rng_state(), "np_rng": json.dumps(rng.bit_generator.state),
+            **extra}
+
+
+def _restore(model: GraphMetaRecommender, phase: _Phase, ckpt: dict[str, Any]
+             ) -> np.random.Generator:
+    assert model.net is not None
+    model.net.load_state_dict(ckpt["net"])
+    phase.opt.load_state_dict(ckpt["opt"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    rng = np.random.default_rng()
+    rng.bit_generator.state = json.loads(ckpt["np_rng"])
+    return rng
+
+
+def _run_phase(model: GraphMetaRecommender, dataset: Dataset, cfg: Config,
+               device: torch.device, *, name: str, epochs: int, val: Dataset | None,
+               progress: bool, log_path: Path | None, ckpt_dir: Path | None,
+               resume_state: dict[str, Any] | None, deadline: float,
+               extra_ckpt: dict[str, Any] | None = None) -> dict[str, Any]:
+    rng = _seed(cfg.train.seed + (0 if name == "val" else 1))
+    phase = _Phase(model, dataset, cfg, device)
+    assert model.net is not None
+    start, best, best_epoch, bad = 0, math.inf, 0, 0
+    best_state: dict[str, torch.Tensor] | None = None
+    if resume_state is not None and resume_state.get("phase") == name:
+        rng = _restore(model, phase, resume_state)
+        start = int(resume_state["epoch"]) + 1
+        best, best_epoch, bad = (float(resume_state["best"]), int(resume_state["best_epoch"]),
+                                 int(resume_state["bad"]))
+        best_state = resume_state.get("best_net")
+    stopped = "epochs"
+    for epoch in range(start, epochs):
+        stats = phase.epoch(rng, progress, f"{name} epoch {epoch + 1}/{epochs}")
+        row: dict[str, Any] = {"phase": name, "epoch": epoch + 1, **stats}
+        if val is not None:
+            row.update(phase.validate(val))
+            score = row["val_rmse"]
+            if score < best - 1e-4:
+                best, best_epoch, bad = score, epoch + 1, 0
+                best_state = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
+            else:
+                bad += 1
+        else:
+            best_epoch = epoch + 1
+        if progress:
+            msg = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in row.items())
+            print(f"[graph-meta] {msg}", file=sys.stderr, flush=True)
+        model.history.append(row)
+        if log_path is not None:
+            write_csv_row(log_path, {k: (round(v, 6) if isinstance(v, float) else v)
+                                     for k, v in row.items()})
+        if ckpt_dir is not None:
+            extra: dict[str, Any] = {"phase": name, "epoch": epoch, "best": best,
+                                     "best_epoch": best_epoch, "bad": bad,
+                                     **(extra_ckpt or {})}
+            if best_state is not None:
+                extra["best_net"] = best_state
+            tmp = ckpt_dir / "last.pt.tmp"
+            torch.save(_state(model, phase, rng, **extra), tmp)
+            tmp.replace(ckpt_dir / "last.pt")
+        if val is not None and bad > cfg.train.patience:
+            stopped = "early"
+            break
+        if time.perf_counter() > deadline:
+            stopped = "time"
+            break
+    if val is not None and best_state is not None:
+        model.net.load_state_dict(best_state)
+    return {"phase": phase, "best": best, "best_epoch": max(1, best_epoch), "stopped": stopped}
+
+
+def train_model(model: GraphMetaRecommender, dataset: Dataset, *, device: str = "auto",
+                progress: bool = False, log_dir: str | Path | None = None,
+                checkpoint_dir: str | Path | None = None, resume: bool = False) -> None:
+    """Fit ``model`` on ``dataset`` (see the module docstring)."""
+    from graph_meta.eval.protocol import carve_validation, training_view
+
+    cfg = model.config
+    t_cfg = cfg.train
+    if t_cfg.threads > 0:
+        torch.set_num_threads(t_cfg.threads)
+    dev = resolve_device(device)
+    dataset = training_view(dataset)
+    log_path = ckpt_dir = None
+    if log_dir is not None:
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        log_path = Path(log_dir) / "train_log.csv"
+        if not resume and log_path.exists():
+            log_path.unlink()
+    if checkpoint_dir is not None:
+        ckpt_dir = Path(checkpoint_dir)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        (ckpt_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    resume_state = None
+    if resume and ckpt_dir is not None and (ckpt_dir / "last.pt").exists():
+        resume_state = torch.load(ckpt_dir / "last.pt", map_location=dev, weights_only=True)
+    t0 = time.perf_counter()
+    deadline = t0 + (t_cfg.max_minutes * 60 if t_cfg.max_minutes > 0 else math.inf)
+    model.history = []
+    info: dict[str, Any] = {"device": str(dev)}
+    epochs = t_cfg.epochs
+    refit_done = False
+    if t_cfg.validate:
+        if resume_state is not None and resume_state.get("phase") == "refit":
+            epochs = int(resume_state["val_best_epoch"])
+            info["val_best_epoch"] = epochs
+        else:
+            carved = carve_validation(dataset, new_user_fraction=t_cfg.val_new_user_fraction,
+                                      new_item_fraction=t_cfg.val_new_item_fraction,
+                                      warm_task_fraction=t_cfg.val_warm_task_fraction,
+                                      max_tasks=t_cfg.val_max_tasks, seed=t_cfg.seed)
+            res = _run_phase(model, training_view(carved), cfg, dev, name="val",
+                             epochs=t_cfg.epochs, val=carved, progress=progress,
+                             log_path=log_path, ckpt_dir=ckpt_dir, resume_state=resume_state,
+                             deadline=deadline)
+            epochs = res["best_epoch"]
+            info.update(val_best_epoch=epochs, val_rmse=res["best"], val_stopped=res["stopped"])
+            if not t_cfg.refit:
+                full = build_graph(dataset, text_dim=cfg.model.text_dim)
+                model.build_cache(full.to(dev), RatingIndex.from_graph(full))
+                refit_done = True
+    if not refit_done:
+        res = _run_phase(model, dataset, cfg, dev, name="refit" if t_cfg.validate else "train",
+                         epochs=epochs, val=None, progress=progress, log_path=log_path,
+                         ckpt_dir=ckpt_dir, resume_state=resume_state, deadline=math.inf,
+                         extra_ckpt={"val_best_epoch": epochs})
+        phase = res["phase"]
+        model.build_cache(phase.data_dev, phase.index)
+    info["fit_s"] = round(time.perf_counter() - t0, 2)
+    info["epochs_run"] = len(model.history)
+    if model.history:
+        info["tasks_per_s"] = float(np.mean([h["tasks_per_s"] for h in model.history]))
+    model.fit_info = info
+    if ckpt_dir is not None:
+        model.save(ckpt_dir / "model.pt")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dataset", help="dataset folder, or 'synthetic' for a small generated one")
+    p.add_argument("--config", default=None, help="TOML config (default: built-in defaults)")
+    p.add_argument("--out", default="runs/graph-meta", help="run directory")
+    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--evaluate", action="store_true",
+                   help="run the protocol's tasks after training, write OUT/results.json")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value (TOML syntax for the value)")
+    args = p.parse_args(argv)
+    import tomllib
+
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = tomllib.loads(f"v = {value}")["v"]
+    cfg = load_config(args.config, **overrides)
+    if args.dataset == "synthetic":
+        from loaders.synthetic import generate_catalog
+        dataset = generate_catalog(n_users=600, n_items=300, n_interactions=20000, seed=0)
+    else:
+        from loaders import read_dataset
+        dataset = read_dataset(args.dataset)
+    out = Path(args.out)
+    model = GraphMetaRecommender(cfg)
+    model.fit(dataset, device=args.device, progress=not args.quiet, log_dir=out,
+              checkpoint_dir=out, resume=args.resume)
+    print(json.dumps(model.fit_info), flush=True)
+    if args.evaluate:
+        from graph_meta.eval.protocol import evaluate, results_table, write_results
+        res = evaluate(model, dataset, fit=False, progress=not args.quiet)
+        res["fit_s"] = model.fit_info.get("fit_s")
+        write_results(res, out / "results.json")
+        print(results_table([res]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
