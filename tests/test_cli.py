@@ -34,8 +34,10 @@ def test_synth_validate_stats(tmp_path: Path) -> None:
     assert report["nodes"]["User"] == 300
     assert report["edges"]["(User)-[RATED]->(Item)"] == report["train_ratings"]
     assert set(report["scenarios"]) == {"warm", "user_cold", "item_cold", "user_item_cold"}
-    cold = report["scenarios"]["user_item_cold"]
-    assert cold["cold_users"] == cold["users"] and cold["cold_items"] > 0
+    item_cold = report["scenarios"]["item_cold"]
+    assert item_cold["cold_items"] == item_cold["items"] > 0
+    user_cold = report["scenarios"]["user_cold"]
+    assert user_cold["cold_users"] == user_cold["users"] > 0
     text = runner.invoke(cli, ["stats", str(out)])
     assert "CO_ENGAGED" in text.output and "user_item_cold" in text.output
 
