@@ -80,6 +80,14 @@ class PathRow:
     value: float
 
 
+def check_rating(item: str, rating: object, scale: tuple[float, float]) -> float:
+    """``rating`` as a float, or ValueError naming the item when it is off the scale."""
+    lo, hi = scale
+    if not (isinstance(rating, int | float) and math.isfinite(rating) and lo <= rating <= hi):
+        raise ValueError(f"rating {rating!r} for item {item!r} is outside [{lo:g}, {hi:g}]")
+    return float(rating)
+
+
 def select_seeds(rated: dict[str, float], threshold: float, max_seeds: int) -> list[str]:
     """The seeds: highest-rated items (ties by id), liked ones only when there are any."""
     ordered = sorted(rated.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -247,7 +255,5 @@ def _rated_map(store, user_id: str | None, rated: Sequence[tuple[str, float]] | 
     for item, r in rated or ():
         if not store.has_node(ITEM, item):
             raise KeyError(f"unknown item {item!r}")
-        if not (isinstance(r, int | float) and math.isfinite(r) and lo <= r <= hi):
-            raise ValueError(f"rating {r!r} for item {item!r} is outside [{lo:g}, {hi:g}]")
-        out[str(item)] = float(r)
+        out[str(item)] = check_rating(item, r, (lo, hi))
     return out, config.threshold(store.spec.rating_scale)

@@ -37,6 +37,7 @@ from graph_meta.store.candidates import (
     CandidateConfig,
     PathRow,
     category_rows,
+    check_rating,
     combine,
     select_seeds,
 )
@@ -352,7 +353,6 @@ class Neo4jGraphStore(GraphStore):
         config: CandidateConfig | None = None,
     ) -> list[Candidate]:
         config = config or CandidateConfig()
-        lo, hi = self.spec.rating_scale
         threshold = config.threshold(self.spec.rating_scale)
         rated_map: dict[str, float] = {}
         if user_id is not None:
@@ -370,10 +370,7 @@ class Neo4jGraphStore(GraphStore):
             for item, r in rated:
                 if str(item) not in found:
                     raise KeyError(f"unknown item {item!r}")
-                if not (isinstance(r, int | float) and math.isfinite(r) and lo <= r <= hi):
-                    raise ValueError(f"rating {r!r} for item {item!r} is outside "
-                                     f"[{lo:g}, {hi:g}]")
-                rated_map[str(item)] = float(r)
+                rated_map[str(item)] = check_rating(item, r, self.spec.rating_scale)
         if not rated_map:
             rec = self._read("MATCH (i:Item) WITH i, coalesce(i.n_ratings, 0) AS pop "
                              "ORDER BY pop DESC, i.id LIMIT $k RETURN i.id AS id, pop", k=k)
