@@ -8,13 +8,15 @@ highest rating (ties by id) among those rated ``>= t`` (all of ``R`` if none is)
 * ``collaborative``: seed ``s`` -[CO_LIKED]-> item ``j`` (not in ``R``): the items most often
   liked by the users who liked ``s`` (precomputed top links, NPMI weight); the row's value
   is the link weight;
-* ``category``: seed ``s`` -> category ``c`` <- item ``j``: the ``per_category`` most rated
-  items of ``c`` (at least one rating; not in ``R``; ties by id);
+* ``category``: seed ``s`` -> category ``c`` <- item ``j``: among the ``category_pool`` most
+  rated items of ``c`` (at least one rating; ties by id), the first ``per_category`` not in
+  ``R``;
 * ``cross_category``: ``s`` -> ``c`` -[CO_ENGAGED]-> ``c'`` <- ``j``: the ``cross_top``
   strongest links of ``c`` to categories outside the seeds' own, then the ``per_category``
   most rated items of ``c'``; the row's value is the link weight;
 * ``cold_item``: items with no rating yet in ``c`` (value 1) or ``c'`` (the link weight),
-  the first ``cold_per_category`` by id: new products get exposure;
+  among the first ``category_pool`` by id, the first ``cold_per_category`` not in ``R``:
+  new products get exposure;
 * ``popular``: with no rated item at all, the ``k`` most rated items.
 
 A candidate's score sums ``weight[kind] * value`` over its rows (rows in sorted order, so
@@ -28,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -50,6 +52,7 @@ class CandidateConfig:
 
     like_threshold: float | None = None
     max_seeds: int = 10
+    category_pool: ClassVar[int] = 200
     per_category: int = 20
     cross_top: int = 3
     cross_per_category: int = 10
@@ -226,11 +229,13 @@ def embedded_candidates(
         cpos, members, _ = cat_in.gather(all_cats)
         mem = pd.DataFrame({"c": all_cats[cpos], "item": item_ids[members].astype(str),
                             "pop": popularity[members]})
-        mem = mem[~mem["item"].isin(rated_set)]
-        warm = _top_per_group(mem[mem["pop"] > 0], "c", ["pop", "item"], [False, True],
-                              config.per_category)
-        cold = _top_per_group(mem[mem["pop"] == 0], "c", ["item"], [True],
-                              config.cold_per_category)
+        pool = config.category_pool
+        warm = _top_per_group(mem[mem["pop"] > 0], "c", ["pop", "item"], [False, True], pool)
+        cold = _top_per_group(mem[mem["pop"] == 0], "c", ["item"], [True], pool)
+        warm = warm[~warm["item"].isin(rated_set)].groupby("c", sort=False).head(
+            config.per_category)
+        cold = cold[~cold["item"].isin(rated_set)].groupby("c", sort=False).head(
+            config.cold_per_category)
         name = {int(c): str(cat_ids[c]) for c in all_cats}
         warm_by = {name[c]: v for c, v in warm.groupby("c")["item"].apply(list).items()}
         cold_by = {name[c]: v for c, v in cold.groupby("c")["item"].apply(list).items()}

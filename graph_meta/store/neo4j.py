@@ -233,6 +233,32 @@ class Neo4jGraphStore(GraphStore):
             raise KeyError(f"{et}: unknown id(s) {missing[:3]}")
         if et == self.schema.rated:
             self._update_popularity(sorted(set(dst.tolist())))
+        elif et in self._category_edges:
+            self._refresh_rankings(et, sorted(set(dst.tolist())))
+
+    @property
+    def _category_edges(self) -> list[EdgeType]:
+        return [a.edge_type for a in self.schema.attribute_edges
+                if a.owner == ITEM and a.edge_type.dst == CATEGORY]
+
+    def _refresh_rankings(self, et: EdgeType, category_ids: list[str] | None) -> None:
+        """Store each category's ranked item pools (see ``CandidateConfig.category_pool``).
+
+        ``gm_top_<REL>``: the most rated items (ties by id); ``gm_cold_<REL>``: the unrated
+        items by id; ``category_pool`` of each. Kept current on every RATED and category
+        edge upsert, so candidate queries read two short lists instead of scanning.
+        """
+        top, cold = _q(f"gm_top_{et.rel}"), _q(f"gm_cold_{et.rel}")
+        match = ("MATCH (c:Category) " if category_ids is None
+                 else "UNWIND $ids AS cid MATCH (c:Category {id: cid}) ")
+        self._write(
+            match + "CALL (c) { "
+            f"  OPTIONAL MATCH (c)<-[:{_q(et.rel)}]-(j:Item) "
+            "  WITH j.id AS jid, coalesce(j.n_ratings, 0) AS pop ORDER BY pop DESC, jid "
+            "  WITH collect([jid, pop]) AS js "
+            f"  SET c.{top} = [x IN js WHERE x[0] IS NOT NULL AND x[1] > 0 | x[0]][..$pool], "
+            f"      c.{cold} = [x IN js WHERE x[0] IS NOT NULL AND x[1] = 0 | x[0]][..$pool] "
+            "} RETURN count(*)", ids=category_ids, pool=CandidateConfig.category_pool)
 
     def _update_popularity(self, item_ids: list[str] | None) -> None:
         """Keep ``Item.n_ratings`` (the candidate queries' popularity) equal to the degree."""
@@ -246,6 +272,10 @@ class Neo4jGraphStore(GraphStore):
         self._write_batches("UNWIND $rows AS row MATCH (i:Item {id: row.id}) "
                             "SET i.n_ratings = COUNT { (i)<-[:RATED]-(:User) } "
                             "RETURN count(i)", rows)
+        for et in self._category_edges:
+            cats = self._read(f"UNWIND $ids AS id MATCH (:Item {{id: id}})-[:{_q(et.rel)}]->"
+                              "(c:Category) RETURN DISTINCT c.id AS c", ids=item_ids)
+            self._refresh_rankings(et, sorted(r["c"] for r in cats))
 
     def _missing_ends(self, et: EdgeType, src: np.ndarray, dst: np.ndarray) -> list[str]:
         out = []
@@ -263,6 +293,10 @@ class Neo4jGraphStore(GraphStore):
                         "CALL (r) { DELETE r } IN TRANSACTIONS OF 5000 ROWS").consume()
         if et == self.schema.rated:
             self._update_popularity(None)
+            for cat_et in self._category_edges:
+                self._refresh_rankings(cat_et, None)
+        elif et in self._category_edges:
+            self._refresh_rankings(et, None)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -413,16 +447,13 @@ class Neo4jGraphStore(GraphStore):
         pairs = rec[0]["pairs"]
         links = {c: [(c2, float(w)) for c2, w in lk] for c, lk in rec[0]["cl"]}
         all_cats = sorted({c for _, c in pairs} | {c2 for lk in links.values() for c2, _ in lk})
+        top, cold = _q(f"gm_top_{has_rel}"), _q(f"gm_cold_{has_rel}")
         members = self._read(
-            "UNWIND $cats AS cid MATCH (c:Category {id: cid})<-[:" + rel + "]-(j:Item) "
-            "WHERE NOT j.id IN $rated "
-            "WITH cid, j.id AS jid, coalesce(j.n_ratings, 0) AS pop "
-            "ORDER BY cid, pop DESC, jid "
-            "WITH cid, collect([jid, pop]) AS js "
-            "RETURN cid, [x IN js WHERE x[1] > 0 | x[0]][..$per_category] AS warm, "
-            "       [x IN js WHERE x[1] = 0 | x[0]][..$cold] AS cold",
-            cats=all_cats, rated=rated, per_category=config.per_category,
-            cold=config.cold_per_category)
+            "UNWIND $cats AS cid MATCH (c:Category {id: cid}) "
+            f"RETURN cid, [x IN coalesce(c.{top}, []) WHERE NOT x IN $rated][..$per] AS warm, "
+            f"  [x IN coalesce(c.{cold}, []) WHERE NOT x IN $rated][..$cold_n] AS cold",
+            cats=all_cats, rated=rated, per=config.per_category,
+            cold_n=config.cold_per_category)
         warm_by = {r["cid"]: r["warm"] for r in members}
         cold_by = {r["cid"]: r["cold"] for r in members}
         return category_rows([(si, c) for si, c in pairs], seeds, links, warm_by, cold_by,
