@@ -1,8 +1,8 @@
 """The ``graph-meta`` command line.
 
 Commands: ``synth``, ``import-movielens``, ``import-csv``, ``validate``, ``stats``, ``ingest``,
-``candidates``, ``demo``. Data errors are printed as one line naming file, line and field,
-with exit code 2. ``--store neo4j`` reads the graph from a Neo4j server whose address comes
+``candidates``, ``train``, ``evaluate``, ``benchmark``, ``recommend``, ``demo``. Data errors
+are printed as one line naming file, line and field, with exit code 2. ``--store neo4j`` reads the graph from a Neo4j server whose address comes
 from ``--neo4j-uri``/``NEO4J_URI`` and whose password only ever comes from ``NEO4J_PASSWORD``.
 """
 
@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 
 from graph_meta.errors import GraphMetaError
 
@@ -299,6 +300,156 @@ def candidates(dataset: Path | None, store_kind: str, neo4j_uri: str | None, neo
     for rank, c in enumerate(found, 1):
         path = " -> ".join(f"{label}:{node}" for label, node in c.path)
         click.echo(f"{rank:>3}. {c.item_id:<16}{c.score:>10.3f}  {c.reason:<15}{path}")
+
+
+def _parse_k(value: str) -> list[int | None]:
+    out: list[int | None] = []
+    for part in value.split(","):
+        part = part.strip()
+        if part == "all":
+            out.append(None)
+        elif part.isdigit():
+            out.append(int(part))
+        else:
+            raise click.BadParameter(f"{part!r}: expected integers or 'all'",
+                                     param_hint="--support-k")
+    return out
+
+
+def _snapshot_dataset(dataset: Path, store_kind: str, neo4j_uri: str | None, neo4j_user: str):
+    """The dataset folder, with its graph tables from Neo4j when ``--store neo4j``."""
+    from loaders.folder import read_dataset
+
+    data = read_dataset(dataset)
+    if store_kind == "neo4j":
+        from graph_meta.store.neo4j import Neo4jGraphStore
+
+        with Neo4jGraphStore(data.spec, uri=neo4j_uri, user=neo4j_user) as store:
+            counts = store.counts()
+        if counts.edges[store.schema.rated] == 0:
+            raise click.UsageError("the Neo4j database holds no ratings: run "
+                                   "`graph-meta ingest DATASET --store neo4j` first")
+    return data
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="TOML config (default: built-in defaults).")
+@click.option("--quick", is_flag=True, help="A small, fast configuration (configs/quick.toml).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run directory.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt after a kill.")
+@store_options
+def train(dataset: Path, config_path: Path | None, quick: bool, out: Path, device: str,
+          resume: bool, store_kind: str, neo4j_uri: str | None, neo4j_user: str) -> None:
+    """Meta-train graph-meta on DATASET's train.csv; checkpoints and logs in OUT."""
+    from graph_meta.model import GraphMetaRecommender
+    from training.config import load_config
+
+    if config_path is None and quick:
+        config_path = Path(__file__).resolve().parents[1] / "configs" / "quick.toml"
+    cfg = load_config(config_path)
+    data = _snapshot_dataset(dataset, store_kind, neo4j_uri, neo4j_user)
+    model = GraphMetaRecommender(cfg)
+    model.fit(data, device=device, progress=True, log_dir=out, checkpoint_dir=out,
+              resume=resume)
+    click.echo(json.dumps(model.fit_info, default=str))
+    click.echo(f"model saved in {out / 'model.pt'}")
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--run", "run_dir", required=True, type=click.Path(path_type=Path),
+              help="Run directory written by `graph-meta train`.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Results JSON.")
+@click.option("--support-k", default="all", show_default=True,
+              help="Support sizes, e.g. 0,1,3,5,10,all.")
+def evaluate(dataset: Path, run_dir: Path, out: Path, support_k: str) -> None:
+    """Evaluate a trained model on DATASET's tasks exactly as PROTOCOL.md says."""
+    from graph_meta.eval.protocol import evaluate as run_protocol
+    from graph_meta.eval.protocol import results_table, write_results
+    from graph_meta.model import GraphMetaRecommender
+    from loaders.folder import read_dataset
+
+    ks = _parse_k(support_k)
+    model_path = run_dir / "model.pt"
+    if not model_path.is_file():
+        raise click.UsageError(f"{model_path} not found: train first (graph-meta train)")
+    model = GraphMetaRecommender.load(model_path)
+    results = run_protocol(model, read_dataset(dataset), support_k=ks, fit=False,
+                           progress=True)
+    write_results(results, out)
+    click.echo(results_table([results]))
+    click.echo(f"wrote {out}")
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None)
+@click.option("--quick", is_flag=True, help="Small model, untuned baselines (for CI).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@click.option("--support-k", default="0,1,3,5,10,all", show_default=True)
+def benchmark(dataset: Path, out: Path, config_path: Path | None, quick: bool, device: str,
+              support_k: str) -> None:
+    """Train graph-meta, evaluate it and all baselines; JSON, markdown table and plots."""
+    from graph_meta.eval.protocol import results_table
+    from loaders.folder import read_dataset
+    from training.benchmark import run_benchmark
+
+    t0 = time.perf_counter()
+    results = run_benchmark(read_dataset(dataset), out, config_path=config_path, quick=quick,
+                            device=device, support_k=_parse_k(support_k))
+    click.echo(results_table(results))
+    click.echo(f"wrote {out} in {time.perf_counter() - t0:.0f} s")
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--run", "run_dir", required=True, type=click.Path(path_type=Path))
+@click.option("--user", "user_id", default=None, help="An existing user's id.")
+@click.option("--rated", multiple=True, metavar="ITEM:RATING",
+              help="A new user's ratings (repeatable); none at all is the pure cold case.")
+@click.option("-k", default=10, show_default=True, type=click.IntRange(1))
+@click.option("--pool", default=200, show_default=True, type=click.IntRange(1),
+              help="Graph candidates to score.")
+@click.option("--explain", is_flag=True, help="Print the graph path behind each item.")
+@click.option("--json", "as_json", is_flag=True)
+@store_options
+def recommend(dataset: Path, run_dir: Path, user_id: str | None, rated: tuple[str, ...],
+              k: int, pool: int, explain: bool, as_json: bool, store_kind: str,
+              neo4j_uri: str | None, neo4j_user: str) -> None:
+    """Top-k for a user: graph candidates scored by the model adapted to their ratings."""
+    from graph_meta.model import GraphMetaRecommender
+
+    pairs = _parse_rated(rated)
+    model_path = run_dir / "model.pt"
+    if not model_path.is_file():
+        raise click.UsageError(f"{model_path} not found: train first (graph-meta train)")
+    model = GraphMetaRecommender.load(model_path)
+    with open_store(dataset, store_kind, neo4j_uri, neo4j_user) as store:
+        try:
+            found = store.candidates(user_id=user_id, rated=pairs, k=pool)
+        except (KeyError, ValueError) as exc:
+            _fail(exc)
+    if not found:
+        _fail(ValueError("the graph proposes no candidates for this user"))
+    scores = model.predict(user_id or "graph-meta:new-user", pairs,
+                           [c.item_id for c in found])
+    order = np.argsort(-np.asarray(scores), kind="stable")[:k]
+    top = [(found[i], float(scores[i])) for i in order]
+    if as_json:
+        click.echo(json.dumps([{"item_id": c.item_id, "predicted_rating": round(s, 4),
+                                "reason": c.reason, "path": [list(p) for p in c.path]}
+                               for c, s in top], indent=2))
+        return
+    for rank, (c, s) in enumerate(top, 1):
+        line = f"{rank:>3}. {c.item_id:<20} predicted {s:.2f}  ({c.reason})"
+        if explain:
+            line += "  " + " -> ".join(f"{label}:{node}" for label, node in c.path)
+        click.echo(line)
 
 
 @main.command()

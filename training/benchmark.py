@@ -1,0 +1,122 @@
+"""``graph-meta benchmark``: train the model, evaluate it and every baseline on the protocol.
+
+Writes into the output folder: ``results/<model>.json`` (PROTOCOL.md shape, with few-shot
+curves), ``results.md`` (the tables), ``scenarios.png`` (RMSE per scenario and model),
+``few_shot.png`` (RMSE against K per scenario) and ``speed.json`` (meta-training throughput;
+adapt + score-all-items latency of one new user with K = 10).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from graph_meta.dataset import Dataset
+
+SUPPORT_K: tuple[int | None, ...] = (0, 1, 3, 5, 10, None)
+
+
+def latency_new_user(model: Any, dataset: Dataset, *, k: int = 10, repeats: int = 200,
+                     seed: int = 0) -> dict[str, float]:
+    """Adapt to one new user from ``k`` support ratings and score every item: p50/p99 ms."""
+    rng = np.random.default_rng(seed)
+    tasks = [t for s in ("user_cold", "user_item_cold") for t in dataset.tasks.get(s, [])
+             if len(t.support) >= k]
+    if not tasks or not hasattr(model, "score_all_items"):
+        return {}
+    times = []
+    for _ in range(repeats):
+        task = tasks[int(rng.integers(len(tasks)))]
+        t = time.perf_counter()
+        scores = model.score_all_items(task.user_id, task.support[:k])
+        times.append(time.perf_counter() - t)
+    return {"items_scored": len(scores), "support_k": k,
+            "adapt_score_ms_p50": round(float(np.percentile(times, 50)) * 1000, 3),
+            "adapt_score_ms_p99": round(float(np.percentile(times, 99)) * 1000, 3)}
+
+
+def plot_results(results: Sequence[dict[str, Any]], out: Path) -> list[Path]:
+    """Bars of RMSE per scenario and model, and few-shot curves; returns the PNG paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = list(results[0]["scenarios"])
+    fig, ax = plt.subplots(figsize=(2.2 * len(scenarios) + 3, 4))
+    width = 0.8 / len(results)
+    for m, res in enumerate(results):
+        ax.bar(np.arange(len(scenarios)) + m * width,
+               [res["scenarios"][s]["rmse"] for s in scenarios], width, label=res["model"])
+    ax.set_xticks(np.arange(len(scenarios)) + 0.4 - width / 2, scenarios)
+    ax.set_ylabel("task-averaged RMSE")
+    ax.set_ylim(bottom=0.6)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{results[0]['dataset']}: RMSE per scenario")
+    fig.tight_layout()
+    paths = [out / "scenarios.png"]
+    fig.savefig(paths[0], dpi=110)
+    plt.close(fig)
+    if all("few_shot" in r for r in results):
+        fig, axes = plt.subplots(1, len(scenarios), figsize=(4.5 * len(scenarios), 3.8),
+                                 squeeze=False)
+        for ax, s in zip(axes[0], scenarios, strict=True):
+            for res in results:
+                curve = res["few_shot"][s]
+                keys = list(curve)
+                ax.plot(range(len(keys)), [curve[k]["rmse"] for k in keys], marker="o",
+                        label=res["model"])
+                ax.set_xticks(range(len(keys)), keys)
+            ax.set_title(s)
+            ax.set_xlabel("support ratings K")
+            ax.set_ylabel("RMSE")
+        axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        paths.append(out / "few_shot.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths
+
+
+def run_benchmark(dataset: Dataset, out: Path, *, config_path: Path | None = None,
+                  quick: bool = False, device: str = "auto", progress: bool = True,
+                  support_k: Sequence[int | None] = SUPPORT_K) -> list[dict[str, Any]]:
+    """Train graph-meta, evaluate it and the baselines, write JSON, tables and plots."""
+    from graph_meta.baselines import BiasedMF, GlobalMean, ItemMeanUserBias
+    from graph_meta.eval.protocol import evaluate, results_table, write_results
+    from graph_meta.model import GraphMetaRecommender
+    from training.config import load_config
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results").mkdir(exist_ok=True)
+    if config_path is None and quick:
+        config_path = Path(__file__).resolve().parents[1] / "configs" / "quick.toml"
+    cfg = load_config(config_path)
+    model = GraphMetaRecommender(cfg)
+    t = time.perf_counter()
+    model.fit(dataset, device=device, progress=progress, log_dir=out / "run",
+              checkpoint_dir=out / "run")
+    fit_s = time.perf_counter() - t
+    models: list[Any] = [GlobalMean(), ItemMeanUserBias(tune=not quick),
+                         BiasedMF(tune=not quick)]
+    results = []
+    for m in models:
+        results.append(evaluate(m, dataset, support_k=support_k, progress=progress))
+    ours = evaluate(model, dataset, support_k=support_k, fit=False, progress=progress)
+    ours["fit_s"] = round(fit_s, 1)
+    results.append(ours)
+    for res in results:
+        name = res["model"].replace(" ", "_").replace("/", "_")
+        write_results(res, out / "results" / f"{name}.json")
+    speed = {"fit_s": round(fit_s, 1), **latency_new_user(model, dataset),
+             "fit_info": model.fit_info}
+    (out / "speed.json").write_text(json.dumps(speed, indent=2, default=str) + "\n")
+    table = results_table(results)
+    (out / "results.md").write_text(f"# {dataset.name}\n\n{table}\n\nspeed: {speed}\n")
+    plot_results(results, out)
+    return results
