@@ -2,8 +2,9 @@
 
 Commands: ``synth``, ``import-movielens``, ``import-csv``, ``validate``, ``stats``, ``ingest``,
 ``candidates``, ``train``, ``evaluate``, ``benchmark``, ``recommend``, ``demo``. Data errors
-are printed as one line naming file, line and field, with exit code 2. ``--store neo4j`` reads the graph from a Neo4j server whose address comes
-from ``--neo4j-uri``/``NEO4J_URI`` and whose password only ever comes from ``NEO4J_PASSWORD``.
+are printed as one line naming file, line and field, with exit code 2. ``--store neo4j``
+reads the graph from a Neo4j server whose address comes from ``--neo4j-uri``/``NEO4J_URI``
+and whose password only ever comes from ``NEO4J_PASSWORD``.
 """
 
 from __future__ import annotations
