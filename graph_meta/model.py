@@ -29,7 +29,9 @@ the user-side graph prior :math:`\theta^0_u = g_U(\mathrm{enc}(u))`, with
 loop on the support set only (:mod:`graph_meta.meta`, default Meta-SGD, 2 steps):
 
 .. math:: \theta_u^{(t+1)} = \theta_u^{(t)} - \alpha_t \odot \nabla_\theta
-          \frac{1}{|S|}\sum_{(i, r) \in S} (\hat r_{ui} - r)^2 .
+          \frac{1}{|S| + \kappa}\sum_{(i, r) \in S} (\hat r_{ui} - r)^2
+
+(:math:`\kappa` = ``support_shrink``; 0 gives the plain mean).
 
 **Outer loop.** Episodes (:mod:`graph_meta.sampling.episodes`) mimic the four scenarios; the
 query MSE (plus ``item_task_weight`` times the query MSE of item tasks, whose inner loop adapts
@@ -86,11 +88,15 @@ def build_graph(dataset: Dataset, *, text_dim: int = 256) -> Any:
 
 
 def _inner_loss(params: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> Tensor:
-    """Support MSE of one task (masked); ``b["theta"]``/``b["head"]`` are the defaults."""
+    """Support loss of one task (masked squared error over ``K`` ratings, divided by
+    ``K + b["kappa"]`` when given, else by ``K``); ``b["theta"]``/``b["head"]`` are the
+    defaults of what is not adapted."""
     theta = params["theta"] if "theta" in params else b["theta"]
     head = params["head"] if "head" in params else b.get("head")
     pred = score(b["mu"], theta, b["items"], head)
     err = (pred - b["y"]) ** 2 * b["mask"]
+    if "kappa" in b:  # sum / (K + kappa): one rating moves a task less than ninety do
+        return err.sum() / (b["mask"].sum() + b["kappa"])
     return err.sum() / b["mask"].sum().clamp(min=1.0)
 
 
@@ -113,6 +119,9 @@ class GraphMetaNet(nn.Module):
         nn.init.normal_(self.item_emb.weight, std=0.05)
         # 1 for the items whose state was learned (rated in the training data of the net)
         self.register_buffer("item_trained", torch.zeros(int(data["Item"].num_nodes)))
+        # closed-form side-feature priors the GNN heads correct (zeros when not used)
+        self.register_buffer("item_base", torch.zeros(int(data["Item"].num_nodes), d_state))
+        self.register_buffer("user_base", torch.zeros(int(data["User"].num_nodes), d_state))
         self.mu = nn.Parameter(torch.tensor(float(mu)))
         lam = torch.full((d_state,), math.log(meta.init_precision))
         if meta.learn_precision:
@@ -145,7 +154,8 @@ class GraphMetaNet(nn.Module):
     def priors(self, data: Any) -> tuple[Tensor, Tensor]:
         """Graph priors ``(item_prior [N_I, D], user_prior [N_U, D])``."""
         h = self.encoder(data)
-        return self.item_head(h["Item"]), self.user_head(h["User"])
+        return (self.item_base + self.item_head(h["Item"]),
+                self.user_base + self.user_head(h["User"]))
 
     def states(self, data: Any, warm_items: Tensor) -> tuple[Tensor, Tensor]:
         """``(item_states [N_I, D], user_prior [N_U, D])``: the learned embedding of a warm
@@ -172,6 +182,8 @@ class GraphMetaNet(nn.Module):
         params = {k: v for k, v in start.items() if k in learner_keys(learner)}
         batch = {"items": items, "y": y, "mask": mask, "theta": theta0,
                  "mu": self.mu.expand(b)}
+        if self.cfg.meta.support_shrink > 0:
+            batch["kappa"] = torch.full((b,), self.cfg.meta.support_shrink, device=y.device)
         if "head" in start:
             batch["head"] = start["head"]
         traj = learner.adapt_batch(params, batch, params_batched=True, return_trajectory=True)
@@ -274,6 +286,7 @@ class GraphMetaRecommender:
         self.item_ids: list[str] = []
         self.history: list[dict[str, Any]] = []
         self.fit_info: dict[str, Any] = {}
+        self.net_state: dict[str, Tensor] | None = None  # weights of a loaded model
 
     # ------------------------------------------------------------------ public API
     @property
@@ -341,8 +354,9 @@ class GraphMetaRecommender:
             for step in range(c["lr_theta"].shape[0]):
                 raw = x[:, 0] + rows @ theta
                 err = mu + head[0] + (1.0 + head[1]) * raw - y
-                g_theta = (2.0 / k) * (1.0 + head[1]) * (rows.T @ err)
-                g_head = (2.0 / k) * np.array([err.sum(), (err * raw).sum()])
+                scale = 2.0 / (k + self.config.meta.support_shrink)
+                g_theta = scale * (1.0 + head[1]) * (rows.T @ err)
+                g_head = scale * np.array([err.sum(), (err * raw).sum()])
                 theta = theta - c["lr_theta"][step] * g_theta
                 head = head - c["lr_head"][step] * g_head
         return theta, head

@@ -66,6 +66,18 @@ def test_no_query_edge_in_an_episode_graph(graph, index: RatingIndex, seed: int)
     assert set(index.item[it.support_edges].tolist()) <= set(it.items.tolist())
 
 
+def test_query_holdout_mask_is_honoured(index: RatingIndex) -> None:
+    rng = np.random.default_rng(5)
+    held = rng.random(index.num_edges) < 0.2
+    sampler = EpisodeSampler(index, max_support=20, history_fanout=-1)
+    ep = sampler.batch(rng, sampler.task_users[:64], 0, query_edges=held).users
+    # queries come from the held-out ratings (the item states are refit without them) ...
+    # (a user with no held-out rating in the pool falls back to its other ratings)
+    assert held[ep.query_edges].mean() > 0.9
+    # ... and no held-out rating is ever visible as support or history
+    assert not held[ep.visible_edges()].any()
+
+
 def test_kshot_shapes_and_kinds(index: RatingIndex) -> None:
     rng = np.random.default_rng(3)
     sampler = EpisodeSampler(index, max_support=15, query_size=10, history_fanout=32,

@@ -65,12 +65,15 @@ class MetaConfig:
     adapt: str = "vector"         # "vector" | "head" | "head+vector"
     ridge_on_support: bool = True  # the start point folds the support in (closed form)
     init_precision: float = 10.0  # initial ridge precision of the user state
+    support_shrink: float = 5.0   # kappa: inner loss = sum of K squared errors / (K + kappa)
     learn_precision: bool = True
 
     def check(self) -> None:
         _choice(self, "meta", "learner", ("metasgd", "maml", "fomaml", "reptile", "none"))
         _at_least(self, "meta", "inner_steps", 0)
         _positive(self, "meta", "inner_lr", "init_precision")
+        if self.support_shrink < 0:
+            raise ConfigError(f"meta.support_shrink: must be >= 0, got {self.support_shrink}")
         _choice(self, "meta", "adapt", ("vector", "head", "head+vector"))
 
 
@@ -85,6 +88,7 @@ class EpisodeConfig:
     item_max_support: int = 20
     item_history_fanout: int = 64
     cold_item_fraction: float = 0.15
+    cold_newest_bias: float = 0.0  # cold sets favour new releases: weight exp(bias * quantile)
     kind_probs: list[float] = field(default_factory=lambda: [0.35, 0.2, 0.3, 0.15])
     p_zero_shot: float = 0.05
     batch_users: int = 256
@@ -113,11 +117,15 @@ class TrainConfig:
 
     epochs: int = 30
     lr: float = 3e-3
+    meta_lr: float = 3e-2          # Adam rate of the step sizes, precision, head init and mu
     weight_decay: float = 0.0
     item_l2: float = 1e-3          # L2 of warm item states toward their graph prior
     prior_match: float = 1.0       # weight of the prior -> warm item state regression
     als_iters: int = 10            # ALS sweeps initialising the warm item states (0: random)
     freeze_item_emb: bool = True   # keep the warm item states at their ALS values
+    query_holdout: float = 0.2     # per epoch: ratings reserved for queries, ALS refit without
+    holdout_als_iters: int = 3
+    linear_prior_alpha: float = 30.0  # closed-form side-feature ridge prior under the GNN (0: off)
     grad_clip: float = 5.0
     seed: int = 0
     device: str = "auto"           # "auto" | "cpu" | "cuda"
@@ -132,15 +140,18 @@ class TrainConfig:
     max_minutes: float = 0.0       # stop training after this long (0 = no limit)
 
     def check(self) -> None:
-        _positive(self, "train", "epochs", "lr", "val_max_tasks")
+        _positive(self, "train", "epochs", "lr", "meta_lr", "val_max_tasks")
         _at_least(self, "train", "patience", 0)
         _at_least(self, "train", "threads", 0)
         _at_least(self, "train", "als_iters", 0)
         _at_least(self, "train", "seed", 0)
         _choice(self, "train", "device", ("auto", "cpu", "cuda"))
-        for key in ("weight_decay", "item_l2", "prior_match", "grad_clip", "max_minutes"):
+        for key in ("weight_decay", "item_l2", "prior_match", "grad_clip", "max_minutes",
+                    "linear_prior_alpha"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"train.{key}: must be >= 0, got {getattr(self, key)}")
+        _unit(self, "train", "query_holdout")
+        _at_least(self, "train", "holdout_als_iters", 1)
         _unit(self, "train", "val_new_user_fraction", "val_new_item_fraction",
               "val_warm_task_fraction")
 

@@ -19,6 +19,7 @@ Command line::
 
     python -m training.train DATASET_DIR --config configs/default.toml --out runs/x \
         [--resume] [--evaluate] [--set section.key=value ...]
+    python -m training.train synthetic --quick --evaluate      # CI smoke run, < 1 minute
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from graph_meta.dataset import Dataset
@@ -54,9 +56,38 @@ def _seed(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def _sampler(index: RatingIndex, cfg: Config) -> EpisodeSampler:
+def release_weights(dataset: Dataset, item_ids: list[str], bias: float) -> np.ndarray | None:
+    """Cold-set sampling weights ``exp(bias * q)``, ``q`` in [0, 1] the item's release
+    quantile (the release column of :func:`graph_meta.eval.protocol.release_column`, else the
+    first rating time); None when ``bias`` is 0 or no release order exists."""
+    from graph_meta.dataset import ITEM_ID, TIMESTAMP
+    from graph_meta.eval.protocol import release_column
+
+    if bias == 0:
+        return None
+    col = release_column(dataset)
+    if col is not None:
+        rel = dataset.items[col].reindex(pd.Index(item_ids)).to_numpy(dtype=np.float64)
+    elif TIMESTAMP in dataset.train.columns:
+        first = dataset.train.groupby(ITEM_ID, observed=True)[TIMESTAMP].min()
+        first.index = first.index.astype(str)
+        rel = first.reindex(pd.Index(item_ids)).to_numpy(dtype=np.float64)
+    else:
+        return None
+    rel = np.array(rel, dtype=np.float64)
+    ok = np.isfinite(rel)
+    if not ok.any():
+        return None
+    rel[~ok] = np.nanmedian(rel)
+    q = pd.Series(rel).rank(pct=True).to_numpy()
+    return np.exp(bias * q)
+
+
+def _sampler(index: RatingIndex, cfg: Config,
+             cold_weights: np.ndarray | None = None) -> EpisodeSampler:
     e = cfg.episodes
-    return EpisodeSampler(index, query_size=e.query_size, query_fraction=e.query_fraction,
+    return EpisodeSampler(index, cold_item_weights=cold_weights,
+                          query_size=e.query_size, query_fraction=e.query_fraction,
                           max_support=e.max_support,
                           history_fanout=e.history_fanout, item_max_support=e.item_max_support,
                           item_history_fanout=e.item_history_fanout,
@@ -65,27 +96,34 @@ def _sampler(index: RatingIndex, cfg: Config) -> EpisodeSampler:
                           p_zero_shot=e.p_zero_shot)
 
 
-def als(index: RatingIndex, dim: int, reg: float, iters: int,
-        seed: int) -> tuple[float, np.ndarray]:
-    """Biased MF by alternating ridge solves: ``(mu, item states [N_I, 1+dim])``.
+def als(index: RatingIndex, dim: int, reg: float, iters: int, seed: int, *,
+        edges: np.ndarray | None = None, items0: np.ndarray | None = None
+        ) -> tuple[float, np.ndarray, np.ndarray]:
+    """Biased MF by alternating ridge solves: ``(mu, items [N_I, 1+dim], users [N_U, 1+dim])``.
 
     The user step is the model's fold-in with a zero prior and precision ``reg``; the item
-    step is its mirror image. Items without ratings get zeros.
+    step is its mirror image. ``edges`` (bool ``[E]``) restricts the fit to those ratings,
+    ``items0`` warm-starts it. Items without ratings get zeros.
     """
     from graph_meta.model import _segment_outer
 
     rng = np.random.default_rng(seed)
-    mu = index.mean
+    sel = np.ones(index.num_edges, bool) if edges is None else edges
+    e_user, e_item, e_rating = index.user[sel], index.item[sel], index.rating[sel]
+    mu = float(e_rating.mean()) if len(e_rating) else 0.0
     d = 1 + dim
-    items = np.zeros((index.num_items, d))
-    items[:, 1:] = rng.normal(0, 0.1, (index.num_items, dim))
+    if items0 is None:
+        items = np.zeros((index.num_items, d))
+        items[:, 1:] = rng.normal(0, 0.1, (index.num_items, dim))
+    else:
+        items = np.asarray(items0, dtype=np.float64).copy()
     users = np.zeros((index.num_users, d))
     lam = reg * np.eye(d)
 
     def solve(rows_of: np.ndarray, cols_of: np.ndarray, other: np.ndarray, n: int
               ) -> np.ndarray:
         x = np.concatenate([np.ones((len(cols_of), 1)), other[cols_of, 1:]], axis=1)
-        t = index.rating - mu - other[cols_of, 0]
+        t = e_rating - mu - other[cols_of, 0]
         a = np.zeros((n, d, d))
         _segment_outer(a, rows_of, x)
         c = np.zeros((n, d))
@@ -93,9 +131,23 @@ def als(index: RatingIndex, dim: int, reg: float, iters: int,
         return np.linalg.solve(a + lam, c[..., None])[..., 0]
 
     for _ in range(iters):
-        users = solve(index.user, index.item, items, index.num_users)
-        items = solve(index.item, index.user, users, index.num_items)
-    return mu, items
+        users = solve(e_user, e_item, items, index.num_users)
+        items = solve(e_item, e_user, users, index.num_items)
+    users = solve(e_user, e_item, items, index.num_users)
+    return mu, items, users
+
+
+def linear_prior(table, frame, counts: np.ndarray, targets: np.ndarray,
+                 alpha: float) -> np.ndarray:
+    """Closed-form side-feature prior: a ridge map (sqrt-count weighted) from the one-hot /
+    multi-hot / text features of :func:`graph_meta.baselines.side_features` onto the ALS
+    states of the rated rows, applied to every row (new ones included)."""
+    from graph_meta.baselines import _RidgeMap, side_features
+
+    fit = counts > 0
+    feats = side_features(table, frame, fit)
+    ridge = _RidgeMap(feats, fit, np.sqrt(counts[fit]))
+    return ridge.predict(targets[fit], alpha)
 
 
 class _Phase:
@@ -108,20 +160,42 @@ class _Phase:
         self.device = device
         self.data = build_graph(dataset, text_dim=cfg.model.text_dim)
         self.index = RatingIndex.from_graph(self.data)
-        self.sampler = _sampler(self.index, cfg)
+        self.sampler = _sampler(self.index, cfg, release_weights(
+            dataset, [str(i) for i in self.data.node_ids["Item"]],
+            cfg.episodes.cold_newest_bias))
         self.data_dev = self.data.to(device)
         model.net = GraphMetaNet(self.data, cfg, mu=self.index.mean).to(device)
         if cfg.train.freeze_item_emb:
             model.net.item_emb.weight.requires_grad_(False)
-        self.opt = torch.optim.Adam([p for p in model.net.parameters() if p.requires_grad],
-                                    lr=cfg.train.lr,
-                                    weight_decay=cfg.train.weight_decay)
+        meta_names = ("raw_lr", "log_lam", "head0", "mu")
+        named = [(n, p) for n, p in model.net.named_parameters() if p.requires_grad]
+        inner = [p for n, p in named if n.split(".")[-1] in meta_names or ".raw_lr." in n]
+        inner_ids = {id(p) for p in inner}
+        rest = [p for _, p in named if id(p) not in inner_ids]
+        # the inner loop's own parameters (step sizes, precision, head init, mu) are few and
+        # need larger steps than the encoder, which overfits quickly
+        self.opt = torch.optim.Adam(
+            [{"params": rest, "weight_decay": cfg.train.weight_decay},
+             {"params": inner, "lr": cfg.train.meta_lr, "weight_decay": 0.0}],
+            lr=cfg.train.lr)
         if cfg.train.als_iters > 0:
-            mu, states = als(self.index, cfg.model.dim, cfg.meta.init_precision,
-                             cfg.train.als_iters, cfg.train.seed)
+            mu, states, user_states = als(self.index, cfg.model.dim, cfg.meta.init_precision,
+                                          cfg.train.als_iters, cfg.train.seed)
+            self.als_full = states
             with torch.no_grad():
                 model.net.item_emb.weight.copy_(torch.from_numpy(states).float())
                 model.net.mu.fill_(mu)
+            if cfg.train.linear_prior_alpha > 0:
+                # the GNN prior heads learn a correction on top of this closed-form base
+                ids = self.data.node_ids
+                for nt, frame, table, st, buf in (
+                        ("Item", dataset.items, dataset.spec.items, states, "item_base"),
+                        ("User", dataset.users, dataset.spec.users, user_states, "user_base")):
+                    rows = frame.loc[pd.Index(ids[nt]).astype(frame.index.dtype)]
+                    counts = np.bincount(self.index.item if nt == "Item" else self.index.user,
+                                         minlength=len(ids[nt])).astype(np.float64)
+                    base = linear_prior(table, rows, counts, st, cfg.train.linear_prior_alpha)
+                    getattr(model.net, buf).copy_(torch.from_numpy(base).float())
         self.has_rating = torch.zeros(self.index.num_items, device=device)
         self.has_rating[torch.as_tensor(np.unique(self.index.item), device=device)] = 1.0
         model.net.item_trained.copy_(self.has_rating)
@@ -142,9 +216,11 @@ class _Phase:
             it = bar
         tot = {"loss": 0.0, "user_loss": 0.0, "item_loss": 0.0}
         tasks = 0
+        query_mask = self._holdout_states(rng)
         t0 = time.perf_counter()
         for users in it:
-            batch = self.sampler.batch(rng, users, cfg.episodes.batch_items)
+            batch = self.sampler.batch(rng, users, cfg.episodes.batch_items,
+                                       query_edges=query_mask)
             u_ep, i_ep = episode_tensors(batch, self.device)
             warm = self.has_rating * torch.as_tensor(~batch.cold_items, dtype=torch.float32,
                                                      device=self.device)
@@ -179,10 +255,36 @@ class _Phase:
             tasks += len(users) + (0 if i_ep is None else len(batch.items))  # type: ignore[arg-type]
             if bar is not None:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
+        self._full_states()
         n = max(1, len(chunks))
         dt = time.perf_counter() - t0
         return {k: v / n for k, v in tot.items()} | {"seconds": dt,
                                                       "tasks_per_s": tasks / max(dt, 1e-9)}
+
+    def _holdout_states(self, rng: np.random.Generator) -> np.ndarray | None:
+        """Hold out ``query_holdout`` of the ratings for this epoch's query sets and refit the
+        frozen item states without them (warm-started ALS), so that no training query rating
+        is baked into the item states it is predicted with."""
+        frac = self.cfg.train.query_holdout
+        net = self.model.net
+        assert net is not None
+        if frac <= 0 or getattr(self, "als_full", None) is None or \
+                net.item_emb.weight.requires_grad:
+            return None
+        mask = rng.random(self.index.num_edges) < frac
+        _, states, _ = als(self.index, self.cfg.model.dim, self.cfg.meta.init_precision,
+                           self.cfg.train.holdout_als_iters, 0, edges=~mask,
+                           items0=self.als_full)
+        with torch.no_grad():
+            net.item_emb.weight.copy_(torch.from_numpy(states).float())
+        return mask
+
+    def _full_states(self) -> None:
+        net = self.model.net
+        if getattr(self, "als_full", None) is not None and net is not None and \
+                not net.item_emb.weight.requires_grad:
+            with torch.no_grad():
+                net.item_emb.weight.copy_(torch.from_numpy(self.als_full).float())
 
     def validate(self, val: Dataset) -> dict[str, float]:
         from graph_meta.eval.protocol import evaluate
@@ -343,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", help="dataset folder, or 'synthetic' for a small generated one")
     p.add_argument("--config", default=None, help="TOML config (default: built-in defaults)")
+    p.add_argument("--quick", action="store_true",
+                   help="CI smoke run: configs/quick.toml (unless --config is given)")
     p.add_argument("--out", default="runs/graph-meta", help="run directory")
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -358,7 +462,10 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = tomllib.loads(f"v = {value}")["v"]
-    cfg = load_config(args.config, **overrides)
+    config_path = args.config
+    if args.quick and config_path is None:
+        config_path = Path(__file__).resolve().parents[1] / "configs" / "quick.toml"
+    cfg = load_config(config_path, **overrides)
     if args.dataset == "synthetic":
         from loaders.synthetic import generate_catalog
         dataset = generate_catalog(n_users=600, n_items=300, n_interactions=20000, seed=0)

@@ -5,7 +5,8 @@ the same position in ``(Item, rev_RATED, User)``). :class:`RatingIndex` indexes 
 and by item with :class:`~graph_meta.sampling.csr.CSR`.
 
 **Cold item set.** Each training step draws a random set :math:`C` of items (fraction
-``cold_item_fraction``) that play *new items*: their learned residual embeddings are dropped
+``cold_item_fraction``; optionally weighted, e.g. toward the newest releases, as the
+benchmark's new items are) that play *new items*: their learned residual embeddings are dropped
 (the model sees their graph prior only) and their rating edges are hidden from every history.
 
 **User tasks** (:meth:`EpisodeSampler.user_tasks`), one per user, of a kind mimicking the four
@@ -182,7 +183,8 @@ class EpisodeSampler:
                  item_history_fanout: int = 64, cold_item_fraction: float = 0.15,
                  kind_probs: tuple[float, float, float, float] = (0.35, 0.2, 0.3, 0.15),
                  p_zero_shot: float = 0.05, min_user_ratings: int = 4,
-                 min_item_ratings: int = 4) -> None:
+                 min_item_ratings: int = 4,
+                 cold_item_weights: np.ndarray | None = None) -> None:
         if not 0.0 <= cold_item_fraction < 1.0:
             raise ValueError("cold_item_fraction must be in [0, 1)")
         p = np.asarray(kind_probs, dtype=np.float64)
@@ -204,6 +206,10 @@ class EpisodeSampler:
         self.rated_items = np.flatnonzero(deg_i > 0)
         self.task_items_min = int(min_item_ratings)
         self.deg_i = deg_i
+        self.cold_p: np.ndarray | None = None
+        if cold_item_weights is not None:
+            w = np.asarray(cold_item_weights, dtype=np.float64)[self.rated_items]
+            self.cold_p = w / w.sum() if w.sum() > 0 else None
 
     # ------------------------------------------------------------------ cold item sets
     def cold_items(self, rng: np.random.Generator) -> np.ndarray:
@@ -211,7 +217,7 @@ class EpisodeSampler:
         mask = np.zeros(self.index.num_items, dtype=bool)
         n = round(self.cold_item_fraction * len(self.rated_items))
         if n:
-            mask[rng.choice(self.rated_items, size=n, replace=False)] = True
+            mask[rng.choice(self.rated_items, size=n, replace=False, p=self.cold_p)] = True
         return mask
 
     def _edge_mask(self, cold: np.ndarray) -> np.ndarray:
@@ -219,8 +225,12 @@ class EpisodeSampler:
 
     # ------------------------------------------------------------------ user tasks
     def user_tasks(self, rng: np.random.Generator, users: np.ndarray,
-                   cold: np.ndarray) -> UserEpisodes:
-        """One task per user in ``users`` (see the module docstring)."""
+                   cold: np.ndarray, query_edges: np.ndarray | None = None) -> UserEpisodes:
+        """One task per user in ``users`` (see the module docstring).
+
+        ``query_edges`` (bool ``[E]``): when given, query ratings are drawn from these edges
+        only and support/history never contain one of them (the training loop refits the
+        item states without them)."""
         idx = self.index
         q_size, k_max = self.query_size, self.max_support
         kinds = rng.choice(4, size=len(users), p=self.kind_probs)
@@ -237,16 +247,23 @@ class EpisodeSampler:
                 pool = eid
             kinds[b] = k
             perm = rng.permutation(pool)
+            if query_edges is not None and query_edges[perm].any():
+                held = query_edges[perm]
+                q_cand, rest = perm[held], perm[~held]
+            else:
+                q_cand, rest = perm, perm[:0]
             q = min(max(q_size, int(self.query_fraction * len(perm))),
-                    max(1, len(perm) // 2))
-            avail = len(perm) - q
-            if avail <= 0 or rng.random() < self.p_zero_shot:
+                    max(1, len(q_cand) if len(rest) else len(q_cand) // 2))
+            rest = np.concatenate([rest, q_cand[q:]]) if len(rest) else q_cand[q:]
+            if query_edges is not None:
+                rest = rest[~query_edges[rest]]
+            if len(rest) == 0 or rng.random() < self.p_zero_shot:
                 n_sup = 0
             else:
-                n_sup = int(rng.integers(1, min(k_max, avail) + 1))
-            qry_e.append(perm[:q])
+                n_sup = int(rng.integers(1, min(k_max, len(rest)) + 1))
+            qry_e.append(q_cand[:q])
             qry_pos.append(np.full(q, b))
-            sup_e.append(perm[q:q + n_sup])
+            sup_e.append(rest[:n_sup])
             sup_pos.append(np.full(n_sup, b))
         sup_e_a = np.concatenate(sup_e).astype(np.int64)
         qry_e_a = np.concatenate(qry_e).astype(np.int64)
@@ -255,6 +272,8 @@ class EpisodeSampler:
         excluded = self._edge_mask(cold)
         excluded[sup_e_a] = True
         excluded[qry_e_a] = True
+        if query_edges is not None:
+            excluded |= query_edges
         warm_rows = np.flatnonzero(kinds % 2 == 0)  # warm and item_cold: the user is known
         h_pos, _, h_e = idx.by_user.sample(users[warm_rows], self.history_fanout, rng,
                                            excluded=excluded)
@@ -315,9 +334,9 @@ class EpisodeSampler:
 
     # ------------------------------------------------------------------ mixed
     def batch(self, rng: np.random.Generator, users: np.ndarray,
-              n_item_tasks: int) -> EpisodeBatch:
+              n_item_tasks: int, query_edges: np.ndarray | None = None) -> EpisodeBatch:
         cold = self.cold_items(rng)
-        return EpisodeBatch(cold, self.user_tasks(rng, users, cold),
+        return EpisodeBatch(cold, self.user_tasks(rng, users, cold, query_edges),
                             self.item_tasks(rng, n_item_tasks, cold))
 
     def epoch_users(self, rng: np.random.Generator, batch_size: int) -> list[np.ndarray]:
