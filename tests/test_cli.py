@@ -72,3 +72,44 @@ def test_demo_runs(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "CO_ENGAGED" in result.output
     assert "->" in result.output.split("cross-category links")[1]
+
+
+def test_train_evaluate_recommend_benchmark(catalog_dir: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    run = tmp_path / "run"
+    result = runner.invoke(cli, ["train", str(catalog_dir), "--quick", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    assert (run / "model.pt").is_file() and (run / "last.pt").is_file()
+    out = tmp_path / "results.json"
+    result = runner.invoke(cli, ["evaluate", str(catalog_dir), "--run", str(run), "--out",
+                                 str(out), "--support-k", "0,3,all"])
+    assert result.exit_code == 0, result.output
+    res = json.loads(out.read_text())
+    assert set(res["few_shot"]["user_cold"]) == {"0", "3", "all"}
+    for metrics in res["scenarios"].values():
+        assert 0 < metrics["rmse"] < 2 and 0 < metrics["ndcg@5"] <= 1
+
+    from loaders.folder import read_dataset
+
+    item = str(read_dataset(catalog_dir, tasks=False).train["item_id"].iloc[0])
+    result = runner.invoke(cli, ["recommend", str(catalog_dir), "--run", str(run), "--rated",
+                                 f"{item}:5", "-k", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    top = json.loads(result.output)
+    assert len(top) == 5 and all(1 <= t["predicted_rating"] <= 5 for t in top)
+    assert all(t["item_id"] != item for t in top)
+    cold = runner.invoke(cli, ["recommend", str(catalog_dir), "--run", str(run), "-k", "3"])
+    assert cold.exit_code == 0 and "(popular)" in cold.output
+    bad = runner.invoke(cli, ["recommend", str(catalog_dir), "--run", str(run), "--rated",
+                              f"{item}:9"])
+    assert bad.exit_code == 2 and "outside" in bad.output
+
+    bench = tmp_path / "bench"
+    result = runner.invoke(cli, ["benchmark", str(catalog_dir), "--quick", "--out", str(bench),
+                                 "--support-k", "0,all"])
+    assert result.exit_code == 0, result.output
+    assert (bench / "results.md").read_text().count("graph-meta") >= 1
+    assert (bench / "scenarios.png").stat().st_size > 5000
+    assert (bench / "few_shot.png").stat().st_size > 5000
+    speed = json.loads((bench / "speed.json").read_text())
+    assert speed["adapt_score_ms_p50"] > 0

@@ -435,11 +435,12 @@ def recommend(dataset: Path, run_dir: Path, user_id: str | None, rated: tuple[st
             found = store.candidates(user_id=user_id, rated=pairs, k=pool)
         except (KeyError, ValueError) as exc:
             _fail(exc)
-    if not found:
-        _fail(ValueError("the graph proposes no candidates for this user"))
-    scores = model.predict(user_id or "graph-meta:new-user", pairs,
-                           [c.item_id for c in found])
-    order = np.argsort(-np.asarray(scores), kind="stable")[:k]
+        if not found:
+            _fail(ValueError("the graph proposes no candidates for this user"))
+        raw = np.asarray(model.predict(user_id or "graph-meta:new-user", pairs,
+                                       [c.item_id for c in found]))
+        scores = np.clip(raw, *store.spec.rating_scale)
+    order = np.argsort(-raw, kind="stable")[:k]
     top = [(found[i], float(scores[i])) for i in order]
     if as_json:
         click.echo(json.dumps([{"item_id": c.item_id, "predicted_rating": round(s, 4),
