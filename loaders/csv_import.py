@@ -47,20 +47,11 @@ from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset
 from graph_meta.errors import DataError
 from graph_meta.schema import CATEGORY, COLUMN_TYPES, ITEM, USER, DatasetSpec
 from loaders.folder import write_dataset
+from loaders.split import SplitOptions
 
 log = logging.getLogger(__name__)
 
 csv.field_size_limit(1 << 26)
-
-#: Defaults of the cold-start split, the same as :func:`loaders.split.split_cold_start`.
-SPLIT_DEFAULTS: dict[str, Any] = {
-    "new_user_fraction": 0.2,
-    "new_item_fraction": 0.2,
-    "warm_task_fraction": 0.1,
-    "query_size": 10,
-    "min_support": 3,
-    "max_support": 90,
-}
 
 _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 _COMPRESSION = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
@@ -447,8 +438,7 @@ def dataset_from_frames(
     implicit: bool = False,
     item_release: pd.Series | None = None,
     stats: Mapping[str, Any] | None = None,
-    seed: int = 0,
-    **split_options: Any,
+    split: SplitOptions | None = None,
 ) -> Dataset:
     """Split ``interactions`` into train and tasks and assemble a :class:`Dataset`.
 
@@ -464,16 +454,9 @@ def dataset_from_frames(
         item_release: per item id, a release time or year: the newest items become the cold
             ones (see ``split_cold_start``).
         stats: import counts, stored under ``stats`` with the split's report.
-        seed, split_options: passed to :func:`loaders.split.split_cold_start`
-            (``new_user_fraction``, ``new_item_fraction``, ``warm_task_fraction``,
-            ``query_size``, ``min_support``, ``max_support``).
+        split: the cold-start split's options (default :class:`SplitOptions`).
     """
-    from loaders.split import split_cold_start
-
-    unknown = sorted(set(split_options) - set(SPLIT_DEFAULTS))
-    if unknown:
-        raise TypeError(f"unknown split option(s) {unknown}; known: {sorted(SPLIT_DEFAULTS)}")
-    options = {**SPLIT_DEFAULTS, **split_options}
+    options = split or SplitOptions()
     raw_spec = {
         "name": name,
         "rating_scale": [float(rating_scale[0]), float(rating_scale[1])],
@@ -484,8 +467,8 @@ def dataset_from_frames(
         "implicit": implicit,
     }
     DatasetSpec.from_json(raw_spec, source="dataset.json")  # fail before the (slow) split
-    split = split_cold_start(interactions, item_release=item_release, seed=seed, **options)
-    train = split.train
+    split_ = options.apply(interactions, item_release)
+    train = split_.train
     cols = [USER_ID, ITEM_ID, RATING] + ([TIMESTAMP] if TIMESTAMP in train.columns else [])
     train = pd.DataFrame({
         USER_ID: train[USER_ID].astype(str).astype("category"),
@@ -493,20 +476,19 @@ def dataset_from_frames(
         RATING: train[RATING].to_numpy(dtype=np.float32),
         **({TIMESTAMP: train[TIMESTAMP].to_numpy(dtype=np.int64)} if TIMESTAMP in cols else {}),
     })
-    tasks = {s: list(t) for s, t in split.tasks.items()}
+    tasks = {s: list(t) for s, t in split_.tasks.items()}
     all_stats: dict[str, Any] = {
         **dict(stats or {}),
-        **dict(split.report),
+        **dict(split_.report),
         "users": len(users),
         "items": len(items),
         "train_interactions": len(train),
         "train_users": int(train[USER_ID].nunique()),
         "train_items": int(train[ITEM_ID].nunique()),
-        "new_users": len(split.new_users),
-        "new_items": len(split.new_items),
+        "new_users": len(split_.new_users),
+        "new_items": len(split_.new_items),
         **{f"{s}_tasks": len(t) for s, t in tasks.items()},
-        "seed": seed,
-        **{k: v for k, v in options.items()},
+        **options.as_dict(),
     }
     raw_spec["tasks"] = {s: f"tasks/{s}.jsonl" for s in tasks}
     raw_spec["stats"] = _jsonable(all_stats)
@@ -567,13 +549,7 @@ def interactions_dataset(
     drop_unknown: bool = False,
     name: str = "dataset",
     encoding: str = "utf-8",
-    seed: int = 0,
-    new_user_fraction: float = 0.2,
-    new_item_fraction: float = 0.2,
-    warm_task_fraction: float = 0.1,
-    query_size: int = 10,
-    min_support: int = 3,
-    max_support: int = 90,
+    split: SplitOptions | None = None,
 ) -> Dataset:
     """Read, type and split the files into a :class:`Dataset`; see :func:`import_interactions`."""
     nodes = {str(c): _check_label(lbl, f"node_columns[{c!r}]")
@@ -724,10 +700,7 @@ def interactions_dataset(
     }
     return dataset_from_frames(
         name, frame, users, items, user_specs, item_specs, rating_scale=scale,
-        implicit=rating_col is None, item_release=release, stats=stats, seed=seed,
-        new_user_fraction=new_user_fraction, new_item_fraction=new_item_fraction,
-        warm_task_fraction=warm_task_fraction, query_size=query_size, min_support=min_support,
-        max_support=max_support)
+        implicit=rating_col is None, item_release=release, stats=stats, split=split)
 
 
 def import_interactions(
@@ -750,13 +723,7 @@ def import_interactions(
     drop_unknown: bool = False,
     name: str | None = None,
     encoding: str = "utf-8",
-    seed: int = 0,
-    new_user_fraction: float = 0.2,
-    new_item_fraction: float = 0.2,
-    warm_task_fraction: float = 0.1,
-    query_size: int = 10,
-    min_support: int = 3,
-    max_support: int = 90,
+    split: SplitOptions | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Import interactions + items (+ users) files into the dataset folder ``out_dir``.
@@ -789,8 +756,7 @@ def import_interactions(
             has no row, instead of failing on the first.
         name: dataset name; default: the name of ``out_dir``.
         encoding: text encoding of CSV files.
-        seed, new_user_fraction, new_item_fraction, warm_task_fraction, query_size,
-            min_support, max_support: the cold-start split (:mod:`loaders.split`).
+        split: the cold-start split's options (:class:`loaders.split.SplitOptions`).
         overwrite: replace an existing non-empty ``out_dir``.
 
     Returns:
@@ -806,9 +772,6 @@ def import_interactions(
         category_col=category_col, category_sep=category_sep, item_columns=item_columns,
         user_columns=user_columns, node_columns=node_columns, release_col=release_col,
         rating_scale=rating_scale, drop_unknown=drop_unknown,
-        name=name or out.resolve().name, encoding=encoding, seed=seed,
-        new_user_fraction=new_user_fraction, new_item_fraction=new_item_fraction,
-        warm_task_fraction=warm_task_fraction, query_size=query_size, min_support=min_support,
-        max_support=max_support)
+        name=name or out.resolve().name, encoding=encoding, split=split)
     return write_dataset(dataset, out, overwrite=overwrite)
 

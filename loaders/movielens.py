@@ -43,6 +43,7 @@ from graph_meta.errors import DataError
 from graph_meta.schema import CATEGORY
 from loaders.csv_import import dataset_from_frames
 from loaders.folder import write_dataset
+from loaders.split import SplitOptions
 
 log = logging.getLogger(__name__)
 
@@ -215,13 +216,7 @@ def movielens_dataset(
     source_dir: str | Path,
     *,
     name: str = "movielens-1m-import",
-    seed: int = 0,
-    new_user_fraction: float = 0.2,
-    new_item_fraction: float = 0.2,
-    warm_task_fraction: float = 0.1,
-    query_size: int = 10,
-    min_support: int = 3,
-    max_support: int = 90,
+    split: SplitOptions | None = None,
 ) -> Dataset:
     """Parse the MovieLens-1M files in ``source_dir`` and split them into a :class:`Dataset`."""
     folder = find_movielens_files(source_dir)
@@ -247,22 +242,14 @@ def movielens_dataset(
     }
     return dataset_from_frames(
         name, ratings, users, movies, USER_COLUMNS, ITEM_COLUMNS, rating_scale=(1.0, 5.0),
-        item_release=release, stats=stats, seed=seed, new_user_fraction=new_user_fraction,
-        new_item_fraction=new_item_fraction, warm_task_fraction=warm_task_fraction,
-        query_size=query_size, min_support=min_support, max_support=max_support)
+        item_release=release, stats=stats, split=split)
 
 
 def import_movielens(
     source_dir: str | Path,
     out_dir: str | Path,
     *,
-    seed: int = 0,
-    new_user_fraction: float = 0.2,
-    new_item_fraction: float = 0.2,
-    warm_task_fraction: float = 0.1,
-    query_size: int = 10,
-    min_support: int = 3,
-    max_support: int = 90,
+    split: SplitOptions | None = None,
     name: str = "movielens-1m-import",
     overwrite: bool = False,
 ) -> Path:
@@ -272,9 +259,8 @@ def import_movielens(
         source_dir: the folder holding ``ratings.dat``, ``users.dat`` and ``movies.dat``
             (or its parent, where ``ml-1m.zip`` was extracted).
         out_dir: the dataset folder to write (atomically).
-        seed, new_user_fraction, new_item_fraction, warm_task_fraction, query_size,
-            min_support, max_support: the cold-start split (:mod:`loaders.split`); the new
-            items are the most recent releases.
+        split: the cold-start split's options (:class:`loaders.split.SplitOptions`); the
+            new items are the most recent releases.
         name: dataset name in ``dataset.json``.
         overwrite: replace an existing non-empty ``out_dir``.
 
@@ -285,9 +271,7 @@ def import_movielens(
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise DataError("output folder exists and is not empty (use overwrite)", file=out)
     dataset = movielens_dataset(
-        source_dir, name=name, seed=seed, new_user_fraction=new_user_fraction,
-        new_item_fraction=new_item_fraction, warm_task_fraction=warm_task_fraction,
-        query_size=query_size, min_support=min_support, max_support=max_support)
+        source_dir, name=name, split=split)
     return write_dataset(dataset, out, overwrite=overwrite)
 
 

@@ -32,7 +32,7 @@ is logged (logger ``graph_meta.split``). The result is a pure function of the in
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from numbers import Integral, Real
 
 import numpy as np
@@ -470,3 +470,23 @@ def _categorical(codes: np.ndarray, ids: np.ndarray) -> pd.Categorical:
     remap = np.cumsum(used) - 1
     return pd.Categorical.from_codes(remap[codes].astype(np.int32, copy=False),
                                      categories=pd.Index(ids[used]), validate=False)
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    """How an importer splits its interactions (the arguments of :func:`split_cold_start`)."""
+
+    seed: int = 0
+    new_user_fraction: float = 0.2
+    new_item_fraction: float = 0.2
+    warm_task_fraction: float = 0.1
+    query_size: int = 10
+    min_support: int = 3
+    max_support: int = 90
+
+    def apply(self, interactions: pd.DataFrame,
+              item_release: pd.Series | None = None) -> ColdStartSplit:
+        return split_cold_start(interactions, item_release=item_release, **asdict(self))
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)

@@ -23,8 +23,10 @@ from loaders import movielens
 from loaders.csv_import import import_interactions, infer_column_type
 from loaders.folder import read_dataset
 from loaders.movielens import download_movielens, import_movielens
+from loaders.split import SplitOptions
 
-SMALL_SPLIT = {"query_size": 5, "min_support": 2, "max_support": 60}
+SMALL = {"query_size": 5, "min_support": 2, "max_support": 60}
+SMALL_SPLIT = {"split": SplitOptions(**SMALL)}
 LATIN_TITLE = "Cité des enfants perdus, La (City of Lost Children, The)"
 GENRES = ["Action", "Adventure", "Animation", "Children's", "Comedy", "Drama", "Sci-Fi"]
 
@@ -59,7 +61,8 @@ def write_ml1m(folder: Path, n_users: int = 40, n_movies: int = 60, per_user: in
 
 def test_movielens_round_trip(tmp_path: Path) -> None:
     source = write_ml1m(tmp_path / "ml-1m")
-    out = import_movielens(tmp_path, tmp_path / "ds", seed=3, **SMALL_SPLIT)  # parent folder
+    # the parent folder of ml-1m/ is accepted too
+    out = import_movielens(tmp_path, tmp_path / "ds", split=SplitOptions(seed=3, **SMALL))
     data = read_dataset(out, strict=True)
 
     assert data.spec.rating_scale == (1.0, 5.0)
@@ -96,7 +99,7 @@ def test_movielens_round_trip(tmp_path: Path) -> None:
     stats = json.loads((out / "dataset.json").read_text(encoding="utf-8"))["stats"]
     assert stats["rating_rows"] == 1600 and stats["duplicates_dropped"] == 0
     # the same seed gives the same folder
-    again = import_movielens(source, tmp_path / "ds2", seed=3, **SMALL_SPLIT)
+    again = import_movielens(source, tmp_path / "ds2", split=SplitOptions(seed=3, **SMALL))
     for f in ("train.csv", "items.csv", "users.csv", "tasks/user_cold.jsonl"):
         assert (out / f).read_bytes() == (again / f).read_bytes()
 
@@ -261,7 +264,7 @@ def test_csv_round_trip(tmp_path: Path) -> None:
     out = import_interactions(tmp_path / "events.csv", tmp_path / "items.csv", tmp_path / "ds",
                               users_path=tmp_path / "users.csv", timestamp_col="ts",
                               node_columns={"brand": "Brand", "country": "Country"},
-                              seed=1, **SMALL_SPLIT)
+                              split=SplitOptions(seed=1, **SMALL))
     data = read_dataset(out, strict=True)
     assert data.name == "ds"
     assert data.spec.rating_scale == (1.0, 5.0) and not data.spec.implicit

@@ -117,11 +117,13 @@ def import_movielens_cmd(source: Path, out: Path, download: bool, seed: int,
                          overwrite: bool) -> None:
     """Import MovieLens-1M (ratings.dat, users.dat, movies.dat in SOURCE)."""
     from loaders.movielens import download_movielens, import_movielens
+    from loaders.split import SplitOptions
 
     if download:
         source = download_movielens(source)
-    path = import_movielens(source, out, seed=seed, new_user_fraction=new_user_fraction,
-                            new_item_fraction=new_item_fraction, overwrite=overwrite)
+    split = SplitOptions(seed=seed, new_user_fraction=new_user_fraction,
+                         new_item_fraction=new_item_fraction)
+    path = import_movielens(source, out, split=split, overwrite=overwrite)
     click.echo(f"wrote {path}")
 
 
@@ -150,6 +152,7 @@ def import_csv_cmd(interactions: Path, items_path: Path, users_path: Path | None
                    overwrite: bool) -> None:
     """Import your own interactions (CSV or Parquet) and items into a dataset folder."""
     from loaders.csv_import import import_interactions
+    from loaders.split import SplitOptions
 
     node_columns = {}
     for spec in nodes:
@@ -161,7 +164,8 @@ def import_csv_cmd(interactions: Path, items_path: Path, users_path: Path | None
         interactions, items_path, out, users_path=users_path, user_col=user_col,
         item_col=item_col, rating_col=None if implicit else rating_col,
         timestamp_col=timestamp_col, category_col=category_col, category_sep=category_sep,
-        node_columns=node_columns or None, name=name, seed=seed, overwrite=overwrite)
+        node_columns=node_columns or None, name=name, split=SplitOptions(seed=seed),
+        overwrite=overwrite)
     click.echo(f"wrote {path}")
 
 
