@@ -231,6 +231,15 @@ class GraphStore(ABC):
         id, the order both stores share; triples are sorted by (id, -weight, neighbor id).
         """
 
+    def _neighbor_ends(self, node_type: str, edge_type: EdgeType,
+                       direction: Direction) -> tuple[EdgeType, str, str]:
+        """The checked edge type and the node types at this end and the other end."""
+        et = self.schema.check_edge(edge_type)
+        here, there = (et.src, et.dst) if direction == "out" else (et.dst, et.src)
+        if node_type != here:
+            raise ValueError(f"{et} does not start at {node_type} in direction {direction!r}")
+        return et, here, there
+
     def neighborhood(
         self,
         node_type: str,

@@ -292,10 +292,7 @@ class EmbeddedGraphStore(GraphStore):
         direction: Direction,
         limit: int | None = None,
     ) -> list[tuple[str, str, float | None]]:
-        et = self.schema.check_edge(edge_type)
-        here, there = (et.src, et.dst) if direction == "out" else (et.dst, et.src)
-        if node_type != here:
-            raise ValueError(f"{et} does not start at {node_type} in direction {direction!r}")
+        et, here, there = self._neighbor_ends(node_type, edge_type, direction)
         rows = self._nodes[here].lookup(list(ids))
         present = rows >= 0
         rows = rows[present]

@@ -359,10 +359,7 @@ class Neo4jGraphStore(GraphStore):
         direction: Direction,
         limit: int | None = None,
     ) -> list[tuple[str, str, float | None]]:
-        et = self.schema.check_edge(edge_type)
-        here, there = (et.src, et.dst) if direction == "out" else (et.dst, et.src)
-        if node_type != here:
-            raise ValueError(f"{et} does not start at {node_type} in direction {direction!r}")
+        et, here, there = self._neighbor_ends(node_type, edge_type, direction)
         arrow = (f"-[r:{_q(et.rel)}]->" if direction == "out" else f"<-[r:{_q(et.rel)}]-")
         wprop = edge_weight_property(et)
         weight = f"toFloat(r.{_q(wprop)})" if wprop else "0.0"
