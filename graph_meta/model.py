@@ -319,6 +319,32 @@ class GraphMetaRecommender:
         """Predicted ratings of every item (``self.item_ids`` order) after adaptation."""
         return self._adapt_and_score(user_id, support, None)
 
+    @property
+    def user_ids(self) -> list[str]:
+        """Known users, in the order of :meth:`score_all_users`."""
+        return sorted(self.user_pos, key=self.user_pos.__getitem__)
+
+    def score_all_users(self, item_id: str) -> np.ndarray:
+        """Predicted rating of ``item_id`` by every known user (:attr:`user_ids` order).
+
+        Each user's state is the ridge fold-in of their training history toward their graph
+        prior (the ``K = 0`` case of :meth:`adapt_user`, solved for all users at once:
+        ``[N_U, D, D]`` batched solves); a new item scores from its graph prior.
+        """
+        if not self.cache:
+            raise RuntimeError("the model is not fitted (call fit or load)")
+        pos = self.item_pos.get(str(item_id))
+        if pos is None:
+            raise KeyError(f"item {item_id!r} is not in the model's catalogue")
+        c = self.cache
+        lam = c["lam"]
+        a = c["hist_a"] + np.diag(lam)
+        theta = np.linalg.solve(a, (c["hist_c"] + lam * c["user_prior"])[..., None])[..., 0]
+        x = c["item_states"][pos]
+        raw = theta[:, 0] + x[0] + theta[:, 1:] @ x[1:]
+        head = c["head0"]
+        return float(c["mu"]) + head[0] + (1.0 + head[1]) * raw
+
     # ------------------------------------------------------------------ adaptation
     def adapt_user(self, user_id: str, support: Sequence[tuple[str, float]]
                    ) -> tuple[np.ndarray, np.ndarray]:

@@ -125,6 +125,21 @@ def test_protocol_runner_and_latency(fitted: GraphMetaRecommender, catalog: Data
     assert scores.shape == (len(fitted.item_ids),) and np.isfinite(scores).all()
 
 
+def test_score_all_users_matches_per_user_predict(fitted: GraphMetaRecommender,
+                                                  catalog: Dataset) -> None:
+    item = catalog.tasks["item_cold"][0].query[0][0]
+    scores = fitted.score_all_users(item)
+    users = fitted.user_ids
+    assert scores.shape == (len(users),)
+    picked = users[:: max(1, len(users) // 25)]
+    expected = [fitted.predict(u, [], [item])[0] for u in picked]
+    np.testing.assert_allclose(scores[[fitted.user_pos[u] for u in picked]], expected,
+                               rtol=1e-10, atol=1e-10)
+    assert scores.std() > 0  # users differ: their histories move the prediction
+    with pytest.raises(KeyError, match="not in the model"):
+        fitted.score_all_users("no-such-item")
+
+
 def test_checkpoint_round_trip_weights_only(fitted: GraphMetaRecommender, catalog: Dataset,
                                             tmp_path: Path) -> None:
     path = fitted.save(tmp_path / "model.pt")
