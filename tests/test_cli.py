@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -67,11 +68,24 @@ def test_candidates_command(catalog_dir: Path) -> None:
     assert result.exit_code == 2 and "outside" in result.output
 
 
-def test_demo_runs(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "demo")])
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    quick = Path(__file__).resolve().parents[1] / "configs" / "quick.toml"
+    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "demo"), "--config",
+                                      str(quick)])
     assert result.exit_code == 0, result.output
-    assert "CO_ENGAGED" in result.output
-    assert "->" in result.output.split("cross-category links")[1]
+    out = result.output
+    for step in range(1, 7):
+        assert f"{step}/6 " in out
+    assert "->" in out.split("cross-category links")[1]
+    table = out.split("4/6")[1].split("5/6")[0]
+    for scenario in ("warm", "user_cold", "item_cold", "user_item_cold"):
+        assert re.search(rf"{scenario}\s+\d+\s+0\.\d{{3}}\s+0\.\d{{3}}", table), table
+    top = re.findall(r"^\s+(\d+)\. i\d+ .* predicted ([\d.]+)\s+(\w+)\s+(.+)$",
+                     out.split("5/6")[1].split("6/6")[0], re.M)
+    assert [int(t[0]) for t in top] == list(range(1, 11))
+    assert all(1.0 <= float(t[1]) <= 5.0 and "->" in t[3] for t in top)
+    fans = re.findall(r"^\s+\d+\. (u\d+)\s+predicted", out.split("6/6")[1], re.M)
+    assert len(fans) == 10 and len(set(fans)) == 10
 
 
 def test_train_evaluate_recommend_benchmark(catalog_dir: Path, tmp_path: Path) -> None:
@@ -103,6 +117,13 @@ def test_train_evaluate_recommend_benchmark(catalog_dir: Path, tmp_path: Path) -
     bad = runner.invoke(cli, ["recommend", str(catalog_dir), "--run", str(run), "--rated",
                               f"{item}:9"])
     assert bad.exit_code == 2 and "outside" in bad.output
+    unknown = runner.invoke(cli, ["recommend", str(catalog_dir), "--run", str(run), "--rated",
+                                  "no-such-item:4"])
+    assert unknown.exit_code == 2 and "unknown item 'no-such-item'" in unknown.output
+    fans = runner.invoke(cli, ["audience", str(catalog_dir), "--run", str(run), "--item", item,
+                               "-k", "4", "--json"])
+    assert fans.exit_code == 0, fans.output
+    assert len({f["user_id"] for f in json.loads(fans.output)}) == 4
 
     bench = tmp_path / "bench"
     result = runner.invoke(cli, ["benchmark", str(catalog_dir), "--quick", "--out", str(bench),

@@ -1,7 +1,8 @@
 """The ``graph-meta`` command line.
 
 Commands: ``synth``, ``import-movielens``, ``import-csv``, ``validate``, ``stats``, ``ingest``,
-``candidates``, ``train``, ``evaluate``, ``benchmark``, ``recommend``, ``demo``. Data errors
+``candidates``, ``train``, ``evaluate``, ``benchmark``, ``recommend``, ``audience``,
+``demo``. Data errors
 are printed as one line naming file, line and field, with exit code 2. ``--store neo4j``
 reads the graph from a Neo4j server whose address comes from ``--neo4j-uri``/``NEO4J_URI``
 and whose password only ever comes from ``NEO4J_PASSWORD``.
@@ -16,7 +17,6 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
 
 from graph_meta.errors import GraphMetaError
 
@@ -427,69 +427,82 @@ def recommend(dataset: Path, run_dir: Path, user_id: str | None, rated: tuple[st
               k: int, pool: int, explain: bool, as_json: bool, store_kind: str,
               neo4j_uri: str | None, neo4j_user: str) -> None:
     """Top-k for a user: graph candidates scored by the model adapted to their ratings."""
-    from graph_meta.model import GraphMetaRecommender
+    from graph_meta.recommend import recommend as run_recommend
 
     pairs = _parse_rated(rated)
+    if user_id is None and not pairs:
+        click.secho("note: no --user and no --rated: the pure cold case, popular items ranked "
+                    "by the model's prior", fg="yellow", err=True)
+    model = _load_model(run_dir)
+    with open_store(dataset, store_kind, neo4j_uri, neo4j_user) as store:
+        top = run_recommend(store, model, user_id=user_id, rated=pairs, k=k, pool=pool)
+    if as_json:
+        click.echo(json.dumps([{"item_id": r.item_id, "predicted_rating": round(r.predicted, 4),
+                                "reason": r.reason, "path": [list(p) for p in r.path]}
+                               for r in top], indent=2))
+        return
+    for rank, r in enumerate(top, 1):
+        click.echo(f"{rank:>3}. {r.item_id:<20} predicted {r.predicted:.2f}  ({r.reason})"
+                   + (f"  {_path_text(r.path)}" if explain else ""))
+
+
+def _load_model(run_dir: Path):
+    from graph_meta.model import GraphMetaRecommender
+
     model_path = run_dir / "model.pt"
     if not model_path.is_file():
         raise click.UsageError(f"{model_path} not found: train first (graph-meta train)")
-    model = GraphMetaRecommender.load(model_path)
+    return GraphMetaRecommender.load(model_path)
+
+
+def _path_text(path) -> str:
+    return " -> ".join(f"{label}:{node}" for label, node in path)
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--run", "run_dir", required=True, type=click.Path(path_type=Path))
+@click.option("--item", "item_id", required=True, help="The item, typically a new one.")
+@click.option("-k", default=10, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True)
+@store_options
+def audience(dataset: Path, run_dir: Path, item_id: str, k: int, as_json: bool,
+             store_kind: str, neo4j_uri: str | None, neo4j_user: str) -> None:
+    """The users an item would be recommended to, each with the graph path behind it."""
+    from graph_meta.recommend import audience as run_audience
+
+    model = _load_model(run_dir)
     with open_store(dataset, store_kind, neo4j_uri, neo4j_user) as store:
-        try:
-            found = store.candidates(user_id=user_id, rated=pairs, k=pool)
-        except (KeyError, ValueError) as exc:
-            _fail(exc)
-        if not found:
-            _fail(ValueError("the graph proposes no candidates for this user"))
-        raw = np.asarray(model.predict(user_id or "graph-meta:new-user", pairs,
-                                       [c.item_id for c in found]))
-        scores = np.clip(raw, *store.spec.rating_scale)
-    order = np.argsort(-raw, kind="stable")[:k]
-    top = [(found[i], float(scores[i])) for i in order]
+        top = run_audience(store, model, item_id, k=k)
     if as_json:
-        click.echo(json.dumps([{"item_id": c.item_id, "predicted_rating": round(s, 4),
-                                "reason": c.reason, "path": [list(p) for p in c.path]}
-                               for c, s in top], indent=2))
+        click.echo(json.dumps([{"user_id": a.user_id, "predicted_rating": round(a.predicted, 4),
+                                "reason": a.reason, "path": [list(p) for p in a.path]}
+                               for a in top], indent=2))
         return
-    for rank, (c, s) in enumerate(top, 1):
-        line = f"{rank:>3}. {c.item_id:<20} predicted {s:.2f}  ({c.reason})"
-        if explain:
-            line += "  " + " -> ".join(f"{label}:{node}" for label, node in c.path)
-        click.echo(line)
+    for rank, a in enumerate(top, 1):
+        click.echo(f"{rank:>3}. {a.user_id:<16} predicted {a.predicted:.2f}  ({a.reason})  "
+                   f"{_path_text(a.path)}")
 
 
 @main.command()
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Where to write the synthetic catalog (default: a temporary folder).")
 @click.option("--seed", default=0, show_default=True)
-def demo(out: Path | None, seed: int) -> None:
-    """Synthesize a catalog, build its graph and show what the graph holds."""
-    import tempfile
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="TOML config of the model (default: built-in defaults).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True)
+@click.option("--wipe", is_flag=True,
+              help="With --store neo4j: delete everything in the database first.")
+@store_options
+def demo(out: Path | None, seed: int, config_path: Path | None, device: str, wipe: bool,
+         store_kind: str, neo4j_uri: str | None, neo4j_user: str) -> None:
+    """The whole product on a synthetic shop: graph, meta-training, the four cold-start
+    scenarios, a new user's top 10 with paths, a new product's audience."""
+    from training.demo import run_demo
 
-    from graph_meta.store.embedded import EmbeddedGraphStore
-    from loaders.folder import read_dataset, write_dataset
-    from loaders.synthetic import generate_catalog
-
-    folder = out or Path(tempfile.mkdtemp(prefix="graph-meta-demo-")) / "catalog"
-    click.echo("1. synthesizing an e-commerce catalog ...")
-    dataset = generate_catalog(seed=seed, progress=True)
-    write_dataset(dataset, folder, overwrite=True)
-    click.echo(f"   wrote {folder}")
-    click.echo("2. building the heterogeneous graph (embedded store) ...")
-    store = EmbeddedGraphStore.from_dataset(read_dataset(folder), progress=True)
-    counts = store.counts()
-    for nt, n in counts.nodes.items():
-        click.echo(f"   {nt:<12}{n:>8,} nodes")
-    for et, n in counts.edges.items():
-        click.echo(f"   {et!s:<44}{n:>8,} edges")
-    co = store.schema.co_engaged
-    if co is not None:
-        click.echo("3. strongest cross-category links (CO_ENGAGED, NPMI):")
-        batch = store.edge_batch(co)
-        order = batch.properties["weight"].argsort()[::-1][:8]
-        for k in order:
-            click.echo(f"   {batch.src[k]:>22} -> {batch.dst[k]:<22}"
-                       f"{batch.properties['weight'][k]:.3f}")
+    run_demo(click.echo, out=out, seed=seed, store_kind=store_kind, neo4j_uri=neo4j_uri,
+             neo4j_user=neo4j_user, wipe=wipe, config_path=config_path, device=device)
 
 
 if __name__ == "__main__":
