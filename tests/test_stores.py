@@ -130,11 +130,15 @@ def test_parity_embedded_and_neo4j(catalog: Dataset, neo4j_store_factory) -> Non
                 assert (neo.neighborhood(nt, node_id, hops=hops, fanout=fanout)
                         == embedded.neighborhood(nt, node_id, hops=hops, fanout=fanout)), (
                     nt, node_id, fanout)
-    for user in users:
+    many = list(catalog.train["user_id"].astype(str).unique()[::25])
+    for user in users + many:
         assert neo.candidates(user_id=user, k=30) == embedded.candidates(user_id=user, k=30)
     rated = [(items[0], 5.0), (items[1], 4.0), (items[2], 2.0)]
-    assert neo.candidates(rated=rated, k=30) == embedded.candidates(rated=rated, k=30)
-    assert neo.candidates(rated=[], k=10) == embedded.candidates(rated=[], k=10)
+    asks = [dict(rated=rated), dict(rated=[(i, 4.0) for i in items]),  # ties: id order
+            dict(rated=[(i, 1.0) for i in items[:3]]),  # nothing liked: all are seeds
+            dict(user_id=users[0], rated=[(items[3], 1.0)]), dict(rated=[])]
+    for ask in asks:
+        assert neo.candidates(k=30, **ask) == embedded.candidates(k=30, **ask), ask
     _snapshot_equal(neo.snapshot(), embedded.snapshot())
 
 
@@ -199,6 +203,32 @@ def test_hostile_ids_are_data(store, catalog: Dataset) -> None:
         assert hood.nodes[ITEM] == {item}
     ids = set(store.node_ids(ITEM))
     assert set(hostile) <= ids
+
+
+def test_neo4j_pins_the_seeds_when_cypher_orders_them_differently(
+        catalog: Dataset, neo4j_store_factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-statement query derives the seeds in Cypher; when Python's order differs, the
+    store reruns the traversal from Python's seeds, so the answer still equals the embedded
+    store's (forced here by reversing the seed order on the Python side of both stores)."""
+    import graph_meta.store.candidates as cand_mod
+    import graph_meta.store.neo4j as neo_mod
+
+    embedded = EmbeddedGraphStore.from_dataset(catalog)
+    neo = neo4j_store_factory(catalog.spec)
+    neo.ingest(catalog)
+    original = cand_mod.select_seeds
+
+    def reversed_seeds(*args, **kw):
+        return original(*args, **kw)[::-1]
+
+    monkeypatch.setattr(cand_mod, "select_seeds", reversed_seeds)
+    monkeypatch.setattr(neo_mod, "select_seeds", reversed_seeds)
+    calls = []
+    read = neo._read
+    monkeypatch.setattr(neo, "_read", lambda q, **p: calls.append(q) or read(q, **p))
+    user = catalog.train["user_id"].astype(str).value_counts().index[0]
+    assert neo.candidates(user_id=user, k=30) == embedded.candidates(user_id=user, k=30)
+    assert len(calls) == 2  # the derived-seed statement, then the pinned one
 
 
 def test_csr_sampling_respects_fanout_and_exclusion(catalog: Dataset) -> None:

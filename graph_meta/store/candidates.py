@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from graph_meta.store.embedded import EmbeddedGraphStore
 
 KINDS = ("collaborative", "category", "cross_category", "cold_item", "popular")
+_KIND_RANK = {kind: rank for rank, kind in enumerate(KINDS)}
 Path = tuple[tuple[str, str], ...]
 
 
@@ -73,8 +74,7 @@ class CandidateConfig:
         return float(getattr(self, f"w_{kind}"))
 
 
-@dataclass(frozen=True)
-class PathRow:
+class PathRow(NamedTuple):
     """One path from a seed to a candidate item."""
 
     kind: str
@@ -101,7 +101,7 @@ def select_seeds(rated: dict[str, float], threshold: float, max_seeds: int) -> l
 def combine(rows: Iterable[PathRow], k: int, config: CandidateConfig) -> list[Candidate]:
     """Merge path rows into at most ``k`` scored, explained candidates."""
     by_item: dict[str, list[PathRow]] = {}
-    for row in sorted(set(rows), key=lambda r: (KINDS.index(r.kind), r.path, r.value)):
+    for row in sorted(set(rows), key=lambda r: (_KIND_RANK[r.kind], r.path, r.value)):
         by_item.setdefault(row.item_id, []).append(row)
     scored: list[Candidate] = []
     cold: set[str] = set()
@@ -110,7 +110,7 @@ def combine(rows: Iterable[PathRow], k: int, config: CandidateConfig) -> list[Ca
         for row in item_rows:
             contrib[row.kind] = contrib.get(row.kind, 0.0) + config.weight(row.kind) * row.value
         score = round(math.fsum(contrib.values()), 9)
-        reason = max(contrib, key=lambda kind: (round(contrib[kind], 9), -KINDS.index(kind)))
+        reason = max(contrib, key=lambda kind: (round(contrib[kind], 9), -_KIND_RANK[kind]))
         path = next(r.path for r in item_rows if r.kind == reason)
         scored.append(Candidate(item, score, reason, path))
         if any(r.kind == "cold_item" for r in item_rows):

@@ -383,78 +383,119 @@ class Neo4jGraphStore(GraphStore):
         k: int = 50,
         config: CandidateConfig | None = None,
     ) -> list[Candidate]:
+        """One Cypher statement (one Bolt round trip) in the usual case: the user's ratings,
+        the seeds, CO_LIKED links, seed categories, CO_ENGAGED links and the per-category
+        item pools (``gm_top_*``/``gm_cold_*`` on Category nodes) come back together."""
         config = config or CandidateConfig()
         threshold = config.threshold(self.spec.rating_scale)
-        rated_map: dict[str, float] = {}
-        if user_id is not None:
-            rec = self._read("MATCH (u:User {id: $id}) "
-                             "OPTIONAL MATCH (u)-[r:RATED]->(i:Item) "
-                             "RETURN count(u) AS n, collect([i.id, r.rating]) AS rs",
-                             id=str(user_id))
-            if not rec or rec[0]["n"] == 0:
-                raise KeyError(f"unknown user {user_id!r}")
-            rated_map = {i: float(r) for i, r in rec[0]["rs"] if i is not None}
-        if rated:
-            given = [str(i) for i, _ in rated]
-            found = {r["id"] for r in self._read(
-                "UNWIND $ids AS id MATCH (i:Item {id: id}) RETURN i.id AS id", ids=given)}
-            for item, r in rated:
-                if str(item) not in found:
-                    raise KeyError(f"unknown item {item!r}")
-                rated_map[str(item)] = check_rating(item, r, self.spec.rating_scale)
-        if not rated_map:
-            rec = self._read("MATCH (i:Item) WITH i, coalesce(i.n_ratings, 0) AS pop "
-                             "ORDER BY pop DESC, i.id LIMIT $k RETURN i.id AS id, pop", k=k)
-            return combine([PathRow("popular", r["id"], ((ITEM, r["id"]),), float(r["pop"]))
-                            for r in rec], k, config)
-        seeds = select_seeds(rated_map, threshold, config.max_seeds)
-        rows: list[PathRow] = []
-        rec = self._read(
-            "UNWIND range(0, size($seeds) - 1) AS si "
-            "MATCH (s:Item {id: $seeds[si]})-[l:CO_LIKED]->(j:Item) "
-            "RETURN si, j.id AS j, toFloat(l.weight) AS w", seeds=seeds)
-        for r in rec:
-            if r["j"] not in rated_map:
-                rows.append(PathRow("collaborative", r["j"],
-                                    ((ITEM, seeds[r["si"]]), (ITEM, r["j"])), r["w"]))
-        for attr in self.schema.attribute_edges:
-            if attr.owner != ITEM or attr.edge_type.dst != CATEGORY:
-                continue
-            rows += self._category_rows(attr.edge_type.rel, seeds, list(rated_map), config)
+        given = {str(i): r for i, r in rated or ()}
+        if user_id is None and not given:
+            return self._popular(k, config)
+        params = {"given": [[i, float(r) if isinstance(r, int | float) else 0.0]
+                            for i, r in given.items()],
+                  "given_ids": list(given), "t": threshold, "max_seeds": config.max_seeds,
+                  "cross_top": config.cross_top, "per": config.per_category,
+                  "cold_n": config.cold_per_category}
+        uid = None if user_id is None else str(user_id)
+        row = self._read(self._candidate_query(explicit_seeds=False), uid=uid, **params)[0]
+        if user_id is not None and not row["known"]:
+            raise KeyError(f"unknown user {user_id!r}")
+        missing = set(row["missing"])
+        for item, r in (rated or ()):
+            if str(item) in missing:
+                raise KeyError(f"unknown item {item!r}")
+            check_rating(item, r, self.spec.rating_scale)
+        if row["n_rated"] == 0:
+            return self._popular(k, config)
+        # the best-rated items with every tie at the cut: enough to pick the seeds here
+        seeds = select_seeds({i: float(r) for i, r in row["tops"]}, threshold,
+                             config.max_seeds)
+        if seeds != row["seeds"]:  # Cypher and Python ordered ties differently: pin the seeds
+            row = self._read(self._candidate_query(explicit_seeds=True), uid=uid,
+                             seeds=seeds, **params)[0]
+        rows = [PathRow("collaborative", j, ((ITEM, seeds[si]), (ITEM, j)), w)
+                for si, j, w in row["colik"]]
+        for n, _ in enumerate(self._category_rels()):
+            pairs, cl, members = row[f"pairs{n}"], row[f"cl{n}"], row[f"members{n}"]
+            links = {c: [(c2, float(w)) for c2, w in lk] for c, lk in cl}
+            rows += category_rows([(si, c) for si, c in pairs], seeds, links,
+                                  {m: warm for m, warm, _ in members},
+                                  {m: cold for m, _, cold in members}, config)
         return combine(rows, k, config)
 
-    def _category_rows(self, has_rel: str, seeds: list[str], rated: list[str],
-                       config: CandidateConfig) -> list[PathRow]:
-        rel = _q(self.schema.check_edge((ITEM, has_rel, CATEGORY)).rel)
-        links = (
-            "OPTIONAL MATCH (c)-[l:CO_ENGAGED]->(c2:Category) WHERE NOT c2 IN cats "
-            "  WITH c2, toFloat(l.weight) AS w ORDER BY w DESC, c2.id LIMIT $cross_top "
-            "  RETURN collect([c2.id, w]) AS links"
-            if self.schema.co_engaged is not None else "RETURN [] AS links")
-        rec = self._read(
-            "UNWIND range(0, size($seeds) - 1) AS si "
-            f"MATCH (s:Item {{id: $seeds[si]}})-[:{rel}]->(c:Category) "
-            "WITH collect([si, c.id]) AS pairs, collect(DISTINCT c) AS cats "
-            "UNWIND cats AS c "
-            "CALL (c, cats) { " + links + " } "
-            "RETURN pairs, collect([c.id, [x IN links WHERE x[0] IS NOT NULL]]) AS cl",
-            seeds=seeds, cross_top=config.cross_top)
-        if not rec:
-            return []
-        pairs = rec[0]["pairs"]
-        links = {c: [(c2, float(w)) for c2, w in lk] for c, lk in rec[0]["cl"]}
-        all_cats = sorted({c for _, c in pairs} | {c2 for lk in links.values() for c2, _ in lk})
-        top, cold = _q(f"gm_top_{has_rel}"), _q(f"gm_cold_{has_rel}")
-        members = self._read(
-            "UNWIND $cats AS cid MATCH (c:Category {id: cid}) "
-            f"RETURN cid, [x IN coalesce(c.{top}, []) WHERE NOT x IN $rated][..$per] AS warm, "
-            f"  [x IN coalesce(c.{cold}, []) WHERE NOT x IN $rated][..$cold_n] AS cold",
-            cats=all_cats, rated=rated, per=config.per_category,
-            cold_n=config.cold_per_category)
-        warm_by = {r["cid"]: r["warm"] for r in members}
-        cold_by = {r["cid"]: r["cold"] for r in members}
-        return category_rows([(si, c) for si, c in pairs], seeds, links, warm_by, cold_by,
-                             config)
+    def _popular(self, k: int, config: CandidateConfig) -> list[Candidate]:
+        rec = self._read("MATCH (i:Item) WITH i, coalesce(i.n_ratings, 0) AS pop "
+                         "ORDER BY pop DESC, i.id LIMIT $k RETURN i.id AS id, pop", k=k)
+        return combine([PathRow("popular", r["id"], ((ITEM, r["id"]),), float(r["pop"]))
+                        for r in rec], k, config)
+
+    def _category_rels(self) -> list[str]:
+        return [a.edge_type.rel for a in self.schema.attribute_edges
+                if a.owner == ITEM and a.edge_type.dst == CATEGORY]
+
+    def _candidate_query(self, *, explicit_seeds: bool) -> str:
+        """The candidate statement for this schema (built once per kind, then cached)."""
+        cache = self.__dict__.setdefault("_candidate_queries", {})
+        if explicit_seeds in cache:
+            return cache[explicit_seeds]
+        # the user's history (given pairs override it), ordered by rating then id; the seeds
+        # are the best-rated liked items (all rated items if none is liked)
+        seeds = ("$seeds" if explicit_seeds else
+                 "[r IN base[..$max_seeds] | r[0]]")
+        head = (
+            "OPTIONAL MATCH (u:User {id: $uid}) "
+            "CALL (u) { OPTIONAL MATCH (u)-[r:RATED]->(i:Item) "
+            "  WHERE NOT i.id IN $given_ids "
+            "  RETURN collect([i.id, toFloat(r.rating)]) AS hist } "
+            "CALL () { UNWIND $given AS g MATCH (i:Item {id: g[0]}) "
+            "  RETURN collect(g) AS found } "
+            "WITH u IS NOT NULL AS known, [f IN found | f[0]] AS found_ids, "
+            "  [h IN hist WHERE h[0] IS NOT NULL] + found AS rated "
+            "CALL (rated) { UNWIND rated AS r WITH r ORDER BY r[1] DESC, r[0] "
+            "  RETURN collect(r) AS ordered } "
+            "WITH known, found_ids, rated, ordered, "
+            "  [r IN ordered WHERE r[1] >= $t] AS liked "
+            "WITH known, found_ids, rated, "
+            "  CASE WHEN size(liked) > 0 THEN liked ELSE ordered END AS base "
+            "WITH known, [g IN $given_ids WHERE NOT g IN found_ids] AS missing, "
+            "  size(rated) AS n_rated, [r IN rated | r[0]] AS rated_ids, "
+            "  [r IN base WHERE size(base) = 0 "
+            "   OR r[1] >= base[CASE WHEN size(base) < $max_seeds THEN size(base) "
+            "   ELSE $max_seeds END - 1][1]] AS tops, "
+            f"  {seeds} AS seeds ")
+        parts = [head,
+                 "CALL (seeds, rated_ids) { "
+                 "  UNWIND range(0, size(seeds) - 1) AS si "
+                 "  MATCH (s:Item {id: seeds[si]})-[l:CO_LIKED]->(j:Item) "
+                 "  WHERE NOT j.id IN rated_ids "
+                 "  RETURN collect([si, j.id, toFloat(l.weight)]) AS colik } "]
+        outs = ["known", "missing", "n_rated", "tops", "seeds", "colik"]
+        links = ("MATCH (c)-[l:CO_ENGAGED]->(c2:Category) WHERE NOT c2 IN cats "
+                 "WITH c2, toFloat(l.weight) AS w ORDER BY w DESC, c2.id LIMIT $cross_top "
+                 "RETURN collect([c2.id, w]) AS links, collect(c2) AS lnodes"
+                 if self.schema.co_engaged is not None else "RETURN [] AS links, [] AS lnodes")
+        for n, has_rel in enumerate(self._category_rels()):
+            rel = _q(self.schema.check_edge((ITEM, has_rel, CATEGORY)).rel)
+            top, cold = _q(f"gm_top_{has_rel}"), _q(f"gm_cold_{has_rel}")
+            parts.append(
+                "CALL (seeds, rated_ids) { "
+                "  UNWIND range(0, size(seeds) - 1) AS si "
+                f"  MATCH (s:Item {{id: seeds[si]}})-[:{rel}]->(c:Category) "
+                "  WITH collect([si, c.id]) AS pairs, collect(DISTINCT c) AS cats "
+                "  CALL (cats) { UNWIND cats AS c "
+                "    CALL (c, cats) { " + links + " } "
+                "    RETURN collect([c.id, links]) AS cl, collect(lnodes) AS lnested } "
+                "  CALL (cats, lnested, rated_ids) { "
+                "    UNWIND cats + reduce(a = [], x IN lnested | a + x) AS m "
+                "    WITH DISTINCT m "
+                f"    RETURN collect([m.id, [x IN coalesce(m.{top}, []) "
+                "      WHERE NOT x IN rated_ids][..$per], "
+                f"      [x IN coalesce(m.{cold}, []) WHERE NOT x IN rated_ids][..$cold_n]]) "
+                "      AS members } "
+                f"  RETURN pairs AS pairs{n}, cl AS cl{n}, members AS members{n} }} ")
+            outs += [f"pairs{n}", f"cl{n}", f"members{n}"]
+        cache[explicit_seeds] = "".join(parts) + "RETURN " + ", ".join(outs)
+        return cache[explicit_seeds]
 
 
 def _run_count(tx: Any, query: str, rows: list[dict[str, Any]]) -> int:
