@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from graph_meta.graph.build import like_threshold
 from graph_meta.schema import CATEGORY, ITEM, USER
@@ -162,12 +161,6 @@ def category_rows(
     return rows
 
 
-def _top_per_group(frame: pd.DataFrame, group: str, order: list[str], ascending: list[bool],
-                   limit: int) -> pd.DataFrame:
-    frame = frame.sort_values([group, *order], ascending=[True, *ascending], kind="stable")
-    return frame.groupby(group, sort=False).head(limit)
-
-
 def embedded_candidates(
     store: EmbeddedGraphStore,
     *,
@@ -204,47 +197,65 @@ def embedded_candidates(
     # categories of the seeds, their CO_ENGAGED neighbors, and items in both
     has_cat = [a.edge_type for a in store.schema.attribute_edges
                if a.owner == ITEM and a.edge_type.dst == CATEGORY]
-    cat_ids = np.asarray(store._nodes[CATEGORY].ids, dtype=object) if has_cat else None
+    cat_ids = [str(c) for c in store._nodes[CATEGORY].ids] if has_cat else []
+    co_type = store.schema.co_engaged
     for et in has_cat:
-        cat_out = store.csr(et, "out")
-        cat_in = store.csr(et, "in")
-        spos, cats, _ = cat_out.gather(seed_idx)
-        seed_cats = pd.DataFrame({"seed": spos, "c": cats,
-                                  "cat": cat_ids[cats].astype(str)}).drop_duplicates()
-        seed_cats = seed_cats.sort_values(["seed", "cat"], kind="stable")
-        own = set(seed_cats["cat"])
-        links = pd.DataFrame(columns=["c", "c2", "cat2", "w"])
-        co_type = store.schema.co_engaged
-        if co_type is not None and len(seed_cats):
-            ucats = np.unique(seed_cats["c"].to_numpy())
-            co_csr = store.csr(co_type, "out")
-            weights = store._edges[co_type].props["weight"].view
-            lpos, c2, leid = co_csr.gather(ucats)
-            links = pd.DataFrame({"c": ucats[lpos], "c2": c2, "cat2": cat_ids[c2].astype(str),
-                                  "w": weights[leid].astype(np.float64)})
-            links = links[~links["cat2"].isin(own)]
-            links = _top_per_group(links, "c", ["w", "cat2"], [False, True], config.cross_top)
-        all_cats = np.unique(np.concatenate([seed_cats["c"].to_numpy(np.int64),
-                                             links["c2"].to_numpy(np.int64)]))
-        cpos, members, _ = cat_in.gather(all_cats)
-        mem = pd.DataFrame({"c": all_cats[cpos], "item": item_ids[members].astype(str),
-                            "pop": popularity[members]})
-        pool = config.category_pool
-        warm = _top_per_group(mem[mem["pop"] > 0], "c", ["pop", "item"], [False, True], pool)
-        cold = _top_per_group(mem[mem["pop"] == 0], "c", ["item"], [True], pool)
-        warm = warm[~warm["item"].isin(rated_set)].groupby("c", sort=False).head(
-            config.per_category)
-        cold = cold[~cold["item"].isin(rated_set)].groupby("c", sort=False).head(
-            config.cold_per_category)
-        name = {int(c): str(cat_ids[c]) for c in all_cats}
-        warm_by = {name[c]: v for c, v in warm.groupby("c")["item"].apply(list).items()}
-        cold_by = {name[c]: v for c, v in cold.groupby("c")["item"].apply(list).items()}
+        spos, cats, _ = store.csr(et, "out").gather(seed_idx)
+        pairs = sorted({(s, cat_ids[c]) for s, c in zip(spos.tolist(), cats.tolist(),
+                                                         strict=True)})
+        own = {c for _, c in pairs}
         link_by: dict[str, list[tuple[str, float]]] = {}
-        for c, cat2, w in links[["c", "cat2", "w"]].itertuples(index=False, name=None):
-            link_by.setdefault(name[int(c)], []).append((cat2, float(w)))
-        pairs = list(zip(seed_cats["seed"].tolist(), seed_cats["cat"].tolist(), strict=True))
+        if co_type is not None and pairs:
+            ucats = np.unique(store.node_index(CATEGORY, sorted(own)))
+            lpos, c2, leid = store.csr(co_type, "out").gather(ucats)
+            weights = store._edges[co_type].props["weight"].view[leid].astype(np.float64)
+            for c, j, w in zip(ucats[lpos].tolist(), c2.tolist(), weights.tolist(),
+                               strict=True):
+                if cat_ids[j] not in own:
+                    link_by.setdefault(cat_ids[c], []).append((cat_ids[j], w))
+            for lst in link_by.values():
+                lst.sort(key=lambda x: (-x[1], x[0]))
+                del lst[config.cross_top:]
+        warm_pool, cold_pool = _category_pools(store, et, popularity, item_ids,
+                                               config.category_pool)
+        warm_by: dict[str, list[str]] = {}
+        cold_by: dict[str, list[str]] = {}
+        for cat in own | {c2 for lst in link_by.values() for c2, _ in lst}:
+            warm_by[cat] = [j for j in warm_pool.get(cat, ())
+                            if j not in rated_set][: config.per_category]
+            cold_by[cat] = [j for j in cold_pool.get(cat, ())
+                            if j not in rated_set][: config.cold_per_category]
         rows += category_rows(pairs, seeds, link_by, warm_by, cold_by, config)
     return combine(rows, k, config)
+
+
+def _category_pools(store: EmbeddedGraphStore, et, popularity: np.ndarray,
+                    item_ids: np.ndarray, pool: int
+                    ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Per category: its ``pool`` most rated items (rating count desc, id asc) and its first
+    ``pool`` unrated items by id, the lists Neo4j keeps on Category nodes. Cached on the
+    store until a rating or category edge changes (their CSR indexes are rebuilt then)."""
+    rated_in, cat_in = store.csr(store.schema.rated, "in"), store.csr(et, "in")
+    cache = store.__dict__.setdefault("_category_pool_cache", {})
+    hit = cache.get(et)
+    if hit is not None and hit[0] is rated_in and hit[1] is cat_in and hit[2] == len(item_ids):
+        return hit[3], hit[4]
+    cat_ids = [str(c) for c in store._nodes[CATEGORY].ids]
+    counts = np.diff(cat_in.indptr)
+    cpos, members, _ = cat_in.gather(np.arange(len(counts)))
+    names = item_ids[members].astype(str)
+    pop = popularity[members]
+    order = np.lexsort((names, -pop, cpos))
+    warm: dict[str, list[str]] = {}
+    cold: dict[str, list[str]] = {}
+    for c, name, p in zip(cpos[order].tolist(), names[order].tolist(), pop[order].tolist(),
+                          strict=True):
+        target = warm if p > 0 else cold
+        lst = target.setdefault(cat_ids[c], [])
+        if len(lst) < pool:
+            lst.append(name)
+    cache[et] = (rated_in, cat_in, len(item_ids), warm, cold)
+    return warm, cold
 
 
 def _rated_map(store, user_id: str | None, rated: Sequence[tuple[str, float]] | None,
