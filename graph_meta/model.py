@@ -10,22 +10,35 @@ r"""GraphMetaRecommender: an MF backbone with a graph prior and a meta-learned i
 :math:`\theta_i = E_i` (initialised by ALS); every item has a graph prior
 :math:`g_I(\mathrm{enc}(i))` from the inductive hetero GNN
 (:class:`~graph_meta.nn.encoder.HeteroEncoder`: side features, categories, directors, writers,
-actors, ``CO_ENGAGED``; never a rating edge). In every meta-batch a random set of items plays
+actors, ``CO_ENGAGED``; never a rating edge) *correcting* a closed-form base: with
+:math:`\bar\theta_i` the side-feature ridge map onto the ALS states (``item_base``,
+:func:`training.train.linear_prior`, rows weighted by rating count times
+:math:`e^{\beta q_i}`, :math:`q_i` the release quantile, ``train.prior_newest_bias``: new
+items are the newest releases, so the map is fitted mostly on the newest training items),
+
+.. math:: \theta^0_i = \bar\theta_i + \gamma_I \odot g_I(\mathrm{enc}(i)),
+
+:math:`\gamma_I \in \mathbb{R}^D` a learned gate that starts at 0 (``model.prior_gate``;
+without it :math:`\gamma = 1`), so a new item starts at the ridge prior and the GNN moves it
+only as far as the meta-training loss pays for; users likewise with ``user_base`` and
+:math:`\gamma_U`. In every meta-batch a random set of items plays
 *new*: their state is their prior and their rating edges are hidden, so :math:`g_I` is trained
 on ratings to be what a cold item starts from; it is also regressed onto :math:`E_i` of warm
 items (``train.prior_match``), and :math:`E_i` is shrunk toward it (``train.item_l2``). A new
-item at test time is :math:`g_I(\mathrm{enc}(i))`.
+item at test time is :math:`\theta^0_i`.
 
 **Users** have no free embedding. A user's state is the *ridge fold-in* of their known
 ratings (training history ``H``, plus the task support ``S`` if ``ridge_on_support``) toward
-the user-side graph prior :math:`\theta^0_u = g_U(\mathrm{enc}(u))`, with
+the user-side prior :math:`\theta^0_u = \bar\theta_u + \gamma_U \odot g_U(\mathrm{enc}(u))`, with
 :math:`x_i = (1, v_i)`, :math:`t_{ui} = r_{ui} - \mu - b_i` and a learned precision
 :math:`\Lambda = \mathrm{diag}(e^{\lambda})`:
 
 .. math:: \theta_u^{(0)} = \big(\textstyle\sum_{i} x_i x_i^\top + \Lambda\big)^{-1}
           \big(\textstyle\sum_i x_i t_{ui} + \Lambda\,\theta^0_u\big)
 
-(exactly ALS's user step, so warm users are MF users), followed by the meta-learned inner
+(exactly ALS's user step, so warm users are MF users; :math:`\Lambda` starts at ALS's
+regularisation, ``meta.init_precision_bias`` for the bias and ``meta.init_precision`` for
+the vector), followed by the meta-learned inner
 loop on the support set only (:mod:`graph_meta.meta`, default Meta-SGD, 2 steps):
 
 .. math:: \theta_u^{(t+1)} = \theta_u^{(t)} - \alpha_t \odot \nabla_\theta
@@ -46,7 +59,9 @@ D]`` and :math:`\sum x t` ``[N_U, D]``) and the inner steps' analytic gradient: 
 ``D x D`` solve and ``T`` rank-``K`` updates per task (tested equal to the torch.func path).
 
 Ablations: ``model.use_graph=false`` (prior from features only), ``model.use_co_engaged=false``,
-``meta.learner="none"`` (ridge fold-in from the graph prior, no inner gradient steps).
+``meta.learner="none"`` (ridge fold-in from the graph prior, no inner gradient steps);
+:func:`training.benchmark.run_benchmark` with ``ablations=True`` runs them, plus the
+"pretrained without meta-learning, then fine-tuned on the support" variant.
 """
 
 from __future__ import annotations
@@ -54,7 +69,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -123,7 +137,10 @@ class GraphMetaNet(nn.Module):
         self.register_buffer("item_base", torch.zeros(int(data["Item"].num_nodes), d_state))
         self.register_buffer("user_base", torch.zeros(int(data["User"].num_nodes), d_state))
         self.mu = nn.Parameter(torch.tensor(float(mu)))
-        lam = torch.full((d_state,), math.log(meta.init_precision))
+        # per-coordinate gate of the GNN corrections (model.prior_gate): starts at 0, so the
+        # priors start as the closed-form bases and move only as far as training pays
+        self.prior_gate = (nn.Parameter(torch.zeros(2, d_state)) if m.prior_gate else None)
+        lam = torch.log(torch.as_tensor(init_precisions(cfg), dtype=torch.float32))
         if meta.learn_precision:
             self.log_lam = nn.Parameter(lam)
         else:
@@ -154,8 +171,10 @@ class GraphMetaNet(nn.Module):
     def priors(self, data: Any) -> tuple[Tensor, Tensor]:
         """Graph priors ``(item_prior [N_I, D], user_prior [N_U, D])``."""
         h = self.encoder(data)
-        return (self.item_base + self.item_head(h["Item"]),
-                self.user_base + self.user_head(h["User"]))
+        d_item, d_user = self.item_head(h["Item"]), self.user_head(h["User"])
+        if self.prior_gate is not None:
+            d_item, d_user = d_item * self.prior_gate[0], d_user * self.prior_gate[1]
+        return self.item_base + d_item, self.user_base + d_user
 
     def states(self, data: Any, warm_items: Tensor) -> tuple[Tensor, Tensor]:
         """``(item_states [N_I, D], user_prior [N_U, D])``: the learned embedding of a warm
@@ -230,6 +249,14 @@ class GraphMetaNet(nn.Module):
                      None if head is None else head.unsqueeze(1))
         per_task = ((pred - y) ** 2 * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return per_task.mean()
+
+
+def init_precisions(cfg: Config) -> list[float]:
+    """Initial ridge precisions ``[D]`` (also ALS's regularisation): the bias coordinate's
+    ``meta.init_precision_bias`` (when > 0), then ``meta.init_precision`` for the vector."""
+    m = cfg.meta
+    bias = m.init_precision_bias if m.init_precision_bias > 0 else m.init_precision
+    return [float(bias)] + [float(m.init_precision)] * cfg.model.dim
 
 
 def learner_keys(learner: MetaLearner) -> set[str]:

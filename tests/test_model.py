@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from graph_meta.baselines import _RidgeMap, side_features
 from graph_meta.dataset import Dataset
 from graph_meta.eval.protocol import evaluate, training_view
-from graph_meta.model import GraphMetaRecommender, episode_tensors
+from graph_meta.model import GraphMetaNet, GraphMetaRecommender, episode_tensors, init_precisions
+from training.benchmark import ABLATIONS, fine_tune_steps
 from training.config import Config, ConfigError, load_config
-from training.train import _Phase
+from training.train import _Phase, als, linear_prior, release_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,6 +42,9 @@ def test_every_input_receives_gradient(catalog: Dataset, conv: str) -> None:
     phase = _Phase(model, training_view(catalog), cfg, torch.device("cpu"))
     net = model.net
     assert net is not None
+    assert net.prior_gate is not None
+    with torch.no_grad():  # a gate still at its initial 0 would cut the GNN's gradient
+        net.prior_gate.fill_(0.5)
     batch = phase.sampler.batch(np.random.default_rng(0), phase.sampler.task_users, 32)
     u_ep, i_ep = episode_tensors(batch, torch.device("cpu"))
     warm = phase.has_rating * torch.as_tensor(~batch.cold_items, dtype=torch.float32)
@@ -182,3 +187,116 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
         load_config(bad)
     for name in ("default.toml", "quick.toml"):
         load_config(ROOT / "configs" / name)
+
+
+def test_prior_gate_starts_at_the_closed_form_bases(catalog: Dataset) -> None:
+    cfg = _cfg()
+    assert cfg.model.prior_gate
+    model = GraphMetaRecommender(cfg)
+    phase = _Phase(model, training_view(catalog), cfg, torch.device("cpu"))
+    net = model.net
+    assert net is not None and net.prior_gate is not None
+    item_prior, user_prior = net.priors(phase.data)
+    torch.testing.assert_close(item_prior, net.item_base)
+    torch.testing.assert_close(user_prior, net.user_base)
+    cold = phase.has_rating == 0
+    assert cold.any() and net.item_base[cold].abs().sum() > 0  # new items get a real prior
+    batch = phase.sampler.batch(np.random.default_rng(0), phase.sampler.task_users, 16)
+    u_ep, i_ep = episode_tensors(batch, torch.device("cpu"))
+    warm = phase.has_rating * torch.as_tensor(~batch.cold_items, dtype=torch.float32)
+    items, users = net.states(phase.data, warm)
+    (net.user_loss(u_ep, items, users) + net.item_loss(i_ep, items, users)).backward()
+    assert net.prior_gate.grad is not None and net.prior_gate.grad.abs().sum() > 0
+    ungated = GraphMetaNet(phase.data, cfg.replace(**{"model.prior_gate": False}), mu=3.0)
+    assert ungated.prior_gate is None
+    assert not torch.equal(ungated.priors(phase.data)[0], ungated.item_base)
+
+
+def test_item_prior_row_weights_select_the_rows_it_is_fitted_on(catalog: Dataset) -> None:
+    view = training_view(catalog)
+    ids = list(view.items.index.astype(str))
+    counts = view.train.groupby("item_id", observed=True).size()
+    counts.index = counts.index.astype(str)
+    n = counts.reindex(ids).fillna(0).to_numpy(dtype=np.float64)
+    rng = np.random.default_rng(0)
+    targets = rng.normal(size=(len(ids), 3))
+    subset = (n > 0) & (rng.random(len(ids)) < 0.5)
+    rho = np.where(subset, 1.0, 1e-12)
+    weighted = linear_prior(view.spec.items, view.items, n, targets, 10.0, weight="count",
+                            row_weights=rho)
+    # the same map fitted on the subset alone (weights are normalised to mean 1 over the fit
+    # rows, so the subset alone sees alpha scaled by |subset| / |rated|)
+    feats = side_features(view.spec.items, view.items, n > 0)
+    alone = _RidgeMap(feats, subset, n[subset]).predict(
+        targets[subset], 10.0 * subset.sum() / (n > 0).sum())
+    np.testing.assert_allclose(weighted, alone, rtol=1e-5, atol=1e-6)
+    plain = linear_prior(view.spec.items, view.items, n, targets, 10.0, weight="count")
+    assert np.abs(plain - alone).max() > 1e-2
+    w = release_weights(view, ids, 4.0)
+    assert w is not None and w.min() >= 1.0 and w.max() <= np.exp(4.0) + 1e-9
+    assert release_weights(view, ids, 0.0) is None
+
+
+def test_als_per_coordinate_precision_is_the_user_step(catalog: Dataset) -> None:
+    cfg = _cfg(**{"meta.init_precision": 8.0, "meta.init_precision_bias": 1.5})
+    assert init_precisions(cfg) == [1.5] + [8.0] * cfg.model.dim
+    model = GraphMetaRecommender(cfg)
+    phase = _Phase(model, training_view(catalog), cfg, torch.device("cpu"))
+    idx = phase.index
+    reg = np.array(init_precisions(cfg))
+    mu, items, users = als(idx, cfg.model.dim, reg, 3, 0)
+    u = int(np.bincount(idx.user).argmax())
+    sel = idx.user == u
+    x = np.concatenate([np.ones((sel.sum(), 1)), items[idx.item[sel], 1:]], axis=1)
+    t = idx.rating[sel] - mu - items[idx.item[sel], 0]
+    expected = np.linalg.solve(x.T @ x + np.diag(reg), x.T @ t)
+    np.testing.assert_allclose(users[u], expected, rtol=1e-8, atol=1e-10)
+    _, _, scalar = als(idx, cfg.model.dim, 8.0, 3, 0)
+    assert not np.allclose(scalar[u, 0], users[u, 0])  # the bias precision is used
+
+
+def test_untrained_model_wins_early_stopping_when_training_does_not_help(
+        catalog: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    import training.train as tt
+
+    for scores, best in (([0.5, 0.9, 0.8, 0.95, 0.99, 0.97], 0),
+                         ([0.9, 0.6, 0.7, 0.8, 0.85, 0.9], 1)):
+        seq = iter(scores)
+
+        def fake_validate(self: _Phase, val: Dataset, seq=seq) -> dict[str, float]:
+            self.model.build_cache(self.data_dev, self.index)
+            return {"val_rmse": next(seq)}
+
+        monkeypatch.setattr(tt._Phase, "validate", fake_validate)
+        cfg = _cfg(**{"train.validate": True, "train.val_epoch0": True, "train.epochs": 5,
+                      "train.patience": 1, "train.val_max_tasks": 50})
+        model = GraphMetaRecommender(cfg).fit(catalog)
+        assert model.history[0]["epoch"] == 0
+        assert model.fit_info["val_best_epoch"] == best
+        refit = [h for h in model.history if h["phase"] == "refit"]
+        assert len(refit) == best
+        assert model.fit_info["epochs_run"] == len(model.history) - 1
+        task = catalog.tasks["item_cold"][0]
+        assert np.isfinite(model.predict(task.user_id, task.support,
+                                         [i for i, _ in task.query])).all()
+
+
+def test_ablation_rows_are_valid_configs_and_fine_tuning_adapts(
+        fitted: GraphMetaRecommender, catalog: Dataset) -> None:
+    names = [name for name, _, _ in ABLATIONS]
+    assert len(set(names)) == len(names) and all(n.startswith("graph-meta (") for n in names)
+    for _, overrides, _ in ABLATIONS:
+        Config().replace(**overrides)  # raises on a bad key or value
+    saved = {k: fitted.cache[k].copy() for k in ("lr_theta", "lr_head")}
+    try:
+        task = catalog.tasks["user_cold"][1]
+        s_items = [i for i, _ in task.support]
+        y = np.array([r for _, r in task.support])
+        fine_tune_steps(fitted, 3, 0.0)
+        none = np.mean((fitted.predict(task.user_id, task.support, s_items) - y) ** 2)
+        fine_tune_steps(fitted, 3, 0.05)
+        assert fitted.cache["lr_theta"].shape == (3, fitted.cache["item_states"].shape[1])
+        tuned = np.mean((fitted.predict(task.user_id, task.support, s_items) - y) ** 2)
+        assert tuned < none
+    finally:
+        fitted.cache.update(saved)

@@ -20,6 +20,25 @@ from graph_meta.dataset import Dataset
 
 SUPPORT_K: tuple[int | None, ...] = (0, 1, 3, 5, 10, None)
 
+#: ``run_benchmark(ablations=True)``: (row name, config overrides, fine-tune on support with
+#: the fixed ``meta.inner_lr`` instead of meta-learned step sizes)
+ABLATIONS: tuple[tuple[str, dict[str, Any], bool], ...] = (
+    ("graph-meta (no graph)", {"model.use_graph": False}, False),
+    ("graph-meta (no CO_ENGAGED)", {"model.use_co_engaged": False}, False),
+    ("graph-meta (no meta-learning)", {"meta.learner": "none"}, False),
+    ("graph-meta (pretrained, fine-tuned on support)", {"meta.learner": "none"}, True),
+)
+
+
+def fine_tune_steps(model: Any, steps: int, lr: float) -> None:
+    """Make a fitted model adapt with ``steps`` plain gradient steps of size ``lr`` on the
+    support (the inner loop of :meth:`GraphMetaRecommender.adapt_user` with hand-set instead
+    of meta-learned step sizes): the "pretrain, then fine-tune" ablation."""
+    c = model.cache
+    d_state = c["item_states"].shape[1]
+    c["lr_theta"] = np.full((steps, d_state), float(lr))
+    c["lr_head"] = np.full((steps, 2), float(lr))
+
 
 def latency_new_user(model: Any, dataset: Dataset, *, k: int = 10, repeats: int = 200,
                      seed: int = 0) -> dict[str, float]:
@@ -85,8 +104,13 @@ def plot_results(results: Sequence[dict[str, Any]], out: Path) -> list[Path]:
 
 def run_benchmark(dataset: Dataset, out: Path, *, config_path: Path | None = None,
                   quick: bool = False, device: str = "auto", progress: bool = True,
-                  support_k: Sequence[int | None] = SUPPORT_K) -> list[dict[str, Any]]:
-    """Train graph-meta, evaluate it and the baselines, write JSON, tables and plots."""
+                  support_k: Sequence[int | None] = SUPPORT_K,
+                  ablations: bool = False) -> list[dict[str, Any]]:
+    """Train graph-meta, evaluate it and the baselines, write JSON, tables and plots.
+
+    With ``ablations`` graph-meta is also trained and evaluated once per row of
+    :data:`ABLATIONS` (the same config with one part switched off), each a row of the tables.
+    """
     from graph_meta.baselines import BiasedMF, GlobalMean, ItemMeanUserBias
     from graph_meta.eval.protocol import evaluate, results_table, write_results
     from graph_meta.model import GraphMetaRecommender
@@ -110,6 +134,19 @@ def run_benchmark(dataset: Dataset, out: Path, *, config_path: Path | None = Non
     ours = evaluate(model, dataset, support_k=support_k, fit=False, progress=progress)
     ours["fit_s"] = round(fit_s, 1)
     results.append(ours)
+    if ablations:
+        for name, overrides, fine_tune in ABLATIONS:
+            variant = GraphMetaRecommender(cfg.replace(**overrides))
+            variant.name = name
+            t = time.perf_counter()
+            variant.fit(dataset, device=device, progress=progress)
+            if fine_tune:
+                fine_tune_steps(variant, max(cfg.meta.inner_steps, 1), cfg.meta.inner_lr)
+            res = evaluate(variant, dataset, support_k=support_k, fit=False,
+                           progress=progress)
+            res["fit_s"] = round(time.perf_counter() - t, 1)
+            res["ablation"] = {"overrides": overrides, "fine_tune_on_support": fine_tune}
+            results.append(res)
     for res in results:
         name = res["model"].replace(" ", "_").replace("/", "_")
         write_results(res, out / "results" / f"{name}.json")

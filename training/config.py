@@ -32,7 +32,7 @@ class ConfigError(ValueError):
 class ModelConfig:
     """Backbone and encoder."""
 
-    dim: int = 32                 # d: size of the user/item vectors (state = 1 + d)
+    dim: int = 16                 # d: size of the user/item vectors (state = 1 + d)
     hidden: int = 64              # encoder width H
     layers: int = 2               # message-passing rounds
     conv: str = "sage"            # "sage" | "hgt"
@@ -41,9 +41,10 @@ class ModelConfig:
     use_co_engaged: bool = True   # ablation "no CO_ENGAGED"
     use_text: bool = True
     prior_mlp: int = 64
-    dropout: float = 0.0
+    dropout: float = 0.2
     min_attr_degree: int = 2      # attribute nodes seen fewer times share an id embedding
     text_dim: int = 256
+    prior_gate: bool = True       # GNN prior correction scaled by a learned gate starting at 0
 
     def check(self) -> None:
         _positive(self, "model", "dim", "hidden", "heads", "prior_mlp", "text_dim")
@@ -62,9 +63,10 @@ class MetaConfig:
     inner_lr: float = 0.05
     first_order: bool = False     # Meta-SGD without second-order terms
     multi_step_loss: bool = False  # MAML++: average the query loss over every step
-    adapt: str = "vector"         # "vector" | "head" | "head+vector"
+    adapt: str = "head+vector"    # "vector" | "head" | "head+vector"
     ridge_on_support: bool = True  # the start point folds the support in (closed form)
-    init_precision: float = 10.0  # initial ridge precision of the user state
+    init_precision: float = 10.0  # initial ridge precision of the user state (and ALS reg)
+    init_precision_bias: float = 0.0  # the same for the bias coordinate (0: init_precision)
     support_shrink: float = 5.0   # kappa: inner loss = sum of K squared errors / (K + kappa)
     learn_precision: bool = True
 
@@ -72,6 +74,9 @@ class MetaConfig:
         _choice(self, "meta", "learner", ("metasgd", "maml", "fomaml", "reptile", "none"))
         _at_least(self, "meta", "inner_steps", 0)
         _positive(self, "meta", "inner_lr", "init_precision")
+        if self.init_precision_bias < 0:
+            raise ConfigError("meta.init_precision_bias: must be >= 0, got "
+                              f"{self.init_precision_bias}")
         if self.support_shrink < 0:
             raise ConfigError(f"meta.support_shrink: must be >= 0, got {self.support_shrink}")
         _choice(self, "meta", "adapt", ("vector", "head", "head+vector"))
@@ -115,17 +120,21 @@ class EpisodeConfig:
 class TrainConfig:
     """Optimisation, validation, checkpoints."""
 
-    epochs: int = 30
-    lr: float = 3e-3
-    meta_lr: float = 3e-2          # Adam rate of the step sizes, precision, head init and mu
-    weight_decay: float = 0.0
+    epochs: int = 12
+    lr: float = 1e-3
+    meta_lr: float = 3e-3          # Adam rate of the step sizes, precision, head init and mu
+    weight_decay: float = 1e-4
     item_l2: float = 1e-3          # L2 of warm item states toward their graph prior
     prior_match: float = 1.0       # weight of the prior -> warm item state regression
-    als_iters: int = 10            # ALS sweeps initialising the warm item states (0: random)
+    als_iters: int = 20            # ALS sweeps initialising the warm item states (0: random)
     freeze_item_emb: bool = True   # keep the warm item states at their ALS values
     query_holdout: float = 0.2     # per epoch: ratings reserved for queries, ALS refit without
     holdout_als_iters: int = 3
-    linear_prior_alpha: float = 30.0  # closed-form side-feature ridge prior under the GNN (0: off)
+    linear_prior_alpha: float = 10.0  # closed-form side-feature ridge prior under the GNN (0: off)
+    user_prior_alpha: float = 30.0  # the same for users (0: linear_prior_alpha)
+    prior_weight: str = "sqrt"     # ridge rows weighted by sqrt(n) | n ratings ("count")
+    prior_newest_bias: float = 16.0  # item ridge rows also weighted exp(bias * release quantile)
+    val_epoch0: bool = True        # validate before training: 0 epochs may win (no meta-training)
     grad_clip: float = 5.0
     seed: int = 0
     device: str = "auto"           # "auto" | "cpu" | "cuda"
@@ -135,7 +144,7 @@ class TrainConfig:
     val_new_user_fraction: float = 0.1
     val_new_item_fraction: float = 0.1
     val_warm_task_fraction: float = 0.1
-    patience: int = 4
+    patience: int = 3
     refit: bool = True             # retrain on all of train for the best epoch count
     max_minutes: float = 0.0       # stop training after this long (0 = no limit)
 
@@ -146,8 +155,9 @@ class TrainConfig:
         _at_least(self, "train", "als_iters", 0)
         _at_least(self, "train", "seed", 0)
         _choice(self, "train", "device", ("auto", "cpu", "cuda"))
+        _choice(self, "train", "prior_weight", ("sqrt", "count"))
         for key in ("weight_decay", "item_l2", "prior_match", "grad_clip", "max_minutes",
-                    "linear_prior_alpha"):
+                    "linear_prior_alpha", "user_prior_alpha", "prior_newest_bias"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"train.{key}: must be >= 0, got {getattr(self, key)}")
         _unit(self, "train", "query_holdout")

@@ -7,7 +7,9 @@
    (:func:`graph_meta.eval.protocol.carve_validation`: held-out users, the *newest* items
    held out, warm tasks), meta-trains on the reduced train and evaluates the pseudo-tasks
    after every epoch (task-averaged RMSE, mean over the four scenarios); early stopping after
-   ``patience`` epochs without improvement, best weights kept;
+   ``patience`` epochs without improvement, best weights kept; with ``val_epoch0`` the
+   untrained model (ALS states, closed-form priors, initial step sizes) is scored first
+   and wins when no meta-training epoch beats it (then the refit trains 0 epochs);
 3. with ``train.refit``: retrains from scratch on all of train for the best epoch count;
    otherwise the best carved-train weights are kept and the prediction cache is rebuilt on
    the full training graph (all histories folded in);
@@ -29,6 +31,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,7 @@ from graph_meta.model import (
     GraphMetaRecommender,
     build_graph,
     episode_tensors,
+    init_precisions,
     resolve_device,
     write_csv_row,
 )
@@ -96,14 +100,15 @@ def _sampler(index: RatingIndex, cfg: Config,
                           p_zero_shot=e.p_zero_shot)
 
 
-def als(index: RatingIndex, dim: int, reg: float, iters: int, seed: int, *,
+def als(index: RatingIndex, dim: int, reg: float | Sequence[float], iters: int, seed: int, *,
         edges: np.ndarray | None = None, items0: np.ndarray | None = None
         ) -> tuple[float, np.ndarray, np.ndarray]:
     """Biased MF by alternating ridge solves: ``(mu, items [N_I, 1+dim], users [N_U, 1+dim])``.
 
-    The user step is the model's fold-in with a zero prior and precision ``reg``; the item
-    step is its mirror image. ``edges`` (bool ``[E]``) restricts the fit to those ratings,
-    ``items0`` warm-starts it. Items without ratings get zeros.
+    The user step is the model's fold-in with a zero prior and precision ``reg`` (a number, or
+    ``[1+dim]`` per coordinate: bias first); the item step is its mirror image. ``edges``
+    (bool ``[E]``) restricts the fit to those ratings, ``items0`` warm-starts it. Items
+    without ratings get zeros.
     """
     from graph_meta.model import _segment_outer
 
@@ -118,7 +123,7 @@ def als(index: RatingIndex, dim: int, reg: float, iters: int, seed: int, *,
     else:
         items = np.asarray(items0, dtype=np.float64).copy()
     users = np.zeros((index.num_users, d))
-    lam = reg * np.eye(d)
+    lam = np.diag(np.broadcast_to(np.asarray(reg, dtype=np.float64), (d,)))
 
     def solve(rows_of: np.ndarray, cols_of: np.ndarray, other: np.ndarray, n: int
               ) -> np.ndarray:
@@ -137,16 +142,26 @@ def als(index: RatingIndex, dim: int, reg: float, iters: int, seed: int, *,
     return mu, items, users
 
 
-def linear_prior(table, frame, counts: np.ndarray, targets: np.ndarray,
-                 alpha: float) -> np.ndarray:
-    """Closed-form side-feature prior: a ridge map (sqrt-count weighted) from the one-hot /
-    multi-hot / text features of :func:`graph_meta.baselines.side_features` onto the ALS
-    states of the rated rows, applied to every row (new ones included)."""
+def linear_prior(table, frame, counts: np.ndarray, targets: np.ndarray, alpha: float, *,
+                 weight: str = "sqrt", row_weights: np.ndarray | None = None) -> np.ndarray:
+    r"""Closed-form side-feature prior: a ridge map from the one-hot / multi-hot / text
+    features :math:`f` of :func:`graph_meta.baselines.side_features` onto the ALS states
+    :math:`y` of the rated rows, applied to every row (new ones included):
+
+    .. math:: \min_{W, b} \sum_{i:\,n_i>0} \omega_i \lVert W^\top f_i + b - y_i\rVert^2
+              + \alpha \lVert W\rVert^2, \qquad \omega_i = s(n_i)\,\rho_i,
+
+    :math:`s(n) = \sqrt n` (``weight="sqrt"``) or :math:`n` (``"count"``), :math:`\rho`
+    = ``row_weights`` (1 when None; e.g. :func:`release_weights`, so that the map is fitted
+    mostly on the newest rows, which new items resemble)."""
     from graph_meta.baselines import _RidgeMap, side_features
 
     fit = counts > 0
     feats = side_features(table, frame, fit)
-    ridge = _RidgeMap(feats, fit, np.sqrt(counts[fit]))
+    w = np.sqrt(counts[fit]) if weight == "sqrt" else counts[fit].astype(np.float64)
+    if row_weights is not None:
+        w = w * np.asarray(row_weights, dtype=np.float64)[fit]
+    ridge = _RidgeMap(feats, fit, w)
     return ridge.predict(targets[fit], alpha)
 
 
@@ -179,7 +194,7 @@ class _Phase:
              {"params": inner, "lr": cfg.train.meta_lr, "weight_decay": 0.0}],
             lr=cfg.train.lr)
         if cfg.train.als_iters > 0:
-            mu, states, user_states = als(self.index, cfg.model.dim, cfg.meta.init_precision,
+            mu, states, user_states = als(self.index, cfg.model.dim, init_precisions(cfg),
                                           cfg.train.als_iters, cfg.train.seed)
             self.als_full = states
             with torch.no_grad():
@@ -188,13 +203,20 @@ class _Phase:
             if cfg.train.linear_prior_alpha > 0:
                 # the GNN prior heads learn a correction on top of this closed-form base
                 ids = self.data.node_ids
-                for nt, frame, table, st, buf in (
-                        ("Item", dataset.items, dataset.spec.items, states, "item_base"),
-                        ("User", dataset.users, dataset.spec.users, user_states, "user_base")):
+                t = cfg.train
+                recency = release_weights(dataset, [str(i) for i in ids["Item"]],
+                                          t.prior_newest_bias)
+                user_alpha = t.user_prior_alpha or t.linear_prior_alpha
+                for nt, frame, table, st, buf, alpha, rho in (
+                        ("Item", dataset.items, dataset.spec.items, states, "item_base",
+                         t.linear_prior_alpha, recency),
+                        ("User", dataset.users, dataset.spec.users, user_states, "user_base",
+                         user_alpha, None)):
                     rows = frame.loc[pd.Index(ids[nt]).astype(frame.index.dtype)]
                     counts = np.bincount(self.index.item if nt == "Item" else self.index.user,
                                          minlength=len(ids[nt])).astype(np.float64)
-                    base = linear_prior(table, rows, counts, st, cfg.train.linear_prior_alpha)
+                    base = linear_prior(table, rows, counts, st, alpha, weight=t.prior_weight,
+                                        row_weights=rho)
                     getattr(model.net, buf).copy_(torch.from_numpy(base).float())
         self.has_rating = torch.zeros(self.index.num_items, device=device)
         self.has_rating[torch.as_tensor(np.unique(self.index.item), device=device)] = 1.0
@@ -272,7 +294,7 @@ class _Phase:
                 net.item_emb.weight.requires_grad:
             return None
         mask = rng.random(self.index.num_edges) < frac
-        _, states, _ = als(self.index, self.cfg.model.dim, self.cfg.meta.init_precision,
+        _, states, _ = als(self.index, self.cfg.model.dim, init_precisions(self.cfg),
                            self.cfg.train.holdout_als_iters, 0, edges=~mask,
                            items0=self.als_full)
         with torch.no_grad():
@@ -333,6 +355,18 @@ def _run_phase(model: GraphMetaRecommender, dataset: Dataset, cfg: Config,
                                  int(resume_state["bad"]))
         best_state = resume_state.get("best_net")
     stopped = "epochs"
+    floor = 1
+    if val is not None and cfg.train.val_epoch0:
+        floor = 0  # the untrained model (ALS + closed-form priors + fold-in) is a candidate
+        if resume_state is None or resume_state.get("phase") != name:
+            row0: dict[str, Any] = {"phase": name, "epoch": 0, **phase.validate(val)}
+            best, best_epoch = row0["val_rmse"], 0
+            best_state = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
+            model.history.append(row0)
+            if progress:
+                print(f"[graph-meta] {_fmt(row0)}", file=sys.stderr, flush=True)
+            if log_path is not None:
+                write_csv_row(log_path, _rounded(row0))
     for epoch in range(start, epochs):
         stats = phase.epoch(rng, progress, f"{name} epoch {epoch + 1}/{epochs}")
         row: dict[str, Any] = {"phase": name, "epoch": epoch + 1, **stats}
@@ -347,13 +381,10 @@ def _run_phase(model: GraphMetaRecommender, dataset: Dataset, cfg: Config,
         else:
             best_epoch = epoch + 1
         if progress:
-            msg = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in row.items())
-            print(f"[graph-meta] {msg}", file=sys.stderr, flush=True)
+            print(f"[graph-meta] {_fmt(row)}", file=sys.stderr, flush=True)
         model.history.append(row)
         if log_path is not None:
-            write_csv_row(log_path, {k: (round(v, 6) if isinstance(v, float) else v)
-                                     for k, v in row.items()})
+            write_csv_row(log_path, _rounded(row))
         if ckpt_dir is not None:
             extra: dict[str, Any] = {"phase": name, "epoch": epoch, "best": best,
                                      "best_epoch": best_epoch, "bad": bad,
@@ -371,7 +402,17 @@ def _run_phase(model: GraphMetaRecommender, dataset: Dataset, cfg: Config,
             break
     if val is not None and best_state is not None:
         model.net.load_state_dict(best_state)
-    return {"phase": phase, "best": best, "best_epoch": max(1, best_epoch), "stopped": stopped}
+    return {"phase": phase, "best": best, "best_epoch": max(floor, best_epoch),
+            "stopped": stopped}
+
+
+def _fmt(row: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in row.items())
+
+
+def _rounded(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}
 
 
 def train_model(model: GraphMetaRecommender, dataset: Dataset, *, device: str = "auto",
@@ -432,9 +473,10 @@ def train_model(model: GraphMetaRecommender, dataset: Dataset, *, device: str = 
         phase = res["phase"]
         model.build_cache(phase.data_dev, phase.index)
     info["fit_s"] = round(time.perf_counter() - t0, 2)
-    info["epochs_run"] = len(model.history)
-    if model.history:
-        info["tasks_per_s"] = float(np.mean([h["tasks_per_s"] for h in model.history]))
+    trained = [h for h in model.history if "tasks_per_s" in h]
+    info["epochs_run"] = len(trained)
+    if trained:
+        info["tasks_per_s"] = float(np.mean([h["tasks_per_s"] for h in trained]))
     model.fit_info = info
     if ckpt_dir is not None:
         model.save(ckpt_dir / "model.pt")
