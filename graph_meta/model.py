@@ -69,7 +69,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -376,6 +376,42 @@ class GraphMetaRecommender:
     def adapt_user(self, user_id: str, support: Sequence[tuple[str, float]]
                    ) -> tuple[np.ndarray, np.ndarray]:
         """``(theta [D], head [2])`` of a user after fold-in and the inner steps."""
+        *_, (_, theta, head) = self._adaptation(user_id, support)
+        return theta, head
+
+    def adaptation_curve(self, user_id: str, support: Sequence[tuple[str, float]],
+                         query_items: Sequence[str], *, extra_steps: int = 0
+                         ) -> dict[str, Any]:
+        """Predictions for the support and query items at every stage of the adaptation.
+
+        Returns ``{"labels": ["prior", "fold-in", "step 1", ...], "support": [S, K],
+        "query": [S, Q], "trained_steps": T}``: the user's graph prior alone, the ridge
+        fold-in (history + support), then each inner step; ``extra_steps`` more steps at the
+        last learned rate show what adapting longer than trained would do.
+        """
+        if not self.cache:
+            raise RuntimeError("the model is not fitted (call fit or load)")
+        items, mu = self.cache["item_states"], float(self.cache["mu"])
+
+        def rows_of(ids: Sequence[str]) -> np.ndarray:
+            q = np.fromiter((self.item_pos.get(str(i), -1) for i in ids), np.int64, len(ids))
+            return np.where((q >= 0)[:, None], items[np.maximum(q, 0)], 0.0)
+
+        xs, xq = rows_of([i for i, _ in support]), rows_of(list(query_items))
+        labels, preds_s, preds_q = [], [], []
+        for label, theta, head in self._adaptation(user_id, support, extra_steps=extra_steps,
+                                                   with_prior=True):
+            labels.append(label)
+            for x, out in ((xs, preds_s), (xq, preds_q)):
+                out.append(mu + head[0] + (1.0 + head[1]) * (theta[0] + x[:, 0]
+                                                             + x[:, 1:] @ theta[1:]))
+        return {"labels": labels, "support": np.asarray(preds_s), "query": np.asarray(preds_q),
+                "trained_steps": int(self.cache["lr_theta"].shape[0])}
+
+    def _adaptation(self, user_id: str, support: Sequence[tuple[str, float]], *,
+                    extra_steps: int = 0, with_prior: bool = False
+                    ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """``(label, theta, head)`` after each stage: prior (if asked), fold-in, steps."""
         c = self.cache
         items, mu = c["item_states"], float(c["mu"])
         d_state = items.shape[1]
@@ -394,6 +430,9 @@ class GraphMetaRecommender:
         else:
             prior, a, rhs = c["user_prior"].mean(0), np.zeros((d_state, d_state)), np.zeros(
                 d_state)
+        head = c["head0"].copy()
+        if with_prior:
+            yield "prior", prior, head
         rows = np.concatenate([np.ones((len(x), 1)), x[:, 1:]], axis=1)
         if self.config.meta.ridge_on_support and len(x):
             t = y - mu - x[:, 0]
@@ -401,18 +440,24 @@ class GraphMetaRecommender:
             rhs += rows.T @ t
         a[np.diag_indices(d_state)] += lam
         theta = np.linalg.solve(a, rhs + lam * prior)
-        head = c["head0"].copy()
+        yield "fold-in", theta, head
         k = len(x)
-        if k:
-            for step in range(c["lr_theta"].shape[0]):
-                raw = x[:, 0] + rows @ theta
-                err = mu + head[0] + (1.0 + head[1]) * raw - y
-                scale = 2.0 / (k + self.config.meta.support_shrink)
-                g_theta = scale * (1.0 + head[1]) * (rows.T @ err)
-                g_head = scale * np.array([err.sum(), (err * raw).sum()])
-                theta = theta - c["lr_theta"][step] * g_theta
-                head = head - c["lr_head"][step] * g_head
-        return theta, head
+        trained = c["lr_theta"].shape[0]
+        if not k:
+            return
+        for step in range(trained + extra_steps):
+            last = min(step, trained - 1)
+            lr_theta = (c["lr_theta"][last] if trained else
+                        np.full(d_state, self.config.meta.inner_lr))
+            lr_head = c["lr_head"][last] if trained else np.full(2, self.config.meta.inner_lr)
+            raw = x[:, 0] + rows @ theta
+            err = mu + head[0] + (1.0 + head[1]) * raw - y
+            scale = 2.0 / (k + self.config.meta.support_shrink)
+            g_theta = scale * (1.0 + head[1]) * (rows.T @ err)
+            g_head = scale * np.array([err.sum(), (err * raw).sum()])
+            theta = theta - lr_theta * g_theta
+            head = head - lr_head * g_head
+            yield f"step {step + 1}", theta, head
 
     def _adapt_and_score(self, user_id: str, support: Sequence[tuple[str, float]],
                          q: np.ndarray | None) -> np.ndarray:

@@ -145,6 +145,25 @@ def test_score_all_users_matches_per_user_predict(fitted: GraphMetaRecommender,
         fitted.score_all_users("no-such-item")
 
 
+def test_adaptation_curve_ends_at_predict_and_fits_the_support(
+        fitted: GraphMetaRecommender, catalog: Dataset) -> None:
+    tasks = [t for t in catalog.tasks["user_cold"] if len(t.support) >= 3][:40]
+    first_step, last_trained = [], []
+    for t in tasks:
+        q = [i for i, _ in t.query]
+        curve = fitted.adaptation_curve(t.user_id, t.support, q, extra_steps=3)
+        steps = curve["trained_steps"]
+        assert curve["labels"] == (["prior", "fold-in"]
+                                   + [f"step {n}" for n in range(1, steps + 4)])
+        assert curve["support"].shape == (steps + 5, len(t.support))
+        np.testing.assert_allclose(curve["query"][steps + 1], fitted.predict(t.user_id,
+                                                                             t.support, q))
+        y = np.array([r for _, r in t.support])
+        first_step.append(((curve["support"][1] - y) ** 2).mean())
+        last_trained.append(((curve["support"][steps + 1] - y) ** 2).mean())
+    assert np.mean(last_trained) < np.mean(first_step)  # the inner steps fit the support
+
+
 def test_checkpoint_round_trip_weights_only(fitted: GraphMetaRecommender, catalog: Dataset,
                                             tmp_path: Path) -> None:
     path = fitted.save(tmp_path / "model.pt")

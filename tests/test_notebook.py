@@ -21,7 +21,7 @@ def test_notebook_runs_and_saves_plots(tmp_path: Path, monkeypatch) -> None:
               if o.get("output_type") == "error"]
     assert not errors
     for name in ("cold_item_neighborhood.png", "cross_category_links.png",
-                 "few_shot_curve.png"):
+                 "few_shot_curve.png", "adaptation_steps.png"):
         png = tmp_path / name
         assert png.is_file() and png.stat().st_size > 10_000, name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
