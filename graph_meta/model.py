@@ -322,16 +322,17 @@ class GraphMetaRecommender:
 
     def fit(self, dataset: Dataset, *, config: Config | None = None, device: str | None = None,
             progress: bool = False, log_dir: str | Path | None = None,
-            checkpoint_dir: str | Path | None = None,
-            resume: bool = False) -> GraphMetaRecommender:
-        """Train on ``dataset.train`` + side information (its tasks are never read)."""
+            checkpoint_dir: str | Path | None = None, resume: bool = False,
+            store: Any = None) -> GraphMetaRecommender:
+        """Train on ``dataset.train`` + side information (its tasks are never read); with
+        ``store`` (e.g. a Neo4j store holding the dataset), on that store's graph snapshot."""
         from training.train import train_model
 
         if config is not None:
             self.config = config.validate()
         train_model(self, dataset, device=device or self.config.train.device,
                     progress=progress, log_dir=log_dir, checkpoint_dir=checkpoint_dir,
-                    resume=resume)
+                    resume=resume, store=store)
         return self
 
     def predict(self, user_id: str, support: Sequence[tuple[str, float]],

@@ -127,9 +127,13 @@ def test_train_evaluate_recommend_benchmark(catalog_dir: Path, tmp_path: Path) -
 
     bench = tmp_path / "bench"
     result = runner.invoke(cli, ["benchmark", str(catalog_dir), "--quick", "--out", str(bench),
-                                 "--support-k", "0,all"])
+                                 "--support-k", "0,all", "--ablations"])
     assert result.exit_code == 0, result.output
-    assert (bench / "results.md").read_text().count("graph-meta") >= 1
+    table = (bench / "results.md").read_text()
+    for row in ("| graph-meta |", "| graph-meta (no graph) |", "| graph-meta (no CO_ENGAGED) |",
+                "| graph-meta (no meta-learning) |",
+                "| graph-meta (pretrained, fine-tuned on support) |"):
+        assert row in table, row
     assert (bench / "scenarios.png").stat().st_size > 5000
     assert (bench / "few_shot.png").stat().st_size > 5000
     speed = json.loads((bench / "speed.json").read_text())

@@ -319,3 +319,27 @@ def test_ablation_rows_are_valid_configs_and_fine_tuning_adapts(
         assert tuned < none
     finally:
         fitted.cache.update(saved)
+
+
+def test_trains_from_a_neo4j_snapshot_like_from_the_folder(catalog: Dataset,
+                                                          neo4j_store_factory) -> None:
+    """``fit(store=...)`` trains on the server's snapshot: the same graph as the folder's, so
+    the same model; a store that does not hold the dataset is refused."""
+    import pandas as pd
+
+    neo = neo4j_store_factory(catalog.spec)
+    neo.ingest(catalog)
+    cfg = _cfg(**{"train.epochs": 1})
+    torch.manual_seed(0)
+    from_folder = GraphMetaRecommender(cfg).fit(catalog)
+    torch.manual_seed(0)
+    from_neo4j = GraphMetaRecommender(cfg).fit(catalog, store=neo)
+    assert from_neo4j.item_ids == from_folder.item_ids
+    task = catalog.tasks["user_item_cold"][0]
+    q = [i for i, _ in task.query]
+    np.testing.assert_allclose(from_neo4j.predict(task.user_id, task.support, q),
+                               from_folder.predict(task.user_id, task.support, q), atol=1e-4)
+    neo.add_items(pd.DataFrame({"category": [catalog.items["category"].iloc[0]]},
+                               index=["not-in-the-folder"]))
+    with pytest.raises(ValueError, match="not-in-the-folder"):
+        GraphMetaRecommender(cfg).fit(catalog, store=neo)

@@ -321,22 +321,6 @@ def _parse_k(value: str) -> list[int | None]:
     return out
 
 
-def _snapshot_dataset(dataset: Path, store_kind: str, neo4j_uri: str | None, neo4j_user: str):
-    """The dataset folder, with its graph tables from Neo4j when ``--store neo4j``."""
-    from loaders.folder import read_dataset
-
-    data = read_dataset(dataset)
-    if store_kind == "neo4j":
-        from graph_meta.store.neo4j import Neo4jGraphStore
-
-        with Neo4jGraphStore(data.spec, uri=neo4j_uri, user=neo4j_user) as store:
-            counts = store.counts()
-        if counts.edges[store.schema.rated] == 0:
-            raise click.UsageError("the Neo4j database holds no ratings: run "
-                                   "`graph-meta ingest DATASET --store neo4j` first")
-    return data
-
-
 @main.command()
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
@@ -355,11 +339,23 @@ def train(dataset: Path, config_path: Path | None, quick: bool, out: Path, devic
 
     if config_path is None and quick:
         config_path = Path(__file__).resolve().parents[1] / "configs" / "quick.toml"
+    from loaders.folder import read_dataset
+
     cfg = load_config(config_path)
-    data = _snapshot_dataset(dataset, store_kind, neo4j_uri, neo4j_user)
+    data = read_dataset(dataset)
     model = GraphMetaRecommender(cfg)
-    model.fit(data, device=device, progress=True, log_dir=out, checkpoint_dir=out,
-              resume=resume)
+    if store_kind == "neo4j":  # the graph comes from the server's snapshot
+        from graph_meta.store.neo4j import Neo4jGraphStore
+
+        with Neo4jGraphStore(data.spec, uri=neo4j_uri, user=neo4j_user) as store:
+            if store.counts().edges[store.schema.rated] == 0:
+                raise click.UsageError("the Neo4j database holds no ratings: run "
+                                       "`graph-meta ingest DATASET --store neo4j` first")
+            model.fit(data, device=device, progress=True, log_dir=out, checkpoint_dir=out,
+                      resume=resume, store=store)
+    else:
+        model.fit(data, device=device, progress=True, log_dir=out, checkpoint_dir=out,
+                  resume=resume)
     click.echo(json.dumps(model.fit_info, default=str))
     click.echo(f"model saved in {out / 'model.pt'}")
 
@@ -397,8 +393,11 @@ def evaluate(dataset: Path, run_dir: Path, out: Path, support_k: str) -> None:
 @click.option("--quick", is_flag=True, help="Small model, untuned baselines (for CI).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--support-k", default="0,1,3,5,10,all", show_default=True)
+@click.option("--ablations", is_flag=True,
+              help="Also train and evaluate graph-meta without the graph, without CO_ENGAGED, "
+                   "without meta-learning, and pretrained + fine-tuned.")
 def benchmark(dataset: Path, out: Path, config_path: Path | None, quick: bool, device: str,
-              support_k: str) -> None:
+              support_k: str, ablations: bool) -> None:
     """Train graph-meta, evaluate it and all baselines; JSON, markdown table and plots."""
     from graph_meta.eval.protocol import results_table
     from loaders.folder import read_dataset
@@ -406,7 +405,7 @@ def benchmark(dataset: Path, out: Path, config_path: Path | None, quick: bool, d
 
     t0 = time.perf_counter()
     results = run_benchmark(read_dataset(dataset), out, config_path=config_path, quick=quick,
-                            device=device, support_k=_parse_k(support_k))
+                            device=device, support_k=_parse_k(support_k), ablations=ablations)
     click.echo(results_table(results))
     click.echo(f"wrote {out} in {time.perf_counter() - t0:.0f} s")
 

@@ -64,7 +64,8 @@ def run_demo(echo: Echo, *, out: Path | None = None, seed: int = 0, store_kind: 
         echo("3/6 meta-training graph-meta on train.csv")
         t0 = time.perf_counter()
         model = GraphMetaRecommender(load_config(config_path))
-        model.fit(data, device=device, progress=True)
+        model.fit(data, device=device, progress=True,
+                  store=store if store_kind == "neo4j" else None)
         echo(f"    trained in {time.perf_counter() - t0:.0f} s "
              f"({model.fit_info.get('epochs_run', 0)} epochs)")
 

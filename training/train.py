@@ -169,11 +169,12 @@ class _Phase:
     """One training run (carved-train validation phase, or the refit) on one dataset."""
 
     def __init__(self, model: GraphMetaRecommender, dataset: Dataset, cfg: Config,
-                 device: torch.device) -> None:
+                 device: torch.device, graph: Any = None) -> None:
         self.model = model
         self.cfg = cfg
         self.device = device
-        self.data = build_graph(dataset, text_dim=cfg.model.text_dim)
+        self.data = graph if graph is not None else build_graph(dataset,
+                                                                text_dim=cfg.model.text_dim)
         self.index = RatingIndex.from_graph(self.data)
         self.sampler = _sampler(self.index, cfg, release_weights(
             dataset, [str(i) for i in self.data.node_ids["Item"]],
@@ -342,9 +343,9 @@ def _run_phase(model: GraphMetaRecommender, dataset: Dataset, cfg: Config,
                device: torch.device, *, name: str, epochs: int, val: Dataset | None,
                progress: bool, log_path: Path | None, ckpt_dir: Path | None,
                resume_state: dict[str, Any] | None, deadline: float,
-               extra_ckpt: dict[str, Any] | None = None) -> dict[str, Any]:
+               extra_ckpt: dict[str, Any] | None = None, graph: Any = None) -> dict[str, Any]:
     rng = _seed(cfg.train.seed + (0 if name == "val" else 1))
-    phase = _Phase(model, dataset, cfg, device)
+    phase = _Phase(model, dataset, cfg, device, graph)
     assert model.net is not None
     start, best, best_epoch, bad = 0, math.inf, 0, 0
     best_state: dict[str, torch.Tensor] | None = None
@@ -415,13 +416,42 @@ def _rounded(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}
 
 
+def check_snapshot(graph: Any, dataset: Dataset) -> None:
+    """ValueError unless a store's snapshot holds exactly the dataset's users and items and
+    its training ratings (counts per pair)."""
+    for nt, frame in (("User", dataset.users), ("Item", dataset.items)):
+        got = {str(i) for i in graph.node_ids[nt]}
+        want = {str(i) for i in frame.index}
+        if got != want:
+            extra, missing = sorted(got - want)[:3], sorted(want - got)[:3]
+            raise ValueError(f"the store's graph does not match the dataset's {nt} nodes "
+                             f"(in the store only: {extra}, in the dataset only: {missing}); "
+                             "re-ingest the dataset")
+    rated = graph["User", "RATED", "Item"].edge_index.shape[1]
+    pairs = len(dataset.train[["user_id", "item_id"]].drop_duplicates())
+    if rated != pairs:
+        raise ValueError(f"the store holds {rated} RATED edges, the dataset's train.csv "
+                         f"{pairs} (user, item) pairs; re-ingest the dataset")
+
+
 def train_model(model: GraphMetaRecommender, dataset: Dataset, *, device: str = "auto",
                 progress: bool = False, log_dir: str | Path | None = None,
-                checkpoint_dir: str | Path | None = None, resume: bool = False) -> None:
-    """Fit ``model`` on ``dataset`` (see the module docstring)."""
+                checkpoint_dir: str | Path | None = None, resume: bool = False,
+                store: Any = None) -> None:
+    """Fit ``model`` on ``dataset`` (see the module docstring).
+
+    ``store``: a :class:`~graph_meta.store.base.GraphStore` holding the dataset's graph (e.g.
+    Neo4j); the full-train phase then trains on its ``snapshot()`` instead of a graph built
+    from the folder (the validation phase always builds its reduced graph from the carved
+    train). The snapshot must hold exactly the dataset's users and items.
+    """
     from graph_meta.eval.protocol import carve_validation, training_view
 
     cfg = model.config
+    full_graph = None
+    if store is not None:
+        full_graph = store.snapshot(text_dim=cfg.model.text_dim)
+        check_snapshot(full_graph, dataset)
     t_cfg = cfg.train
     if t_cfg.threads > 0:
         torch.set_num_threads(t_cfg.threads)
@@ -462,14 +492,15 @@ def train_model(model: GraphMetaRecommender, dataset: Dataset, *, device: str = 
             epochs = res["best_epoch"]
             info.update(val_best_epoch=epochs, val_rmse=res["best"], val_stopped=res["stopped"])
             if not t_cfg.refit:
-                full = build_graph(dataset, text_dim=cfg.model.text_dim)
+                full = (full_graph if full_graph is not None
+                        else build_graph(dataset, text_dim=cfg.model.text_dim))
                 model.build_cache(full.to(dev), RatingIndex.from_graph(full))
                 refit_done = True
     if not refit_done:
         res = _run_phase(model, dataset, cfg, dev, name="refit" if t_cfg.validate else "train",
                          epochs=epochs, val=None, progress=progress, log_path=log_path,
                          ckpt_dir=ckpt_dir, resume_state=resume_state, deadline=math.inf,
-                         extra_ckpt={"val_best_epoch": epochs})
+                         extra_ckpt={"val_best_epoch": epochs}, graph=full_graph)
         phase = res["phase"]
         model.build_cache(phase.data_dev, phase.index)
     info["fit_s"] = round(time.perf_counter() - t0, 2)
