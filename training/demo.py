@@ -107,10 +107,12 @@ def run_demo(echo: Echo, *, out: Path | None = None, seed: int = 0, store_kind: 
                 echo(f"    held-out truth: {len(actual)} known users rated it later; those the "
                      f"model ranks in the top half gave {actual[order[:half]].mean():.2f} on "
                      f"average, the bottom half {actual[order[half:]].mean():.2f}")
-    echo(f"done in {time.perf_counter() - t_start:.0f} s. Next: graph-meta recommend "
-         f"{folder} --run RUN --rated ITEM:RATING --explain (after graph-meta train "
-         f"{folder} --out RUN)")
-    return {"folder": folder, "baseline": base, "model": ours, "recommendations": recs,
+    run = folder.parent / f"{folder.name}-run"
+    model.save(run / "model.pt")
+    echo(f"done in {time.perf_counter() - t_start:.0f} s. The model is in {run}; try:")
+    echo(f"    graph-meta recommend {folder} --run {run} --rated {rated[0][0]}:5 --explain")
+    echo(f"    graph-meta audience {folder} --run {run} --item {item}")
+    return {"folder": folder, "run": run, "baseline": base, "model": ours, "recommendations": recs,
             "new_item": item, "audience": fans, "rated": rated}
 
 
