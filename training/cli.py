@@ -435,14 +435,7 @@ def recommend(dataset: Path, run_dir: Path, user_id: str | None, rated: tuple[st
     model = _load_model(run_dir)
     with open_store(dataset, store_kind, neo4j_uri, neo4j_user) as store:
         top = run_recommend(store, model, user_id=user_id, rated=pairs, k=k, pool=pool)
-    if as_json:
-        click.echo(json.dumps([{"item_id": r.item_id, "predicted_rating": round(r.predicted, 4),
-                                "reason": r.reason, "path": [list(p) for p in r.path]}
-                               for r in top], indent=2))
-        return
-    for rank, r in enumerate(top, 1):
-        click.echo(f"{rank:>3}. {r.item_id:<20} predicted {r.predicted:.2f}  ({r.reason})"
-                   + (f"  {_path_text(r.path)}" if explain else ""))
+    _print_ranked(top, "item_id", as_json=as_json, explain=explain)
 
 
 def _load_model(run_dir: Path):
@@ -456,6 +449,18 @@ def _load_model(run_dir: Path):
 
 def _path_text(path) -> str:
     return " -> ".join(f"{label}:{node}" for label, node in path)
+
+
+def _print_ranked(rows, id_field: str, *, as_json: bool, explain: bool) -> None:
+    """Recommendations or audience members, as JSON or one line each."""
+    if as_json:
+        click.echo(json.dumps([{id_field: getattr(r, id_field),
+                                "predicted_rating": round(r.predicted, 4), "reason": r.reason,
+                                "path": [list(p) for p in r.path]} for r in rows], indent=2))
+        return
+    for rank, r in enumerate(rows, 1):
+        click.echo(f"{rank:>3}. {getattr(r, id_field):<20} predicted {r.predicted:.2f}  "
+                   f"({r.reason})" + (f"  {_path_text(r.path)}" if explain else ""))
 
 
 @main.command()
@@ -473,14 +478,7 @@ def audience(dataset: Path, run_dir: Path, item_id: str, k: int, as_json: bool,
     model = _load_model(run_dir)
     with open_store(dataset, store_kind, neo4j_uri, neo4j_user) as store:
         top = run_audience(store, model, item_id, k=k)
-    if as_json:
-        click.echo(json.dumps([{"user_id": a.user_id, "predicted_rating": round(a.predicted, 4),
-                                "reason": a.reason, "path": [list(p) for p in a.path]}
-                               for a in top], indent=2))
-        return
-    for rank, a in enumerate(top, 1):
-        click.echo(f"{rank:>3}. {a.user_id:<16} predicted {a.predicted:.2f}  ({a.reason})  "
-                   f"{_path_text(a.path)}")
+    _print_ranked(top, "user_id", as_json=as_json, explain=True)
 
 
 @main.command()
