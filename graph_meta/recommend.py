@@ -7,8 +7,8 @@ category, cross-category and cold-item paths), scores them with the model adapte
 
 :func:`audience` goes the other way for one item, typically a new one with no rating: the
 model scores it for every known user (:meth:`GraphMetaRecommender.score_all_users`) and, for
-each of the top ``k``, the graph says why: the user's best-rated item that shares a node with
-it (same category, brand, director, ...), else one whose category is linked to the item's by
+each of the top ``k``, the graph says why: an item the user liked that shares a node with it
+(same category, brand, director, ...), else one whose category is linked to the item's by
 ``CO_ENGAGED``.
 
 Both work on either store (embedded or Neo4j) through the :class:`GraphStore` interface.
@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from graph_meta.graph.build import like_threshold
 from graph_meta.schema import CATEGORY, ITEM, USER, EdgeType
 from graph_meta.store.base import GraphStore
 
@@ -84,11 +85,13 @@ def audience(store: GraphStore, model: Any, item_id: str, *, k: int = 10
              ) -> list[AudienceMember]:
     """The ``k`` users the model rates ``item_id`` highest for, each with an explaining path.
 
-    The path runs ``User -> rated Item -> shared node -> item`` (reason ``same <label>``; the
-    most specific shared node, i.e. the one with the fewest items, then the user's highest
-    rating), or ``User -> rated Item -> Category -[CO_ENGAGED]-> Category -> item``
-    (``cross_category``, strongest link first), or is empty when the user's ratings do not
-    reach the item that way (``taste``: the model's latent factors alone).
+    The path starts at an item the user liked (rated at or above the like threshold, 75 % of
+    the scale; a lower-rated one only when no liked item connects) and runs
+    ``User -> rated Item -> shared node -> item`` (reason ``same <label>``; the most specific
+    shared node, i.e. the one with the fewest items, then the highest rating), or
+    ``User -> rated Item -> Category -[CO_ENGAGED]-> Category -> item`` (``cross_category``,
+    strongest link first), or is empty when the user's ratings do not reach the item that way
+    (``taste``: the model's latent factors alone).
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -118,6 +121,7 @@ def _audience_paths(store: GraphStore, item_id: str, users: list[str]
                     ) -> dict[str, tuple[str, Path]]:
     schema = store.schema
     attr_types = _attribute_types(store)
+    liked_at = like_threshold(store.spec.rating_scale)
     target: dict[tuple[str, str], int] = {}  # (label, node) -> items sharing it
     for et in attr_types:
         nodes = [n for _, n, _ in store.neighbors(ITEM, [item_id], et, "out")]
@@ -146,16 +150,17 @@ def _audience_paths(store: GraphStore, item_id: str, users: list[str]
         by_user.setdefault(u, []).append((i, float(r or 0.0)))
     out: dict[str, tuple[str, Path]] = {}
     for u in users:
-        best: tuple[tuple[float, ...], str, Path] | None = None
+        best: tuple[tuple[float, ...], str, Path] | None = None  # lowest key wins
         for i, r in by_user.get(u, []):
             for label, node in item_nodes.get(i, []):
+                disliked = float(r < liked_at)
                 if (label, node) in target:
-                    key = (0.0, float(target[(label, node)]), -r)
+                    key = (disliked, 0.0, float(target[(label, node)]), -r)
                     path = ((USER, u), (ITEM, i), (label, node), (ITEM, item_id))
                     reason = f"same {label.lower()}"
                 elif label == CATEGORY and node in linked:
                     c, w = linked[node]
-                    key = (1.0, -w, -r)
+                    key = (disliked, 1.0, -w, -r)
                     path = ((USER, u), (ITEM, i), (CATEGORY, node), (CATEGORY, c),
                             (ITEM, item_id))
                     reason = "cross_category"

@@ -86,7 +86,11 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert all(1.0 <= float(t[1]) <= 5.0 and "->" in t[3] for t in top)
     fans = re.findall(r"^\s+\d+\. (u\d+)\s+predicted", out.split("6/6")[1], re.M)
     assert len(fans) == 10 and len(set(fans)) == 10
-    assert (tmp_path / "demo-run" / "model.pt").is_file()  # the commands it suggests work
+    suggested = re.findall(r"^\s+graph-meta (recommend .*|audience .*)$", out, re.M)
+    assert len(suggested) == 2
+    for command in suggested:  # the commands it suggests work
+        done = CliRunner().invoke(cli, command.split())
+        assert done.exit_code == 0 and "predicted" in done.output, (command, done.output)
 
 
 def test_train_evaluate_recommend_benchmark(catalog_dir: Path, tmp_path: Path) -> None:

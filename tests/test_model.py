@@ -339,6 +339,11 @@ def test_trains_from_a_neo4j_snapshot_like_from_the_folder(catalog: Dataset,
     q = [i for i, _ in task.query]
     np.testing.assert_allclose(from_neo4j.predict(task.user_id, task.support, q),
                                from_folder.predict(task.user_id, task.support, q), atol=1e-4)
+    row = catalog.train.drop_duplicates(["user_id", "item_id"], keep="last").iloc[0]
+    changed = 1.0 if row["rating"] != 1.0 else 5.0
+    neo.add_ratings([str(row["user_id"])], [str(row["item_id"])], [changed])
+    with pytest.raises(ValueError, match=f"differ.*{row['item_id']}"):
+        GraphMetaRecommender(cfg).fit(catalog, store=neo)  # same pairs, one rating changed
     neo.add_items(pd.DataFrame({"category": [catalog.items["category"].iloc[0]]},
                                index=["not-in-the-folder"]))
     with pytest.raises(ValueError, match="not-in-the-folder"):

@@ -32,6 +32,15 @@ def _unrated_item(catalog: Dataset) -> str:
     return next(str(i) for i in catalog.items.index if str(i) not in rated)
 
 
+def _nodes(store, items: list[str]) -> list[tuple[str, str]]:
+    """The attribute nodes (label, id) of items, through their HAS_* edges."""
+    out = []
+    for et in store.schema.edge_types:
+        if et.src == ITEM and et.rel.startswith("HAS_") and items:
+            out += [(et.dst, b) for _, b, _ in store.neighbors(ITEM, items, et, "out")]
+    return out
+
+
 def test_recommend_ranks_graph_candidates_by_the_adapted_model(store, model, catalog) -> None:
     rated = _new_user(catalog)
     recs = recommend(store, model, rated=rated, k=10, pool=60)
@@ -52,6 +61,8 @@ def test_recommend_ranks_graph_candidates_by_the_adapted_model(store, model, cat
     assert len(cold) == 5 and {r.reason for r in cold} == {"popular"}
     with pytest.raises(KeyError, match="no-such-item"):
         recommend(store, model, rated=[("no-such-item", 4.0)])
+    numpy_rated = [(i, np.float32(r)) for i, r in rated]  # ratings straight from a frame
+    assert recommend(store, model, rated=numpy_rated, k=10, pool=60) == recs
     with pytest.raises(ValueError, match="outside"):
         recommend(store, model, rated=[(rated[0][0], 9.0)])
     with pytest.raises(KeyError, match="no-such-user"):
@@ -75,10 +86,16 @@ def test_audience_of_a_new_item_with_paths_that_exist(store, model, catalog) -> 
         assert (u_label, user, i_label) == (USER, fan.user_id, ITEM)
         assert rated_item in {b for _, b, _ in store.neighbors(USER, [user], schema.rated, "out")}
         assert fan.path[-1] == (ITEM, item)
+        ratings = {b: r for _, b, r in store.neighbors(USER, [user], schema.rated, "out")}
+        liked = [i for i, r in ratings.items() if r >= 4.0]  # 75 % up the 1..5 scale
+        if ratings[rated_item] < 4.0:  # a disliked item only when no liked one connects
+            assert not set(_nodes(store, liked)) & set(_nodes(store, [item]))
         if fan.reason == "cross_category":
             (_, c_rated), (_, c_item) = fan.path[2], fan.path[3]
             assert c_item in {b for _, b, _ in store.neighbors(
                 CATEGORY, [c_rated], schema.co_engaged, "out")}
+            assert (CATEGORY, c_rated) in _nodes(store, [rated_item])
+            assert (CATEGORY, c_item) in _nodes(store, [item])
         else:
             label, node = fan.path[2]
             assert fan.reason == f"same {label.lower()}"

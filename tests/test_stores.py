@@ -136,6 +136,7 @@ def test_parity_embedded_and_neo4j(catalog: Dataset, neo4j_store_factory) -> Non
     rated = [(items[0], 5.0), (items[1], 4.0), (items[2], 2.0)]
     asks = [dict(rated=rated), dict(rated=[(i, 4.0) for i in items]),  # ties: id order
             dict(rated=[(i, 1.0) for i in items[:3]]),  # nothing liked: all are seeds
+            dict(rated=[(str(i), 4.0) for i in catalog.items.index[:15]]),  # ties at the cut
             dict(user_id=users[0], rated=[(items[3], 1.0)]), dict(rated=[])]
     for ask in asks:
         assert neo.candidates(k=30, **ask) == embedded.candidates(k=30, **ask), ask
@@ -173,6 +174,30 @@ def test_cold_item_gets_exposure(store, catalog: Dataset) -> None:
     cold = [c for c in cands if c.item_id == "brand-new-product"]
     assert cold and cold[0].reason == "cold_item"
     assert cold[0].path[:2] == ((ITEM, liked.iloc[0]), (CATEGORY, category))
+
+
+def test_candidates_follow_later_changes(store, catalog: Dataset) -> None:
+    """Ask, change the graph (a new item, ratings that make a cold item warm and reorder a
+    category's most rated items), ask again: the answer is that of a store built with the
+    changes from the start (the embedded store's cached category pools must not go stale)."""
+    category = catalog.items["category"].value_counts().index[0]
+    in_cat = [str(i) for i in catalog.items.index[catalog.items["category"] == category]]
+    rated_items = set(catalog.train["item_id"].astype(str))
+    warm = [i for i in in_cat if i in rated_items]
+    cold = [i for i in in_cat if i not in rated_items]
+    ask = {"rated": [(warm[0], 5.0)], "k": 40}
+    before = store.candidates(**ask)
+    users = list(catalog.train["user_id"].astype(str).unique()[:30])
+    fresh = EmbeddedGraphStore.from_dataset(catalog)
+    for s in (store, fresh):
+        s.add_items(pd.DataFrame({"category": [category]}, index=["late-arrival"]))
+        s.add_ratings(users, [warm[-1]] * len(users), [4.0] * len(users))
+        if cold:
+            s.add_ratings(users[:3], [cold[0]] * 3, [5.0] * 3)
+    after = store.candidates(**ask)
+    assert after == fresh.candidates(**ask)
+    assert after != before
+    assert "late-arrival" in {c.item_id for c in after}
 
 
 def test_candidates_for_new_user_and_errors(store, catalog: Dataset) -> None:

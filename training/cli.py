@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import click
@@ -54,7 +55,8 @@ def open_store(dataset: Path | None, store_kind: str, neo4j_uri: str | None,
 
 
 def _fail(exc: Exception) -> None:
-    click.secho(f"error: {exc}", fg="red", err=True)
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    click.secho(f"error: {text}", fg="red", err=True)
     sys.exit(2)
 
 
@@ -71,6 +73,9 @@ class _Group(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="Log progress details.")
 def main(verbose: bool) -> None:
     """graph-meta: graph-based meta-learning recommendations for cold start."""
+    # PyG imports torch.jit.script, deprecated in this torch; not the user's concern
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated",
+                            category=FutureWarning)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
 

@@ -67,7 +67,7 @@ def run_demo(echo: Echo, *, out: Path | None = None, seed: int = 0, store_kind: 
         model.fit(data, device=device, progress=True,
                   store=store if store_kind == "neo4j" else None)
         echo(f"    trained in {time.perf_counter() - t0:.0f} s "
-             f"({model.fit_info.get('epochs_run', 0)} epochs)")
+             f"({_epochs(model.fit_info)})")
 
         echo("4/6 the four cold-start scenarios (PROTOCOL.md: each task solved alone, "
              "query ratings hidden)")
@@ -97,23 +97,35 @@ def run_demo(echo: Echo, *, out: Path | None = None, seed: int = 0, store_kind: 
                  f"{fan.reason:<15} {_path(data, fan.path)}")
         held_out = _held_out_ratings(data, item)
         if len(held_out) >= 4:
-            users = sorted(held_out)
+            existing = set(data.train["user_id"].astype(str))
+            users = [u for u in sorted(held_out) if u in existing and u in model.user_pos]
             scores = model.score_all_users(item)
-            pred = np.array([scores[model.user_pos[u]] for u in users if u in model.user_pos])
-            actual = np.array([held_out[u] for u in users if u in model.user_pos])
+            pred = np.array([scores[model.user_pos[u]] for u in users])
+            actual = np.array([held_out[u] for u in users])
             if len(pred) >= 4:
                 order = np.argsort(-pred, kind="stable")
                 half = len(order) // 2
-                echo(f"    held-out truth: {len(actual)} known users rated it later; those the "
+                echo(f"    held-out truth: {len(actual)} existing users rated it later; those the "
                      f"model ranks in the top half gave {actual[order[:half]].mean():.2f} on "
                      f"average, the bottom half {actual[order[half:]].mean():.2f}")
     run = folder.parent / f"{folder.name}-run"
     model.save(run / "model.pt")
     echo(f"done in {time.perf_counter() - t_start:.0f} s. The model is in {run}; try:")
-    echo(f"    graph-meta recommend {folder} --run {run} --rated {rated[0][0]}:5 --explain")
-    echo(f"    graph-meta audience {folder} --run {run} --item {item}")
+    store_flag = "" if store_kind == "embedded" else " --store neo4j"
+    echo(f"    graph-meta recommend {folder} --run {run} --rated {rated[0][0]}:5 --explain"
+         f"{store_flag}")
+    echo(f"    graph-meta audience {folder} --run {run} --item {item}{store_flag}")
     return {"folder": folder, "run": run, "baseline": base, "model": ours, "recommendations": recs,
             "new_item": item, "audience": fans, "rated": rated}
+
+
+def _epochs(info: dict[str, Any]) -> str:
+    best = info.get("val_best_epoch")
+    if best is None:
+        return f"{info.get('epochs_run', 0)} epochs"
+    if best == 0:
+        return "validation preferred the untrained start: ALS + closed-form priors"
+    return f"{best} epochs, the number validation chose"
 
 
 def _open_store(data: Dataset, store_kind: str, uri: str | None, user: str, wipe: bool):

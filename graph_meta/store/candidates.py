@@ -28,6 +28,7 @@ exist.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
@@ -82,10 +83,15 @@ class PathRow(NamedTuple):
     value: float
 
 
+def is_number(value: object) -> bool:
+    """A real number (Python or numpy), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+
+
 def check_rating(item: str, rating: object, scale: tuple[float, float]) -> float:
     """``rating`` as a float, or ValueError naming the item when it is off the scale."""
     lo, hi = scale
-    if not (isinstance(rating, int | float) and math.isfinite(rating) and lo <= rating <= hi):
+    if not (is_number(rating) and math.isfinite(rating) and lo <= rating <= hi):
         raise ValueError(f"rating {rating!r} for item {item!r} is outside [{lo:g}, {hi:g}]")
     return float(rating)
 

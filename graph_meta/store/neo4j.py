@@ -39,6 +39,7 @@ from graph_meta.store.candidates import (
     category_rows,
     check_rating,
     combine,
+    is_number,
     select_seeds,
 )
 
@@ -391,7 +392,7 @@ class Neo4jGraphStore(GraphStore):
         given = {str(i): r for i, r in rated or ()}
         if user_id is None and not given:
             return self._popular(k, config)
-        params = {"given": [[i, float(r) if isinstance(r, int | float) else 0.0]
+        params = {"given": [[i, float(r) if is_number(r) else 0.0]
                             for i, r in given.items()],
                   "given_ids": list(given), "t": threshold, "max_seeds": config.max_seeds,
                   "cross_top": config.cross_top, "per": config.per_category,
