@@ -363,7 +363,8 @@ class GraphMetaRecommender:
             raise RuntimeError("the model is not fitted (call fit or load)")
         pos = self.item_pos.get(str(item_id))
         if pos is None:
-            raise KeyError(f"item {item_id!r} is not in the model's catalogue")
+            raise KeyError(f"item {item_id!r} is not in the model's catalogue (items added to "
+                           "the graph after training need a new `graph-meta train`)")
         c = self.cache
         lam = c["lam"]
         a = c["hist_a"] + np.diag(lam)
