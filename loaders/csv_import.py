@@ -551,7 +551,38 @@ def interactions_dataset(
     encoding: str = "utf-8",
     split: SplitOptions | None = None,
 ) -> Dataset:
-    """Read, type and split the files into a :class:`Dataset`; see :func:`import_interactions`."""
+    """Read, type and split the files into a :class:`Dataset` (what
+    :func:`import_interactions` writes).
+
+    Args:
+        interactions_path: one row per interaction, with ``user_col``, ``item_col`` and
+            ``rating_col`` (and ``timestamp_col``); CSV/TSV (optionally compressed) or Parquet.
+        items_path: one row per item: ``item_col``, ``category_col`` and any other columns,
+            which all become item side information.
+        users_path: optional users file (``user_col`` + attributes). Without it
+            ``users.csv`` lists the ids of the interactions and has no attributes.
+        user_col, item_col: id columns (the same names in every file).
+        rating_col: rating column, or ``None`` for implicit feedback (every row a positive
+            with rating 1, ``"implicit": true``, rating scale ``[0, 1]``).
+        timestamp_col: optional; numbers are kept as integers, dates become Unix seconds.
+            Used to keep the latest of duplicate rows, and written to ``train.csv``.
+        category_col: item category column, node type ``Category``; ``None`` if there is none.
+        category_sep: separator of several categories in one cell (makes it ``multi``).
+        item_columns: ``{column: type}`` (categorical | multi | numeric | text): only these
+            item columns are kept (plus the category and node columns). ``None``: every
+            column, types inferred by :func:`infer_column_type`.
+        user_columns: the same for the users file.
+        node_columns: ``{column: NodeType}``, e.g. ``{"brand": "Brand"}``: a user or item
+            column whose distinct values become graph nodes.
+        release_col: optional item column with a release date or year: the newest items are
+            the cold ones. Without it the split chooses new items itself.
+        rating_scale: ``(low, high)``; inferred as the observed min/max when ``None``.
+        drop_unknown: drop (and count) interactions whose item (or user, with a users file)
+            has no row, instead of failing on the first.
+        name: dataset name.
+        encoding: text encoding of CSV files.
+        split: the cold-start split's options (:class:`loaders.split.SplitOptions`).
+    """
     nodes = {str(c): _check_label(lbl, f"node_columns[{c!r}]")
              for c, lbl in (node_columns or {}).items()}
     if category_col is not None and category_col in nodes and nodes[category_col] != CATEGORY:
@@ -708,56 +739,21 @@ def import_interactions(
     items_path: str | Path,
     out_dir: str | Path,
     *,
-    users_path: str | Path | None = None,
-    user_col: str = "user_id",
-    item_col: str = "item_id",
-    rating_col: str | None = "rating",
-    timestamp_col: str | None = None,
-    category_col: str | None = "category",
-    category_sep: str | None = None,
-    item_columns: Mapping[str, str] | None = None,
-    user_columns: Mapping[str, str] | None = None,
-    node_columns: Mapping[str, str] | None = None,
-    release_col: str | None = None,
-    rating_scale: tuple[float, float] | None = None,
-    drop_unknown: bool = False,
     name: str | None = None,
-    encoding: str = "utf-8",
-    split: SplitOptions | None = None,
     overwrite: bool = False,
+    **options: Any,
 ) -> Path:
     """Import interactions + items (+ users) files into the dataset folder ``out_dir``.
 
     Args:
-        interactions_path: one row per interaction, with ``user_col``, ``item_col`` and
-            ``rating_col`` (and ``timestamp_col``); CSV/TSV (optionally compressed) or Parquet.
-        items_path: one row per item: ``item_col``, ``category_col`` and any other columns,
-            which all become item side information.
+        interactions_path, items_path: as in :func:`interactions_dataset`.
         out_dir: dataset folder to write (atomically).
-        users_path: optional users file (``user_col`` + attributes). Without it
-            ``users.csv`` lists the ids of the interactions and has no attributes.
-        user_col, item_col: id columns (the same names in every file).
-        rating_col: rating column, or ``None`` for implicit feedback (every row a positive
-            with rating 1, ``"implicit": true``, rating scale ``[0, 1]``).
-        timestamp_col: optional; numbers are kept as integers, dates become Unix seconds.
-            Used to keep the latest of duplicate rows, and written to ``train.csv``.
-        category_col: item category column, node type ``Category``; ``None`` if there is none.
-        category_sep: separator of several categories in one cell (makes it ``multi``).
-        item_columns: ``{column: type}`` (categorical | multi | numeric | text): only these
-            item columns are kept (plus the category and node columns). ``None``: every
-            column, types inferred by :func:`infer_column_type`.
-        user_columns: the same for the users file.
-        node_columns: ``{column: NodeType}``, e.g. ``{"brand": "Brand"}``: a user or item
-            column whose distinct values become graph nodes.
-        release_col: optional item column with a release date or year: the newest items are
-            the cold ones. Without it the split chooses new items itself.
-        rating_scale: ``(low, high)``; inferred as the observed min/max when ``None``.
-        drop_unknown: drop (and count) interactions whose item (or user, with a users file)
-            has no row, instead of failing on the first.
         name: dataset name; default: the name of ``out_dir``.
-        encoding: text encoding of CSV files.
-        split: the cold-start split's options (:class:`loaders.split.SplitOptions`).
         overwrite: replace an existing non-empty ``out_dir``.
+        **options: every other keyword of :func:`interactions_dataset` (``users_path``,
+            ``user_col``, ``item_col``, ``rating_col``, ``timestamp_col``, ``category_col``,
+            ``category_sep``, ``item_columns``, ``user_columns``, ``node_columns``,
+            ``release_col``, ``rating_scale``, ``drop_unknown``, ``encoding``, ``split``).
 
     Returns:
         ``out_dir``. Counts (rows read, duplicates and unknown ids dropped, the split's
@@ -766,12 +762,7 @@ def import_interactions(
     out = Path(out_dir)
     if out.exists() and out.is_dir() and any(out.iterdir()) and not overwrite:
         raise DataError("output folder exists and is not empty (use overwrite)", file=out)
-    dataset = interactions_dataset(
-        interactions_path, items_path, users_path=users_path, user_col=user_col,
-        item_col=item_col, rating_col=rating_col, timestamp_col=timestamp_col,
-        category_col=category_col, category_sep=category_sep, item_columns=item_columns,
-        user_columns=user_columns, node_columns=node_columns, release_col=release_col,
-        rating_scale=rating_scale, drop_unknown=drop_unknown,
-        name=name or out.resolve().name, encoding=encoding, split=split)
+    dataset = interactions_dataset(interactions_path, items_path,
+                                   name=name or out.resolve().name, **options)
     return write_dataset(dataset, out, overwrite=overwrite)
 
