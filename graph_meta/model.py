@@ -53,10 +53,20 @@ residuals, :math:`\mu`, :math:`\Lambda` and the step sizes :math:`\alpha` end to
 the closed-form solve and the inner steps, second order for MAML/Meta-SGD), from an ALS
 start (``train.als_iters``).
 
+**Attribute-path neighbourhood.** After adaptation the prediction of item ``j`` moves toward
+the user's residuals :math:`e_{uh} = r_{uh} - \hat r_{uh}` on the rated items ``h`` (history
+and support) that share attribute nodes with ``j`` (``Item -> Director/Actor/Category/... <-
+Item`` paths, :mod:`graph_meta.graph.neighborhood`):
+:math:`\hat r_{uj} \mathrel{+}= \sum_h s_{jh}^p e_{uh} / (\beta + \sum_h s_{jh}^p)` over the
+``model.neighbor_k`` most similar items of ``j`` (``neighbor_power`` :math:`p`,
+``neighbor_shrink`` :math:`\beta`, chosen on the carved validation); a never-rated item has
+such neighbours too. ``model.neighbor_k = 0`` (or ``use_graph = false``) turns it off.
+
 **Prediction** (:meth:`GraphMetaRecommender.predict`) uses a numpy cache (item states
 ``[N_I, D]``, user priors ``[N_U, D]``, per-user history sums :math:`\sum x x^\top` ``[N_U, D,
-D]`` and :math:`\sum x t` ``[N_U, D]``) and the inner steps' analytic gradient: one
-``D x D`` solve and ``T`` rank-``K`` updates per task (tested equal to the torch.func path).
+D]`` and :math:`\sum x t` ``[N_U, D]``, the histories and the neighbour lists) and the inner
+steps' analytic gradient: one ``D x D`` solve and ``T`` rank-``K`` updates per task (tested
+equal to the torch.func path), then one sparse product for the neighbourhood.
 
 Ablations: ``model.use_graph=false`` (prior from features only), ``model.use_co_engaged=false``,
 ``meta.learner="none"`` (ridge fold-in from the graph prior, no inner gradient steps);
@@ -74,10 +84,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 
 from graph_meta.dataset import Dataset
+from graph_meta.graph.neighborhood import ItemNeighbors, residual_correction
 from graph_meta.meta.learners import MetaLearner, Reptile, make_learner
 from graph_meta.nn.encoder import HeteroEncoder
 from graph_meta.nn.heads import PriorHead, ridge_solve, score
@@ -87,7 +99,8 @@ from training.config import Config
 __all__ = ["GraphMetaNet", "GraphMetaRecommender", "build_graph"]
 
 CACHE_KEYS = ("item_states", "user_prior", "hist_a", "hist_c", "lam", "lr_theta", "lr_head",
-              "head0", "mu")
+              "head0", "mu", "hist_indptr", "hist_items", "hist_y", "nbr_indptr", "nbr_indices",
+              "nbr_sim")
 
 
 def build_graph(dataset: Dataset, *, text_dim: int = 256) -> Any:
@@ -314,6 +327,8 @@ class GraphMetaRecommender:
         self.history: list[dict[str, Any]] = []
         self.fit_info: dict[str, Any] = {}
         self.net_state: dict[str, Tensor] | None = None  # weights of a loaded model
+        self._nbr: tuple[np.ndarray, float, sp.csr_matrix] | None = None  # (sim, p, s^p)
+        self._nbr_graph: tuple[Any, int, ItemNeighbors] | None = None  # (graph, k, lists)
 
     # ------------------------------------------------------------------ public API
     @property
@@ -357,7 +372,8 @@ class GraphMetaRecommender:
 
         Each user's state is the ridge fold-in of their training history toward their graph
         prior (the ``K = 0`` case of :meth:`adapt_user`, solved for all users at once:
-        ``[N_U, D, D]`` batched solves); a new item scores from its graph prior.
+        ``[N_U, D, D]`` batched solves); a new item scores from its graph prior; the
+        attribute-path neighbourhood correction is added as in :meth:`predict`.
         """
         if not self.cache:
             raise RuntimeError("the model is not fitted (call fit or load)")
@@ -369,10 +385,24 @@ class GraphMetaRecommender:
         lam = c["lam"]
         a = c["hist_a"] + np.diag(lam)
         theta = np.linalg.solve(a, (c["hist_c"] + lam * c["user_prior"])[..., None])[..., 0]
-        x = c["item_states"][pos]
-        raw = theta[:, 0] + x[0] + theta[:, 1:] @ x[1:]
-        head = c["head0"]
-        return float(c["mu"]) + head[0] + (1.0 + head[1]) * raw
+        items, mu, head = c["item_states"], float(c["mu"]), c["head0"]
+        x = items[pos]
+        scores = mu + head[0] + (1.0 + head[1]) * (theta[:, 0] + x[0] + theta[:, 1:] @ x[1:])
+        weights = self._neighbor_weights()
+        if weights is None:
+            return scores
+        # every user's residuals on their history, weighted by s^p of `pos`'s neighbours
+        rows = np.repeat(np.arange(len(theta)), np.diff(c["hist_indptr"]))
+        hx = items[c["hist_items"]]
+        fitted = mu + head[0] + (1.0 + head[1]) * (theta[rows, 0] + hx[:, 0]
+                                                   + (theta[rows, 1:] * hx[:, 1:]).sum(1))
+        row = weights[pos]
+        w_item = np.zeros(weights.shape[1])
+        w_item[row.indices] = row.data
+        w = w_item[c["hist_items"]]
+        num = np.bincount(rows, w * (c["hist_y"] - fitted), minlength=len(theta))
+        den = np.bincount(rows, w, minlength=len(theta))
+        return scores + num / (den + self.config.model.neighbor_shrink)
 
     # ------------------------------------------------------------------ adaptation
     def adapt_user(self, user_id: str, support: Sequence[tuple[str, float]]
@@ -387,9 +417,11 @@ class GraphMetaRecommender:
         """Predictions for the support and query items at every stage of the adaptation.
 
         Returns ``{"labels": ["prior", "fold-in", "step 1", ...], "support": [S, K],
-        "query": [S, Q], "trained_steps": T}``: the user's graph prior alone, the ridge
-        fold-in (history + support), then each inner step; ``extra_steps`` more steps at the
-        last learned rate show what adapting longer than trained would do.
+        "query": [S, Q], "trained_steps": T, "corrected": {"support": [K], "query": [Q]}}``:
+        the user's graph prior alone, the ridge fold-in (history + support), then each inner
+        step; ``extra_steps`` more steps at the last learned rate show what adapting longer
+        than trained would do. ``corrected`` is what :meth:`predict` returns: the last trained
+        step plus the attribute-path neighbourhood correction.
         """
         if not self.cache:
             raise RuntimeError("the model is not fitted (call fit or load)")
@@ -399,7 +431,8 @@ class GraphMetaRecommender:
             q = np.fromiter((self.item_pos.get(str(i), -1) for i in ids), np.int64, len(ids))
             return np.where((q >= 0)[:, None], items[np.maximum(q, 0)], 0.0)
 
-        xs, xq = rows_of([i for i, _ in support]), rows_of(list(query_items))
+        s_ids, q_ids = [i for i, _ in support], list(query_items)
+        xs, xq = rows_of(s_ids), rows_of(q_ids)
         labels, preds_s, preds_q = [], [], []
         for label, theta, head in self._adaptation(user_id, support, extra_steps=extra_steps,
                                                    with_prior=True):
@@ -407,8 +440,16 @@ class GraphMetaRecommender:
             for x, out in ((xs, preds_s), (xq, preds_q)):
                 out.append(mu + head[0] + (1.0 + head[1]) * (theta[0] + x[:, 0]
                                                              + x[:, 1:] @ theta[1:]))
+        trained = int(self.cache["lr_theta"].shape[0])
+        stage = 1 + (trained if len(support) else 0)  # the last trained step
+        theta, head = self.adapt_user(user_id, support)
+        corrected = {}
+        for name, ids, preds in (("support", s_ids, preds_s), ("query", q_ids, preds_q)):
+            q = np.fromiter((self.item_pos.get(str(i), -1) for i in ids), np.int64, len(ids))
+            corrected[name] = preds[stage] + self._neighborhood(user_id, support, theta, head,
+                                                                q)
         return {"labels": labels, "support": np.asarray(preds_s), "query": np.asarray(preds_q),
-                "trained_steps": int(self.cache["lr_theta"].shape[0])}
+                "trained_steps": trained, "corrected": corrected}
 
     def _adaptation(self, user_id: str, support: Sequence[tuple[str, float]], *,
                     extra_steps: int = 0, with_prior: bool = False
@@ -418,14 +459,8 @@ class GraphMetaRecommender:
         items, mu = c["item_states"], float(c["mu"])
         d_state = items.shape[1]
         u = self.user_pos.get(str(user_id), -1)
-        if support:
-            s_idx = np.fromiter((self.item_pos.get(str(i), -1) for i, _ in support), np.int64,
-                                len(support))
-            y = np.fromiter((float(r) for _, r in support), np.float64, len(support))
-            x = np.where((s_idx >= 0)[:, None], items[np.maximum(s_idx, 0)], 0.0)
-        else:
-            x = np.zeros((0, d_state))
-            y = np.zeros(0)
+        s_idx, y = self._support_arrays(support)
+        x = np.where((s_idx >= 0)[:, None], items[np.maximum(s_idx, 0)], 0.0)
         lam = c["lam"]
         if u >= 0:
             prior, a, rhs = c["user_prior"][u], c["hist_a"][u].copy(), c["hist_c"][u].copy()
@@ -461,6 +496,14 @@ class GraphMetaRecommender:
             head = head - lr_head * g_head
             yield f"step {step + 1}", theta, head
 
+    def _support_arrays(self, support: Sequence[tuple[str, float]]
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """``(item positions [K] (-1: unknown item), ratings [K])`` of a support set."""
+        s_idx = np.fromiter((self.item_pos.get(str(i), -1) for i, _ in support), np.int64,
+                            len(support))
+        y = np.fromiter((float(r) for _, r in support), np.float64, len(support))
+        return s_idx, y
+
     def _adapt_and_score(self, user_id: str, support: Sequence[tuple[str, float]],
                          q: np.ndarray | None) -> np.ndarray:
         if not self.cache:
@@ -470,7 +513,59 @@ class GraphMetaRecommender:
         mu = float(self.cache["mu"])
         xq = items if q is None else np.where((q >= 0)[:, None], items[np.maximum(q, 0)], 0.0)
         raw = theta[0] + xq[:, 0] + xq[:, 1:] @ theta[1:]
-        return mu + head[0] + (1.0 + head[1]) * raw
+        pred = mu + head[0] + (1.0 + head[1]) * raw
+        return pred + self._neighborhood(user_id, support, theta, head, q)
+
+    # ------------------------------------------------------------------ neighbourhood
+    def _neighbor_weights(self) -> sp.csr_matrix | None:
+        """:math:`s^p` of the attribute-path neighbours; None when the correction is off
+        (``model.neighbor_k = 0``, no graph, or a model saved without neighbours)."""
+        c = self.cache
+        sim = c.get("nbr_sim")
+        if sim is None or not len(sim):
+            return None
+        power = self.config.model.neighbor_power
+        if self._nbr is None or self._nbr[0] is not sim or self._nbr[1] != power:
+            nb = ItemNeighbors(c["nbr_indptr"], c["nbr_indices"], sim)
+            self._nbr = (sim, power, nb.weights(power))
+        return self._nbr[2]
+
+    def _neighborhood(self, user_id: str, support: Sequence[tuple[str, float]],
+                      theta: np.ndarray, head: np.ndarray, q: np.ndarray | None
+                      ) -> np.ndarray | float:
+        """The attribute-path residual correction (:mod:`graph_meta.graph.neighborhood`) of
+        the query items ``q`` (None: every item) for a user adapted to ``(theta, head)``:
+        residuals on the training history and the support move each item toward the errors
+        made on its rated neighbours."""
+        weights = self._neighbor_weights()
+        if weights is None:
+            return 0.0
+        c = self.cache
+        u = self.user_pos.get(str(user_id), -1)
+        s_idx, s_y = self._support_arrays(support)
+        known_s = s_idx >= 0
+        rated, y = s_idx[known_s], s_y[known_s]
+        if u >= 0:
+            lo, hi = c["hist_indptr"][u], c["hist_indptr"][u + 1]
+            rated = np.concatenate([c["hist_items"][lo:hi], rated])
+            y = np.concatenate([c["hist_y"][lo:hi], y])
+        if not len(rated):
+            return 0.0
+        x = c["item_states"][rated]
+        fitted = float(c["mu"]) + head[0] + (1.0 + head[1]) * (theta[0] + x[:, 0]
+                                                               + x[:, 1:] @ theta[1:])
+        residual = np.zeros(weights.shape[1])
+        known = np.zeros(weights.shape[1])
+        residual[rated] = y - fitted
+        known[rated] = 1.0
+        shrink = self.config.model.neighbor_shrink
+        if q is None:
+            return residual_correction(weights, residual, known, shrink)
+        out = np.zeros(len(q))
+        valid = q >= 0
+        if valid.any():
+            out[valid] = residual_correction(weights[q[valid]], residual, known, shrink)
+        return out
 
     # ------------------------------------------------------------------ cache
     @torch.no_grad()
@@ -496,6 +591,7 @@ class GraphMetaRecommender:
             lr_theta[s] = _lr(net.user_learner, "theta", s, d_state)
             lr_head[s] = _lr(net.user_learner, "head", s, 2)
         head0 = (net.head0.double().cpu().numpy() if net.head0 is not None else np.zeros(2))
+        neighbors = self._item_neighbors(data)
         self.cache = {
             "item_states": items,
             "user_prior": users_t.double().cpu().numpy(),
@@ -506,11 +602,30 @@ class GraphMetaRecommender:
             "lr_head": lr_head,
             "head0": head0,
             "mu": np.array(mu),
+            # training histories (CSR by user) and the attribute-path neighbour lists
+            "hist_indptr": index.by_user.indptr.astype(np.int64),
+            "hist_items": index.by_user.indices.astype(np.int64),
+            "hist_y": index.rating[index.by_user.edge_ids].astype(np.float64),
+            "nbr_indptr": neighbors.indptr,
+            "nbr_indices": neighbors.indices,
+            "nbr_sim": neighbors.sim,
         }
         self.item_ids = [str(i) for i in data.node_ids["Item"]]
         self.item_pos = {i: k for k, i in enumerate(self.item_ids)}
         self.user_pos = {str(u): k for k, u in enumerate(data.node_ids["User"])}
         net.train()
+
+    def _item_neighbors(self, data: Any) -> ItemNeighbors:
+        """The neighbour lists of graph ``data`` (computed once per graph); empty when the
+        correction is off (``model.neighbor_k = 0`` or ``model.use_graph = false``)."""
+        m = self.config.model
+        k = m.neighbor_k if m.use_graph else 0
+        if k == 0:
+            n = int(data["Item"].num_nodes)
+            return ItemNeighbors(np.zeros(n + 1, np.int64), np.zeros(0, np.int64), np.zeros(0))
+        if self._nbr_graph is None or self._nbr_graph[0] is not data or self._nbr_graph[1] != k:
+            self._nbr_graph = (data, k, ItemNeighbors.from_graph(data, top_k=k))
+        return self._nbr_graph[2]
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:

@@ -45,10 +45,15 @@ class ModelConfig:
     min_attr_degree: int = 2      # attribute nodes seen fewer times share an id embedding
     text_dim: int = 256
     prior_gate: bool = True       # GNN prior correction scaled by a learned gate starting at 0
+    neighbor_k: int = 200         # attribute-path neighbours kept per item (0: no correction)
+    neighbor_power: float = 2.0   # p: neighbour weights s^p
+    neighbor_shrink: float = 1.0  # beta: correction = sum s^p e / (beta + sum s^p)
 
     def check(self) -> None:
-        _positive(self, "model", "dim", "hidden", "heads", "prior_mlp", "text_dim")
+        _positive(self, "model", "dim", "hidden", "heads", "prior_mlp", "text_dim",
+                  "neighbor_power", "neighbor_shrink")
         _at_least(self, "model", "layers", 0)
+        _at_least(self, "model", "neighbor_k", 0)
         _at_least(self, "model", "min_attr_degree", 1)
         _choice(self, "model", "conv", ("sage", "hgt"))
         _unit(self, "model", "dropout")

@@ -1,0 +1,148 @@
+"""Attribute-path item neighbourhoods and the residual correction graph-meta adds with them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from graph_meta.dataset import Dataset
+from graph_meta.graph.neighborhood import ItemNeighbors, residual_correction
+from graph_meta.model import GraphMetaRecommender, build_graph
+from training.config import Config
+
+
+def _brute_force(profiles: np.ndarray, k: int) -> list[dict[int, float]]:
+    norms = np.linalg.norm(profiles, axis=1, keepdims=True)
+    unit = profiles / np.where(norms == 0, 1.0, norms)
+    sim = unit @ unit.T
+    np.fill_diagonal(sim, 0.0)
+    out = []
+    for row in sim:
+        top = np.argsort(-row, kind="stable")[:k]
+        out.append({int(j): float(row[j]) for j in top if row[j] > 1e-12})
+    return out
+
+
+def _as_dicts(nb: ItemNeighbors) -> list[dict[int, float]]:
+    return [dict(zip(nb.indices[a:b].tolist(), nb.sim[a:b].tolist(), strict=True))
+            for a, b in zip(nb.indptr[:-1], nb.indptr[1:], strict=True)]
+
+
+@pytest.mark.parametrize("k", [1, 3, 50])
+def test_top_k_cosine_matches_brute_force(k: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(0)
+    profiles = (rng.random((40, 12)) < 0.2) * rng.random((40, 12))
+    profiles[5] = 0.0  # an item without attributes has no neighbours
+    # tiny chunks: the chunked computation must equal the one-shot one
+    monkeypatch.setattr("graph_meta.graph.neighborhood._CHUNK_ENTRIES", 7 * 40)
+    nb = ItemNeighbors.from_profiles(sp.csr_matrix(profiles), top_k=k)
+    want = _brute_force(profiles, k)
+    got = _as_dicts(nb)
+    assert got[5] == {}
+    for g, w in zip(got, want, strict=True):
+        # ties at the k-th place may pick different items with the same similarity
+        assert sorted(np.round(list(g.values()), 12)) == sorted(np.round(list(w.values()), 12))
+        for j, s in g.items():
+            assert s == pytest.approx(_brute_force(profiles, 40)[got.index(g)][j])
+    assert all(np.all(np.diff(nb.indices[a:b]) > 0) for a, b in zip(nb.indptr[:-1],
+                                                                     nb.indptr[1:], strict=True))
+
+
+def test_neighbours_come_from_shared_attribute_nodes_not_ratings(catalog: Dataset) -> None:
+    graph = build_graph(catalog)
+    nb = ItemNeighbors.from_graph(graph, top_k=1000)
+    items = graph.node_ids["Item"]
+    # every attribute node type of the items counts; a pair sharing none is not linked
+    attr = {}
+    for src, rel, dst in graph.edge_types:
+        if src == "Item" and dst not in ("User", "Item") and not rel.startswith("rev_"):
+            ei = graph[src, rel, dst].edge_index.numpy()
+            for i, a in zip(ei[0], ei[1], strict=True):
+                attr.setdefault(int(i), set()).add((dst, int(a)))
+    got = _as_dicts(nb)
+    for i in range(0, len(items), 7):
+        mine = attr.get(i, set())
+        shared = {j for j in range(len(items)) if j != i and mine & attr.get(j, set())}
+        assert set(got[i]) == shared
+    # the same lists with every rating changed: no rating edge is on an attribute path
+    shuffled = dataclasses.replace(catalog, train=catalog.train.assign(
+        rating=np.random.default_rng(1).permutation(catalog.train["rating"].to_numpy())))
+    again = ItemNeighbors.from_graph(build_graph(shuffled), top_k=1000)
+    np.testing.assert_array_equal(again.indices, nb.indices)
+    np.testing.assert_allclose(again.sim, nb.sim)
+
+
+def test_residual_correction_formula() -> None:
+    weights = sp.csr_matrix(np.array([[0.0, 0.5, 0.2, 0.0],
+                                      [0.3, 0.0, 0.0, 0.0]]))
+    residual = np.array([0.0, 1.0, -0.5, 2.0])
+    known = np.array([0.0, 1.0, 1.0, 1.0])
+    got = residual_correction(weights, residual, known, shrink=1.0)
+    np.testing.assert_allclose(got, [(0.5 - 0.1) / (0.7 + 1.0), 0.0])
+
+
+def test_store_snapshots_give_the_same_neighbours(store, catalog: Dataset) -> None:
+    want = ItemNeighbors.from_graph(build_graph(catalog), top_k=20)
+    got = ItemNeighbors.from_graph(store.snapshot(), top_k=20)
+    np.testing.assert_array_equal(got.indptr, want.indptr)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_allclose(got.sim, want.sim)
+
+
+@pytest.fixture(scope="module")
+def small_model(catalog: Dataset) -> GraphMetaRecommender:
+    torch.manual_seed(0)
+    cfg = Config().replace(**{"model.dim": 8, "model.hidden": 16, "model.layers": 1,
+                              "train.epochs": 1, "train.validate": False,
+                              "episodes.batch_users": 128, "episodes.batch_items": 16})
+    return GraphMetaRecommender(cfg).fit(catalog)
+
+
+def test_predict_adds_the_correction_of_the_user_residuals(small_model: GraphMetaRecommender,
+                                                           catalog: Dataset) -> None:
+    model = small_model
+    c = model.cache
+    weights = ItemNeighbors(c["nbr_indptr"], c["nbr_indices"], c["nbr_sim"]).weights(
+        model.config.model.neighbor_power).toarray()
+    mu, items = float(c["mu"]), c["item_states"]
+    checked = 0
+    for scenario in ("warm", "item_cold", "user_cold"):
+        for task in catalog.tasks[scenario][:5]:
+            q = [i for i, _ in task.query]
+            theta, head = model.adapt_user(task.user_id, task.support)
+
+            def fitted(pos: int, theta=theta, head=head) -> float:
+                x = items[pos]
+                return mu + head[0] + (1 + head[1]) * (theta[0] + x[0] + x[1:] @ theta[1:])
+
+            rated: dict[int, float] = {}
+            u = model.user_pos.get(task.user_id)
+            if u is not None:
+                lo, hi = c["hist_indptr"][u], c["hist_indptr"][u + 1]
+                rated.update(zip(c["hist_items"][lo:hi].tolist(), c["hist_y"][lo:hi].tolist(),
+                                 strict=True))
+            rated.update((model.item_pos[i], r) for i, r in task.support)
+            want = []
+            for item in q:
+                j = model.item_pos[item]
+                num = sum(weights[j, h] * (r - fitted(h)) for h, r in rated.items())
+                den = sum(weights[j, h] for h in rated)
+                want.append(fitted(j) + num / (den + model.config.model.neighbor_shrink))
+            np.testing.assert_allclose(model.predict(task.user_id, task.support, q), want,
+                                       rtol=1e-9, atol=1e-9)
+            checked += 1
+    assert checked == 15
+    assert np.abs(weights).sum() > 0
+
+
+def test_correction_is_off_without_the_graph(catalog: Dataset) -> None:
+    cfg = Config().replace(**{"model.dim": 8, "model.hidden": 16, "model.layers": 1,
+                              "model.use_graph": False, "train.epochs": 1,
+                              "train.validate": False, "episodes.batch_users": 128,
+                              "episodes.batch_items": 16})
+    model = GraphMetaRecommender(cfg).fit(catalog)
+    assert len(model.cache["nbr_sim"]) == 0 and model._neighbor_weights() is None
