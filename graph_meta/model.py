@@ -60,7 +60,9 @@ Item`` paths, :mod:`graph_meta.graph.neighborhood`):
 :math:`\hat r_{uj} \mathrel{+}= \sum_h s_{jh}^p e_{uh} / (\beta + \sum_h s_{jh}^p)` over the
 ``model.neighbor_k`` most similar items of ``j`` (``neighbor_power`` :math:`p`,
 ``neighbor_shrink`` :math:`\beta`, chosen on the carved validation); a never-rated item has
-such neighbours too. ``model.neighbor_k = 0`` (or ``use_graph = false``) turns it off.
+such neighbours too. Co-rating neighbours (``Item <- User -> Item`` paths) add their
+:math:`s^p`, times ``neighbor_rated_weight``, to the weights. ``model.neighbor_k = 0`` (or
+``use_graph = false``) turns the correction off.
 
 **Prediction** (:meth:`GraphMetaRecommender.predict`) uses a numpy cache (item states
 ``[N_I, D]``, user priors ``[N_U, D]``, per-user history sums :math:`\sum x x^\top` ``[N_U, D,
@@ -327,8 +329,10 @@ class GraphMetaRecommender:
         self.history: list[dict[str, Any]] = []
         self.fit_info: dict[str, Any] = {}
         self.net_state: dict[str, Tensor] | None = None  # weights of a loaded model
-        self._nbr: tuple[np.ndarray, float, sp.csr_matrix] | None = None  # (sim, p, s^p)
-        self._nbr_graph: tuple[Any, int, ItemNeighbors] | None = None  # (graph, k, lists)
+        # (cache sims, p, weight, s^p matrix) and (graph, k, lists): computed once
+        self._nbr: tuple[Any, float, float, sp.csr_matrix] | None = None
+        self._nbr_graph: tuple[Any, tuple[int, int], tuple[ItemNeighbors, ItemNeighbors]
+                               ] | None = None
 
     # ------------------------------------------------------------------ public API
     @property
@@ -518,17 +522,25 @@ class GraphMetaRecommender:
 
     # ------------------------------------------------------------------ neighbourhood
     def _neighbor_weights(self) -> sp.csr_matrix | None:
-        """:math:`s^p` of the attribute-path neighbours; None when the correction is off
+        """:math:`s^p` of the attribute-path neighbours plus ``neighbor_rated_weight`` times
+        that of the co-rating neighbours; None when the correction is off
         (``model.neighbor_k = 0``, no graph, or a model saved without neighbours)."""
         c = self.cache
         sim = c.get("nbr_sim")
         if sim is None or not len(sim):
             return None
-        power = self.config.model.neighbor_power
-        if self._nbr is None or self._nbr[0] is not sim or self._nbr[1] != power:
-            nb = ItemNeighbors(c["nbr_indptr"], c["nbr_indices"], sim)
-            self._nbr = (sim, power, nb.weights(power))
-        return self._nbr[2]
+        m = self.config.model
+        power, gamma = m.neighbor_power, m.neighbor_rated_weight
+        rated = c.get("nbr_rated_sim")
+        stale = (self._nbr is None or self._nbr[0][0] is not sim
+                 or self._nbr[0][1] is not rated or self._nbr[1:3] != (power, gamma))
+        if stale:
+            w = ItemNeighbors(c["nbr_indptr"], c["nbr_indices"], sim).weights(power)
+            if gamma > 0 and rated is not None and len(rated):
+                w = (w + gamma * ItemNeighbors(c["nbr_rated_indptr"], c["nbr_rated_indices"],
+                                               rated).weights(power)).tocsr()
+            self._nbr = ((sim, rated), power, gamma, w)
+        return self._nbr[3]
 
     def _neighborhood(self, user_id: str, support: Sequence[tuple[str, float]],
                       theta: np.ndarray, head: np.ndarray, q: np.ndarray | None
@@ -591,7 +603,7 @@ class GraphMetaRecommender:
             lr_theta[s] = _lr(net.user_learner, "theta", s, d_state)
             lr_head[s] = _lr(net.user_learner, "head", s, 2)
         head0 = (net.head0.double().cpu().numpy() if net.head0 is not None else np.zeros(2))
-        neighbors = self._item_neighbors(data)
+        neighbors, co_rated = self._item_neighbors(data)
         self.cache = {
             "item_states": items,
             "user_prior": users_t.double().cpu().numpy(),
@@ -609,22 +621,29 @@ class GraphMetaRecommender:
             "nbr_indptr": neighbors.indptr,
             "nbr_indices": neighbors.indices,
             "nbr_sim": neighbors.sim,
+            "nbr_rated_indptr": co_rated.indptr,
+            "nbr_rated_indices": co_rated.indices,
+            "nbr_rated_sim": co_rated.sim,
         }
         self.item_ids = [str(i) for i in data.node_ids["Item"]]
         self.item_pos = {i: k for k, i in enumerate(self.item_ids)}
         self.user_pos = {str(u): k for k, u in enumerate(data.node_ids["User"])}
         net.train()
 
-    def _item_neighbors(self, data: Any) -> ItemNeighbors:
-        """The neighbour lists of graph ``data`` (computed once per graph); empty when the
-        correction is off (``model.neighbor_k = 0`` or ``model.use_graph = false``)."""
+    def _item_neighbors(self, data: Any) -> tuple[ItemNeighbors, ItemNeighbors]:
+        """``(attribute-path, co-rating)`` neighbour lists of graph ``data`` (computed once
+        per graph); empty when off (``model.neighbor_k = 0`` or ``model.use_graph = false``;
+        ``model.neighbor_rated_weight = 0`` for the co-rating lists)."""
         m = self.config.model
         k = m.neighbor_k if m.use_graph else 0
-        if k == 0:
+        k_rated = k if m.neighbor_rated_weight > 0 else 0
+        key = (k, k_rated)
+        if self._nbr_graph is None or self._nbr_graph[0] is not data or self._nbr_graph[1] != key:
             n = int(data["Item"].num_nodes)
-            return ItemNeighbors(np.zeros(n + 1, np.int64), np.zeros(0, np.int64), np.zeros(0))
-        if self._nbr_graph is None or self._nbr_graph[0] is not data or self._nbr_graph[1] != k:
-            self._nbr_graph = (data, k, ItemNeighbors.from_graph(data, top_k=k))
+            empty = ItemNeighbors(np.zeros(n + 1, np.int64), np.zeros(0, np.int64), np.zeros(0))
+            lists = (ItemNeighbors.from_graph(data, top_k=k) if k else empty,
+                     ItemNeighbors.from_ratings(data, top_k=k_rated) if k_rated else empty)
+            self._nbr_graph = (data, key, lists)
         return self._nbr_graph[2]
 
     # ------------------------------------------------------------------ persistence

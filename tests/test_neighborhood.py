@@ -76,6 +76,18 @@ def test_neighbours_come_from_shared_attribute_nodes_not_ratings(catalog: Datase
     np.testing.assert_allclose(again.sim, nb.sim)
 
 
+def test_co_rating_neighbours_are_the_cosine_of_rater_sets(catalog: Dataset) -> None:
+    graph = build_graph(catalog)
+    ei = graph["User", "RATED", "Item"].edge_index.numpy()
+    raters = np.zeros((graph["Item"].num_nodes, graph["User"].num_nodes))
+    raters[ei[1], ei[0]] = 1.0
+    got = _as_dicts(ItemNeighbors.from_ratings(graph, top_k=1000))
+    want = _brute_force(raters, 1000)
+    for g, w in zip(got, want, strict=True):
+        assert g.keys() == w.keys()
+        np.testing.assert_allclose([g[j] for j in w], list(w.values()))
+
+
 def test_residual_correction_formula() -> None:
     weights = sp.csr_matrix(np.array([[0.0, 0.5, 0.2, 0.0],
                                       [0.3, 0.0, 0.0, 0.0]]))
@@ -106,8 +118,12 @@ def test_predict_adds_the_correction_of_the_user_residuals(small_model: GraphMet
                                                            catalog: Dataset) -> None:
     model = small_model
     c = model.cache
-    weights = ItemNeighbors(c["nbr_indptr"], c["nbr_indices"], c["nbr_sim"]).weights(
-        model.config.model.neighbor_power).toarray()
+    m = model.config.model
+    assert m.neighbor_rated_weight > 0 and len(c["nbr_rated_sim"]) > 0
+    weights = (ItemNeighbors(c["nbr_indptr"], c["nbr_indices"], c["nbr_sim"]).weights(
+        m.neighbor_power).toarray() + m.neighbor_rated_weight * ItemNeighbors(
+        c["nbr_rated_indptr"], c["nbr_rated_indices"], c["nbr_rated_sim"]).weights(
+        m.neighbor_power).toarray())
     mu, items = float(c["mu"]), c["item_states"]
     checked = 0
     for scenario in ("warm", "item_cold", "user_cold"):

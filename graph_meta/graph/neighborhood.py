@@ -1,4 +1,4 @@
-r"""Attribute-path item neighbourhoods, and the residual correction they drive.
+r"""Item neighbourhoods along graph paths, and the residual correction they drive.
 
 Two items are neighbours when the graph joins them through attribute nodes: the meta-paths
 ``Item -HAS_X-> X <-HAS_X- Item`` for every attribute node type ``X`` of the snapshot
@@ -12,7 +12,9 @@ an item's *path profile* is the concatenation of its row-normalised incidence ro
 
 so every attribute type an item has weighs the same, and :math:`s_{ij}` is the cosine of
 the two profiles (:math:`s_{ii} = 0`). :class:`ItemNeighbors` keeps the ``top_k`` largest
-:math:`s_{ij}` of every item (a CSR ``[N_I, N_I]``).
+:math:`s_{ij}` of every item (a CSR ``[N_I, N_I]``). :meth:`ItemNeighbors.from_ratings` does
+the same along ``Item <-RATED- User -RATED-> Item`` (the cosine of the items' rater sets:
+co-rating neighbours, which a never-rated item does not have).
 
 **Residual correction.** A user ``u`` whose state predicts :math:`\hat r_{uh}` for the items
 ``h`` they rated (training history and task support) leaves residuals
@@ -37,7 +39,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from graph_meta.schema import ITEM, USER
+from graph_meta.schema import ITEM, RATED, USER
 
 __all__ = ["ItemNeighbors", "residual_correction"]
 
@@ -110,6 +112,16 @@ class ItemNeighbors:
             vals.append(v[keep])
         np.cumsum(indptr, out=indptr)
         return cls(indptr, np.concatenate(cols).astype(np.int64), np.concatenate(vals))
+
+    @classmethod
+    def from_ratings(cls, data: Any, *, top_k: int = 200) -> ItemNeighbors:
+        """Co-rating neighbours: the cosine of the items' rater sets (``(User, RATED,
+        Item)`` edges of a ``HeteroData`` snapshot; the rating values play no part)."""
+        ei = data[USER, RATED, ITEM].edge_index.cpu().numpy()
+        inc = sp.csr_matrix((np.ones(ei.shape[1]), (ei[1], ei[0])),
+                            shape=(int(data[ITEM].num_nodes), int(data[USER].num_nodes)))
+        inc.data[:] = 1.0
+        return cls.from_profiles(inc, top_k=top_k)
 
     def weights(self, power: float) -> sp.csr_matrix:
         """The CSR ``[N_I, N_I]`` of :math:`s_{ij}^{p}`."""
