@@ -135,7 +135,9 @@ def test_train_evaluate_recommend_benchmark(catalog_dir: Path, tmp_path: Path) -
                                  "--support-k", "0,all", "--ablations"])
     assert result.exit_code == 0, result.output
     table = (bench / "results.md").read_text()
-    for row in ("| graph-meta |", "| graph-meta (no graph) |", "| graph-meta (no CO_ENGAGED) |",
+    for row in ("| graph-meta |", "| MeLU-style (attributes + MLP + MAML, no graph) |",
+                "| graph-meta (no graph) |", "| graph-meta (no CO_ENGAGED) |",
+                "| graph-meta (no attribute-path neighbours) |",
                 "| graph-meta (no meta-learning) |",
                 "| graph-meta (pretrained, fine-tuned on support) |"):
         assert row in table, row

@@ -114,6 +114,7 @@ def run_benchmark(dataset: Dataset, out: Path, *, config_path: Path | None = Non
     """
     from graph_meta.baselines import BiasedMF, GlobalMean, ItemMeanUserBias
     from graph_meta.eval.protocol import evaluate, results_table, write_results
+    from graph_meta.melu import MeLUStyle
     from graph_meta.model import GraphMetaRecommender
     from training.config import load_config
 
@@ -128,7 +129,8 @@ def run_benchmark(dataset: Dataset, out: Path, *, config_path: Path | None = Non
               checkpoint_dir=out / "run")
     fit_s = time.perf_counter() - t
     models: list[Any] = [GlobalMean(), ItemMeanUserBias(tune=not quick),
-                         BiasedMF(tune=not quick)]
+                         BiasedMF(tune=not quick),
+                         MeLUStyle(epochs=2) if quick else MeLUStyle()]
     results = []
     for m in models:
         results.append(evaluate(m, dataset, support_k=support_k, progress=progress))
