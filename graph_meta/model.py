@@ -100,11 +100,6 @@ from training.config import Config
 
 __all__ = ["GraphMetaNet", "GraphMetaRecommender", "build_graph"]
 
-CACHE_KEYS = ("item_states", "user_prior", "hist_a", "hist_c", "lam", "lr_theta", "lr_head",
-              "head0", "mu", "hist_indptr", "hist_items", "hist_y", "nbr_indptr", "nbr_indices",
-              "nbr_sim")
-
-
 def build_graph(dataset: Dataset, *, text_dim: int = 256) -> Any:
     """The dataset's HeteroData snapshot (embedded store; training ratings only)."""
     from graph_meta.store.embedded import EmbeddedGraphStore
@@ -330,7 +325,7 @@ class GraphMetaRecommender:
         self.fit_info: dict[str, Any] = {}
         self.net_state: dict[str, Tensor] | None = None  # weights of a loaded model
         # (cache sims, p, weight, s^p matrix) and (graph, k, lists): computed once
-        self._nbr: tuple[Any, float, float, sp.csr_matrix] | None = None
+        self._nbr: tuple[Any, float, float, sp.csr_matrix, sp.csc_matrix] | None = None
         self._nbr_graph: tuple[Any, tuple[int, int], tuple[ItemNeighbors, ItemNeighbors]
                                ] | None = None
 
@@ -395,16 +390,18 @@ class GraphMetaRecommender:
         weights = self._neighbor_weights()
         if weights is None:
             return scores
-        # every user's residuals on their history, weighted by s^p of `pos`'s neighbours
-        rows = np.repeat(np.arange(len(theta)), np.diff(c["hist_indptr"]))
-        hx = items[c["hist_items"]]
-        fitted = mu + head[0] + (1.0 + head[1]) * (theta[rows, 0] + hx[:, 0]
-                                                   + (theta[rows, 1:] * hx[:, 1:]).sum(1))
+        # every user's residuals on the rated neighbours of `pos`, weighted by their s^p
         row = weights[pos]
         w_item = np.zeros(weights.shape[1])
         w_item[row.indices] = row.data
         w = w_item[c["hist_items"]]
-        num = np.bincount(rows, w * (c["hist_y"] - fitted), minlength=len(theta))
+        edges = np.flatnonzero(w)
+        rows = np.searchsorted(c["hist_indptr"], edges, side="right") - 1
+        hx = items[c["hist_items"][edges]]
+        fitted = mu + head[0] + (1.0 + head[1]) * (theta[rows, 0] + hx[:, 0]
+                                                   + (theta[rows, 1:] * hx[:, 1:]).sum(1))
+        w = w[edges]
+        num = np.bincount(rows, w * (c["hist_y"][edges] - fitted), minlength=len(theta))
         den = np.bincount(rows, w, minlength=len(theta))
         return scores + num / (den + self.config.model.neighbor_shrink)
 
@@ -526,20 +523,22 @@ class GraphMetaRecommender:
         that of the co-rating neighbours; None when the correction is off
         (``model.neighbor_k = 0``, no graph, or a model saved without neighbours)."""
         c = self.cache
-        sim = c.get("nbr_sim")
-        if sim is None or not len(sim):
-            return None
         m = self.config.model
-        power, gamma = m.neighbor_power, m.neighbor_rated_weight
-        rated = c.get("nbr_rated_sim")
+        sim, rated = c.get("nbr_sim"), c.get("nbr_rated_sim")
+        gamma = m.neighbor_rated_weight
+        use_rated = gamma > 0 and rated is not None and len(rated) > 0
+        if m.neighbor_k == 0 or sim is None or not (len(sim) or use_rated):
+            return None
+        power = m.neighbor_power
         stale = (self._nbr is None or self._nbr[0][0] is not sim
                  or self._nbr[0][1] is not rated or self._nbr[1:3] != (power, gamma))
         if stale:
             w = ItemNeighbors(c["nbr_indptr"], c["nbr_indices"], sim).weights(power)
-            if gamma > 0 and rated is not None and len(rated):
-                w = (w + gamma * ItemNeighbors(c["nbr_rated_indptr"], c["nbr_rated_indices"],
-                                               rated).weights(power)).tocsr()
-            self._nbr = ((sim, rated), power, gamma, w)
+            if use_rated:
+                w = w + gamma * ItemNeighbors(c["nbr_rated_indptr"], c["nbr_rated_indices"],
+                                              rated).weights(power)
+            w = sp.csr_matrix(w)
+            self._nbr = ((sim, rated), power, gamma, w, sp.csc_matrix(w))
         return self._nbr[3]
 
     def _neighborhood(self, user_id: str, support: Sequence[tuple[str, float]],
@@ -566,13 +565,19 @@ class GraphMetaRecommender:
         x = c["item_states"][rated]
         fitted = float(c["mu"]) + head[0] + (1.0 + head[1]) * (theta[0] + x[:, 0]
                                                                + x[:, 1:] @ theta[1:])
+        shrink = self.config.model.neighbor_shrink
+        if q is None:  # every item: only the rated items' columns of the weights matter
+            cols, inverse = np.unique(rated, return_inverse=True)
+            residual = np.bincount(inverse, y - fitted, minlength=len(cols))
+            known = np.bincount(inverse, minlength=len(cols)).astype(np.float64)
+            assert self._nbr is not None
+            return residual_correction(self._nbr[4][:, cols], residual, known, shrink)
+        # an item rated twice (history and support, or twice in the support) counts twice,
+        # as in the fold-in
         residual = np.zeros(weights.shape[1])
         known = np.zeros(weights.shape[1])
-        residual[rated] = y - fitted
-        known[rated] = 1.0
-        shrink = self.config.model.neighbor_shrink
-        if q is None:
-            return residual_correction(weights, residual, known, shrink)
+        np.add.at(residual, rated, y - fitted)
+        np.add.at(known, rated, 1.0)
         out = np.zeros(len(q))
         valid = q >= 0
         if valid.any():

@@ -137,7 +137,7 @@ def test_train_evaluate_recommend_benchmark(catalog_dir: Path, tmp_path: Path) -
     table = (bench / "results.md").read_text()
     for row in ("| graph-meta |", "| MeLU-style (attributes + MLP + MAML, no graph) |",
                 "| graph-meta (no graph) |", "| graph-meta (no CO_ENGAGED) |",
-                "| graph-meta (no attribute-path neighbours) |",
+                "| graph-meta (no neighbourhood correction) |",
                 "| graph-meta (no meta-learning) |",
                 "| graph-meta (pretrained, fine-tuned on support) |"):
         assert row in table, row

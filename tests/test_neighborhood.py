@@ -43,13 +43,27 @@ def test_top_k_cosine_matches_brute_force(k: int, monkeypatch: pytest.MonkeyPatc
     want = _brute_force(profiles, k)
     got = _as_dicts(nb)
     assert got[5] == {}
-    for g, w in zip(got, want, strict=True):
+    every = _brute_force(profiles, 40)
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
         # ties at the k-th place may pick different items with the same similarity
-        assert sorted(np.round(list(g.values()), 12)) == sorted(np.round(list(w.values()), 12))
+        np.testing.assert_allclose(sorted(g.values()), sorted(w.values()), rtol=1e-6)
         for j, s in g.items():
-            assert s == pytest.approx(_brute_force(profiles, 40)[got.index(g)][j])
+            assert s == pytest.approx(every[i][j], rel=1e-6)
     assert all(np.all(np.diff(nb.indices[a:b]) > 0) for a, b in zip(nb.indptr[:-1],
                                                                      nb.indptr[1:], strict=True))
+
+
+def test_ties_at_the_cut_keep_the_most_rated_items() -> None:
+    profiles = np.zeros((30, 3))
+    profiles[:25, 0] = 1.0  # 25 items share their only attribute: all similarities are 1
+    profiles[25:, 1] = 1.0
+    counts = np.random.default_rng(3).permutation(30).astype(float)
+    nb = ItemNeighbors.from_profiles(sp.csr_matrix(profiles), top_k=5, tie_break=counts)
+    for i, row in enumerate(_as_dicts(nb)[:25]):
+        others = [j for j in range(25) if j != i]
+        want = sorted(others, key=lambda j: -counts[j])[:5]
+        assert set(row) == set(want)
+        assert all(v == pytest.approx(1.0) for v in row.values())
 
 
 def test_neighbours_come_from_shared_attribute_nodes_not_ratings(catalog: Dataset) -> None:
@@ -135,24 +149,52 @@ def test_predict_adds_the_correction_of_the_user_residuals(small_model: GraphMet
                 x = items[pos]
                 return mu + head[0] + (1 + head[1]) * (theta[0] + x[0] + x[1:] @ theta[1:])
 
-            rated: dict[int, float] = {}
+            rated: list[tuple[int, float]] = []  # an item rated twice counts twice
             u = model.user_pos.get(task.user_id)
             if u is not None:
                 lo, hi = c["hist_indptr"][u], c["hist_indptr"][u + 1]
-                rated.update(zip(c["hist_items"][lo:hi].tolist(), c["hist_y"][lo:hi].tolist(),
-                                 strict=True))
-            rated.update((model.item_pos[i], r) for i, r in task.support)
+                rated += zip(c["hist_items"][lo:hi].tolist(), c["hist_y"][lo:hi].tolist(),
+                             strict=True)
+            rated += [(model.item_pos[i], r) for i, r in task.support]
             want = []
             for item in q:
                 j = model.item_pos[item]
-                num = sum(weights[j, h] * (r - fitted(h)) for h, r in rated.items())
-                den = sum(weights[j, h] for h in rated)
+                num = sum(weights[j, h] * (r - fitted(h)) for h, r in rated)
+                den = sum(weights[j, h] for h, _ in rated)
                 want.append(fitted(j) + num / (den + model.config.model.neighbor_shrink))
             np.testing.assert_allclose(model.predict(task.user_id, task.support, q), want,
-                                       rtol=1e-9, atol=1e-9)
+                                       rtol=1e-6, atol=1e-6)  # float32 similarities
             checked += 1
     assert checked == 15
     assert np.abs(weights).sum() > 0
+
+
+def test_every_scoring_path_agrees(small_model: GraphMetaRecommender, catalog: Dataset) -> None:
+    model = small_model
+    bare = GraphMetaRecommender(model.config)  # the same model without the correction
+    bare.cache = {k: v for k, v in model.cache.items() if not k.startswith("nbr_")}
+    bare.item_pos, bare.user_pos = model.item_pos, model.user_pos
+    task = catalog.tasks["warm"][0]
+    # score_all_items (column slices of the weights) equals predict (row slices)
+    np.testing.assert_allclose(model.score_all_items(task.user_id, task.support),
+                               model.predict(task.user_id, task.support, model.item_ids))
+    # the support's order does not matter, an item rated twice included
+    doubled = [*task.support, task.support[0]]
+    q = [i for i, _ in task.query]
+    np.testing.assert_allclose(model.predict(task.user_id, doubled, q),
+                               model.predict(task.user_id, doubled[::-1], q))
+    # score_all_users equals predict(u, [], [item]) with the correction on, and it is on
+    item = catalog.train["item_id"].astype(str).value_counts().index[0]  # a warm item
+    scores = model.score_all_users(item)
+    users = model.user_ids[::9]
+    np.testing.assert_allclose(scores[[model.user_pos[u] for u in users]],
+                               [model.predict(u, [], [item])[0] for u in users], atol=1e-10)
+    assert np.abs(scores - bare.score_all_users(item)).max() > 1e-3
+    # neighbor_k = 0 turns the correction off on a fitted model too
+    off = GraphMetaRecommender(model.config.replace(**{"model.neighbor_k": 0}))
+    off.cache, off.item_pos, off.user_pos = model.cache, model.item_pos, model.user_pos
+    np.testing.assert_allclose(off.predict(task.user_id, task.support, q),
+                               bare.predict(task.user_id, task.support, q))
 
 
 def test_correction_is_off_without_the_graph(catalog: Dataset) -> None:

@@ -24,7 +24,7 @@ SUPPORT_K: tuple[int | None, ...] = (0, 1, 3, 5, 10, None)
 #: the fixed ``meta.inner_lr`` instead of meta-learned step sizes)
 ABLATIONS: tuple[tuple[str, dict[str, Any], bool], ...] = (
     ("graph-meta (no graph)", {"model.use_graph": False}, False),
-    ("graph-meta (no attribute-path neighbours)", {"model.neighbor_k": 0}, False),
+    ("graph-meta (no neighbourhood correction)", {"model.neighbor_k": 0}, False),
     ("graph-meta (no CO_ENGAGED)", {"model.use_co_engaged": False}, False),
     ("graph-meta (no meta-learning)", {"meta.learner": "none"}, False),
     ("graph-meta (pretrained, fine-tuned on support)", {"meta.learner": "none"}, True),
@@ -115,7 +115,7 @@ def run_benchmark(dataset: Dataset, out: Path, *, config_path: Path | None = Non
     from graph_meta.baselines import BiasedMF, GlobalMean, ItemMeanUserBias
     from graph_meta.eval.protocol import evaluate, results_table, write_results
     from graph_meta.melu import MeLUStyle
-    from graph_meta.model import GraphMetaRecommender
+    from graph_meta.model import GraphMetaRecommender, resolve_device
     from training.config import load_config
 
     out.mkdir(parents=True, exist_ok=True)
@@ -130,7 +130,8 @@ def run_benchmark(dataset: Dataset, out: Path, *, config_path: Path | None = Non
     fit_s = time.perf_counter() - t
     models: list[Any] = [GlobalMean(), ItemMeanUserBias(tune=not quick),
                          BiasedMF(tune=not quick),
-                         MeLUStyle(epochs=2) if quick else MeLUStyle()]
+                         MeLUStyle(epochs=2, device=str(resolve_device(device))) if quick
+                         else MeLUStyle(device=str(resolve_device(device)))]
     results = []
     for m in models:
         results.append(evaluate(m, dataset, support_k=support_k, progress=progress))

@@ -523,6 +523,7 @@ def train_model(model: GraphMetaRecommender, dataset: Dataset, *, device: str = 
     if trained:
         info["tasks_per_s"] = float(np.mean([h["tasks_per_s"] for h in trained]))
     model.fit_info = info
+    model._nbr_graph = None  # the neighbour lists live in the cache; drop the graph
     if ckpt_dir is not None:
         model.save(ckpt_dir / "model.pt")
 

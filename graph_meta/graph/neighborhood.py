@@ -12,9 +12,13 @@ an item's *path profile* is the concatenation of its row-normalised incidence ro
 
 so every attribute type an item has weighs the same, and :math:`s_{ij}` is the cosine of
 the two profiles (:math:`s_{ii} = 0`). :class:`ItemNeighbors` keeps the ``top_k`` largest
-:math:`s_{ij}` of every item (a CSR ``[N_I, N_I]``). :meth:`ItemNeighbors.from_ratings` does
-the same along ``Item <-RATED- User -RATED-> Item`` (the cosine of the items' rater sets:
-co-rating neighbours, which a never-rated item does not have).
+:math:`s_{ij}` of every item (a CSR ``[N_I, N_I]``); among items tied at the cut (films
+sharing only their genres have equal similarity) the most rated are kept, since those are the
+items a user is likely to have rated. Building the lists costs :math:`O(N_I^2)` time (in
+chunks of bounded memory): fine for catalogues of up to some 10^5 items.
+:meth:`ItemNeighbors.from_ratings` does the same along ``Item <-RATED- User -RATED-> Item``
+(the cosine of the items' rater sets: co-rating neighbours, which a never-rated item does
+not have).
 
 **Residual correction.** A user ``u`` whose state predicts :math:`\hat r_{uh}` for the items
 ``h`` they rated (training history and task support) leaves residuals
@@ -54,12 +58,13 @@ def _row_normalised(m: sp.csr_matrix) -> sp.csr_matrix:
 
 @dataclass
 class ItemNeighbors:
-    """The ``top_k`` attribute-path neighbours of every item (module docstring).
+    """The ``top_k`` path neighbours of every item (attribute paths or co-rating, module
+    docstring).
 
     Attributes:
         indptr: ``[N_I + 1]`` CSR row pointers.
         indices: ``[nnz]`` neighbour item of each entry (sorted by item within a row).
-        sim: ``[nnz]`` :math:`s_{ij} > 0`.
+        sim: ``[nnz]`` :math:`s_{ij} > 0` (float32).
     """
 
     indptr: np.ndarray
@@ -72,30 +77,39 @@ class ItemNeighbors:
 
     @classmethod
     def from_graph(cls, data: Any, *, top_k: int = 200) -> ItemNeighbors:
-        """Neighbours from a ``HeteroData`` snapshot (every ``(Item, r, X)`` edge type with
-        ``X`` neither ``User`` nor ``Item``)."""
+        """Neighbours from a ``HeteroData`` snapshot (every edge type between ``Item`` and an
+        attribute node type ``X``, neither ``User`` nor ``Item``, in either direction)."""
         n = int(data[ITEM].num_nodes)
         blocks = []
         for src, rel, dst in data.edge_types:
-            if src != ITEM or dst in (USER, ITEM) or rel.startswith("rev_"):
+            if rel.startswith("rev_") or (src == ITEM) == (dst == ITEM) or USER in (src, dst):
                 continue
             ei = data[src, rel, dst].edge_index.cpu().numpy()
-            inc = sp.csr_matrix((np.ones(ei.shape[1]), (ei[0], ei[1])),
-                                shape=(n, int(data[dst].num_nodes)))
+            items, attrs, other = (ei[0], ei[1], dst) if src == ITEM else (ei[1], ei[0], src)
+            inc = sp.csr_matrix((np.ones(ei.shape[1]), (items, attrs)),
+                                shape=(n, int(data[other].num_nodes)))
             inc.data[:] = 1.0  # an edge listed twice is still one path
             blocks.append(_row_normalised(inc))
         return cls.from_profiles(sp.hstack(blocks, format="csr") if blocks
-                                 else sp.csr_matrix((n, 0)), top_k=top_k)
+                                 else sp.csr_matrix((n, 0)), top_k=top_k,
+                                 tie_break=_rating_counts(data))
 
     @classmethod
-    def from_profiles(cls, profiles: sp.spmatrix, *, top_k: int) -> ItemNeighbors:
-        """Top-``k`` cosine neighbours of the rows of ``profiles`` ``[N, F]``."""
+    def from_profiles(cls, profiles: sp.spmatrix, *, top_k: int,
+                      tie_break: np.ndarray | None = None) -> ItemNeighbors:
+        """Top-``k`` cosine neighbours of the rows of ``profiles`` ``[N, F]``; among equal
+        similarities the items with the larger ``tie_break`` ``[N]`` are kept."""
         f = _row_normalised(sp.csr_matrix(profiles, dtype=np.float64))
         n = f.shape[0]
         k = min(int(top_k), max(n - 1, 0))
         indptr = np.zeros(n + 1, dtype=np.int64)
         if k == 0 or f.nnz == 0:
-            return cls(indptr, np.zeros(0, np.int64), np.zeros(0))
+            return cls(indptr, np.zeros(0, np.int32), np.zeros(0, np.float32))
+        # a nudge far below any real gap between two cosines orders the ties only
+        nudge = np.zeros(n)
+        if tie_break is not None:
+            rank = np.argsort(np.argsort(tie_break, kind="stable"), kind="stable")
+            nudge = 1e-9 * rank / max(n, 1)
         ft = sp.csc_matrix(f.T)
         rows_per_chunk = max(1, _CHUNK_ENTRIES // n)
         cols, vals = [], []
@@ -103,15 +117,18 @@ class ItemNeighbors:
             stop = min(start + rows_per_chunk, n)
             s = (f[start:stop] @ ft).toarray()
             s[np.arange(stop - start), np.arange(start, stop)] = 0.0
-            top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+            s += nudge
+            top = np.argpartition(s, n - k, axis=1)[:, n - k:]
             top.sort(axis=1)
-            v = np.take_along_axis(s, top, axis=1)
+            v = np.take_along_axis(s, top, axis=1) - nudge[top]
             keep = v > 1e-12
             indptr[start + 1:stop + 1] = keep.sum(axis=1)
             cols.append(top[keep])
             vals.append(v[keep])
+            del s
         np.cumsum(indptr, out=indptr)
-        return cls(indptr, np.concatenate(cols).astype(np.int64), np.concatenate(vals))
+        return cls(indptr, np.concatenate(cols).astype(np.int32),
+                   np.concatenate(vals).astype(np.float32))
 
     @classmethod
     def from_ratings(cls, data: Any, *, top_k: int = 200) -> ItemNeighbors:
@@ -121,12 +138,20 @@ class ItemNeighbors:
         inc = sp.csr_matrix((np.ones(ei.shape[1]), (ei[1], ei[0])),
                             shape=(int(data[ITEM].num_nodes), int(data[USER].num_nodes)))
         inc.data[:] = 1.0
-        return cls.from_profiles(inc, top_k=top_k)
+        return cls.from_profiles(inc, top_k=top_k, tie_break=_rating_counts(data))
 
     def weights(self, power: float) -> sp.csr_matrix:
         """The CSR ``[N_I, N_I]`` of :math:`s_{ij}^{p}`."""
         n = self.num_items
         return sp.csr_matrix((self.sim ** power, self.indices, self.indptr), shape=(n, n))
+
+
+def _rating_counts(data: Any) -> np.ndarray:
+    """``[N_I]`` training ratings per item (0 when the snapshot has no rating edges)."""
+    n = int(data[ITEM].num_nodes)
+    if (USER, RATED, ITEM) not in data.edge_types:
+        return np.zeros(n)
+    return np.bincount(data[USER, RATED, ITEM].edge_index[1].cpu().numpy(), minlength=n)
 
 
 def residual_correction(weights: sp.csr_matrix, residual: np.ndarray, known: np.ndarray,
