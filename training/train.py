@@ -508,7 +508,8 @@ def train_model(model: GraphMetaRecommender, dataset: Dataset, *, device: str = 
             if not t_cfg.refit:
                 full = (full_graph if full_graph is not None
                         else build_graph(dataset, text_dim=cfg.model.text_dim))
-                model.build_cache(full.to(dev), RatingIndex.from_graph(full))
+                index = RatingIndex.from_graph(full)  # numpy, before the graph moves
+                model.build_cache(full.to(dev), index)
                 refit_done = True
     if not refit_done:
         res = _run_phase(model, dataset, cfg, dev, name="refit" if t_cfg.validate else "train",
