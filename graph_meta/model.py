@@ -427,30 +427,31 @@ class GraphMetaRecommender:
         if not self.cache:
             raise RuntimeError("the model is not fitted (call fit or load)")
         items, mu = self.cache["item_states"], float(self.cache["mu"])
-
-        def rows_of(ids: Sequence[str]) -> np.ndarray:
-            q = np.fromiter((self.item_pos.get(str(i), -1) for i in ids), np.int64, len(ids))
-            return np.where((q >= 0)[:, None], items[np.maximum(q, 0)], 0.0)
-
-        s_ids, q_ids = [i for i, _ in support], list(query_items)
-        xs, xq = rows_of(s_ids), rows_of(q_ids)
-        labels, preds_s, preds_q = [], [], []
+        pos = {name: np.fromiter((self.item_pos.get(str(i), -1) for i in ids), np.int64,
+                                 len(ids))
+               for name, ids in (("support", [i for i, _ in support]),
+                                 ("query", list(query_items)))}
+        rows = {name: np.where((q >= 0)[:, None], items[np.maximum(q, 0)], 0.0)
+                for name, q in pos.items()}
+        labels: list[str] = []
+        states: list[tuple[np.ndarray, np.ndarray]] = []
+        preds: dict[str, list[np.ndarray]] = {"support": [], "query": []}
         for label, theta, head in self._adaptation(user_id, support, extra_steps=extra_steps,
                                                    with_prior=True):
             labels.append(label)
-            for x, out in ((xs, preds_s), (xq, preds_q)):
-                out.append(mu + head[0] + (1.0 + head[1]) * (theta[0] + x[:, 0]
-                                                             + x[:, 1:] @ theta[1:]))
+            states.append((theta, head))
+            for name, x in rows.items():
+                preds[name].append(mu + head[0] + (1.0 + head[1]) * (theta[0] + x[:, 0]
+                                                                     + x[:, 1:] @ theta[1:]))
         trained = int(self.cache["lr_theta"].shape[0])
         stage = 1 + (trained if len(support) else 0)  # the last trained step
-        theta, head = self.adapt_user(user_id, support)
-        corrected = {}
-        for name, ids, preds in (("support", s_ids, preds_s), ("query", q_ids, preds_q)):
-            q = np.fromiter((self.item_pos.get(str(i), -1) for i in ids), np.int64, len(ids))
-            corrected[name] = preds[stage] + self._neighborhood(user_id, support, theta, head,
-                                                                q)
-        return {"labels": labels, "support": np.asarray(preds_s), "query": np.asarray(preds_q),
-                "trained_steps": trained, "corrected": corrected}
+        theta, head = states[stage]
+        corrected = {name: preds[name][stage] + self._neighborhood(user_id, support, theta,
+                                                                   head, q)
+                     for name, q in pos.items()}
+        return {"labels": labels, "support": np.asarray(preds["support"]),
+                "query": np.asarray(preds["query"]), "trained_steps": trained,
+                "corrected": corrected}
 
     def _adaptation(self, user_id: str, support: Sequence[tuple[str, float]], *,
                     extra_steps: int = 0, with_prior: bool = False
