@@ -61,8 +61,11 @@ Item`` paths, :mod:`graph_meta.graph.neighborhood`):
 ``model.neighbor_k`` most similar items of ``j`` (``neighbor_power`` :math:`p`,
 ``neighbor_shrink`` :math:`\beta`, chosen on the carved validation); a never-rated item has
 such neighbours too. Co-rating neighbours (``Item <- User -> Item`` paths) add their
-:math:`s^p`, times ``neighbor_rated_weight``, to the weights. ``model.neighbor_k = 0`` (or
-``use_graph = false``) turns the correction off.
+:math:`s^p`, times ``neighbor_rated_weight``, to the weights. On top, learned co-rating
+weights :math:`B` (the residual regression of :mod:`graph_meta.graph.neighborhood`, ridge
+``model.regression_l2``, fitted on the training residuals of the trained model) add
+:math:`\sum_h e_{uh} B_{hj}`. ``model.neighbor_k = 0`` (or ``use_graph = false``) turns both
+corrections off; ``regression_l2 = 0`` the regression alone.
 
 **Prediction** (:meth:`GraphMetaRecommender.predict`) uses a numpy cache (item states
 ``[N_I, D]``, user priors ``[N_U, D]``, per-user history sums :math:`\sum x x^\top` ``[N_U, D,
@@ -81,6 +84,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -328,6 +332,7 @@ class GraphMetaRecommender:
         self._nbr: tuple[Any, float, float, sp.csr_matrix, sp.csc_matrix] | None = None
         self._nbr_graph: tuple[Any, tuple[int, int], tuple[ItemNeighbors, ItemNeighbors]
                                ] | None = None
+        self._reg: tuple[np.ndarray, sp.csr_matrix, sp.csc_matrix] | None = None
 
     # ------------------------------------------------------------------ public API
     @property
@@ -381,29 +386,40 @@ class GraphMetaRecommender:
             raise KeyError(f"item {item_id!r} is not in the model's catalogue (items added to "
                            "the graph after training need a new `graph-meta train`)")
         c = self.cache
-        lam = c["lam"]
-        a = c["hist_a"] + np.diag(lam)
-        theta = np.linalg.solve(a, (c["hist_c"] + lam * c["user_prior"])[..., None])[..., 0]
+        theta = self._history_states()
         items, mu, head = c["item_states"], float(c["mu"]), c["head0"]
         x = items[pos]
         scores = mu + head[0] + (1.0 + head[1]) * (theta[:, 0] + x[0] + theta[:, 1:] @ x[1:])
-        weights = self._neighbor_weights()
+        weights, regression = self._neighbor_weights(), self._regression_weights()
         if weights is None:
             return scores
-        # every user's residuals on the rated neighbours of `pos`, weighted by their s^p
+        # every user's residuals on the items that weigh on `pos` (only those edges)
+        n = weights.shape[1]
+        w_sim, w_reg = np.zeros(n), np.zeros(n)
         row = weights[pos]
-        w_item = np.zeros(weights.shape[1])
-        w_item[row.indices] = row.data
-        w = w_item[c["hist_items"]]
-        edges = np.flatnonzero(w)
+        w_sim[row.indices] = row.data
+        if regression is not None:
+            row = regression[0][pos]
+            w_reg[row.indices] = row.data
+        edges = np.flatnonzero((w_sim != 0)[c["hist_items"]] | (w_reg != 0)[c["hist_items"]])
         rows = np.searchsorted(c["hist_indptr"], edges, side="right") - 1
-        hx = items[c["hist_items"][edges]]
+        hit = c["hist_items"][edges]
+        hx = items[hit]
         fitted = mu + head[0] + (1.0 + head[1]) * (theta[rows, 0] + hx[:, 0]
                                                    + (theta[rows, 1:] * hx[:, 1:]).sum(1))
-        w = w[edges]
-        num = np.bincount(rows, w * (c["hist_y"][edges] - fitted), minlength=len(theta))
-        den = np.bincount(rows, w, minlength=len(theta))
-        return scores + num / (den + self.config.model.neighbor_shrink)
+        e = c["hist_y"][edges] - fitted
+        num = np.bincount(rows, w_sim[hit] * e, minlength=len(theta))
+        den = np.bincount(rows, w_sim[hit], minlength=len(theta))
+        learned = np.bincount(rows, w_reg[hit] * e, minlength=len(theta))
+        return scores + num / (den + self.config.model.neighbor_shrink) + learned
+
+    def _history_states(self) -> np.ndarray:
+        """``[N_U, D]`` every known user's ridge fold-in of their training history toward
+        their graph prior (the ``K = 0`` state of :meth:`adapt_user`, batched solves)."""
+        c = self.cache
+        lam = c["lam"]
+        a = c["hist_a"] + np.diag(lam)
+        return np.linalg.solve(a, (c["hist_c"] + lam * c["user_prior"])[..., None])[..., 0]
 
     # ------------------------------------------------------------------ adaptation
     def adapt_user(self, user_id: str, support: Sequence[tuple[str, float]]
@@ -519,6 +535,19 @@ class GraphMetaRecommender:
         return pred + self._neighborhood(user_id, support, theta, head, q)
 
     # ------------------------------------------------------------------ neighbourhood
+    def _regression_weights(self) -> tuple[sp.csr_matrix, sp.csc_matrix] | None:
+        """The learned co-rating weights :math:`W_{jh} = B_{hj}` (CSR and CSC); None when
+        off (``regression_l2 = 0``, the neighbourhood off, or not in the cache)."""
+        c = self.cache
+        weight = c.get("reg_weight")
+        if (weight is None or not len(weight) or self.config.model.regression_l2 == 0
+                or self._neighbor_weights() is None):
+            return None
+        if self._reg is None or self._reg[0] is not weight:
+            w = ItemNeighbors(c["reg_indptr"], c["reg_indices"], weight).weights(1.0)
+            self._reg = (weight, w, sp.csc_matrix(w))
+        return self._reg[1], self._reg[2]
+
     def _neighbor_weights(self) -> sp.csr_matrix | None:
         """:math:`s^p` of the attribute-path neighbours plus ``neighbor_rated_weight`` times
         that of the co-rating neighbours; None when the correction is off
@@ -567,12 +596,16 @@ class GraphMetaRecommender:
         fitted = float(c["mu"]) + head[0] + (1.0 + head[1]) * (theta[0] + x[:, 0]
                                                                + x[:, 1:] @ theta[1:])
         shrink = self.config.model.neighbor_shrink
+        regression = self._regression_weights()
         if q is None:  # every item: only the rated items' columns of the weights matter
             cols, inverse = np.unique(rated, return_inverse=True)
             residual = np.bincount(inverse, y - fitted, minlength=len(cols))
             known = np.bincount(inverse, minlength=len(cols)).astype(np.float64)
             assert self._nbr is not None
-            return residual_correction(self._nbr[4][:, cols], residual, known, shrink)
+            out = residual_correction(self._nbr[4][:, cols], residual, known, shrink)
+            if regression is not None:
+                out += regression[1][:, cols] @ residual
+            return out
         # an item rated twice (history and support, or twice in the support) counts twice,
         # as in the fold-in
         residual = np.zeros(weights.shape[1])
@@ -583,6 +616,8 @@ class GraphMetaRecommender:
         valid = q >= 0
         if valid.any():
             out[valid] = residual_correction(weights[q[valid]], residual, known, shrink)
+            if regression is not None:
+                out[valid] += regression[0][q[valid]] @ residual
         return out
 
     # ------------------------------------------------------------------ cache
@@ -631,10 +666,38 @@ class GraphMetaRecommender:
             "nbr_rated_indices": co_rated.indices,
             "nbr_rated_sim": co_rated.sim,
         }
+        self.cache.update(self._residual_regression(index))
         self.item_ids = [str(i) for i in data.node_ids["Item"]]
         self.item_pos = {i: k for k, i in enumerate(self.item_ids)}
         self.user_pos = {str(u): k for k, u in enumerate(data.node_ids["User"])}
         net.train()
+
+    def _residual_regression(self, index: RatingIndex) -> dict[str, np.ndarray]:
+        """Cache entries of the learned co-rating weights, fitted on the residuals of every
+        training rating under its user's history state (empty lists when off or when the
+        catalogue is too large for the dense solve, with a warning)."""
+        c = self.cache
+        m = self.config.model
+        n = len(c["item_states"])
+        lists = ItemNeighbors(np.zeros(n + 1, np.int64), np.zeros(0, np.int32),
+                              np.zeros(0, np.float32))
+        if m.regression_l2 > 0 and m.neighbor_k > 0 and m.use_graph and len(c["hist_y"]):
+            theta, items, head = self._history_states(), c["item_states"], c["head0"]
+            users = np.repeat(np.arange(len(theta)), np.diff(c["hist_indptr"]))
+            x = items[c["hist_items"]]
+            fitted = float(c["mu"]) + head[0] + (1.0 + head[1]) * (
+                theta[users, 0] + x[:, 0] + (theta[users, 1:] * x[:, 1:]).sum(1))
+            residuals = sp.csr_matrix((c["hist_y"] - fitted, (users, c["hist_items"])),
+                                      shape=(len(theta), n))
+            try:
+                lists = ItemNeighbors.from_residuals(residuals, l2=m.regression_l2,
+                                                     top_k=m.neighbor_k)
+            except ValueError as exc:
+                warnings.warn(f"residual regression skipped: {exc} (set model.regression_l2 "
+                              "= 0 to turn it off)", stacklevel=2)
+        self._reg = None
+        return {"reg_indptr": lists.indptr, "reg_indices": lists.indices,
+                "reg_weight": lists.sim}
 
     def _item_neighbors(self, data: Any) -> tuple[ItemNeighbors, ItemNeighbors]:
         """``(attribute-path, co-rating)`` neighbour lists of graph ``data`` (computed once

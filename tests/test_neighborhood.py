@@ -111,6 +111,49 @@ def test_residual_correction_formula() -> None:
     np.testing.assert_allclose(got, [(0.5 - 0.1) / (0.7 + 1.0), 0.0])
 
 
+def _ridge_without_self(e: np.ndarray, l2: float) -> np.ndarray:
+    """``B[h, j]``: column ``j`` of E regressed on the other columns, one ridge per item."""
+    n = e.shape[1]
+    b = np.zeros((n, n))
+    for j in range(n):
+        others = [h for h in range(n) if h != j]
+        x = e[:, others]
+        b[others, j] = np.linalg.solve(x.T @ x + l2 * np.eye(n - 1), x.T @ e[:, j])
+    return b
+
+
+@pytest.mark.parametrize("k", [2, 100])
+def test_residual_regression_is_the_ridge_of_each_item_on_the_others(k: int) -> None:
+    rng = np.random.default_rng(1)
+    e = rng.normal(size=(60, 9)) * (rng.random((60, 9)) < 0.5)
+    e[:, 4] = 0.0  # nobody rated item 4: it neither predicts nor is predicted
+    e[:, 7] = 0.8 * e[:, 2] + 0.1 * rng.normal(size=60) * (e[:, 2] != 0)
+    e = sp.csr_matrix(e)
+    want = _ridge_without_self(e.toarray(), 3.0)
+    got = ItemNeighbors.from_residuals(e, l2=3.0, top_k=k)
+    rows = _as_dicts(got)
+    assert rows[4] == {} and all(4 not in r for r in rows)
+    for j, row in enumerate(rows):
+        if j == 4:
+            continue
+        assert len(row) == min(k, 7)
+        # row j holds the k largest |B[h, j]|
+        top = np.argsort(-np.abs(np.delete(want[:, j], [j, 4])))[:k]
+        assert sorted(row) == sorted(np.delete(np.arange(9), [j, 4])[top].tolist())
+        np.testing.assert_allclose([row[h] for h in sorted(row)],
+                                   want[sorted(row), j], rtol=1e-5, atol=1e-6)
+    assert _as_dicts(got)[2][7] > 0.5  # the planted dependence is found
+
+
+def test_residual_regression_refuses_a_catalogue_too_large(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("graph_meta.graph.neighborhood.MAX_REGRESSION_ITEMS", 3)
+    with pytest.raises(ValueError, match="4 rated items"):
+        ItemNeighbors.from_residuals(sp.csr_matrix(np.eye(4)), l2=1.0, top_k=2)
+    with pytest.raises(ValueError, match="l2 must be > 0"):
+        ItemNeighbors.from_residuals(sp.csr_matrix(np.eye(2)), l2=0.0, top_k=2)
+
+
 def test_store_snapshots_give_the_same_neighbours(store, catalog: Dataset) -> None:
     want = ItemNeighbors.from_graph(build_graph(catalog), top_k=20)
     got = ItemNeighbors.from_graph(store.snapshot(), top_k=20)
@@ -138,6 +181,9 @@ def test_predict_adds_the_correction_of_the_user_residuals(small_model: GraphMet
         m.neighbor_power).toarray() + m.neighbor_rated_weight * ItemNeighbors(
         c["nbr_rated_indptr"], c["nbr_rated_indices"], c["nbr_rated_sim"]).weights(
         m.neighbor_power).toarray())
+    learned = ItemNeighbors(c["reg_indptr"], c["reg_indices"], c["reg_weight"]).weights(
+        1.0).toarray()
+    assert m.regression_l2 > 0 and np.abs(learned).sum() > 0
     mu, items = float(c["mu"]), c["item_states"]
     checked = 0
     for scenario in ("warm", "item_cold", "user_cold"):
@@ -161,7 +207,8 @@ def test_predict_adds_the_correction_of_the_user_residuals(small_model: GraphMet
                 j = model.item_pos[item]
                 num = sum(weights[j, h] * (r - fitted(h)) for h, r in rated)
                 den = sum(weights[j, h] for h, _ in rated)
-                want.append(fitted(j) + num / (den + model.config.model.neighbor_shrink))
+                reg = sum(learned[j, h] * (r - fitted(h)) for h, r in rated)
+                want.append(fitted(j) + num / (den + model.config.model.neighbor_shrink) + reg)
             np.testing.assert_allclose(model.predict(task.user_id, task.support, q), want,
                                        rtol=1e-6, atol=1e-6)  # float32 similarities
             checked += 1
@@ -172,7 +219,7 @@ def test_predict_adds_the_correction_of_the_user_residuals(small_model: GraphMet
 def test_every_scoring_path_agrees(small_model: GraphMetaRecommender, catalog: Dataset) -> None:
     model = small_model
     bare = GraphMetaRecommender(model.config)  # the same model without the correction
-    bare.cache = {k: v for k, v in model.cache.items() if not k.startswith("nbr_")}
+    bare.cache = {k: v for k, v in model.cache.items() if not k.startswith(("nbr_", "reg_"))}
     bare.item_pos, bare.user_pos = model.item_pos, model.user_pos
     task = catalog.tasks["warm"][0]
     # score_all_items (column slices of the weights) equals predict (row slices)
@@ -195,6 +242,16 @@ def test_every_scoring_path_agrees(small_model: GraphMetaRecommender, catalog: D
     off.cache, off.item_pos, off.user_pos = model.cache, model.item_pos, model.user_pos
     np.testing.assert_allclose(off.predict(task.user_id, task.support, q),
                                bare.predict(task.user_id, task.support, q))
+    # regression_l2 = 0 turns the learned weights off and keeps the similarity correction
+    no_reg = GraphMetaRecommender(model.config.replace(**{"model.regression_l2": 0.0}))
+    no_reg.cache, no_reg.item_pos, no_reg.user_pos = model.cache, model.item_pos, model.user_pos
+    sim_only = {k: v for k, v in model.cache.items() if not k.startswith("reg_")}
+    want = GraphMetaRecommender(model.config)
+    want.cache, want.item_pos, want.user_pos = sim_only, model.item_pos, model.user_pos
+    got = no_reg.predict(task.user_id, task.support, q)
+    np.testing.assert_allclose(got, want.predict(task.user_id, task.support, q))
+    assert np.abs(got - model.predict(task.user_id, task.support, q)).max() > 1e-4
+    assert np.abs(got - bare.predict(task.user_id, task.support, q)).max() > 1e-4
 
 
 def test_correction_is_off_without_the_graph(catalog: Dataset) -> None:
@@ -204,3 +261,18 @@ def test_correction_is_off_without_the_graph(catalog: Dataset) -> None:
                               "episodes.batch_items": 16})
     model = GraphMetaRecommender(cfg).fit(catalog)
     assert len(model.cache["nbr_sim"]) == 0 and model._neighbor_weights() is None
+    assert len(model.cache["reg_weight"]) == 0 and model._regression_weights() is None
+
+
+def test_a_catalogue_too_large_for_the_regression_warns_and_trains(
+        catalog: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("graph_meta.graph.neighborhood.MAX_REGRESSION_ITEMS", 5)
+    cfg = Config().replace(**{"model.dim": 8, "model.hidden": 16, "model.layers": 1,
+                              "train.epochs": 1, "train.validate": False,
+                              "episodes.batch_users": 128, "episodes.batch_items": 16})
+    with pytest.warns(UserWarning, match="residual regression skipped: .* at most 5"):
+        model = GraphMetaRecommender(cfg).fit(catalog)
+    assert len(model.cache["reg_weight"]) == 0 and len(model.cache["nbr_sim"]) > 0
+    task = catalog.tasks["warm"][0]
+    assert np.isfinite(model.predict(task.user_id, task.support,
+                                     [i for i, _ in task.query])).all()

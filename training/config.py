@@ -49,15 +49,16 @@ class ModelConfig:
     neighbor_power: float = 2.0   # p: neighbour weights s^p
     neighbor_shrink: float = 1.0  # beta: correction = sum s^p e / (beta + sum s^p)
     neighbor_rated_weight: float = 1.0  # weight of the co-rating neighbours (0: attributes only)
+    regression_l2: float = 300.0  # ridge of the learned co-rating residual regression (0: off)
 
     def check(self) -> None:
         _positive(self, "model", "dim", "hidden", "heads", "prior_mlp", "text_dim",
                   "neighbor_power", "neighbor_shrink")
         _at_least(self, "model", "layers", 0)
         _at_least(self, "model", "neighbor_k", 0)
-        if self.neighbor_rated_weight < 0:
-            raise ConfigError("model.neighbor_rated_weight: must be >= 0, got "
-                              f"{self.neighbor_rated_weight}")
+        for key in ("neighbor_rated_weight", "regression_l2"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"model.{key}: must be >= 0, got {getattr(self, key)}")
         _at_least(self, "model", "min_attr_degree", 1)
         _choice(self, "model", "conv", ("sage", "hgt"))
         _unit(self, "model", "dropout")

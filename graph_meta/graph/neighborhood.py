@@ -33,6 +33,19 @@ paths for the similarity):
 with ``power`` :math:`p` sharpening the weights and ``shrink`` :math:`\beta` pulling an item
 with few or weak rated neighbours back to the uncorrected prediction
 (:func:`residual_correction`).
+
+**Residual regression.** The co-rating path weights can also be *learned*:
+:meth:`ItemNeighbors.from_residuals` regresses every item's training residuals on those of
+the other items (EASE, Steck 2019, on the residual matrix
+:math:`E \in \mathbb{R}^{N_U \times N_I}`, 0 where a user has not rated an item):
+
+.. math:: B = \arg\min_{\operatorname{diag}(B) = 0} \lVert E - E B \rVert_F^2
+          + \lambda \lVert B \rVert_F^2 = I - P \operatorname{diag}(P)^{-1},
+          \qquad P = (E^\top E + \lambda I)^{-1},
+
+and adds :math:`\sum_h e_{uh} B_{hj}` to the prediction of item ``j``. Weights are signed
+(an item's residuals can predict the opposite on another), so they are added as they are,
+without the normalisation of the similarity correction.
 """
 
 from __future__ import annotations
@@ -45,9 +58,10 @@ import scipy.sparse as sp
 
 from graph_meta.schema import ITEM, RATED, USER
 
-__all__ = ["ItemNeighbors", "residual_correction"]
+__all__ = ["MAX_REGRESSION_ITEMS", "ItemNeighbors", "residual_correction"]
 
 _CHUNK_ENTRIES = 1 << 24  # dense similarity entries computed at a time (128 MB of float64)
+MAX_REGRESSION_ITEMS = 20_000  # rated items the dense [N, N] inverse may take (3.2 GB)
 
 
 def _row_normalised(m: sp.csr_matrix) -> sp.csr_matrix:
@@ -64,7 +78,8 @@ class ItemNeighbors:
     Attributes:
         indptr: ``[N_I + 1]`` CSR row pointers.
         indices: ``[nnz]`` neighbour item of each entry (sorted by item within a row).
-        sim: ``[nnz]`` :math:`s_{ij} > 0` (float32).
+        sim: ``[nnz]`` :math:`s_{ij} > 0` (float32); for :meth:`from_residuals`, the signed
+            regression weight :math:`B_{ji}` of neighbour ``j`` for item ``i``.
     """
 
     indptr: np.ndarray
@@ -139,6 +154,49 @@ class ItemNeighbors:
                             shape=(int(data[ITEM].num_nodes), int(data[USER].num_nodes)))
         inc.data[:] = 1.0
         return cls.from_profiles(inc, top_k=top_k, tie_break=_rating_counts(data))
+
+    @classmethod
+    def from_residuals(cls, residuals: sp.spmatrix, *, l2: float, top_k: int
+                       ) -> ItemNeighbors:
+        r"""Learned co-rating weights (module docstring, *Residual regression*): row ``j``
+        keeps the ``top_k`` largest :math:`|B_{hj}|` over items ``h``.
+
+        Args:
+            residuals: ``[N_U, N_I]`` training residuals :math:`e_{uh}` (stored entries are
+                the ratings; an item nobody rated gets no weights).
+            l2: :math:`\lambda > 0`.
+            top_k: weights kept per item.
+
+        Raises:
+            ValueError: more than :data:`MAX_REGRESSION_ITEMS` items are rated (the dense
+                inverse would not fit in memory).
+        """
+        if l2 <= 0:
+            raise ValueError(f"l2 must be > 0, got {l2}")
+        e = sp.csc_matrix(residuals, dtype=np.float64)
+        n = e.shape[1]
+        rated = np.flatnonzero(np.diff(e.indptr))
+        if len(rated) > MAX_REGRESSION_ITEMS:
+            raise ValueError(f"{len(rated)} rated items: the residual regression inverts a "
+                             f"dense [N, N] matrix and takes at most {MAX_REGRESSION_ITEMS}")
+        k = min(int(top_k), max(len(rated) - 1, 0))
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        if k == 0:
+            return cls(indptr, np.zeros(0, np.int32), np.zeros(0, np.float32))
+        e = e[:, rated]
+        gram = (e.T @ e).toarray()
+        gram[np.diag_indices_from(gram)] += l2
+        p = np.linalg.inv(gram)
+        w = p / -np.diag(p)[:, None]  # w[j, h] = B[h, j] (P is symmetric)
+        np.fill_diagonal(w, 0.0)
+        del p, gram
+        top = np.argpartition(-np.abs(w), k - 1, axis=1)[:, :k]
+        top.sort(axis=1)
+        vals = np.take_along_axis(w, top, axis=1)
+        keep = vals != 0.0
+        indptr[rated + 1] = keep.sum(axis=1)
+        np.cumsum(indptr, out=indptr)
+        return cls(indptr, rated[top[keep]].astype(np.int32), vals[keep].astype(np.float32))
 
     def weights(self, power: float) -> sp.csr_matrix:
         """The CSR ``[N_I, N_I]`` of :math:`s_{ij}^{p}`."""
