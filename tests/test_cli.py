@@ -138,6 +138,7 @@ def test_train_evaluate_recommend_benchmark(catalog_dir: Path, tmp_path: Path) -
     for row in ("| graph-meta |", "| MeLU-style (attributes + MLP + MAML, no graph) |",
                 "| graph-meta (no graph) |", "| graph-meta (no CO_ENGAGED) |",
                 "| graph-meta (no neighbourhood correction) |",
+                "| graph-meta (no learned co-rating weights) |",
                 "| graph-meta (no meta-learning) |",
                 "| graph-meta (pretrained, fine-tuned on support) |"):
         assert row in table, row

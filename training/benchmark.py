@@ -25,6 +25,7 @@ SUPPORT_K: tuple[int | None, ...] = (0, 1, 3, 5, 10, None)
 ABLATIONS: tuple[tuple[str, dict[str, Any], bool], ...] = (
     ("graph-meta (no graph)", {"model.use_graph": False}, False),
     ("graph-meta (no neighbourhood correction)", {"model.neighbor_k": 0}, False),
+    ("graph-meta (no learned co-rating weights)", {"model.regression_l2": 0.0}, False),
     ("graph-meta (no CO_ENGAGED)", {"model.use_co_engaged": False}, False),
     ("graph-meta (no meta-learning)", {"meta.learner": "none"}, False),
     ("graph-meta (pretrained, fine-tuned on support)", {"meta.learner": "none"}, True),
