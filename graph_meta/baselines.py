@@ -44,9 +44,10 @@ ratings, rows weighted by :math:`\sqrt{n_i}` or :math:`n_i` (``prior_weight``); 
 prior :math:`\theta^0` is the same map over the user table (``alpha_user``, weights
 :math:`\sqrt{n_u}`). :math:`f_i` (:func:`side_features`) concatenates the one-hot
 categorical columns, the numeric columns (z-score clipped into the training rows' range, plus
-a missing flag) and the hashed text bag of :func:`graph_meta.graph.features.encode_features`,
-and a multi-hot of every node column (genres, directors, actors, ...; values on at least 2
-training rows, at most ``max_vocab`` per column), each multi-hot block scaled to unit norm.
+a missing flag), the hashed text bag of :func:`graph_meta.graph.features.hashed_text` (2048
+buckets) and a multi-hot of every node column (genres, directors, actors, ...; values on at
+least 2 training rows, at most ``max_vocab`` per column), each multi-hot block scaled to unit
+norm.
 
 *Hyper-parameters.* With ``tune=True`` (``fit`` then takes longer) :math:`\lambda,
 \lambda_b` (and ``k`` if the grid says so) are chosen on a grid, and ``alpha_user``,
@@ -74,7 +75,7 @@ import scipy.sparse as sp
 from graph_meta.dataset import ITEM_ID, RATING, USER_ID, Dataset
 from graph_meta.eval.protocol import carve_validation, evaluate, training_view
 from graph_meta.graph.build import split_multi
-from graph_meta.graph.features import encode_features
+from graph_meta.graph.features import encode_features, hashed_text
 from graph_meta.schema import TableSpec
 
 __all__ = [
@@ -275,12 +276,14 @@ def _carve_summary(pseudo: Dataset) -> dict[str, Any]:
 
 
 def side_features(table: TableSpec, frame: pd.DataFrame, fit_rows: np.ndarray, *,
-                  min_count: int = 2, max_vocab: int = 2000, text_dim: int = 256,
+                  min_count: int = 2, max_vocab: int = 2000, text_dim: int = 2048,
                   clip_numeric: bool = True) -> sp.csr_matrix:
     """Side-feature matrix ``[len(frame), d]`` of a users/items table.
 
     Blocks: one-hot of every non-node ``categorical`` column, the ``numeric`` z-scores and
-    missing flags and the hashed text bag (both from ``encode_features``), and a multi-hot of
+    missing flags (from ``encode_features``), the hashed text bag (``hashed_text``, sparse;
+    2048 buckets for plots and titles: graph-meta's carved validation item_cold / user_item_cold
+    0.9434 / 1.0062 vs 0.9447 / 1.0090 with 256, on both carve seeds tried), and a multi-hot of
     every node column. One-hot and multi-hot vocabularies keep the values present on at least
     ``min_count`` of the ``fit_rows`` (bool mask: the rows a model is fitted on), the
     ``max_vocab`` most frequent per column; a multi-hot row is scaled to unit L2 norm. With
@@ -290,7 +293,7 @@ def side_features(table: TableSpec, frame: pd.DataFrame, fit_rows: np.ndarray, *
     """
     n = len(frame)
     fit_rows = np.asarray(fit_rows, dtype=bool)
-    enc = encode_features(table, frame, text_dim=text_dim)
+    enc = encode_features(table, frame, text_dim=0)
     blocks: list[sp.csr_matrix] = []
 
     def one_hot(rows: np.ndarray, cols: np.ndarray, n_cols: int, norm: bool) -> None:
@@ -331,8 +334,11 @@ def side_features(table: TableSpec, frame: pd.DataFrame, fit_rows: np.ndarray, *
             seen = fit_rows & (x_num[:, j + 1] == 0)
             if seen.any():
                 x_num[:, j] = np.clip(x_num[:, j], x_num[seen, j].min(), x_num[seen, j].max())
-    dense = [x_num, enc["x_text"].numpy()]
-    blocks += [sp.csr_matrix(d.astype(np.float64)) for d in dense if d.shape[1]]
+    if x_num.shape[1]:
+        blocks.append(sp.csr_matrix(x_num))
+    text = hashed_text(table, frame, text_dim=text_dim)
+    if text.shape[1]:
+        blocks.append(text)
     if not blocks:
         return sp.csr_matrix((n, 0))
     return sp.hstack(blocks, format="csr")

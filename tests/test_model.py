@@ -5,13 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg  # noqa: F401  (sp.linalg.norm)
 import torch
 
 from graph_meta.baselines import _RidgeMap, side_features
 from graph_meta.dataset import Dataset
 from graph_meta.eval.protocol import evaluate, training_view
+from graph_meta.graph.features import encode_features, hashed_text
 from graph_meta.model import GraphMetaNet, GraphMetaRecommender, episode_tensors, init_precisions
+from graph_meta.schema import ColumnSpec, TableSpec
 from training.benchmark import ABLATIONS, fine_tune_steps
 from training.config import Config, ConfigError, load_config
 from training.train import _Phase, als, linear_prior, release_weights
@@ -263,6 +268,29 @@ def test_item_prior_row_weights_select_the_rows_it_is_fitted_on(catalog: Dataset
     w = release_weights(view, ids, 4.0)
     assert w is not None and w.min() >= 1.0 and w.max() <= np.exp(4.0) + 1e-9
     assert release_weights(view, ids, 0.0) is None
+
+
+def test_side_features_end_with_the_sparse_hashed_text_bag() -> None:
+    table = TableSpec(file="items.csv", id="item_id", columns={
+        "year": ColumnSpec("year", "numeric"),
+        "plot": ColumnSpec("plot", "text"),
+        "tags": ColumnSpec("tags", "multi", sep="|"),
+    })
+    frame = pd.DataFrame({"year": [1990.0, np.nan, 2000.0],
+                          "plot": ["A boy and his toys", None, "Toys come to life"],
+                          "tags": ["pixar|family", "", "pixar"]})
+    text = hashed_text(table, frame, text_dim=64)
+    assert sp.issparse(text) and text.shape == (3, 64)
+    np.testing.assert_allclose(sp.linalg.norm(text, axis=1), [1.0, 0.0, 1.0])
+    # the dense x_text of the encoder is the same bag
+    np.testing.assert_allclose(encode_features(table, frame, text_dim=64)["x_text"].numpy(),
+                               text.toarray(), rtol=1e-6)
+    feats = side_features(table, frame, np.ones(3, bool), text_dim=64)
+    # z-score + missing flag of year, then the 64 buckets
+    assert feats.shape == (3, 2 + 64)
+    np.testing.assert_allclose(feats[:, 2:].toarray(), text.toarray())
+    assert side_features(table, frame, np.ones(3, bool)).shape == (3, 2 + 2048)
+    assert hashed_text(table, frame, text_dim=0).shape == (3, 0)
 
 
 def test_als_per_coordinate_precision_is_the_user_step(catalog: Dataset) -> None:

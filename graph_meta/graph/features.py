@@ -18,6 +18,7 @@ import re
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 from sklearn.feature_extraction.text import HashingVectorizer
 
@@ -42,8 +43,6 @@ def encode_features(table: TableSpec, frame: pd.DataFrame, *,
     n = len(frame)
     cat_cols = [c for c, s in table.columns.items() if s.type == "categorical" and not s.node]
     num_cols = [c for c, s in table.columns.items() if s.type == "numeric"]
-    bag_cols = [c for c, s in table.columns.items()
-                if s.type == "text" or (s.type == "multi" and not s.node)]
 
     x_cat = np.zeros((n, len(cat_cols)), dtype=np.int64)
     sizes = []
@@ -65,26 +64,34 @@ def encode_features(table: TableSpec, frame: pd.DataFrame, *,
         x_num[:, 2 * j] = np.where(missing, 0.0, z)
         x_num[:, 2 * j + 1] = missing
 
-    if bag_cols and text_dim > 0:
-        parts = []
-        for col in bag_cols:
-            spec = table.columns[col]
-            values = frame[col].fillna("").astype(str).tolist()
-            if spec.type == "text":
-                parts.append([[("text", v, None)] for v in values])
-            else:
-                assert spec.sep is not None
-                parts.append([[("multi", p.strip(), col) for p in v.split(spec.sep) if p.strip()]
-                              for v in values])
-        docs = [_tokens([t for part in parts for t in part[i]]) for i in range(n)]
-        vectorizer = HashingVectorizer(n_features=text_dim, analyzer=lambda d: d,
-                                       alternate_sign=False, norm="l2")
-        x_text = vectorizer.transform(docs).toarray().astype(np.float32)
-    else:
-        x_text = np.zeros((n, 0), dtype=np.float32)
+    x_text = hashed_text(table, frame, text_dim=text_dim).toarray().astype(np.float32)
     return {
         "x_cat": torch.from_numpy(x_cat),
         "cat_sizes": torch.tensor(sizes, dtype=torch.long),
         "x_num": torch.from_numpy(x_num),
         "x_text": torch.from_numpy(x_text),
     }
+
+
+def hashed_text(table: TableSpec, frame: pd.DataFrame, *, text_dim: int) -> sp.csr_matrix:
+    """``[N, text_dim]`` (``[N, 0]`` without bag columns or with ``text_dim = 0``): the
+    L2-normalised hashed bag of words of ``x_text``, sparse."""
+    n = len(frame)
+    bag_cols = [c for c, s in table.columns.items()
+                if s.type == "text" or (s.type == "multi" and not s.node)]
+    if not bag_cols or text_dim <= 0:
+        return sp.csr_matrix((n, 0), dtype=np.float64)
+    parts = []
+    for col in bag_cols:
+        spec = table.columns[col]
+        values = frame[col].fillna("").astype(str).tolist()
+        if spec.type == "text":
+            parts.append([[("text", v, None)] for v in values])
+        else:
+            assert spec.sep is not None
+            parts.append([[("multi", p.strip(), col) for p in v.split(spec.sep) if p.strip()]
+                          for v in values])
+    docs = [_tokens([t for part in parts for t in part[i]]) for i in range(n)]
+    vectorizer = HashingVectorizer(n_features=text_dim, analyzer=lambda d: d,
+                                   alternate_sign=False, norm="l2")
+    return sp.csr_matrix(vectorizer.transform(docs), dtype=np.float64)
