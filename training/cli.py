@@ -1,8 +1,8 @@
 """The ``graph-meta`` command line.
 
 Commands: ``synth``, ``import-movielens``, ``import-csv``, ``validate``, ``stats``, ``ingest``,
-``candidates``, ``train``, ``evaluate``, ``benchmark``, ``recommend``, ``audience``,
-``demo``. Data errors
+``candidates``, ``train``, ``evaluate``, ``add-items``, ``benchmark``, ``recommend``,
+``audience``, ``demo``. Data errors
 are printed as one line naming file, line and field, with exit code 2. ``--store neo4j``
 reads the graph from a Neo4j server whose address comes from ``--neo4j-uri``/``NEO4J_URI``
 and whose password only ever comes from ``NEO4J_PASSWORD``.
@@ -391,6 +391,29 @@ def evaluate(dataset: Path, run_dir: Path, out: Path, support_k: str) -> None:
     click.echo(f"wrote {out}")
 
 
+@main.command("add-items")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--run", "run_dir", required=True, type=click.Path(path_type=Path),
+              help="Run directory written by `graph-meta train` (its model is updated).")
+def add_items(dataset: Path, run_dir: Path) -> None:
+    """Score the items of DATASET/items.csv added after training, without retraining."""
+    from loaders.folder import read_dataset
+
+    model = _load_model(run_dir)
+    t0 = time.perf_counter()
+    added = model.add_items(read_dataset(dataset, tasks=False))
+    if not added:
+        click.echo("no new items: the model already knows every item of the dataset")
+        return
+    # written beside, then renamed: a failure leaves the old model whole
+    tmp = run_dir / "model.pt.new"
+    model.save(tmp)
+    tmp.with_suffix(".new.json").replace(run_dir / "model.pt.json")
+    tmp.replace(run_dir / "model.pt")
+    click.echo(f"added {len(added)} item(s) in {time.perf_counter() - t0:.1f} s "
+               f"(first: {', '.join(added[:5])}); model saved in {run_dir / 'model.pt'}")
+
+
 @main.command()
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path))
@@ -437,19 +460,31 @@ def recommend(dataset: Path, run_dir: Path, user_id: str | None, rated: tuple[st
     if user_id is None and not pairs:
         click.secho("note: no --user and no --rated: the pure cold case, popular items ranked "
                     "by the model's prior", fg="yellow", err=True)
-    model = _load_model(run_dir)
+    model = _load_model(run_dir, dataset)
     with open_store(dataset, store_kind, neo4j_uri, neo4j_user) as store:
         top = run_recommend(store, model, user_id=user_id, rated=pairs, k=k, pool=pool)
     _print_ranked(top, "item_id", as_json=as_json, explain=explain)
 
 
-def _load_model(run_dir: Path):
+def _load_model(run_dir: Path, dataset: Path | None = None):
+    """The run's model; with ``dataset``, items of its ``items.csv`` that are newer than the
+    model are added in memory (:meth:`GraphMetaRecommender.add_items`) with a note."""
     from graph_meta.model import GraphMetaRecommender
 
     model_path = run_dir / "model.pt"
     if not model_path.is_file():
         raise click.UsageError(f"{model_path} not found: train first (graph-meta train)")
-    return GraphMetaRecommender.load(model_path)
+    model = GraphMetaRecommender.load(model_path)
+    if dataset is not None and (dataset / "dataset.json").is_file():
+        from loaders.folder import read_dataset
+
+        data = read_dataset(dataset, tasks=False)
+        if not set(data.items.index.astype(str)) <= set(model.item_pos):
+            added = model.add_items(data)
+            click.secho(f"note: {len(added)} item(s) of {dataset} are newer than the model; "
+                        "scored from their side features and graph paths (`graph-meta "
+                        "add-items` keeps them in the run)", fg="yellow", err=True)
+    return model
 
 
 def _path_text(path) -> str:
@@ -480,7 +515,7 @@ def audience(dataset: Path, run_dir: Path, item_id: str, k: int, as_json: bool,
     """The users an item would be recommended to, each with the graph path behind it."""
     from graph_meta.recommend import audience as run_audience
 
-    model = _load_model(run_dir)
+    model = _load_model(run_dir, dataset)
     with open_store(dataset, store_kind, neo4j_uri, neo4j_user) as store:
         top = run_audience(store, model, item_id, k=k)
     _print_ranked(top, "user_id", as_json=as_json, explain=True)

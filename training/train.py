@@ -198,6 +198,7 @@ class _Phase:
             mu, states, user_states = als(self.index, cfg.model.dim, init_precisions(cfg),
                                           cfg.train.als_iters, cfg.train.seed)
             self.als_full = states
+            model.prior_targets = states if cfg.train.linear_prior_alpha > 0 else None
             with torch.no_grad():
                 model.net.item_emb.weight.copy_(torch.from_numpy(states).float())
                 model.net.mu.fill_(mu)
