@@ -376,16 +376,13 @@ def evaluate(dataset: Path, run_dir: Path, out: Path, support_k: str) -> None:
     """Evaluate a trained model on DATASET's tasks exactly as PROTOCOL.md says."""
     from graph_meta.eval.protocol import evaluate as run_protocol
     from graph_meta.eval.protocol import results_table, write_results
-    from graph_meta.model import GraphMetaRecommender
     from loaders.folder import read_dataset
 
     ks = _parse_k(support_k)
-    model_path = run_dir / "model.pt"
-    if not model_path.is_file():
-        raise click.UsageError(f"{model_path} not found: train first (graph-meta train)")
-    model = GraphMetaRecommender.load(model_path)
-    results = run_protocol(model, read_dataset(dataset), support_k=ks, fit=False,
-                           progress=True)
+    model = _load_model(run_dir)
+    data = read_dataset(dataset)
+    _add_newer_items(model, data, dataset)
+    results = run_protocol(model, data, support_k=ks, fit=False, progress=True)
     write_results(results, out)
     click.echo(results_table([results]))
     click.echo(f"wrote {out}")
@@ -478,13 +475,17 @@ def _load_model(run_dir: Path, dataset: Path | None = None):
     if dataset is not None and (dataset / "dataset.json").is_file():
         from loaders.folder import read_dataset
 
-        data = read_dataset(dataset, tasks=False)
-        if not set(data.items.index.astype(str)) <= set(model.item_pos):
-            added = model.add_items(data)
-            click.secho(f"note: {len(added)} item(s) of {dataset} are newer than the model; "
-                        "scored from their side features and graph paths (`graph-meta "
-                        "add-items` keeps them in the run)", fg="yellow", err=True)
+        _add_newer_items(model, read_dataset(dataset, tasks=False), dataset)
     return model
+
+
+def _add_newer_items(model, data, dataset: Path) -> None:
+    """Score ``data``'s items that the model has not seen (added after training)."""
+    added = model.add_items(data)
+    if added:
+        click.secho(f"note: {len(added)} item(s) of {dataset} are newer than the model; "
+                    "scored from their side features and graph paths (`graph-meta "
+                    "add-items` keeps them in the run)", fg="yellow", err=True)
 
 
 def _path_text(path) -> str:
