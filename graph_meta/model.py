@@ -387,7 +387,7 @@ class GraphMetaRecommender:
         pos = self.item_pos.get(str(item_id))
         if pos is None:
             raise KeyError(f"item {item_id!r} is not in the model's catalogue (items added to "
-                           "the graph after training need a new `graph-meta train`)")
+                           "the catalogue after training: add_items / `graph-meta add-items`)")
         c = self.cache
         theta = self._history_states()
         items, mu, head = c["item_states"], float(c["mu"]), c["head0"]

@@ -130,6 +130,8 @@ def test_items_added_after_training_are_scored_like_cold_items(
 def test_add_items_errors(trained: GraphMetaRecommender, before: tuple[Dataset, list[str]],
                           catalog: Dataset) -> None:
     model = _copy(trained)
+    with pytest.raises(KeyError, match="graph-meta add-items"):
+        model.score_all_users(before[1][0])
     gone = model.item_ids[3]
     partial = dataclasses.replace(catalog, items=catalog.items.drop(index=gone))
     with pytest.raises(KeyError, match=f"item '{gone}' of the model is not in the dataset"):
