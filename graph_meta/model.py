@@ -380,7 +380,8 @@ class GraphMetaRecommender:
         Each user's state is the ridge fold-in of their training history toward their graph
         prior (the ``K = 0`` case of :meth:`adapt_user`, solved for all users at once:
         ``[N_U, D, D]`` batched solves); a new item scores from its graph prior; the
-        attribute-path neighbourhood correction is added as in :meth:`predict`.
+        neighbourhood corrections (path similarities and learned co-rating weights) are added
+        as in :meth:`predict`.
         """
         if not self.cache:
             raise RuntimeError("the model is not fitted (call fit or load)")
@@ -394,13 +395,14 @@ class GraphMetaRecommender:
         x = items[pos]
         scores = mu + head[0] + (1.0 + head[1]) * (theta[:, 0] + x[0] + theta[:, 1:] @ x[1:])
         weights, regression = self._neighbor_weights(), self._regression_weights()
-        if weights is None:
+        if weights is None and regression is None:
             return scores
         # every user's residuals on the items that weigh on `pos` (only those edges)
-        n = weights.shape[1]
+        n = len(items)
         w_sim, w_reg = np.zeros(n), np.zeros(n)
-        row = weights[pos]
-        w_sim[row.indices] = row.data
+        if weights is not None:
+            row = weights[pos]
+            w_sim[row.indices] = row.data
         if regression is not None:
             row = regression[0][pos]
             w_reg[row.indices] = row.data
@@ -445,8 +447,8 @@ class GraphMetaRecommender:
 
         Raises:
             RuntimeError: the model is not fitted, or it has no side-feature prior to
-                extend (trained with ``train.linear_prior_alpha = 0`` or saved before this
-                existed): retrain it.
+                extend (trained with ``train.linear_prior_alpha = 0``, ``train.als_iters =
+                0`` or ``train.refit = false``, or saved before this existed): retrain it.
             KeyError: an item of the model is missing from ``dataset.items``.
         """
         from training.train import linear_prior, release_weights
@@ -461,8 +463,9 @@ class GraphMetaRecommender:
         targets = self.cache.get("prior_targets")
         if targets is None:
             raise RuntimeError("this model keeps no side-feature prior to extend (trained with "
-                               "train.linear_prior_alpha = 0, or saved by an older version): "
-                               "run `graph-meta train` again to score the new items")
+                               "train.linear_prior_alpha = 0, train.als_iters = 0 or "
+                               "train.refit = false, or saved by an older version): run "
+                               "`graph-meta train` again to score the new items")
         missing = sorted(known - set(ids))
         if missing:
             raise KeyError(f"item {missing[0]!r} of the model is not in the dataset's items "
@@ -533,7 +536,7 @@ class GraphMetaRecommender:
         the user's graph prior alone, the ridge fold-in (history + support), then each inner
         step; ``extra_steps`` more steps at the last learned rate show what adapting longer
         than trained would do. ``corrected`` is what :meth:`predict` returns: the last trained
-        step plus the attribute-path neighbourhood correction.
+        step plus the neighbourhood corrections.
         """
         if not self.cache:
             raise RuntimeError("the model is not fitted (call fit or load)")
@@ -632,11 +635,11 @@ class GraphMetaRecommender:
     # ------------------------------------------------------------------ neighbourhood
     def _regression_weights(self) -> tuple[sp.csr_matrix, sp.csc_matrix] | None:
         """The learned co-rating weights :math:`W_{jh} = B_{hj}` (CSR and CSC); None when
-        off (``regression_l2 = 0``, the neighbourhood off, or not in the cache)."""
+        off (``regression_l2 = 0``, ``neighbor_k = 0``, or not in the cache)."""
         c = self.cache
         weight = c.get("reg_weight")
-        if (weight is None or not len(weight) or self.config.model.regression_l2 == 0
-                or self._neighbor_weights() is None):
+        m = self.config.model
+        if weight is None or not len(weight) or m.regression_l2 == 0 or m.neighbor_k == 0:
             return None
         if self._reg is None or self._reg[0] is not weight:
             w = ItemNeighbors(c["reg_indptr"], c["reg_indices"], weight).weights(1.0)
@@ -673,10 +676,11 @@ class GraphMetaRecommender:
         the query items ``q`` (None: every item) for a user adapted to ``(theta, head)``:
         residuals on the training history and the support move each item toward the errors
         made on its rated neighbours."""
-        weights = self._neighbor_weights()
-        if weights is None:
+        weights, regression = self._neighbor_weights(), self._regression_weights()
+        if weights is None and regression is None:
             return 0.0
         c = self.cache
+        n = len(c["item_states"])
         u = self.user_pos.get(str(user_id), -1)
         s_idx, s_y = self._support_arrays(support)
         known_s = s_idx >= 0
@@ -691,26 +695,28 @@ class GraphMetaRecommender:
         fitted = float(c["mu"]) + head[0] + (1.0 + head[1]) * (theta[0] + x[:, 0]
                                                                + x[:, 1:] @ theta[1:])
         shrink = self.config.model.neighbor_shrink
-        regression = self._regression_weights()
         if q is None:  # every item: only the rated items' columns of the weights matter
             cols, inverse = np.unique(rated, return_inverse=True)
             residual = np.bincount(inverse, y - fitted, minlength=len(cols))
             known = np.bincount(inverse, minlength=len(cols)).astype(np.float64)
-            assert self._nbr is not None
-            out = residual_correction(self._nbr[4][:, cols], residual, known, shrink)
+            out = np.zeros(n)
+            if weights is not None:
+                assert self._nbr is not None
+                out += residual_correction(self._nbr[4][:, cols], residual, known, shrink)
             if regression is not None:
                 out += regression[1][:, cols] @ residual
             return out
         # an item rated twice (history and support, or twice in the support) counts twice,
         # as in the fold-in
-        residual = np.zeros(weights.shape[1])
-        known = np.zeros(weights.shape[1])
+        residual = np.zeros(n)
+        known = np.zeros(n)
         np.add.at(residual, rated, y - fitted)
         np.add.at(known, rated, 1.0)
         out = np.zeros(len(q))
         valid = q >= 0
         if valid.any():
-            out[valid] = residual_correction(weights[q[valid]], residual, known, shrink)
+            if weights is not None:
+                out[valid] = residual_correction(weights[q[valid]], residual, known, shrink)
             if regression is not None:
                 out[valid] += regression[0][q[valid]] @ residual
         return out
@@ -790,9 +796,9 @@ class GraphMetaRecommender:
             try:
                 lists = ItemNeighbors.from_residuals(residuals, l2=m.regression_l2,
                                                      top_k=m.neighbor_k)
-            except ValueError as exc:
-                warnings.warn(f"residual regression skipped: {exc} (set model.regression_l2 "
-                              "= 0 to turn it off)", stacklevel=2)
+            except (ValueError, MemoryError) as exc:
+                warnings.warn(f"residual regression skipped: {exc!s} (set "
+                              "model.regression_l2 = 0 to turn it off)", stacklevel=2)
         self._reg = None
         return {"reg_indptr": lists.indptr, "reg_indices": lists.indices,
                 "reg_weight": lists.sim}
@@ -815,12 +821,17 @@ class GraphMetaRecommender:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
-        """Write ``path`` (tensors, ``torch.save``) and ``path.json`` (config + ids)."""
+        """Write ``path`` (tensors and the item ids, ``torch.save``) and ``path.json``
+        (config + ids, readable)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        blob = {"cache": {k: torch.from_numpy(np.asarray(v)) for k, v in self.cache.items()}}
+        blob: dict[str, Any] = {
+            "cache": {k: torch.from_numpy(np.asarray(v)) for k, v in self.cache.items()},
+            "item_ids": list(self.item_ids)}
         if self.net is not None:
             blob["net"] = self.net.state_dict()
+        elif self.net_state is not None:
+            blob["net"] = self.net_state
         torch.save(blob, path)
         meta = {"config": self.config.to_dict(), "item_ids": self.item_ids,
                 "user_ids": sorted(self.user_pos, key=self.user_pos.__getitem__),
@@ -836,7 +847,13 @@ class GraphMetaRecommender:
         model = cls(Config.from_dict(meta["config"]))
         blob = torch.load(path, map_location="cpu", weights_only=True)
         model.cache = {k: v.numpy() for k, v in blob["cache"].items()}
-        model.item_ids = list(meta["item_ids"])
+        # the tensors' own copy of the ids is authoritative (add_items may have replaced
+        # `path` and not yet `path.json`)
+        model.item_ids = [str(i) for i in blob.get("item_ids", meta["item_ids"])]
+        if "item_states" in model.cache and len(model.item_ids) != len(
+                model.cache["item_states"]):
+            raise ValueError(f"{path}: {len(model.cache['item_states'])} item states but "
+                             f"{len(model.item_ids)} item ids; the run is damaged, train again")
         model.item_pos = {i: k for k, i in enumerate(model.item_ids)}
         model.user_pos = {u: k for k, u in enumerate(meta["user_ids"])}
         model.fit_info = dict(meta.get("fit_info", {}))

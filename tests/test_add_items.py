@@ -68,8 +68,18 @@ def test_new_items_get_the_training_prior_and_their_path_neighbours(
     np.testing.assert_array_equal(model.cache["item_states"][:n_old],
                                   trained.cache["item_states"])
     np.testing.assert_allclose(model.predict(task.user_id, task.support, q), warm_before)
-    # the state of a new item is the training ridge prior over the extended item table
+    # the stored targets are those of the training prior: refitted over the training table
+    # they give the net's closed-form item base back
     t = model.config.train
+    old_frame = before[0].items.loc[pd.Index(old_ids)]
+    old_counts = np.bincount(trained.cache["hist_items"], minlength=n_old).astype(float)
+    assert trained.net is not None
+    np.testing.assert_allclose(
+        linear_prior(catalog.spec.items, old_frame, old_counts, trained.cache["prior_targets"],
+                     t.linear_prior_alpha, weight=t.prior_weight,
+                     row_weights=release_weights(before[0], old_ids, t.prior_newest_bias)),
+        trained.net.item_base.double().numpy(), atol=1e-5)
+    # the state of a new item is the training ridge prior over the extended item table
     frame = catalog.items.loc[pd.Index(model.item_ids)]
     counts = np.r_[np.bincount(trained.cache["hist_items"], minlength=n_old), np.zeros(len(new))]
     targets = trained.cache["prior_targets"]
@@ -127,6 +137,25 @@ def test_items_added_after_training_are_scored_like_cold_items(
                                model.predict(task.user_id, task.support, q))
 
 
+def test_a_run_interrupted_between_its_two_files_still_loads(
+        trained: GraphMetaRecommender, catalog: Dataset, tmp_path: Path) -> None:
+    path = trained.save(tmp_path / "model.pt")
+    old_json = (tmp_path / "model.pt.json").read_text()
+    model = GraphMetaRecommender.load(path)
+    model.add_items(catalog)
+    model.save(path)
+    (tmp_path / "model.pt.json").write_text(old_json)  # the json swap never happened
+    loaded = GraphMetaRecommender.load(path)
+    assert loaded.item_ids == model.item_ids
+    # a resaved loaded model keeps the network weights
+    blob = torch.load(path, weights_only=True)
+    assert "net" in blob and blob["net"].keys() == trained.net.state_dict().keys()
+    blob["cache"]["item_states"] = blob["cache"]["item_states"][:-2]
+    torch.save(blob, path)
+    with pytest.raises(ValueError, match=r"item states but .* item ids; the run is damaged"):
+        GraphMetaRecommender.load(path)
+
+
 def test_add_items_errors(trained: GraphMetaRecommender, before: tuple[Dataset, list[str]],
                           catalog: Dataset) -> None:
     model = _copy(trained)
@@ -168,3 +197,20 @@ def test_cli_add_items_and_audience_of_an_item_newer_than_the_model(
                                 new_item, "-k", "3", "--json"])
     assert quiet.exit_code == 0 and "newer than the model" not in quiet.output
     assert json.loads(quiet.output) == json.loads(fans.output[fans.output.index("["):])
+
+
+def test_cli_with_a_model_that_cannot_add_items(
+        trained: GraphMetaRecommender, before: tuple[Dataset, list[str]], catalog_dir: Path,
+        tmp_path: Path) -> None:
+    run = tmp_path / "old-run"
+    old = _copy(trained)
+    del old.cache["prior_targets"]  # as saved before add_items existed
+    old.save(run / "model.pt")
+    runner = CliRunner()
+    item = trained.item_ids[0]
+    fans = runner.invoke(cli, ["audience", str(catalog_dir), "--run", str(run), "--item",
+                               item, "-k", "3", "--json"])
+    assert fans.exit_code == 0, fans.output
+    assert "has items newer than the model, left unscored" in fans.output
+    added = runner.invoke(cli, ["add-items", str(catalog_dir), "--run", str(run)])
+    assert added.exit_code == 2 and "run `graph-meta train` again" in added.output

@@ -123,7 +123,9 @@ def _ridge_without_self(e: np.ndarray, l2: float) -> np.ndarray:
 
 
 @pytest.mark.parametrize("k", [2, 100])
-def test_residual_regression_is_the_ridge_of_each_item_on_the_others(k: int) -> None:
+def test_residual_regression_is_the_ridge_of_each_item_on_the_others(
+        k: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("graph_meta.graph.neighborhood._CHUNK_ENTRIES", 3 * 8)  # 3 rows a time
     rng = np.random.default_rng(1)
     e = rng.normal(size=(60, 9)) * (rng.random((60, 9)) < 0.5)
     e[:, 4] = 0.0  # nobody rated item 4: it neither predicts nor is predicted
@@ -252,6 +254,19 @@ def test_every_scoring_path_agrees(small_model: GraphMetaRecommender, catalog: D
     np.testing.assert_allclose(got, want.predict(task.user_id, task.support, q))
     assert np.abs(got - model.predict(task.user_id, task.support, q)).max() > 1e-4
     assert np.abs(got - bare.predict(task.user_id, task.support, q)).max() > 1e-4
+    # the learned weights alone (no attribute lists, no co-rating similarity): still applied,
+    # and every scoring path agrees
+    alone = GraphMetaRecommender(model.config.replace(**{"model.neighbor_rated_weight": 0.0}))
+    alone.cache = dict(model.cache, nbr_indptr=np.zeros_like(model.cache["nbr_indptr"]),
+                       nbr_indices=np.zeros(0, np.int32), nbr_sim=np.zeros(0, np.float32))
+    alone.item_pos, alone.user_pos = model.item_pos, model.user_pos
+    assert alone._neighbor_weights() is None and alone._regression_weights() is not None
+    got = alone.predict(task.user_id, task.support, q)
+    assert np.abs(got - bare.predict(task.user_id, task.support, q)).max() > 1e-4
+    np.testing.assert_allclose(alone.score_all_items(task.user_id, task.support),
+                               alone.predict(task.user_id, task.support, model.item_ids))
+    np.testing.assert_allclose(alone.score_all_users(item)[[model.user_pos[u] for u in users]],
+                               [alone.predict(u, [], [item])[0] for u in users], atol=1e-10)
 
 
 def test_correction_is_off_without_the_graph(catalog: Dataset) -> None:

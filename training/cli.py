@@ -398,15 +398,19 @@ def add_items(dataset: Path, run_dir: Path) -> None:
 
     model = _load_model(run_dir)
     t0 = time.perf_counter()
-    added = model.add_items(read_dataset(dataset, tasks=False))
+    try:
+        added = model.add_items(read_dataset(dataset, tasks=False))
+    except RuntimeError as exc:
+        _fail(exc)
     if not added:
         click.echo("no new items: the model already knows every item of the dataset")
         return
-    # written beside, then renamed: a failure leaves the old model whole
+    # written beside, then renamed (tensors first: they carry the ids load() trusts), so a
+    # failure leaves a loadable model
     tmp = run_dir / "model.pt.new"
     model.save(tmp)
-    tmp.with_suffix(".new.json").replace(run_dir / "model.pt.json")
     tmp.replace(run_dir / "model.pt")
+    tmp.with_suffix(".new.json").replace(run_dir / "model.pt.json")
     click.echo(f"added {len(added)} item(s) in {time.perf_counter() - t0:.1f} s "
                f"(first: {', '.join(added[:5])}); model saved in {run_dir / 'model.pt'}")
 
@@ -480,8 +484,14 @@ def _load_model(run_dir: Path, dataset: Path | None = None):
 
 
 def _add_newer_items(model, data, dataset: Path) -> None:
-    """Score ``data``'s items that the model has not seen (added after training)."""
-    added = model.add_items(data)
+    """Score ``data``'s items that the model has not seen (added after training); a model
+    that cannot (see :meth:`GraphMetaRecommender.add_items`) goes on without them."""
+    try:
+        added = model.add_items(data)
+    except RuntimeError as exc:
+        click.secho(f"note: {dataset} has items newer than the model, left unscored: {exc}",
+                    fg="yellow", err=True)
+        return
     if added:
         click.secho(f"note: {len(added)} item(s) of {dataset} are newer than the model; "
                     "scored from their side features and graph paths (`graph-meta "

@@ -463,6 +463,7 @@ def train_model(model: GraphMetaRecommender, dataset: Dataset, *, device: str = 
     from graph_meta.eval.protocol import carve_validation, training_view
 
     cfg = model.config
+    model.prior_targets = None  # set by the phase that trains the final net
     full_graph = None
     if store is not None:
         full_graph = store.snapshot(text_dim=cfg.model.text_dim)
@@ -510,6 +511,8 @@ def train_model(model: GraphMetaRecommender, dataset: Dataset, *, device: str = 
                 full = (full_graph if full_graph is not None
                         else build_graph(dataset, text_dim=cfg.model.text_dim))
                 index = RatingIndex.from_graph(full)  # numpy, before the graph moves
+                # the carved phase's ALS targets miss the held-out items: not extendable
+                model.prior_targets = None
                 model.build_cache(full.to(dev), index)
                 refit_done = True
     if not refit_done:

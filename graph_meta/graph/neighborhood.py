@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 
 from graph_meta.schema import ITEM, RATED, USER
@@ -61,7 +62,8 @@ from graph_meta.schema import ITEM, RATED, USER
 __all__ = ["MAX_REGRESSION_ITEMS", "ItemNeighbors", "residual_correction"]
 
 _CHUNK_ENTRIES = 1 << 24  # dense similarity entries computed at a time (128 MB of float64)
-MAX_REGRESSION_ITEMS = 20_000  # rated items the dense [N, N] inverse may take (3.2 GB)
+MAX_REGRESSION_ITEMS = 15_000  # rated items of the dense [N, N] solve (two float64 [N, N]:
+                               # 3.6 GB at the limit)
 
 
 def _row_normalised(m: sp.csr_matrix) -> sp.csr_matrix:
@@ -186,17 +188,26 @@ class ItemNeighbors:
         e = e[:, rated]
         gram = (e.T @ e).toarray()
         gram[np.diag_indices_from(gram)] += l2
-        p = np.linalg.inv(gram)
-        w = p / -np.diag(p)[:, None]  # w[j, h] = B[h, j] (P is symmetric)
+        w = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
+        del gram
+        w /= -np.diag(w).copy()[:, None]  # w[j, h] = B[h, j] (P is symmetric)
         np.fill_diagonal(w, 0.0)
-        del p, gram
-        top = np.argpartition(-np.abs(w), k - 1, axis=1)[:, :k]
-        top.sort(axis=1)
-        vals = np.take_along_axis(w, top, axis=1)
-        keep = vals != 0.0
-        indptr[rated + 1] = keep.sum(axis=1)
+        n_rated = len(rated)
+        step = max(1, _CHUNK_ENTRIES // n_rated)
+        cols, vals, sizes = [], [], []
+        for start in range(0, n_rated, step):
+            block = w[start:start + step]
+            top = np.argpartition(-np.abs(block), k - 1, axis=1)[:, :k]
+            top.sort(axis=1)
+            v = np.take_along_axis(block, top, axis=1)
+            keep = v != 0.0
+            sizes.append(keep.sum(axis=1))
+            cols.append(rated[top[keep]])
+            vals.append(v[keep])
+        indptr[rated + 1] = np.concatenate(sizes)
         np.cumsum(indptr, out=indptr)
-        return cls(indptr, rated[top[keep]].astype(np.int32), vals[keep].astype(np.float32))
+        return cls(indptr, np.concatenate(cols).astype(np.int32),
+                   np.concatenate(vals).astype(np.float32))
 
     def weights(self, power: float) -> sp.csr_matrix:
         """The CSR ``[N_I, N_I]`` of :math:`s_{ij}^{p}`."""
