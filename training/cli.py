@@ -35,8 +35,9 @@ def store_options(fn):
 
 
 def open_store(dataset: Path | None, store_kind: str, neo4j_uri: str | None,
-               neo4j_user: str):
-    """The embedded store built from DATASET, or the Neo4j store at the given URI."""
+               neo4j_user: str, *, data=None):
+    """The embedded store built from DATASET (``data``: the folder already read), or the
+    Neo4j store at the given URI."""
     if store_kind == "neo4j":
         from graph_meta.store.neo4j import Neo4jGraphStore
 
@@ -51,7 +52,8 @@ def open_store(dataset: Path | None, store_kind: str, neo4j_uri: str | None,
     from graph_meta.store.embedded import EmbeddedGraphStore
     from loaders.folder import read_dataset
 
-    return EmbeddedGraphStore.from_dataset(read_dataset(dataset, tasks=False))
+    return EmbeddedGraphStore.from_dataset(data if data is not None
+                                           else read_dataset(dataset, tasks=False))
 
 
 def _fail(exc: Exception) -> None:
@@ -461,26 +463,32 @@ def recommend(dataset: Path, run_dir: Path, user_id: str | None, rated: tuple[st
     if user_id is None and not pairs:
         click.secho("note: no --user and no --rated: the pure cold case, popular items ranked "
                     "by the model's prior", fg="yellow", err=True)
-    model = _load_model(run_dir, dataset)
-    with open_store(dataset, store_kind, neo4j_uri, neo4j_user) as store:
+    model, data = _load_model_with_dataset(run_dir, dataset)
+    with open_store(dataset, store_kind, neo4j_uri, neo4j_user, data=data) as store:
         top = run_recommend(store, model, user_id=user_id, rated=pairs, k=k, pool=pool)
     _print_ranked(top, "item_id", as_json=as_json, explain=explain)
 
 
-def _load_model(run_dir: Path, dataset: Path | None = None):
-    """The run's model; with ``dataset``, items of its ``items.csv`` that are newer than the
-    model are added in memory (:meth:`GraphMetaRecommender.add_items`) with a note."""
+def _load_model(run_dir: Path):
     from graph_meta.model import GraphMetaRecommender
 
     model_path = run_dir / "model.pt"
     if not model_path.is_file():
         raise click.UsageError(f"{model_path} not found: train first (graph-meta train)")
-    model = GraphMetaRecommender.load(model_path)
+    return GraphMetaRecommender.load(model_path)
+
+
+def _load_model_with_dataset(run_dir: Path, dataset: Path | None):
+    """``(model, dataset read or None)``: the items of DATASET/items.csv that are newer than
+    the model are added in memory (:meth:`GraphMetaRecommender.add_items`) with a note."""
+    model = _load_model(run_dir)
+    data = None
     if dataset is not None and (dataset / "dataset.json").is_file():
         from loaders.folder import read_dataset
 
-        _add_newer_items(model, read_dataset(dataset, tasks=False), dataset)
-    return model
+        data = read_dataset(dataset, tasks=False)
+        _add_newer_items(model, data, dataset)
+    return model, data
 
 
 def _add_newer_items(model, data, dataset: Path) -> None:
@@ -526,8 +534,8 @@ def audience(dataset: Path, run_dir: Path, item_id: str, k: int, as_json: bool,
     """The users an item would be recommended to, each with the graph path behind it."""
     from graph_meta.recommend import audience as run_audience
 
-    model = _load_model(run_dir, dataset)
-    with open_store(dataset, store_kind, neo4j_uri, neo4j_user) as store:
+    model, data = _load_model_with_dataset(run_dir, dataset)
+    with open_store(dataset, store_kind, neo4j_uri, neo4j_user, data=data) as store:
         top = run_audience(store, model, item_id, k=k)
     _print_ranked(top, "user_id", as_json=as_json, explain=True)
 
