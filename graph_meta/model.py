@@ -90,7 +90,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
@@ -410,9 +409,7 @@ class GraphMetaRecommender:
         rows = np.searchsorted(c["hist_indptr"], edges, side="right") - 1
         hit = c["hist_items"][edges]
         hx = items[hit]
-        fitted = mu + head[0] + (1.0 + head[1]) * (theta[rows, 0] + hx[:, 0]
-                                                   + (theta[rows, 1:] * hx[:, 1:]).sum(1))
-        e = c["hist_y"][edges] - fitted
+        e = c["hist_y"][edges] - _rating(mu, head, theta[rows], hx)
         num = np.bincount(rows, w_sim[hit] * e, minlength=len(theta))
         den = np.bincount(rows, w_sim[hit], minlength=len(theta))
         learned = np.bincount(rows, w_reg[hit] * e, minlength=len(theta))
@@ -451,7 +448,7 @@ class GraphMetaRecommender:
                 0`` or ``train.refit = false``, or saved before this existed): retrain it.
             KeyError: an item of the model is missing from ``dataset.items``.
         """
-        from training.train import linear_prior, release_weights
+        from training.train import side_prior
 
         if not self.cache:
             raise RuntimeError("the model is not fitted (call fit or load)")
@@ -470,17 +467,13 @@ class GraphMetaRecommender:
         if missing:
             raise KeyError(f"item {missing[0]!r} of the model is not in the dataset's items "
                            f"({len(missing)} missing): pass the whole catalogue")
-        t = self.config.train
         all_ids = [*self.item_ids, *new_ids]
         n_old, d_state = len(self.item_ids), targets.shape[1]
-        frame = dataset.items.loc[pd.Index(all_ids).astype(dataset.items.index.dtype)]
         counts = np.zeros(len(all_ids))
         counts[:n_old] = np.bincount(self.cache["hist_items"], minlength=n_old)
         full_targets = np.zeros((len(all_ids), d_state))
         full_targets[:n_old] = targets
-        base = linear_prior(dataset.spec.items, frame, counts, full_targets,
-                            t.linear_prior_alpha, weight=t.prior_weight,
-                            row_weights=release_weights(dataset, all_ids, t.prior_newest_bias))
+        base = side_prior(dataset, self.config, "Item", all_ids, counts, full_targets)
         # attribute-path neighbours of the new items, in the model's item positions
         m = self.config.model
         k = m.neighbor_k if m.use_graph else 0
@@ -555,8 +548,7 @@ class GraphMetaRecommender:
             labels.append(label)
             states.append((theta, head))
             for name, x in rows.items():
-                preds[name].append(mu + head[0] + (1.0 + head[1]) * (theta[0] + x[:, 0]
-                                                                     + x[:, 1:] @ theta[1:]))
+                preds[name].append(_rating(mu, head, theta, x))
         trained = int(self.cache["lr_theta"].shape[0])
         stage = 1 + (trained if len(support) else 0)  # the last trained step
         theta, head = states[stage]
@@ -628,8 +620,7 @@ class GraphMetaRecommender:
         items = self.cache["item_states"]
         mu = float(self.cache["mu"])
         xq = items if q is None else np.where((q >= 0)[:, None], items[np.maximum(q, 0)], 0.0)
-        raw = theta[0] + xq[:, 0] + xq[:, 1:] @ theta[1:]
-        pred = mu + head[0] + (1.0 + head[1]) * raw
+        pred = _rating(mu, head, theta, xq)
         return pred + self._neighborhood(user_id, support, theta, head, q)
 
     # ------------------------------------------------------------------ neighbourhood
@@ -691,9 +682,7 @@ class GraphMetaRecommender:
             y = np.concatenate([c["hist_y"][lo:hi], y])
         if not len(rated):
             return 0.0
-        x = c["item_states"][rated]
-        fitted = float(c["mu"]) + head[0] + (1.0 + head[1]) * (theta[0] + x[:, 0]
-                                                               + x[:, 1:] @ theta[1:])
+        fitted = _rating(float(c["mu"]), head, theta, c["item_states"][rated])
         shrink = self.config.model.neighbor_shrink
         if q is None:  # every item: only the rated items' columns of the weights matter
             cols, inverse = np.unique(rated, return_inverse=True)
@@ -788,9 +777,7 @@ class GraphMetaRecommender:
         if m.regression_l2 > 0 and m.neighbor_k > 0 and m.use_graph and len(c["hist_y"]):
             theta, items, head = self._history_states(), c["item_states"], c["head0"]
             users = np.repeat(np.arange(len(theta)), np.diff(c["hist_indptr"]))
-            x = items[c["hist_items"]]
-            fitted = float(c["mu"]) + head[0] + (1.0 + head[1]) * (
-                theta[users, 0] + x[:, 0] + (theta[users, 1:] * x[:, 1:]).sum(1))
+            fitted = _rating(float(c["mu"]), head, theta[users], items[c["hist_items"]])
             residuals = sp.csr_matrix((c["hist_y"] - fitted, (users, c["hist_items"])),
                                       shape=(len(theta), n))
             try:
@@ -859,6 +846,14 @@ class GraphMetaRecommender:
         model.fit_info = dict(meta.get("fit_info", {}))
         model.net_state = blob.get("net")
         return model
+
+
+def _rating(mu: float, head: np.ndarray, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+    r"""``[E]`` predicted ratings :math:`\mu + h_0 + (1 + h_1)(\theta_0 + x_0 + \theta_{1:}
+    \cdot x_{1:})` of item states ``x`` ``[E, D]`` under one user state ``theta`` ``[D]`` or
+    one per row ``[E, D]``."""
+    dot = x[:, 1:] @ theta[1:] if theta.ndim == 1 else (theta[:, 1:] * x[:, 1:]).sum(1)
+    return mu + head[0] + (1.0 + head[1]) * (theta[..., 0] + x[:, 0] + dot)
 
 
 def _segment_outer(out: np.ndarray, seg: np.ndarray, rows: np.ndarray) -> None:

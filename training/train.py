@@ -165,6 +165,24 @@ def linear_prior(table, frame, counts: np.ndarray, targets: np.ndarray, alpha: f
     return ridge.predict(targets[fit], alpha)
 
 
+def side_prior(dataset: Dataset, cfg: Config, node_type: str, ids: list[str],
+               counts: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """The closed-form side-feature prior training gives the ``ids`` rows of ``node_type``
+    (``"Item"``: ``train.linear_prior_alpha``, rows weighted toward the newest releases by
+    ``train.prior_newest_bias``; ``"User"``: ``train.user_prior_alpha``), fitted on the rows
+    with ``counts > 0`` to ``targets`` (:func:`linear_prior`)."""
+    t = cfg.train
+    if node_type == "Item":
+        frame, table, alpha = dataset.items, dataset.spec.items, t.linear_prior_alpha
+        rho = release_weights(dataset, ids, t.prior_newest_bias)
+    else:
+        frame, table = dataset.users, dataset.spec.users
+        alpha, rho = t.user_prior_alpha or t.linear_prior_alpha, None
+    rows = frame.loc[pd.Index(ids).astype(frame.index.dtype)]
+    return linear_prior(table, rows, counts, targets, alpha, weight=t.prior_weight,
+                        row_weights=rho)
+
+
 class _Phase:
     """One training run (carved-train validation phase, or the refit) on one dataset."""
 
@@ -205,20 +223,11 @@ class _Phase:
             if cfg.train.linear_prior_alpha > 0:
                 # the GNN prior heads learn a correction on top of this closed-form base
                 ids = self.data.node_ids
-                t = cfg.train
-                recency = release_weights(dataset, [str(i) for i in ids["Item"]],
-                                          t.prior_newest_bias)
-                user_alpha = t.user_prior_alpha or t.linear_prior_alpha
-                for nt, frame, table, st, buf, alpha, rho in (
-                        ("Item", dataset.items, dataset.spec.items, states, "item_base",
-                         t.linear_prior_alpha, recency),
-                        ("User", dataset.users, dataset.spec.users, user_states, "user_base",
-                         user_alpha, None)):
-                    rows = frame.loc[pd.Index(ids[nt]).astype(frame.index.dtype)]
+                for nt, st, buf in (("Item", states, "item_base"),
+                                    ("User", user_states, "user_base")):
                     counts = np.bincount(self.index.item if nt == "Item" else self.index.user,
                                          minlength=len(ids[nt])).astype(np.float64)
-                    base = linear_prior(table, rows, counts, st, alpha, weight=t.prior_weight,
-                                        row_weights=rho)
+                    base = side_prior(dataset, cfg, nt, [str(i) for i in ids[nt]], counts, st)
                     getattr(model.net, buf).copy_(torch.from_numpy(base).float())
         self.has_rating = torch.zeros(self.index.num_items, device=device)
         self.has_rating[torch.as_tensor(np.unique(self.index.item), device=device)] = 1.0
