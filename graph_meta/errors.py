@@ -1,8 +1,48 @@
-"""Error types: every data error names the file, and where known the line and the field."""
+"""Error types: every data error names the file, and where known the line and the field.
+
+Messages quote file content only as the offending value, cut short (:func:`short`,
+:func:`short_names`), and never a secret (:func:`redact`).
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+_URI_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@")
+
+
+def short(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (then ``...``): one line, whatever the
+    value."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def short_names(names: Sequence[object], count: int = 8, limit: int = 40,
+                total: int = 240) -> str:
+    """A list of (column) names for a message: at most ``count`` of them and about ``total``
+    characters, each cut by :func:`short`."""
+    shown: list[str] = []
+    for name in names[:count]:
+        if shown and sum(len(t) + 2 for t in shown) + len(short(name, limit)) > total:
+            break
+        shown.append(short(name, limit))
+    more = f", ... ({len(names) - len(shown)} more)" if len(names) > len(shown) else ""
+    return f"[{', '.join(shown)}{more}]"
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` with the userinfo of any URI (``bolt://user:pw@host``) and each non-empty
+    secret (also percent-encoded) replaced by ``***``."""
+    from urllib.parse import quote
+
+    for secret in secrets:
+        if secret:
+            for form in {secret, quote(secret, safe="")}:
+                text = text.replace(form, "***")
+    return _URI_USERINFO.sub(r"\1***@", text)
 
 
 class GraphMetaError(Exception):
@@ -35,7 +75,7 @@ class DataError(GraphMetaError, ValueError):
         if line is not None:
             where.append(f"line {line}")
         if field is not None:
-            where.append(f"field {field!r}")
+            where.append(f"field {short(field)}")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from graph_meta.errors import DataError, SchemaError
+from graph_meta.errors import DataError, SchemaError, short, short_names
 
 USER = "User"
 ITEM = "Item"
@@ -141,16 +141,47 @@ class DatasetSpec:
         out += [(ITEM, c) for c in self.items.columns.values() if c.node]
         return out
 
+    @property
+    def files(self) -> list[tuple[str, str]]:
+        """``(field of dataset.json, relative path)`` of every file the spec names."""
+        out = [("users.file", self.users.file), ("items.file", self.items.file),
+               ("train", self.train)]
+        out += [(f"relations[{i}].file", r.file) for i, r in enumerate(self.relations)]
+        out += [(f"tasks.{s}", f) for s, f in self.tasks.items()]
+        return out
+
+    def check_files(self, root: str | Path, *, source: str | Path = "dataset.json") -> None:
+        """Raise a DataError naming the field unless every file named by the spec resolves
+        (symlinks followed) to a location inside the folder ``root``."""
+        try:
+            base = Path(root).resolve()
+        except (OSError, RuntimeError) as exc:
+            raise DataError(f"cannot resolve the dataset folder: {exc}", file=root) from None
+        for fld, name in self.files:
+            try:
+                target = (base / name).resolve()
+            except (OSError, RuntimeError):  # a symlink loop, an unreadable folder
+                target = None
+            if target is None or not target.is_relative_to(base):
+                raise DataError(f"{short(name)} resolves outside the dataset folder; data "
+                                "files must lie inside it", file=source, field=fld)
+
     @classmethod
     def from_file(cls, path: str | Path) -> DatasetSpec:
+        """The spec of ``dataset.json`` at ``path``, whose data files must all lie inside
+        its folder (:meth:`check_files`)."""
         path = Path(path)
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise DataError("dataset.json not found", file=path) from exc
+        except UnicodeDecodeError as exc:
+            raise DataError(f"not UTF-8 text (byte {exc.start})", file=path) from None
         except json.JSONDecodeError as exc:
             raise DataError(f"invalid JSON: {exc.msg}", file=path, line=exc.lineno) from exc
-        return cls.from_json(raw, source=path)
+        spec = cls.from_json(raw, source=path)
+        spec.check_files(path.parent, source=path)
+        return spec
 
     @classmethod
     def from_json(cls, raw: Any, *, source: str | Path = "dataset.json") -> DatasetSpec:
@@ -165,7 +196,8 @@ class DatasetSpec:
                  "implicit", "stats", "description", "source", "timestamp"}
         unknown = sorted(set(raw) - known)
         if unknown:
-            raise fail(f"unknown key(s) {unknown}; expected some of {sorted(known)}", unknown[0])
+            raise fail(f"unknown key(s) {short_names(unknown)}; expected some of {sorted(known)}",
+                       unknown[0])
         for key in ("name", "rating_scale", "train", "users", "items"):
             if key not in raw:
                 raise fail("required key is missing", key)
@@ -184,6 +216,7 @@ class DatasetSpec:
         train = raw["train"]
         if not isinstance(train, str) or not train:
             raise fail("must be a file name", "train")
+        _check_relative(train, "train", fail)
 
         node_names: dict[str, str] = {}
         users = _table(raw["users"], "users", fail, node_names)
@@ -201,6 +234,7 @@ class DatasetSpec:
             for key in ("type", "file", "src", "dst"):
                 if not isinstance(r.get(key), str) or not r.get(key):
                     raise fail("required string is missing", f"{where}.{key}")
+            _check_relative(r["file"], f"{where}.file", fail)
             if not _REL_RE.match(r["type"]):
                 raise fail("relationship type must match [A-Z][A-Z0-9_]*", f"{where}.type")
             if r["type"] in (RATED, CO_ENGAGED, CO_LIKED) or r["type"].startswith("HAS_"):
@@ -208,13 +242,13 @@ class DatasetSpec:
             for end in ("src", "dst"):
                 if r[end] not in node_types:
                     raise fail(
-                        f"unknown node type {r[end]!r}; known: {sorted(node_types)}",
+                        f"unknown node type {short(r[end])}; known: {sorted(node_types)}",
                         f"{where}.{end}",
                     )
             extra = sorted(set(r) - {"type", "file", "src", "dst", "src_column", "dst_column",
                                      "weight"})
             if extra:
-                raise fail(f"unknown key(s) {extra}", f"{where}.{extra[0]}")
+                raise fail(f"unknown key(s) {short_names(extra)}", f"{where}.{extra[0]}")
             for key in ("src_column", "dst_column", "weight"):
                 if key in r and not (key == "weight" and r[key] is None) and (
                         not isinstance(r[key], str) or not r[key]):
@@ -237,7 +271,10 @@ class DatasetSpec:
             raise fail("must map scenario names to file names", "tasks")
         bad = sorted(set(tasks) - set(SCENARIOS))
         if bad:
-            raise fail(f"unknown scenario(s) {bad}; known: {list(SCENARIOS)}", f"tasks.{bad[0]}")
+            raise fail(f"unknown scenario(s) {short_names(bad)}; known: {list(SCENARIOS)}",
+                       f"tasks.{bad[0]}")
+        for scenario, fname in tasks.items():
+            _check_relative(fname, f"tasks.{scenario}", fail)
         implicit = raw.get("implicit", False)
         if not isinstance(implicit, bool):
             raise fail("must be true or false", "implicit")
@@ -274,6 +311,16 @@ class DatasetSpec:
         return out
 
 
+def _check_relative(name: str, fld: str, fail: Any) -> None:
+    """A data file's name must be a relative path without ``..`` (checked again, symlinks
+    followed, against the folder by :meth:`DatasetSpec.check_files`)."""
+    parts = name.replace("\\", "/").split("/")
+    if "\0" in name or Path(name).is_absolute() or name.startswith(("/", "\\")) or (
+            len(name) > 1 and name[1] == ":") or ".." in parts:
+        raise fail(f"{short(name)} is not a relative path inside the dataset folder "
+                   "(no absolute path, no '..')", fld)
+
+
 def _compact(v: float) -> float | int:
     return int(v) if float(v).is_integer() else v
 
@@ -284,9 +331,10 @@ def _table(raw: Any, where: str, fail: Any, node_names: dict[str, str]) -> Table
     for key in ("file", "id"):
         if not isinstance(raw.get(key), str) or not raw.get(key):
             raise fail("required string is missing", f"{where}.{key}")
+    _check_relative(raw["file"], f"{where}.file", fail)
     extra = sorted(set(raw) - {"file", "id", "columns"})
     if extra:
-        raise fail(f"unknown key(s) {extra}", f"{where}.{extra[0]}")
+        raise fail(f"unknown key(s) {short_names(extra)}", f"{where}.{extra[0]}")
     cols_raw = raw.get("columns", {})
     if not isinstance(cols_raw, Mapping):
         raise fail("must be an object", f"{where}.columns")
@@ -299,11 +347,11 @@ def _table(raw: Any, where: str, fail: Any, node_names: dict[str, str]) -> Table
             raise fail("must be an object with a type", fld)
         ctype = c.get("type")
         if ctype not in COLUMN_TYPES:
-            raise fail(f"unknown column type {ctype!r}; known: {list(COLUMN_TYPES)}",
+            raise fail(f"unknown column type {short(ctype)}; known: {list(COLUMN_TYPES)}",
                        f"{fld}.type")
         extra = sorted(set(c) - {"type", "sep", "node"})
         if extra:
-            raise fail(f"unknown key(s) {extra}", f"{fld}.{extra[0]}")
+            raise fail(f"unknown key(s) {short_names(extra)}", f"{fld}.{extra[0]}")
         sep = c.get("sep")
         if ctype == "multi":
             if not isinstance(sep, str) or not sep:

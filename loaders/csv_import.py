@@ -44,9 +44,9 @@ import numpy as np
 import pandas as pd
 
 from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset
-from graph_meta.errors import DataError
+from graph_meta.errors import DataError, short, short_names
 from graph_meta.schema import CATEGORY, COLUMN_TYPES, ITEM, USER, DatasetSpec
-from loaders.folder import write_dataset
+from loaders.folder import check_output_folder, write_dataset
 from loaders.split import SplitOptions
 
 log = logging.getLogger(__name__)
@@ -98,14 +98,15 @@ class _Table:
         self.frame.columns = self.columns
         if len(set(self.columns)) != len(self.columns):
             dup = sorted({c for c in self.columns if self.columns.count(c) > 1})
-            raise self.fail(f"duplicate column name(s) {dup}", field=dup[0])
+            raise self.fail(f"duplicate column name(s) {short_names(dup)}", field=dup[0])
 
     def _read(self) -> pd.DataFrame:
         if self.kind == "parquet":
             try:
                 return pd.read_parquet(self.path)
             except Exception as exc:  # pyarrow raises several unrelated types
-                raise DataError(f"cannot read Parquet: {exc}", file=self.path) from exc
+                raise DataError(f"cannot read Parquet: {short(str(exc), 160)}",
+                                file=self.path) from exc
         try:
             return pd.read_csv(self.path, sep=self.sep, dtype=str, keep_default_na=False,
                                na_filter=False, skip_blank_lines=True, encoding=self.encoding,
@@ -136,8 +137,10 @@ class _Table:
                         return DataError(f"expected {width} fields (as in the header), found "
                                          f"{len(fields)}", file=self.path, line=start)
             except csv.Error as err:
-                return DataError(f"malformed CSV: {err}", file=self.path, line=reader.line_num)
-        return DataError(f"malformed {self.what} file: {exc}", file=self.path)
+                return DataError(f"malformed CSV: {short(str(err), 160)}", file=self.path,
+                                 line=reader.line_num)
+        return DataError(f"malformed {self.what} file: {short(str(exc), 160)}",
+                         file=self.path)
 
     def fail(self, message: str, row: int | None = None, field: str | None = None) -> DataError:
         """A DataError at data row ``row`` (0-based position in the frame) and ``field``."""
@@ -152,8 +155,8 @@ class _Table:
         """Raise naming the existing columns if ``column`` is absent."""
         if column not in self.columns:
             raise self.fail(
-                f"no column {column!r} (set by {option}); the {self.what} file has columns "
-                f"{self.columns}{hint}", field=column)
+                f"no column {short(column)} (set by {option}); the {self.what} file has "
+                f"columns {short_names(self.columns)}{hint}", field=column)
 
     def _open(self) -> IO[str]:
         if self.opener is not None:
@@ -233,7 +236,7 @@ def _numbers(table: _Table, column: str, what: str = "number") -> np.ndarray:
         bad = np.isnan(values) & (text.str.len() > 0).to_numpy()
         if bad.any():
             k = int(bad.argmax())
-            raise table.fail(f"not a {what}: {text.iat[k]!r}", row=k, field=column)
+            raise table.fail(f"not a {what}: {short(text.iat[k])}", row=k, field=column)
     inf = np.isinf(values)
     if inf.any():
         k = int(inf.argmax())
@@ -266,7 +269,7 @@ def _timestamps(table: _Table, column: str) -> np.ndarray:
     if bad.any():
         k = int(bad.argmax())
         raise table.fail(f"timestamp is neither a number nor a date: "
-                         f"{_strings(s).iat[k]!r}", row=k, field=column)
+                         f"{short(_strings(s).iat[k])}", row=k, field=column)
     return np.floor(values).astype(np.int64)
 
 
@@ -369,7 +372,8 @@ def _side_table(table: _Table, id_col: str, out_id: str, declared: Mapping[str, 
         k = int(dup.argmax())
         first = int(np.flatnonzero((ids == ids.iat[k]).to_numpy())[0])
         where = (f"line {table._line_of(first)}" if table.kind == "csv" else f"row {first + 1}")
-        raise table.fail(f"duplicate id {ids.iat[k]!r} (first on {where})", row=k, field=id_col)
+        raise table.fail(f"duplicate id {short(ids.iat[k])} (first on {where})", row=k,
+                         field=id_col)
     if declared is None:
         names = [c for c in table.columns if c != id_col]
     else:
@@ -381,7 +385,7 @@ def _side_table(table: _Table, id_col: str, out_id: str, declared: Mapping[str, 
     frame = pd.DataFrame(index=pd.Index(ids.to_numpy(dtype=object), name=out_id, dtype=object))
     for c in names:
         if c in (USER_ID, ITEM_ID) and c != id_col:
-            raise table.fail(f"column {c!r} clashes with an id column of the dataset folder; "
+            raise table.fail(f"column {short(c)} clashes with an id column of the dataset folder; "
                              "rename it or leave it out", field=c)
         node = nodes.get(c)
         if c in forced:
@@ -507,7 +511,7 @@ def _unknown_ids(table: _Table, ids: pd.Series, known: pd.Index, noun: str, fiel
     if unknown.any() and not drop:
         k = int(unknown.argmax())
         raise table.fail(
-            f"{noun} {ids.iat[k]!r} has no row in {other} ({int(unknown.sum())} interaction "
+            f"{noun} {short(ids.iat[k])} has no row in {other} ({int(unknown.sum())} interaction "
             "row(s) have unknown ids; pass drop_unknown=True to drop them)", row=k, field=field)
     return unknown
 
@@ -524,7 +528,7 @@ def _release_times(table: _Table, column: str) -> np.ndarray:
             bad = present & dates.isna().to_numpy()
             if bad.any():
                 k = int(bad.argmax())
-                raise table.fail(f"neither a number nor a date: {text.iat[k]!r}", row=k,
+                raise table.fail(f"neither a number nor a date: {short(text.iat[k])}", row=k,
                                  field=column)
             return _epoch_seconds(dates)
     return _numbers(table, column, "number or date")
@@ -749,7 +753,8 @@ def import_interactions(
         interactions_path, items_path: as in :func:`interactions_dataset`.
         out_dir: dataset folder to write (atomically).
         name: dataset name; default: the name of ``out_dir``.
-        overwrite: replace an existing non-empty ``out_dir``.
+        overwrite: replace ``out_dir`` if it is a dataset folder (only an empty folder or a
+            dataset folder is ever replaced).
         **options: every other keyword of :func:`interactions_dataset` (``users_path``,
             ``user_col``, ``item_col``, ``rating_col``, ``timestamp_col``, ``category_col``,
             ``category_sep``, ``item_columns``, ``user_columns``, ``node_columns``,
@@ -759,9 +764,7 @@ def import_interactions(
         ``out_dir``. Counts (rows read, duplicates and unknown ids dropped, the split's
         report) are in ``stats`` of ``dataset.json``.
     """
-    out = Path(out_dir)
-    if out.exists() and out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise DataError("output folder exists and is not empty (use overwrite)", file=out)
+    out = check_output_folder(out_dir, overwrite=overwrite)  # before the slow part
     dataset = interactions_dataset(interactions_path, items_path,
                                    name=name or out.resolve().name, **options)
     return write_dataset(dataset, out, overwrite=overwrite)

@@ -4,7 +4,8 @@
 the relation files and ``tasks/*.jsonl``, and raises :class:`graph_meta.DataError` naming the
 file, line and field of the first problem; nothing is returned half-loaded.
 :func:`write_dataset` writes a folder atomically: into a temporary sibling, renamed into
-place only when every file is written.
+place only when every file is written. It replaces only an empty folder or a dataset folder
+(one with ``dataset.json``), and removes the temporary siblings of earlier interrupted writes.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset, Task
-from graph_meta.errors import DataError
+from graph_meta.errors import DataError, short, short_names
 from graph_meta.schema import DatasetSpec, TableSpec
 
 csv.field_size_limit(1 << 26)
@@ -75,12 +78,13 @@ def _read_table(path: Path, table: TableSpec) -> pd.DataFrame:
         expected = [table.id, *table.columns]
         missing = [c for c in expected if c not in header]
         if missing:
-            raise DataError(f"missing column(s) {missing}; header is {header}", file=path,
-                            line=1, field=missing[0])
+            raise DataError(f"missing column(s) {short_names(missing)}; header is "
+                            f"{short_names(header)}", file=path, line=1, field=missing[0])
         unknown = [c for c in header if c not in expected]
         if unknown:
             raise DataError(
-                f"unknown column(s) {unknown}: declare them in dataset.json or remove them",
+                f"unknown column(s) {short_names(unknown)}: declare them in dataset.json or "
+                "remove them",
                 file=path, line=1, field=unknown[0])
         if len(set(header)) != len(header):
             raise DataError("duplicate column names in header", file=path, line=1)
@@ -102,8 +106,8 @@ def _read_table(path: Path, table: TableSpec) -> pd.DataFrame:
             if not rid:
                 raise DataError("empty id", file=path, line=line, field=table.id)
             if rid in seen:
-                raise DataError(f"duplicate id {rid!r} (first on line {seen[rid]})", file=path,
-                                line=line, field=table.id)
+                raise DataError(f"duplicate id {short(rid)} (first on line {seen[rid]})",
+                                file=path, line=line, field=table.id)
             seen[rid] = line
             ids.append(rid)
             for j, p in enumerate(pos[1:]):
@@ -128,10 +132,11 @@ def _parse_numeric(values: list[str], path: Path, column: str, lines: np.ndarray
         try:
             x = float(s)
         except ValueError:
-            raise DataError(f"not a number: {v!r}", file=path, line=int(lines[k]),
+            raise DataError(f"not a number: {short(v)}", file=path, line=int(lines[k]),
                             field=column) from None
         if math.isinf(x):
-            raise DataError(f"infinite value {v!r}", file=path, line=int(lines[k]), field=column)
+            raise DataError(f"infinite value {short(v)}", file=path, line=int(lines[k]),
+                            field=column)
         out[k] = x
     return out
 
@@ -141,11 +146,11 @@ def _check_columns(path: Path, header: list[str], required: Iterable[str],
     required = list(required)
     missing = [c for c in required if c not in header]
     if missing:
-        raise DataError(f"missing column(s) {missing}; header is {header}", file=path, line=1,
-                        field=missing[0])
+        raise DataError(f"missing column(s) {short_names(missing)}; header is "
+                        f"{short_names(header)}", file=path, line=1, field=missing[0])
     unknown = [c for c in header if c not in required and c not in set(optional)]
     if unknown:
-        raise DataError(f"unknown column(s) {unknown}; expected {required} "
+        raise DataError(f"unknown column(s) {short_names(unknown)}; expected {required} "
                         f"(optional {list(optional)})", file=path, line=1, field=unknown[0])
 
 
@@ -196,7 +201,7 @@ def _read_csv(path: Path, **kw) -> pd.DataFrame:
                     raise DataError(f"expected {width} fields, found {len(row)}", file=path,
                                     line=start) from None
                 start = reader.line_num + 1
-        raise DataError(f"malformed CSV: {exc}", file=path) from exc
+        raise DataError(f"malformed CSV: {short(str(exc), 160)}", file=path) from exc
 
 
 def _read_train(path: Path, spec: DatasetSpec, user_index: pd.Index, item_index: pd.Index,
@@ -219,7 +224,7 @@ def _read_train(path: Path, spec: DatasetSpec, user_index: pd.Index, item_index:
     bad = ~np.isfinite(rating)
     if bad.any():
         k = int(bad.argmax())
-        raise DataError(f"rating is not a finite number: {raw[RATING].iat[k]!r}", file=path,
+        raise DataError(f"rating is not a finite number: {short(raw[RATING].iat[k])}", file=path,
                         line=int(lines[k]), field=RATING)
     lo, hi = spec.rating_scale
     out_of = (rating < lo) | (rating > hi)
@@ -236,7 +241,7 @@ def _read_train(path: Path, spec: DatasetSpec, user_index: pd.Index, item_index:
             rows = np.isin(cat.cat.codes.to_numpy(), unknown_codes)
             k = int(rows.argmax())
             table = spec.users.file if col == USER_ID else spec.items.file
-            raise DataError(f"id {cat.iat[k]!r} has no row in {table}", file=path,
+            raise DataError(f"id {short(cat.iat[k])} has no row in {table}", file=path,
                             line=int(lines[k]), field=col)
     ucode = users.cat.codes.to_numpy().astype(np.int64)
     icode = items.cat.codes.to_numpy().astype(np.int64)
@@ -250,7 +255,7 @@ def _read_train(path: Path, spec: DatasetSpec, user_index: pd.Index, item_index:
         groups = np.split(rows, starts[1:])
         groups.sort(key=lambda g: int(g[1]))  # the first problem is the earliest repeat
         described = [
-            f"({users.iat[g[0]]!r}, {items.iat[g[0]]!r}) on lines "
+            f"({short(users.iat[g[0]])}, {short(items.iat[g[0]])}) on lines "
             + " and ".join(str(int(lines[r])) for r in g)
             for g in groups
         ]
@@ -270,7 +275,8 @@ def _read_train(path: Path, spec: DatasetSpec, user_index: pd.Index, item_index:
         bad = ~np.isfinite(ts)
         if bad.any():
             k = int(bad.argmax())
-            raise DataError(f"timestamp is not a number: {raw[TIMESTAMP].iat[k]!r}", file=path,
+            raise DataError(f"timestamp is not a number: {short(raw[TIMESTAMP].iat[k])}",
+                            file=path,
                             line=int(lines[k]), field=TIMESTAMP)
         train[TIMESTAMP] = ts.astype(np.int64)
     return train
@@ -295,14 +301,14 @@ def _read_relation(path: Path, rel, user_index: pd.Index, item_index: pd.Index) 
             unknown = ~out[end].isin(index).to_numpy()
             if unknown.any():
                 k = int(unknown.argmax())
-                raise DataError(f"{node} id {out[end].iat[k]!r} is unknown", file=path,
+                raise DataError(f"{node} id {short(out[end].iat[k])} is unknown", file=path,
                                 line=int(lines[k]), field=col)
     if rel.weight:
         w = pd.to_numeric(raw[rel.weight], errors="coerce").to_numpy(dtype=np.float64)
         bad = ~np.isfinite(w)
         if bad.any():
             k = int(bad.argmax())
-            raise DataError(f"weight is not a finite number: {raw[rel.weight].iat[k]!r}",
+            raise DataError(f"weight is not a finite number: {short(raw[rel.weight].iat[k])}",
                             file=path, line=int(lines[k]), field=rel.weight)
         out["weight"] = w.astype(np.float32)
     else:
@@ -310,7 +316,8 @@ def _read_relation(path: Path, rel, user_index: pd.Index, item_index: pd.Index) 
     dup = out.duplicated(["src", "dst"]).to_numpy()
     if dup.any():
         k = int(dup.argmax())
-        raise DataError(f"duplicate edge ({out['src'].iat[k]!r}, {out['dst'].iat[k]!r})",
+        raise DataError(f"duplicate edge ({short(out['src'].iat[k])}, "
+                        f"{short(out['dst'].iat[k])})",
                         file=path, line=int(lines[k]))
     return out
 
@@ -327,18 +334,18 @@ def _pairs(value: object, path: Path, line: int, field: str, lo: float, hi: floa
             raise DataError("must be an [item_id, rating] pair", file=path, line=line, field=where)
         item, rating = pair
         if not isinstance(item, str | int) or isinstance(item, bool) or str(item) == "":
-            raise DataError(f"item id must be a non-empty string, got {item!r}", file=path,
+            raise DataError(f"item id must be a non-empty string, got {short(item)}", file=path,
                             line=line, field=where)
         item = str(item)
         if isinstance(rating, bool) or not isinstance(rating, int | float) or not math.isfinite(
                 rating):
-            raise DataError(f"rating must be a finite number, got {rating!r}", file=path,
+            raise DataError(f"rating must be a finite number, got {short(rating)}", file=path,
                             line=line, field=where)
         if not lo <= rating <= hi:
             raise DataError(f"rating {rating:g} outside the scale [{lo:g}, {hi:g}]", file=path,
                             line=line, field=where)
         if item not in item_index:
-            raise DataError(f"item {item!r} has no row in items.csv", file=path, line=line,
+            raise DataError(f"item {short(item)} has no row in items.csv", file=path, line=line,
                             field=where)
         out.append((item, float(rating)))
     return out
@@ -366,11 +373,12 @@ def _read_tasks(path: Path, spec: DatasetSpec, user_index: pd.Index,
                                     field=key)
             uid = obj["user_id"]
             if not isinstance(uid, str | int) or isinstance(uid, bool) or str(uid) == "":
-                raise DataError(f"user id must be a non-empty string, got {uid!r}", file=path,
+                raise DataError(f"user id must be a non-empty string, got {short(uid)}",
+                                file=path,
                                 line=line_no, field="user_id")
             uid = str(uid)
             if uid not in user_index:
-                raise DataError(f"user {uid!r} has no row in users.csv", file=path,
+                raise DataError(f"user {short(uid)} has no row in users.csv", file=path,
                                 line=line_no, field="user_id")
             support = _pairs(obj["support"], path, line_no, "support", lo, hi, item_index)
             query = _pairs(obj["query"], path, line_no, "query", lo, hi, item_index)
@@ -378,23 +386,96 @@ def _read_tasks(path: Path, spec: DatasetSpec, user_index: pd.Index,
                 raise DataError("the query set is empty", file=path, line=line_no, field="query")
             both = {i for i, _ in support} & {i for i, _ in query}
             if both:
-                raise DataError(f"item(s) {sorted(both)[:3]} in both support and query",
+                raise DataError(f"item(s) {short_names(sorted(both), 3)} in both support and "
+                                "query",
                                 file=path, line=line_no, field="query")
             tasks.append(Task(uid, support, query))
     return tasks
+
+
+def check_output_folder(out: str | Path, *, overwrite: bool = False) -> Path:
+    """``out`` if a dataset folder may be written there, else a DataError.
+
+    It may when ``out`` does not exist or is an empty folder, and with ``overwrite`` when it
+    is a dataset folder (it holds ``dataset.json``): any other folder is never replaced.
+    """
+    out = Path(out)
+    if out.is_symlink():
+        raise DataError("output is a symbolic link; give the folder itself", file=out)
+    if not out.exists():
+        return out
+    if not out.is_dir():
+        raise DataError("output exists and is not a folder", file=out)
+    if not any(out.iterdir()):
+        return out
+    if not overwrite:
+        raise DataError("output folder exists and is not empty (use overwrite)", file=out)
+    if not (out / "dataset.json").is_file():
+        raise DataError("output folder is not a dataset folder (it has no dataset.json); "
+                        "overwrite only replaces dataset folders: remove it yourself or "
+                        "choose another output", file=out)
+    return out
+
+
+# temporary siblings of an output folder NAME: `.NAME.tmp-PID-XXXXXXXX` (being written) and
+# `.NAME.old-PID` (the replaced folder, being removed); `.NAME.XXXXXXXX` from older versions
+_PID_TEMP = re.compile(r"(?:tmp-(\d+)-[a-z0-9_]{8}|old-(\d+))")
+_LEGACY_TEMP = re.compile(r"[a-z0-9_]{8}")
+_LEGACY_STALE_S = 3600.0
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process, or a platform without signal 0
+        return True
+    return True
+
+
+def remove_stale_temporaries(out: str | Path) -> list[Path]:
+    """Remove the temporary siblings that interrupted writes of ``out`` left behind: those
+    named as :func:`write_dataset` names them whose process is gone (or, for the unnamed
+    ones of older versions, untouched for an hour). Returns the removed paths."""
+    out = Path(out)
+    prefix = f".{out.name}."
+    removed = []
+    try:
+        entries = list(os.scandir(out.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(prefix) or not entry.is_dir(follow_symlinks=False):
+            continue
+        rest = entry.name[len(prefix):]
+        if m := _PID_TEMP.fullmatch(rest):
+            stale = not _pid_alive(int(m.group(1) or m.group(2)))
+        elif _LEGACY_TEMP.fullmatch(rest):
+            stale = time.time() - entry.stat(follow_symlinks=False).st_mtime > _LEGACY_STALE_S
+        else:
+            continue
+        if stale:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
+    return removed
 
 
 def write_dataset(dataset: Dataset, out: str | Path, *, overwrite: bool = False) -> Path:
     """Write ``dataset`` as a dataset folder at ``out``, atomically.
 
     Every file goes into a temporary folder beside ``out``; the folder is renamed into place
-    only when complete, so a crash leaves either the old folder or the new one.
+    only when complete, so a crash leaves either the old folder or the new one. ``out`` must
+    not exist, be empty, or (with ``overwrite``) be a dataset folder
+    (:func:`check_output_folder`); temporary siblings left by interrupted writes are removed
+    first (:func:`remove_stale_temporaries`).
     """
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise DataError("output folder exists and is not empty (use overwrite)", file=out)
+    out = check_output_folder(out, overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    remove_stale_temporaries(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     try:
         spec = dataset.spec
         (tmp / "dataset.json").write_text(json.dumps(spec.to_json(), indent=2) + "\n",

@@ -39,10 +39,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset
-from graph_meta.errors import DataError
+from graph_meta.errors import DataError, short
 from graph_meta.schema import CATEGORY
 from loaders.csv_import import dataset_from_frames
-from loaders.folder import write_dataset
+from loaders.folder import check_output_folder, write_dataset
 from loaders.split import SplitOptions
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def _split_lines(path: Path, fields: tuple[str, ...]) -> tuple[list[pa.Array], n
         line = rows[k].as_py()
         raise DataError(
             f"expected {n} fields separated by '::' ({'::'.join(fields)}), "
-            f"found {int(counts[k])}: {line[:120]!r}", file=path, line=int(lines[k]))
+            f"found {int(counts[k])}: {short(line, 80)}", file=path, line=int(lines[k]))
     flat = pc.utf8_trim_whitespace(pc.list_flatten(parts))
     starts = np.arange(len(lines), dtype=np.int64) * n
     return [flat.take(pa.array(starts + j)) for j in range(n)], lines
@@ -104,7 +104,7 @@ def _check(col: pa.Array, pattern: str, path: Path, lines: np.ndarray, field: st
     ok = pc.match_substring_regex(col, pattern).to_numpy(zero_copy_only=False)
     if not ok.all():
         k = int((~ok).argmax())
-        raise DataError(f"{message}: {col[k].as_py()!r}", file=path, line=int(lines[k]),
+        raise DataError(f"{message}: {short(col[k].as_py())}", file=path, line=int(lines[k]),
                         field=field)
 
 
@@ -262,14 +262,13 @@ def import_movielens(
         split: the cold-start split's options (:class:`loaders.split.SplitOptions`); the
             new items are the most recent releases.
         name: dataset name in ``dataset.json``.
-        overwrite: replace an existing non-empty ``out_dir``.
+        overwrite: replace ``out_dir`` if it is a dataset folder (only an empty folder or a
+            dataset folder is ever replaced).
 
     Returns:
         ``out_dir``.
     """
-    out = Path(out_dir)
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise DataError("output folder exists and is not empty (use overwrite)", file=out)
+    out = check_output_folder(out_dir, overwrite=overwrite)  # before the slow part
     dataset = movielens_dataset(
         source_dir, name=name, split=split)
     return write_dataset(dataset, out, overwrite=overwrite)

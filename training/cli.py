@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from graph_meta.errors import GraphMetaError
+from graph_meta.errors import GraphMetaError, redact
 
 
 def store_options(fn):
@@ -57,7 +58,9 @@ def open_store(dataset: Path | None, store_kind: str, neo4j_uri: str | None,
 
 
 def _fail(exc: Exception) -> None:
+    """Print the error on one line (no URI userinfo, no NEO4J_PASSWORD) and exit with 2."""
     text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    text = redact(" ".join(str(text).splitlines()), [os.environ.get("NEO4J_PASSWORD")])
     click.secho(f"error: {text}", fg="red", err=True)
     sys.exit(2)
 
@@ -67,6 +70,10 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except (GraphMetaError, ValueError, KeyError) as exc:
+            _fail(exc)
+        except Exception as exc:
+            if type(exc).__module__.partition(".")[0] != "neo4j":  # the driver's own errors
+                raise
             _fail(exc)
 
 
@@ -96,11 +103,10 @@ def main(verbose: bool) -> None:
 def synth(n_users: int, n_items: int, n_interactions: int, seed: int, new_user_fraction: float,
           new_item_fraction: float, out: Path, overwrite: bool) -> None:
     """Generate a synthetic e-commerce catalog as a dataset folder."""
-    from loaders.folder import write_dataset
+    from loaders.folder import check_output_folder, write_dataset
     from loaders.synthetic import generate_catalog
 
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise click.UsageError(f"{out} exists and is not empty (use --overwrite)")
+    check_output_folder(out, overwrite=overwrite)  # before generating
     t0 = time.perf_counter()
     dataset = generate_catalog(n_users=n_users, n_items=n_items, n_interactions=n_interactions,
                                seed=seed, new_user_fraction=new_user_fraction,
@@ -474,7 +480,7 @@ def _load_model(run_dir: Path):
 
     model_path = run_dir / "model.pt"
     if not model_path.is_file():
-        raise click.UsageError(f"{model_path} not found: train first (graph-meta train)")
+        raise GraphMetaError(f"{model_path} not found: train first (graph-meta train)")
     return GraphMetaRecommender.load(model_path)
 
 

@@ -8,7 +8,9 @@ Cypher text is built only from names that :class:`~graph_meta.schema.GraphSchema
 (and backtick-quoted); every value travels as a parameter.
 
 Credentials come from arguments or ``NEO4J_URI``, ``NEO4J_USER``, ``NEO4J_PASSWORD``; the
-password is never logged or included in an error.
+password is never logged or included in an error. A URI holding credentials
+(``bolt://user:pw@host``) is refused, shown with them masked; the driver's errors are passed on
+as :class:`~graph_meta.errors.GraphMetaError` with the password masked.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from graph_meta.errors import GraphMetaError
+from graph_meta.errors import GraphMetaError, redact
 from graph_meta.graph.build import EdgeBatch, NodeBatch
 from graph_meta.schema import CATEGORY, ITEM, USER, DatasetSpec, EdgeType, GraphSchema
 from graph_meta.store.base import (
@@ -52,6 +55,33 @@ DEFAULT_BATCH = 5000
 def _q(name: str) -> str:
     """Backtick-quote a schema-checked identifier."""
     return "`" + name.replace("`", "``") + "`"
+
+
+def _uri_without_userinfo(uri: str) -> tuple[str, bool]:
+    """``uri`` with any ``user:password@`` masked as ``***@``, and whether it had one."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        scheme, rest = "", uri
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" not in authority:
+        return uri, False
+    host = authority.rpartition("@")[2]
+    return f"{scheme}{sep}***@{host}{rest[len(authority):]}", True
+
+
+def check_uri(uri: str) -> str:
+    """``uri``, or a GraphMetaError (showing it masked) if it holds credentials."""
+    shown, has_userinfo = _uri_without_userinfo(uri)
+    if has_userinfo:
+        raise GraphMetaError(f"the Neo4j URI {shown} holds credentials: give it without them "
+                             "and set NEO4J_USER and NEO4J_PASSWORD")
+    return uri
+
+
+def driver_message(exc: BaseException, password: str | None) -> str:
+    """A driver error's message on one line, cut short, with the password masked."""
+    text = " ".join(redact(str(exc), [password]).split())
+    return text if len(text) <= 300 else text[:300] + "..."
 
 
 def _clean(value: Any) -> Any:
@@ -93,11 +123,16 @@ class Neo4jGraphStore(GraphStore):
             raise GraphMetaError("no Neo4j URI: pass --neo4j-uri or set NEO4J_URI")
         if password is None:
             raise GraphMetaError("no Neo4j password: set NEO4J_PASSWORD")
+        uri = check_uri(uri)
         self.uri = uri
         self.database = database
         self.batch_size = batch_size
-        self._driver = neo4j.GraphDatabase.driver(uri, auth=(user, password),
-                                                  notifications_min_severity="OFF")
+        try:
+            self._driver = neo4j.GraphDatabase.driver(uri, auth=(user, password),
+                                                      notifications_min_severity="OFF")
+        except (neo4j.exceptions.DriverError, ValueError) as exc:
+            raise GraphMetaError(f"cannot use the Neo4j URI {uri}: "
+                                 f"{driver_message(exc, password)}") from None
         try:
             self._driver.verify_connectivity()
         except neo4j.exceptions.AuthError:
@@ -106,7 +141,11 @@ class Neo4jGraphStore(GraphStore):
                                  f"{user!r}") from None
         except neo4j.exceptions.ServiceUnavailable as exc:
             self._driver.close()
-            raise GraphMetaError(f"Neo4j at {uri} is unreachable: {exc}") from None
+            raise GraphMetaError(f"Neo4j at {uri} is unreachable: "
+                                 f"{driver_message(exc, password)}") from None
+        except (neo4j.exceptions.DriverError, neo4j.exceptions.Neo4jError) as exc:
+            self._driver.close()
+            raise GraphMetaError(f"Neo4j at {uri}: {driver_message(exc, password)}") from None
         stored = self._stored_spec()
         if spec is None:
             if stored is None:
@@ -176,6 +215,7 @@ class Neo4jGraphStore(GraphStore):
         password = password if password is not None else os.environ.get("NEO4J_PASSWORD")
         if not uri or password is None:
             raise GraphMetaError("set NEO4J_URI and NEO4J_PASSWORD")
+        uri = check_uri(uri)
         with neo4j.GraphDatabase.driver(uri, auth=(user, password)) as driver:
             with driver.session(database=database) as session:
                 session.run("MATCH (n) CALL (n) { DETACH DELETE n } "
