@@ -76,6 +76,7 @@ from graph_meta.dataset import ITEM_ID, RATING, USER_ID, Dataset
 from graph_meta.eval.protocol import carve_validation, evaluate, training_view
 from graph_meta.graph.build import split_multi
 from graph_meta.graph.features import encode_features, hashed_text
+from graph_meta.live import LiveRatings, posterior_update
 from graph_meta.schema import TableSpec
 
 __all__ = [
@@ -194,6 +195,7 @@ class ItemMeanUserBias:
         self.grid = {**self.default_grid, **(grid or {})}
         self.seed = seed
         self.params: dict[str, Any] = {}
+        self.live = LiveRatings()
 
     def fit(self, dataset: Dataset) -> ItemMeanUserBias:
         t0 = time.perf_counter()
@@ -212,6 +214,8 @@ class ItemMeanUserBias:
         dev = data.r - self.mu
         n_i = np.bincount(data.i, minlength=data.n_items).astype(np.float64)
         s_i = np.bincount(data.i, weights=dev, minlength=data.n_items)
+        self.live.clear()
+        self._n_item, self._s_item = n_i, s_i
         self.b_item = np.zeros(data.n_items + 1)  # last row: unknown item
         self.b_item[:-1] = s_i / np.maximum(n_i + self.item_shrink, 1e-12)
         resid = dev - self.b_item[data.i]
@@ -245,12 +249,38 @@ class ItemMeanUserBias:
         return {"tuned_on": _carve_summary(pseudo), "pseudo_rmse": round(best[0], 5),
                 "grid_scores": scores}
 
+    def observe(self, ratings: Sequence[tuple[str, str, float]]) -> int:
+        """Ratings that arrived after training: an item's mean takes its observed ratings in
+        (same shrinkage), a user's bias their observed ratings as more history."""
+        changed = self.live.add(ratings)
+        for item in {i for _, i, _ in changed}:
+            p = self.item_pos.get(item)
+            if p is None:
+                continue
+            extra = self.live.item(item)
+            s = self._s_item[p] + sum(extra.values()) - self.mu * len(extra)
+            n = self._n_item[p] + len(extra)
+            self.b_item[p] = s / max(n + self.item_shrink, 1e-12)
+        return len(changed)
+
+    def reset_observed(self) -> None:
+        for item in self.live.by_item:
+            p = self.item_pos.get(item)
+            if p is not None:
+                self.b_item[p] = self._s_item[p] / max(self._n_item[p] + self.item_shrink,
+                                                       1e-12)
+        self.live.clear()
+
     def predict(self, user_id: str, support: list[tuple[str, float]],
                 query_items: list[str]) -> np.ndarray:
         pos, unknown = self.item_pos, self._unknown
         q = np.fromiter((pos.get(i, unknown) for i in query_items), np.int64, len(query_items))
         u = self.user_pos.get(user_id)
         s, n = (self.s_user[u], self.n_user[u]) if u is not None else (0.0, 0.0)
+        observed = self.live.user(user_id)
+        if observed:
+            given = {i for i, _ in support}
+            support = [*((i, r) for i, r in observed.items() if i not in given), *support]
         if support:
             si = np.fromiter((pos.get(i, unknown) for i, _ in support), np.int64, len(support))
             sr = np.fromiter((r for _, r in support), np.float64, len(support))
@@ -527,6 +557,7 @@ class BiasedMF:
         self.grid = {**self.default_grid, **(grid or {})}
         self.seed = seed
         self.params: dict[str, Any] = {}
+        self.live = LiveRatings()
         if not fold_in:
             self.name = "biased MF (no fold-in)"
 
@@ -618,6 +649,55 @@ class BiasedMF:
         """Make the model predict with factors ``f`` and the given priors."""
         self._set_factors(prep, f)
         self._set_priors(prep, f, alpha_item, alpha_user)
+        self.live.clear()
+        self._trained_items = self._items.copy()
+        self._by_item = prep.by_item
+        self._rater_theta: dict[str, np.ndarray] = {}
+
+    def observe(self, ratings: Sequence[tuple[str, str, float]]) -> int:
+        r"""Ratings that arrived after training: the same closed-form updates as graph-meta's
+        (:func:`graph_meta.live.posterior_update`). An item's :math:`(b_i, q_i)` is the ALS item
+        step over its training and observed raters, from its trained state (or side-feature
+        prior) with the precision it was fitted with; a rater's :math:`	heta_u` is the fold-in
+        of their history and observed ratings on the trained item table; a task's user folds
+        in their observed ratings as more history."""
+        changed = self.live.add(ratings)
+        items = {i for _, i, _ in changed}
+        for user in {u for u, _, _ in changed}:
+            self._rater_theta.pop(user, None)
+            items.update(self.live.user(user))
+        trained_users = self._user_theta
+        for item in items:
+            p = self._item_pos.get(item)
+            if p is None:
+                continue
+            raters = self.live.item(item)
+            theta = np.stack([self._rater_state(u) for u in raters])
+            x = np.hstack([np.ones((len(theta), 1)), theta[:, 1:]])
+            t = np.fromiter(raters.values(), np.float64, len(raters)) - self.mu - theta[:, 0]
+            old = self._by_item[p].indices if p < self._by_item.shape[0] else []
+            xo = np.hstack([np.ones((len(old), 1)), trained_users[old, 1:]])
+            state = np.r_[self._trained_items[p, 0], self._trained_items[p, 2:]]
+            new = posterior_update(state, self._lam + xo.T @ xo, x, t)
+            self._items[p, 0], self._items[p, 2:] = new[0], new[1:]
+        return len(changed)
+
+    def _rater_state(self, user_id: str) -> np.ndarray:
+        theta = self._rater_theta.get(user_id)
+        if theta is None:
+            table, self._items = self._items, self._trained_items
+            try:
+                theta = self._fold_in(user_id, list(self.live.user(user_id).items()))
+            finally:
+                self._items = table
+            self._rater_theta[user_id] = theta
+        return theta
+
+    def reset_observed(self) -> None:
+        if self.live.by_item:
+            self._items = self._trained_items.copy()
+        self.live.clear()
+        self._rater_theta = {}
 
     def _set_factors(self, prep: _Prepared, f: _Factors) -> None:
         r"""Item table ``[b_i, 1, q_i]`` and per-user training sums
@@ -734,8 +814,15 @@ class BiasedMF:
 
     def user_parameters(self, user_id: str,
                         support: Sequence[tuple[str, float]] = ()) -> np.ndarray:
-        r""":math:`\theta_u = (b_u, p_u)` after fold-in on ``support`` (or without it when
-        ``fold_in`` is False)."""
+        r""":math:`\theta_u = (b_u, p_u)` after fold-in on ``support`` and the user's observed
+        ratings (or without them when ``fold_in`` is False)."""
+        observed = self.live.user(user_id)
+        if observed and self.fold_in:
+            given = {i for i, _ in support}
+            support = [*((i, r) for i, r in observed.items() if i not in given), *support]
+        return self._fold_in(user_id, support)
+
+    def _fold_in(self, user_id: str, support: Sequence[tuple[str, float]]) -> np.ndarray:
         u = self._user_pos.get(user_id)
         known = u is not None and bool(self._user_known[u])
         if not self.fold_in or not support:

@@ -77,6 +77,7 @@ from torch.func import functional_call, vmap
 
 from graph_meta.baselines import side_features
 from graph_meta.dataset import ITEM_ID, RATING, USER_ID, Dataset
+from graph_meta.live import LiveRatings
 from graph_meta.meta.learners import MetaLearner, make_learner
 from graph_meta.schema import TableSpec
 
@@ -288,6 +289,7 @@ class MeLUStyle:
         self.max_vocab = int(max_vocab)
         self.max_train_s = max_train_s
         self.params: dict[str, Any] = {}
+        self.live = LiveRatings()
         self.net: _Net | None = None
         self.learner: MetaLearner | None = None
 
@@ -516,13 +518,26 @@ class MeLUStyle:
         assert isinstance(fast, dict)
         return {k: v.detach() for k, v in fast.items()}
 
+    def observe(self, ratings: Sequence[tuple[str, str, float]]) -> int:
+        """Ratings that arrived after training: MeLU has no item state and no history, so a
+        user's observed ratings join their support in every later :meth:`predict`."""
+        return len(self.live.add(ratings))
+
+    def reset_observed(self) -> None:
+        self.live.clear()
+
     def predict(self, user_id: str, support: list[tuple[str, float]],
                 query_items: list[str]) -> np.ndarray:
-        """Predicted ratings of ``query_items`` after adapting the MLP on ``support``."""
+        """Predicted ratings of ``query_items`` after adapting the MLP on ``support`` (and the
+        user's observed ratings, :meth:`observe`)."""
         if self.net is None:
             raise RuntimeError("fit the model first")
         if not query_items:
             return np.zeros(0)
+        observed = self.live.user(user_id)
+        if observed:
+            given = {i for i, _ in support}
+            support = [*((i, r) for i, r in observed.items() if i not in given), *support]
         params = self.adapted_params(user_id, support)
         with torch.no_grad():
             e_u = self._user_row(user_id)

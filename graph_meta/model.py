@@ -96,6 +96,7 @@ from torch import Tensor, nn
 
 from graph_meta.dataset import Dataset
 from graph_meta.graph.neighborhood import ItemNeighbors, residual_correction
+from graph_meta.live import LiveRatings, posterior_update, rating_triples
 from graph_meta.meta.learners import MetaLearner, Reptile, make_learner
 from graph_meta.nn.encoder import HeteroEncoder
 from graph_meta.nn.heads import PriorHead, ridge_solve, score
@@ -155,10 +156,14 @@ class GraphMetaNet(nn.Module):
         # priors start as the closed-form bases and move only as far as training pays
         self.prior_gate = (nn.Parameter(torch.zeros(2, d_state)) if m.prior_gate else None)
         lam = torch.log(torch.as_tensor(init_precisions(cfg), dtype=torch.float32))
+        # the item side's own precision: a cold item's fold-in from its first raters in item
+        # tasks, and the items' updates from ratings observed after training (observe)
         if meta.learn_precision:
             self.log_lam = nn.Parameter(lam)
+            self.log_lam_item = nn.Parameter(lam.clone())
         else:
             self.register_buffer("log_lam", lam)
+            self.register_buffer("log_lam_item", lam.clone())
         self.adapt_vector = meta.adapt in ("vector", "head+vector")
         self.adapt_head = meta.adapt in ("head", "head+vector")
         self.head0 = nn.Parameter(torch.zeros(2)) if self.adapt_head else None
@@ -181,6 +186,10 @@ class GraphMetaNet(nn.Module):
     @property
     def lam(self) -> Tensor:
         return self.log_lam.exp()
+
+    @property
+    def lam_item(self) -> Tensor:
+        return self.log_lam_item.exp()
 
     def priors(self, data: Any) -> tuple[Tensor, Tensor]:
         """Graph priors ``(item_prior [N_I, D], user_prior [N_U, D])``."""
@@ -247,11 +256,15 @@ class GraphMetaNet(nn.Module):
 
     def item_loss(self, ep: Mapping[str, Tensor], items: Tensor,
                   user_prior: Tensor) -> Tensor:
-        """Query MSE of a batch of item tasks (items cold: prior only, edges hidden)."""
+        """Query MSE of a batch of item tasks (items cold, edges hidden): the item's ridge
+        fold-in from its support raters toward its prior (precision :attr:`lam_item`, what
+        :meth:`GraphMetaRecommender.observe` serves with), then the item learner's steps."""
         ctx = self.fold_in(user_prior[ep["ctx_users"]], items[ep["hist_items"]], ep["hist_y"],
                            ep["hist_mask"])
         sup_u, qry_u = ctx[ep["support_users"]], ctx[ep["query_users"]]
-        theta0 = items[ep["items"]]
+        rows = torch.cat([torch.ones_like(sup_u[..., :1]), sup_u[..., 1:]], dim=-1)
+        theta0 = ridge_solve(items[ep["items"]], rows, ep["support_y"] - self.mu - sup_u[..., 0],
+                             ep["support_mask"], self.lam_item)
         traj = self.adapt(theta0, sup_u, ep["support_y"], ep["support_mask"],
                           self.item_learner, head=False)
         return self._query_mse(traj[-1], qry_u, ep["query_y"], ep["query_mask"])
@@ -335,6 +348,8 @@ class GraphMetaRecommender:
         self._reg: tuple[np.ndarray, sp.csr_matrix, sp.csc_matrix] | None = None
         # ALS states the item side-feature prior was fitted to (set by training)
         self.prior_targets: np.ndarray | None = None
+        self.live = LiveRatings()  # ratings observed after training (observe)
+        self._reset_live_state()
 
     # ------------------------------------------------------------------ public API
     @property
@@ -351,10 +366,235 @@ class GraphMetaRecommender:
 
         if config is not None:
             self.config = config.validate()
+        self.live.clear()
+        self._reset_live_state()
         train_model(self, dataset, device=device or self.config.train.device,
                     progress=progress, log_dir=log_dir, checkpoint_dir=checkpoint_dir,
                     resume=resume, store=store)
         return self
+
+    # ------------------------------------------------------------------ live ratings
+    def observe(self, ratings: Sequence[tuple[str, str, float]]) -> int:
+        r"""Take ratings that arrived after training into every later prediction.
+
+        ``ratings`` are ``(user_id, item_id, rating)``; a pair already observed with the same
+        rating changes nothing, with another rating it replaces the old one. For each item
+        that received ratings the state is the ALS item step over its raters' states, written
+        as a Bayesian update from the state training gave it (:func:`graph_meta.live.
+        posterior_update`: a never-rated item starts from its graph prior with precision
+        :math:`\Lambda` times ``model.live_precision``; an item with training ratings from
+        its trained state with their precision too, or not at all with
+        ``model.live_warm_items = false``). A rater's state is the ridge fold-in of their
+        training history and observed ratings toward their graph prior. The user's own
+        observed ratings join their history in :meth:`predict` (fold-in and neighbourhood
+        residuals). Costs :math:`O((n_u + n_i) D^2 + D^3)` per rating for a user with
+        :math:`n_u` and an item with :math:`n_i` observed ratings; nothing is retrained.
+
+        Returns:
+            How many ratings changed the log (new pairs or new values).
+
+        Raises:
+            ValueError: a malformed triple, a non-finite rating or one off the training
+                data's rating scale (nothing is recorded then).
+        """
+        if not self.cache:
+            raise RuntimeError("the model is not fitted (call fit or load)")
+        scale = self.fit_info.get("rating_scale")
+        triples = rating_triples(ratings, scale=tuple(scale) if scale else None)
+        fresh, changed = [], []
+        for user, item, r in triples:  # a training rating given again is not new
+            if self._training_rating(user, item) == r:
+                if self.live.discard(user, item):
+                    changed.append((user, item, r))
+            else:
+                fresh.append((user, item, r))
+        changed += self.live.add(fresh)
+        users = {u for u, _, _ in changed}
+        items = {i for _, i, _ in changed}
+        for user in users:  # a rater's new state moves every item they rated
+            self._rater_theta.pop(user, None)
+            items.update(self.live.user(user))
+        for item in items:
+            self._refresh_item(item)
+        if self._hist_theta_live is not None:  # only the changed users' rows move
+            for user in users:
+                u = self.user_pos.get(user)
+                if u is not None:
+                    self._hist_theta_live[u] = self._rater_state(user)
+        return len(changed)
+
+    def observe_store(self, store: Any) -> int:
+        """Observe every rating of ``store`` (a :class:`~graph_meta.store.base.GraphStore`)
+        that training did not see: a ``RATED`` edge whose pair is not a training rating, or
+        whose rating changed since. Calling it again observes only what is new, so a saved
+        model plus the store's current graph gives the predictions of the live model.
+
+        Returns:
+            How many ratings changed the model's log (see :meth:`observe`).
+        """
+        if not self.cache:
+            raise RuntimeError("the model is not fitted (call fit or load)")
+        batch = store.edge_batch(store.schema.rated)
+        users, items = batch.src.astype(str), batch.dst.astype(str)
+        ratings = np.asarray(batch.properties["rating"], dtype=np.float64)
+        c = self.cache
+        n = max(len(self.item_ids), 1)
+        u = np.fromiter((self.user_pos.get(x, -1) for x in users), np.int64, len(users))
+        i = np.fromiter((self.item_pos.get(x, -1) for x in items), np.int64, len(items))
+        train_users = np.repeat(np.arange(len(c["hist_indptr"]) - 1), np.diff(c["hist_indptr"]))
+        train_keys = train_users * n + c["hist_items"]
+        order = np.argsort(train_keys, kind="stable")
+        train_keys, train_y = train_keys[order], c["hist_y"][order]
+        keys = np.where((u >= 0) & (i >= 0), u * n + i, -1)
+        at = np.clip(np.searchsorted(train_keys, keys), 0, max(len(train_keys) - 1, 0))
+        seen = (keys >= 0) & (len(train_keys) > 0)
+        if len(train_keys):
+            seen &= (train_keys[at] == keys) & np.isclose(train_y[at], ratings, atol=1e-6)
+        new = np.flatnonzero(~seen)
+        return self.observe([(users[k], items[k], ratings[k]) for k in new])
+
+    def reset_observed(self) -> None:
+        """Forget every observed rating: predictions are those of training again."""
+        items = self.cache.get("item_states")
+        if items is not None:
+            for pos, row in self._item_backup.items():
+                items[pos] = row
+        self.live.clear()
+        self._reset_live_state(keep_history=True)
+
+    def _reset_live_state(self, *, keep_history: bool = False) -> None:
+        self._item_backup: dict[int, np.ndarray] = {}  # trained rows of updated items
+        self._rater_theta: dict[str, np.ndarray] = {}
+        self._item_precision: dict[int, np.ndarray] = {}
+        self._hist_theta_live: np.ndarray | None = None
+        if not keep_history:
+            self._hist_theta: np.ndarray | None = None
+            self._edges_by_item: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _live_rows(self, user_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(item positions [n], ratings [n])`` of a user's observed ratings on known items."""
+        row = self.live.user(user_id)
+        if not row:
+            return np.zeros(0, np.int64), np.zeros(0)
+        pos = np.fromiter((self.item_pos.get(i, -1) for i in row), np.int64, len(row))
+        y = np.fromiter(row.values(), np.float64, len(row))
+        keep = pos >= 0
+        return pos[keep], y[keep]
+
+    def _rater_state(self, user_id: str) -> np.ndarray:
+        """``[D]`` a rater's state in the item updates: the ridge fold-in of their training
+        history and observed ratings toward their graph prior, with the items' *trained*
+        states, so that it depends on that user's ratings alone (the updates are then the
+        same whatever order the ratings came in)."""
+        theta = self._rater_theta.get(user_id)
+        if theta is None:
+            c = self.cache
+            pos, y = self._live_rows(user_id)
+            x = c["item_states"][pos]
+            for k, p in enumerate(pos):
+                if p in self._item_backup:
+                    x[k] = self._item_backup[p]
+            a, rhs, prior = self._history_sums(user_id)
+            rows = np.concatenate([np.ones((len(x), 1)), x[:, 1:]], axis=1)
+            a += rows.T @ rows + np.diag(c["lam"])
+            rhs += rows.T @ (y - float(c["mu"]) - x[:, 0]) + c["lam"] * prior
+            theta = np.linalg.solve(a, rhs)
+            self._rater_theta[user_id] = theta
+        return theta
+
+    def _history_sums(self, user_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(A [D, D], c [D], prior [D])`` of a user's training history, less the training
+        ratings that an observed rating replaced (copies; zeros and the mean prior for a user
+        the model does not know)."""
+        c = self.cache
+        u = self.user_pos.get(str(user_id), -1)
+        if u < 0:
+            d_state = c["item_states"].shape[1]
+            return np.zeros((d_state, d_state)), np.zeros(d_state), c["user_prior"].mean(0)
+        a, rhs = c["hist_a"][u].copy(), c["hist_c"][u].copy()
+        for pos, old in self._replaced(user_id):
+            x = self._item_backup.get(pos, c["item_states"][pos])
+            row = np.r_[1.0, x[1:]]
+            a -= np.outer(row, row)
+            rhs -= row * (old - float(c["mu"]) - x[0])
+        return a, rhs, c["user_prior"][u]
+
+    def _training_rating(self, user_id: str, item_id: str) -> float | None:
+        """The rating of a pair in the training data, or None."""
+        u, i = self.user_pos.get(str(user_id)), self.item_pos.get(str(item_id))
+        if u is None or i is None:
+            return None
+        c = self.cache
+        lo, hi = c["hist_indptr"][u], c["hist_indptr"][u + 1]
+        hit = np.flatnonzero(c["hist_items"][lo:hi] == i)
+        return float(c["hist_y"][lo + hit[-1]]) if len(hit) else None
+
+    def _replaced(self, user_id: str) -> list[tuple[int, float]]:
+        """``(item position, training rating)`` of a user's training ratings that an observed
+        rating replaced."""
+        out = []
+        for item in self.live.user(user_id):
+            old = self._training_rating(user_id, item)
+            if old is not None:
+                out.append((self.item_pos[item], old))
+        return out
+
+    def _training_raters(self, pos: int) -> np.ndarray:
+        """Positions of the users who rated item ``pos`` in training (empty for a new item)."""
+        c = self.cache
+        if self._edges_by_item is None:
+            n_users = len(c["hist_indptr"]) - 1
+            order = np.argsort(c["hist_items"], kind="stable")
+            users = np.repeat(np.arange(n_users), np.diff(c["hist_indptr"]))[order]
+            bounds = np.searchsorted(c["hist_items"][order], np.arange(len(self.item_ids) + 1))
+            self._edges_by_item = (bounds, users)
+        bounds, users = self._edges_by_item
+        return users[bounds[pos]:bounds[pos + 1]] if pos + 1 < len(bounds) else users[:0]
+
+    def _rater_rows(self, theta: np.ndarray) -> np.ndarray:
+        """``[n, D]`` the rows :math:`(1 + h_1)(1, v_u)` of raters' states in an item step."""
+        head = self.cache["head0"]
+        return (1.0 + head[1]) * np.concatenate([np.ones((len(theta), 1)), theta[:, 1:]], 1)
+
+    def _item_prior_precision(self, pos: int) -> np.ndarray:
+        """``[D, D]`` the precision of an item's trained state: the ridge precision (times
+        ``model.live_precision``) plus its training raters' rows' outer products."""
+        p = self._item_precision.get(pos)
+        if p is None:
+            lam = self.cache.get("lam_item", self.cache["lam"])  # older models: the user's
+            p = np.diag(lam * self.config.model.live_precision)
+            raters = self._training_raters(pos)
+            if len(raters):
+                x = self._rater_rows(self._base_history_states()[raters])
+                p = p + x.T @ x
+            self._item_precision[pos] = p
+        return p
+
+    def _refresh_item(self, item_id: str) -> None:
+        """Recompute an item's state from its trained state and every observed rating."""
+        pos = self.item_pos.get(item_id)
+        if pos is None:
+            return  # not in the catalogue (add_items first); the log keeps the ratings
+        c = self.cache
+        base = self._item_backup.get(pos, c["item_states"][pos].copy())
+        raters = self.live.item(item_id)
+        warm = len(self._training_raters(pos)) > 0
+        if not raters or (warm and not self.config.model.live_warm_items):
+            c["item_states"][pos] = base
+            self._item_backup.pop(pos, None)
+            return
+        self._item_backup[pos] = base
+        theta = np.stack([self._rater_state(u) for u in raters])
+        y = np.fromiter(raters.values(), np.float64, len(raters))
+        head, mu = c["head0"], float(c["mu"])
+        t = y - mu - head[0] - (1.0 + head[1]) * theta[:, 0]
+        rows = self._rater_rows(theta)
+        state = posterior_update(base, self._item_prior_precision(pos), rows, t)
+        if not warm:  # a new item: the item learner's steps, as item tasks trained them
+            scale = 2.0 / (len(y) + self.config.meta.support_shrink)
+            for lr in c.get("lr_item", np.zeros((0, len(state)))):
+                state = state - lr * scale * (rows.T @ (rows @ state - t))
+        c["item_states"][pos] = state
 
     def predict(self, user_id: str, support: Sequence[tuple[str, float]],
                 query_items: Sequence[str]) -> np.ndarray:
@@ -416,12 +656,29 @@ class GraphMetaRecommender:
         return scores + num / (den + self.config.model.neighbor_shrink) + learned
 
     def _history_states(self) -> np.ndarray:
-        """``[N_U, D]`` every known user's ridge fold-in of their training history toward
-        their graph prior (the ``K = 0`` state of :meth:`adapt_user`, batched solves)."""
-        c = self.cache
-        lam = c["lam"]
-        a = c["hist_a"] + np.diag(lam)
-        return np.linalg.solve(a, (c["hist_c"] + lam * c["user_prior"])[..., None])[..., 0]
+        """``[N_U, D]`` every known user's ridge fold-in of their training history (and their
+        observed ratings, :meth:`observe`) toward their graph prior (the ``K = 0`` state of
+        :meth:`adapt_user`)."""
+        if not len(self.live):
+            return self._base_history_states()
+        if self._hist_theta_live is None:
+            theta = self._base_history_states().copy()
+            for user in self.live.by_user:
+                u = self.user_pos.get(user)
+                if u is not None:
+                    theta[u] = self._rater_state(user)
+            self._hist_theta_live = theta
+        return self._hist_theta_live
+
+    def _base_history_states(self) -> np.ndarray:
+        """``[N_U, D]`` the fold-in of the training histories alone (batched solves, cached)."""
+        if self._hist_theta is None or len(self._hist_theta) != len(self.cache["hist_c"]):
+            c = self.cache
+            lam = c["lam"]
+            a = c["hist_a"] + np.diag(lam)
+            self._hist_theta = np.linalg.solve(
+                a, (c["hist_c"] + lam * c["user_prior"])[..., None])[..., 0]
+        return self._hist_theta
 
     # ------------------------------------------------------------------ catalogue
     def add_items(self, dataset: Dataset) -> list[str]:
@@ -509,6 +766,10 @@ class GraphMetaRecommender:
         self.item_ids = all_ids
         self.item_pos = {i: p for p, i in enumerate(all_ids)}
         self._nbr = self._reg = None
+        self._edges_by_item = None
+        for item in new_ids:  # ratings observed before the item joined the catalogue
+            if self.live.item(item):
+                self._refresh_item(item)
         self.fit_info["items_added"] = self.fit_info.get("items_added", 0) + n_new
         return new_ids
 
@@ -566,15 +827,16 @@ class GraphMetaRecommender:
         c = self.cache
         items, mu = c["item_states"], float(c["mu"])
         d_state = items.shape[1]
-        u = self.user_pos.get(str(user_id), -1)
         s_idx, y = self._support_arrays(support)
         x = np.where((s_idx >= 0)[:, None], items[np.maximum(s_idx, 0)], 0.0)
         lam = c["lam"]
-        if u >= 0:
-            prior, a, rhs = c["user_prior"][u], c["hist_a"][u].copy(), c["hist_c"][u].copy()
-        else:
-            prior, a, rhs = c["user_prior"].mean(0), np.zeros((d_state, d_state)), np.zeros(
-                d_state)
+        a, rhs, prior = self._history_sums(user_id)
+        live_pos, live_y = self._live_rows(user_id)
+        if len(live_pos):  # ratings observed after training join the history
+            xl = items[live_pos]
+            rows_l = np.concatenate([np.ones((len(xl), 1)), xl[:, 1:]], axis=1)
+            a += rows_l.T @ rows_l
+            rhs += rows_l.T @ (live_y - mu - xl[:, 0])
         head = c["head0"].copy()
         if with_prior:
             yield "prior", prior, head
@@ -676,10 +938,13 @@ class GraphMetaRecommender:
         s_idx, s_y = self._support_arrays(support)
         known_s = s_idx >= 0
         rated, y = s_idx[known_s], s_y[known_s]
+        live_pos, live_y = self._live_rows(user_id)
         if u >= 0:
             lo, hi = c["hist_indptr"][u], c["hist_indptr"][u + 1]
-            rated = np.concatenate([c["hist_items"][lo:hi], rated])
-            y = np.concatenate([c["hist_y"][lo:hi], y])
+            keep = ~np.isin(c["hist_items"][lo:hi], live_pos)  # replaced by an observed one
+            rated = np.concatenate([c["hist_items"][lo:hi][keep], rated])
+            y = np.concatenate([c["hist_y"][lo:hi][keep], y])
+        rated, y = np.concatenate([rated, live_pos]), np.concatenate([y, live_y])
         if not len(rated):
             return 0.0
         fitted = _rating(float(c["mu"]), head, theta, c["item_states"][rated])
@@ -716,6 +981,8 @@ class GraphMetaRecommender:
         """Numpy prediction cache from the trained net on graph ``data``."""
         net = self.net
         assert net is not None
+        self.live.clear()  # observed ratings belong to the previous states
+        self._reset_live_state()
         net.eval()
         items_t, users_t = net.states(data, net.item_trained)
         items = items_t.double().cpu().numpy()
@@ -734,6 +1001,9 @@ class GraphMetaRecommender:
             lr_theta[s] = _lr(net.user_learner, "theta", s, d_state)
             lr_head[s] = _lr(net.user_learner, "head", s, 2)
         head0 = (net.head0.double().cpu().numpy() if net.head0 is not None else np.zeros(2))
+        item_steps = 0 if net.item_learner is None else net.item_learner.steps
+        lr_item = np.stack([_lr(net.item_learner, "theta", s, d_state)
+                            for s in range(item_steps)]) if item_steps else np.zeros((0, d_state))
         neighbors, co_rated = self._item_neighbors(data)
         self.cache = {
             "item_states": items,
@@ -741,8 +1011,10 @@ class GraphMetaRecommender:
             "hist_a": hist_a,
             "hist_c": hist_c,
             "lam": net.lam.double().cpu().numpy(),
+            "lam_item": net.lam_item.double().cpu().numpy(),
             "lr_theta": lr_theta,
             "lr_head": lr_head,
+            "lr_item": lr_item,
             "head0": head0,
             "mu": np.array(mu),
             # training histories (CSR by user) and the attribute-path neighbour lists
@@ -808,44 +1080,142 @@ class GraphMetaRecommender:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
-        """Write ``path`` (tensors and the item ids, ``torch.save``) and ``path.json``
-        (config + ids, readable)."""
+        """Write ``path`` (tensors, the item ids and the JSON of config and ids, ``torch.save``)
+        and ``path.json`` (that JSON, readable).
+
+        Each goes to a temporary sibling renamed into place, ``path.json`` first; :meth:`load`
+        reads ``path`` alone, so its rename is the one commit point: a save interrupted at any
+        moment leaves the old model or the new one."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        cache = dict(self.cache)
+        if self._item_backup:  # the trained states, not those moved by observed ratings
+            cache["item_states"] = self.cache["item_states"].copy()
+            for pos, row in self._item_backup.items():
+                cache["item_states"][pos] = row
         blob: dict[str, Any] = {
-            "cache": {k: torch.from_numpy(np.asarray(v)) for k, v in self.cache.items()},
+            "cache": {k: torch.from_numpy(np.asarray(v)) for k, v in cache.items()},
             "item_ids": list(self.item_ids)}
         if self.net is not None:
             blob["net"] = self.net.state_dict()
         elif self.net_state is not None:
             blob["net"] = self.net_state
-        torch.save(blob, path)
         meta = {"config": self.config.to_dict(), "item_ids": self.item_ids,
                 "user_ids": sorted(self.user_pos, key=self.user_pos.__getitem__),
                 "fit_info": self.fit_info}
-        path.with_suffix(path.suffix + ".json").write_text(json.dumps(meta), encoding="utf-8")
+        blob["meta"] = json.dumps(meta)
+        _replace_file(path.with_suffix(path.suffix + ".json"),
+                      lambda fh: fh.write(blob["meta"].encode("utf-8")))
+        _replace_file(path, lambda fh: torch.save(blob, fh))  # the commit point
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> GraphMetaRecommender:
-        """A predict-ready model from :meth:`save` (``torch.load(weights_only=True)``)."""
+        """A predict-ready model from :meth:`save` (``torch.load(weights_only=True)``).
+
+        Only ``path`` is read (``path.json`` too for a model saved before the JSON travelled
+        inside it). A missing, empty, incomplete or foreign file is a
+        :class:`~graph_meta.errors.DataError` naming it."""
+        from graph_meta.errors import DataError, short
+
         path = Path(path)
-        meta = json.loads(path.with_suffix(path.suffix + ".json").read_text(encoding="utf-8"))
-        model = cls(Config.from_dict(meta["config"]))
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob, meta, source = _read_model(path)
+        try:
+            config = Config.from_dict(meta["config"], source=str(source))
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"invalid config: {short(str(exc), 160)}", file=source,
+                            field="config") from exc
+        model = cls(config)
         model.cache = {k: v.numpy() for k, v in blob["cache"].items()}
         # the tensors' own copy of the ids is authoritative (add_items may have replaced
         # `path` and not yet `path.json`)
         model.item_ids = [str(i) for i in blob.get("item_ids", meta["item_ids"])]
         if "item_states" in model.cache and len(model.item_ids) != len(
                 model.cache["item_states"]):
-            raise ValueError(f"{path}: {len(model.cache['item_states'])} item states but "
-                             f"{len(model.item_ids)} item ids; the run is damaged, train again")
+            raise DataError(f"{len(model.cache['item_states'])} item states but "
+                            f"{len(model.item_ids)} item ids; the run is damaged, train again",
+                            file=path)
         model.item_pos = {i: k for k, i in enumerate(model.item_ids)}
-        model.user_pos = {u: k for k, u in enumerate(meta["user_ids"])}
+        model.user_pos = {str(u): k for k, u in enumerate(meta["user_ids"])}
         model.fit_info = dict(meta.get("fit_info", {}))
         model.net_state = blob.get("net")
         return model
+
+
+def _replace_file(path: Path, write: Any) -> None:
+    """Write ``path`` through ``write(binary file)`` into a temporary sibling, flushed to
+    disk, then renamed into place: ``path`` is the old file or the new one, never a part."""
+    import os
+    import secrets
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with tmp.open("xb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:  # the rename itself survives a power cut once the folder is synced
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _read_model(path: Path) -> tuple[dict[str, Any], dict[str, Any], Path]:
+    """The tensors file of :meth:`GraphMetaRecommender.save`, its JSON (config and ids) and
+    the file that JSON came from; every problem is a DataError naming the file."""
+    from graph_meta.errors import DataError, short
+
+    if not path.is_file():
+        raise DataError("model file not found (train first: graph-meta train)", file=path)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for empty, truncated, foreign files
+        raise DataError("not a readable model file (empty, incomplete or corrupt: "
+                        f"{short(str(exc), 100)})", file=path) from exc
+    cache = blob.get("cache") if isinstance(blob, dict) else None
+    if not isinstance(cache, dict) or not all(isinstance(v, Tensor) for v in cache.values()):
+        raise DataError("not a graph-meta model file (no tensors of a model)", file=path)
+    if not isinstance(blob.get("net", {}), dict) or not isinstance(blob.get("item_ids", []),
+                                                                   list):
+        raise DataError("not a graph-meta model file (bad 'net' or 'item_ids')", file=path)
+    source, text = path, blob.get("meta")
+    if text is None:  # saved before the JSON travelled inside the tensors file
+        source = path.with_suffix(path.suffix + ".json")
+        try:
+            text = source.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise DataError("file not found (the config and ids of the model)",
+                            file=source) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"cannot be read: {short(str(exc), 100)}", file=source) from exc
+    if not isinstance(text, str):
+        raise DataError("not a graph-meta model file (bad 'meta')", file=path)
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"invalid JSON: {exc.msg}", file=source,
+                        line=exc.lineno if source != path else None) from exc
+    if not isinstance(meta, dict):
+        raise DataError("must be a JSON object", file=source)
+    for key, kind in (("config", dict), ("user_ids", list), ("item_ids", list),
+                      ("fit_info", dict)):
+        if key in meta and not isinstance(meta[key], kind):
+            raise DataError(f"must be a JSON {'object' if kind is dict else 'array'}",
+                            file=source, field=key)
+    for key in ("config", "user_ids", "item_ids"):
+        if key not in meta:
+            raise DataError("required key is missing", file=source, field=key)
+    return blob, meta, source
 
 
 def _rating(mu: float, head: np.ndarray, theta: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -132,7 +132,8 @@ def test_train_evaluate_recommend_benchmark(catalog_dir: Path, tmp_path: Path) -
 
     bench = tmp_path / "bench"
     result = runner.invoke(cli, ["benchmark", str(catalog_dir), "--quick", "--out", str(bench),
-                                 "--support-k", "0,all", "--ablations"])
+                                 "--support-k", "0,all", "--ablations", "--online",
+                                 "--seed", "1"])
     assert result.exit_code == 0, result.output
     table = (bench / "results.md").read_text()
     for row in ("| graph-meta |", "| MeLU-style (attributes + MLP + MAML, no graph) |",
@@ -146,3 +147,12 @@ def test_train_evaluate_recommend_benchmark(catalog_dir: Path, tmp_path: Path) -
     assert (bench / "few_shot.png").stat().st_size > 5000
     speed = json.loads((bench / "speed.json").read_text())
     assert speed["adapt_score_ms_p50"] > 0
+    assert speed["observe_rescore_ms_p50"] > 0 and speed["fit_info"]["device"]
+    online = (bench / "online.md").read_text()
+    for row in ("| graph-meta online |", "| biased MF + fold-in online |",
+                "| item mean + user bias online |", "| graph-meta (no graph) online |"):
+        assert row in online, row
+    replay = json.loads((bench / "results" / "graph-meta_online.json").read_text())
+    assert replay["online"] and replay["observed"] > 0
+    assert set(replay["by_item_ratings"]) >= {"item_cold", "warm"}
+    assert (bench / "online_by_item_ratings.png").stat().st_size > 5000

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from graph_meta.dataset import Dataset
 
@@ -59,6 +60,65 @@ def latency_new_user(model: Any, dataset: Dataset, *, k: int = 10, repeats: int 
     return {"items_scored": len(scores), "support_k": k,
             "adapt_score_ms_p50": round(float(np.percentile(times, 50)) * 1000, 3),
             "adapt_score_ms_p99": round(float(np.percentile(times, 99)) * 1000, 3)}
+
+
+def latency_observe(model: Any, dataset: Dataset, *, repeats: int = 200,
+                    seed: int = 0) -> dict[str, float]:
+    """Absorb one new rating of a cold item and re-score that item for every user: p50/p99
+    ms over ``repeats`` ratings drawn from the cold-item tasks' supports (observed ratings
+    are forgotten afterwards)."""
+    if not hasattr(model, "observe") or not hasattr(model, "score_all_users"):
+        return {}
+    pool = [(t.user_id, str(i), float(r)) for s in ("item_cold", "user_item_cold")
+            for t in dataset.tasks.get(s, []) for i, r in t.support
+            if str(i) in getattr(model, "item_pos", {})]
+    if not pool:
+        return {}
+    rng = np.random.default_rng(seed)
+    times = []
+    model.reset_observed()
+    for k in rng.choice(len(pool), size=min(repeats, len(pool)), replace=False):
+        rating = pool[int(k)]
+        t = time.perf_counter()
+        model.observe([rating])
+        model.score_all_users(rating[1])
+        times.append(time.perf_counter() - t)
+    model.reset_observed()
+    return {"observe_rescore_ms_p50": round(float(np.percentile(times, 50)) * 1000, 3),
+            "observe_rescore_ms_p99": round(float(np.percentile(times, 99)) * 1000, 3),
+            "ratings": len(times)}
+
+
+def plot_by_item_ratings(rows: Sequence[dict[str, Any]], out: Path) -> Path | None:
+    """RMSE of cold-item queries against the ratings their item had received in the replay,
+    one line per model (``by_item_ratings`` of :func:`evaluate_online`)."""
+    scenarios = [s for s in ("item_cold", "user_item_cold")
+                 if any(s in r.get("by_item_ratings", {}) for r in rows)]
+    if not scenarios:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(5.5 * len(scenarios), 4),
+                             squeeze=False)
+    for ax, s in zip(axes[0], scenarios, strict=True):
+        for r in rows:
+            curve = r.get("by_item_ratings", {}).get(s)
+            if curve:
+                ax.plot(range(len(curve)), [v["rmse"] for v in curve.values()], marker="o",
+                        label=r["model"])
+                ax.set_xticks(range(len(curve)), list(curve))
+        ax.set_title(f"{s}: online replay")
+        ax.set_xlabel("ratings the item had received")
+        ax.set_ylabel("RMSE (rating level)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "online_by_item_ratings.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def plot_results(results: Sequence[dict[str, Any]], out: Path) -> list[Path]:
@@ -107,14 +167,19 @@ def plot_results(results: Sequence[dict[str, Any]], out: Path) -> list[Path]:
 def run_benchmark(dataset: Dataset, out: Path, *, config_path: Path | None = None,
                   quick: bool = False, device: str = "auto", progress: bool = True,
                   support_k: Sequence[int | None] = SUPPORT_K,
-                  ablations: bool = False) -> list[dict[str, Any]]:
+                  ablations: bool = False, online: bool = False,
+                  seed: int | None = None) -> list[dict[str, Any]]:
     """Train graph-meta, evaluate it and the baselines, write JSON, tables and plots.
 
     With ``ablations`` graph-meta is also trained and evaluated once per row of
     :data:`ABLATIONS` (the same config with one part switched off), each a row of the tables.
+    With ``online`` every model (ablations included) also runs the online replay
+    (:func:`~graph_meta.eval.protocol.evaluate_online`), a row ``"<model> online"`` each,
+    written to ``online.md`` beside the offline tables. ``seed`` (default: the config's
+    ``train.seed``) seeds graph-meta, the MF's initial factors and tuning carve, and MeLU.
     """
     from graph_meta.baselines import BiasedMF, GlobalMean, ItemMeanUserBias
-    from graph_meta.eval.protocol import evaluate, results_table, write_results
+    from graph_meta.eval.protocol import evaluate, evaluate_online, results_table, write_results
     from graph_meta.melu import MeLUStyle
     from graph_meta.model import GraphMetaRecommender, resolve_device
     from training.config import load_config
@@ -124,21 +189,36 @@ def run_benchmark(dataset: Dataset, out: Path, *, config_path: Path | None = Non
     if config_path is None and quick:
         config_path = Path(__file__).resolve().parents[1] / "configs" / "quick.toml"
     cfg = load_config(config_path)
+    if seed is not None:
+        cfg = cfg.replace(**{"train.seed": int(seed)})
+    seed = cfg.train.seed
+    torch.manual_seed(seed)
     model = GraphMetaRecommender(cfg)
     t = time.perf_counter()
     model.fit(dataset, device=device, progress=progress, log_dir=out / "run",
               checkpoint_dir=out / "run")
     fit_s = time.perf_counter() - t
-    models: list[Any] = [GlobalMean(), ItemMeanUserBias(tune=not quick),
-                         BiasedMF(tune=not quick),
-                         MeLUStyle(epochs=2, device=str(resolve_device(device))) if quick
-                         else MeLUStyle(device=str(resolve_device(device)))]
+    melu_device = str(resolve_device(device))
+    models: list[Any] = [GlobalMean(), ItemMeanUserBias(tune=not quick, seed=seed),
+                         BiasedMF(tune=not quick, seed=seed),
+                         MeLUStyle(epochs=2, device=melu_device, seed=seed) if quick
+                         else MeLUStyle(device=melu_device, seed=seed)]
     results = []
+    online_rows: list[dict[str, Any]] = []
+
+    def replay(m: Any) -> None:
+        if online:
+            row = evaluate_online(m, dataset, fit=False, progress=progress)
+            row["model"] = f"{row['model']} online"
+            online_rows.append(row)
+
     for m in models:
         results.append(evaluate(m, dataset, support_k=support_k, progress=progress))
+        replay(m)
     ours = evaluate(model, dataset, support_k=support_k, fit=False, progress=progress)
     ours["fit_s"] = round(fit_s, 1)
     results.append(ours)
+    replay(model)
     if ablations:
         for name, overrides, fine_tune in ABLATIONS:
             variant = GraphMetaRecommender(cfg.replace(**overrides))
@@ -152,13 +232,19 @@ def run_benchmark(dataset: Dataset, out: Path, *, config_path: Path | None = Non
             res["fit_s"] = round(time.perf_counter() - t, 1)
             res["ablation"] = {"overrides": overrides, "fine_tune_on_support": fine_tune}
             results.append(res)
-    for res in results:
+            replay(variant)
+    for res in [*results, *online_rows]:
         name = res["model"].replace(" ", "_").replace("/", "_")
         write_results(res, out / "results" / f"{name}.json")
+    if online_rows:
+        (out / "online.md").write_text(f"# {dataset.name}: online replay\n\n"
+                                       f"{results_table(online_rows)}\n")
+        plot_by_item_ratings(online_rows, out)
     speed = {"fit_s": round(fit_s, 1), **latency_new_user(model, dataset),
+             **(latency_observe(model, dataset) if online else {}),
              "fit_info": model.fit_info}
     (out / "speed.json").write_text(json.dumps(speed, indent=2, default=str) + "\n")
     table = results_table(results)
     (out / "results.md").write_text(f"# {dataset.name}\n\n{table}\n\nspeed: {speed}\n")
     plot_results(results, out)
-    return results
+    return [*results, *online_rows]

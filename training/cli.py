@@ -380,20 +380,60 @@ def train(dataset: Path, config_path: Path | None, quick: bool, out: Path, devic
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Results JSON.")
 @click.option("--support-k", default="all", show_default=True,
               help="Support sizes, e.g. 0,1,3,5,10,all.")
-def evaluate(dataset: Path, run_dir: Path, out: Path, support_k: str) -> None:
+@click.option("--online", is_flag=True,
+              help="PROTOCOL.md's online replay: every task in one seeded order, each task's "
+                   "support ratings observed by the model after it is answered.")
+def evaluate(dataset: Path, run_dir: Path, out: Path, support_k: str, online: bool) -> None:
     """Evaluate a trained model on DATASET's tasks exactly as PROTOCOL.md says."""
     from graph_meta.eval.protocol import evaluate as run_protocol
-    from graph_meta.eval.protocol import results_table, write_results
+    from graph_meta.eval.protocol import evaluate_online, results_table, write_results
     from loaders.folder import read_dataset
 
     ks = _parse_k(support_k)
     model = _load_model(run_dir)
     data = read_dataset(dataset)
     _add_newer_items(model, data, dataset)
-    results = run_protocol(model, data, support_k=ks, fit=False, progress=True)
+    if online:
+        results = evaluate_online(model, data, fit=False, progress=True)
+    else:
+        results = run_protocol(model, data, support_k=ks, fit=False, progress=True)
     write_results(results, out)
     click.echo(results_table([results]))
     click.echo(f"wrote {out}")
+
+
+@main.command("ingest-ratings")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.argument("ratings", type=click.Path(path_type=Path))
+@store_options
+def ingest_ratings(dataset: Path, ratings: Path, store_kind: str, neo4j_uri: str | None,
+                   neo4j_user: str) -> None:
+    """Add RATINGS (user_id,item_id,rating[,timestamp]) to DATASET's graph, live.
+
+    The embedded store is built from the folder, so the ratings go into DATASET/train.csv
+    (atomically; a pair already there gets the new rating); with --store neo4j they become
+    RATED edges on the server and CO_LIKED / CO_ENGAGED are recomputed. Users and items must
+    have rows in users.csv / items.csv. A trained model reads them at the next recommend,
+    audience or evaluate, without retraining. Rerunning it changes nothing.
+    """
+    from loaders.folder import read_dataset
+    from loaders.ratings import merge_into_train, read_new_ratings
+
+    data = read_dataset(dataset, tasks=False)
+    frame = read_new_ratings(ratings, data)
+    t0 = time.perf_counter()
+    if store_kind == "neo4j":
+        with open_store(dataset, store_kind, neo4j_uri, neo4j_user, data=data) as store:
+            stamps = frame["timestamp"].to_numpy() if "timestamp" in frame else None
+            store.add_ratings(frame["user_id"].tolist(), frame["item_id"].tolist(),
+                              frame["rating"].to_numpy(), stamps)
+            store.refresh_derived_edges()
+        click.echo(f"{len(frame)} rating(s) upserted into Neo4j in "
+                   f"{time.perf_counter() - t0:.1f} s (CO_LIKED and CO_ENGAGED recomputed)")
+        return
+    added, changed = merge_into_train(data, frame)
+    click.echo(f"{added} new and {changed} changed rating(s) written to "
+               f"{dataset / data.spec.train} in {time.perf_counter() - t0:.1f} s")
 
 
 @main.command("add-items")
@@ -433,8 +473,12 @@ def add_items(dataset: Path, run_dir: Path) -> None:
 @click.option("--ablations", is_flag=True,
               help="Also train and evaluate graph-meta without the graph, without CO_ENGAGED, "
                    "without meta-learning, and pretrained + fine-tuned.")
+@click.option("--online", is_flag=True,
+              help="Also run PROTOCOL.md's online replay for every model (rows '... online').")
+@click.option("--seed", type=int, default=None,
+              help="Seed of graph-meta (train.seed), the MF and MeLU (default: the config's).")
 def benchmark(dataset: Path, out: Path, config_path: Path | None, quick: bool, device: str,
-              support_k: str, ablations: bool) -> None:
+              support_k: str, ablations: bool, online: bool, seed: int | None) -> None:
     """Train graph-meta, evaluate it and all baselines; JSON, markdown table and plots."""
     from graph_meta.eval.protocol import results_table
     from loaders.folder import read_dataset
@@ -442,7 +486,8 @@ def benchmark(dataset: Path, out: Path, config_path: Path | None, quick: bool, d
 
     t0 = time.perf_counter()
     results = run_benchmark(read_dataset(dataset), out, config_path=config_path, quick=quick,
-                            device=device, support_k=_parse_k(support_k), ablations=ablations)
+                            device=device, support_k=_parse_k(support_k), ablations=ablations,
+                            online=online, seed=seed)
     click.echo(results_table(results))
     click.echo(f"wrote {out} in {time.perf_counter() - t0:.0f} s")
 
@@ -471,6 +516,7 @@ def recommend(dataset: Path, run_dir: Path, user_id: str | None, rated: tuple[st
                     "by the model's prior", fg="yellow", err=True)
     model, data = _load_model_with_dataset(run_dir, dataset)
     with open_store(dataset, store_kind, neo4j_uri, neo4j_user, data=data) as store:
+        _observe_graph(model, store)
         top = run_recommend(store, model, user_id=user_id, rated=pairs, k=k, pool=pool)
     _print_ranked(top, "item_id", as_json=as_json, explain=explain)
 
@@ -512,6 +558,15 @@ def _add_newer_items(model, data, dataset: Path) -> None:
                     "add-items` keeps them in the run)", fg="yellow", err=True)
 
 
+def _observe_graph(model, store) -> None:
+    """The ratings the store holds that the model was not trained on (ingest-ratings) move
+    its predictions now (:meth:`GraphMetaRecommender.observe_store`), with a note."""
+    n = model.observe_store(store)
+    if n:
+        click.secho(f"note: {n} rating(s) in the graph are newer than the model; read live "
+                    "(no retraining)", fg="yellow", err=True)
+
+
 def _path_text(path) -> str:
     return " -> ".join(f"{label}:{node}" for label, node in path)
 
@@ -542,6 +597,7 @@ def audience(dataset: Path, run_dir: Path, item_id: str, k: int, as_json: bool,
 
     model, data = _load_model_with_dataset(run_dir, dataset)
     with open_store(dataset, store_kind, neo4j_uri, neo4j_user, data=data) as store:
+        _observe_graph(model, store)
         top = run_audience(store, model, item_id, k=k)
     _print_ranked(top, "user_id", as_json=as_json, explain=True)
 

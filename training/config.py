@@ -50,12 +50,15 @@ class ModelConfig:
     neighbor_shrink: float = 1.0  # beta: correction = sum s^p e / (beta + sum s^p)
     neighbor_rated_weight: float = 1.0  # weight of the co-rating neighbours (0: attributes only)
     regression_l2: float = 300.0  # ridge of the learned co-rating residual regression (0: off)
+    live_precision: float = 1.0   # ratings observed after training: item ridge precision scale
+    live_warm_items: bool = True  # ... also update items that had training ratings
 
     def check(self) -> None:
         _positive(self, "model", "dim", "hidden", "heads", "prior_mlp", "text_dim",
                   "neighbor_power", "neighbor_shrink")
         _at_least(self, "model", "layers", 0)
         _at_least(self, "model", "neighbor_k", 0)
+        _positive(self, "model", "live_precision")
         for key in ("neighbor_rated_weight", "regression_l2"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"model.{key}: must be >= 0, got {getattr(self, key)}")
@@ -100,7 +103,7 @@ class EpisodeConfig:
     query_fraction: float = 0.2   # training user tasks query max(Q, fraction * ratings)
     max_support: int = 90
     history_fanout: int = 256
-    item_max_support: int = 20
+    item_max_support: int = 90
     item_history_fanout: int = 64
     cold_item_fraction: float = 0.15
     cold_newest_bias: float = 0.0  # cold sets favour new releases: weight exp(bias * quantile)

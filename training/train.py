@@ -536,6 +536,7 @@ def train_model(model: GraphMetaRecommender, dataset: Dataset, *, device: str = 
     info["epochs_run"] = len(trained)
     if trained:
         info["tasks_per_s"] = float(np.mean([h["tasks_per_s"] for h in trained]))
+    info["rating_scale"] = [float(v) for v in dataset.spec.rating_scale]
     model.fit_info = info
     model._nbr_graph = None  # the neighbour lists live in the cache; drop the graph
     if ckpt_dir is not None:

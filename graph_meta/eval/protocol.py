@@ -22,6 +22,11 @@ the whole support set, plus ``"few_shot": {scenario: {K: {...}}}`` (K as a strin
 for the whole set, exactly the sizes asked) when a size other than the whole set is asked, and
 a few more keys (``support_k``, ``fit_s``, ``params``, ``clipped``).
 
+:func:`evaluate_online` is PROTOCOL.md's online replay: every task of the four scenarios in
+one seeded order (``random.Random(20261130)``), each answered as above, after which its
+*support* ratings are handed to the model's ``observe`` (new ratings in the graph); query
+ratings never are, and the model is not refitted. A model without ``observe`` answers blind.
+
 :func:`carve_validation` builds the pseudo-tasks that hyper-parameters are chosen on (rule 1):
 the same cold-start split as the benchmark's, applied to ``train.csv`` alone.
 """
@@ -29,6 +34,7 @@ the same cold-start split as the benchmark's, applied to ``train.csv`` alone.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -167,41 +173,151 @@ def evaluate(model: ColdStartModel, dataset: Dataset, *,
     return results
 
 
-def _run_scenario(model: ColdStartModel, name: str, scenario: str, tasks: Sequence[Any],
-                  k: int | None, lo: float, hi: float) -> tuple[dict[str, Any], int]:
-    y_true: list[np.ndarray] = []
-    y_pred: list[np.ndarray] = []
-    times = np.empty(len(tasks))
-    n_clipped = 0
-    for index, task in enumerate(tasks):
-        pairs = task.support if k is None else task.support[:k]
-        support = [(str(i), float(r)) for i, r in pairs]
-        query_items = [str(i) for i, _ in task.query]
+#: the seed of the online replay's task order (PROTOCOL.md, "Online replay")
+REPLAY_SEED = 20261130
+
+
+def replay_order(dataset: Dataset) -> list[tuple[str, int]]:
+    """``(scenario, task index)`` in the online replay's order: the scenario files
+    concatenated in PROTOCOL.md's order (file order within each), then shuffled once with
+    ``random.Random(REPLAY_SEED)``."""
+    import random
+
+    seq = [(s, j) for s in [*SCENARIOS, *sorted(set(dataset.tasks) - set(SCENARIOS))]
+           if s in dataset.tasks for j in range(len(dataset.tasks[s]))]
+    random.Random(REPLAY_SEED).shuffle(seq)
+    return seq
+
+
+def evaluate_online(model: ColdStartModel, dataset: Dataset, *, fit: bool = True,
+                    progress: bool = False) -> dict[str, Any]:
+    """The online replay (module docstring): one pass over every task, the graph growing.
+
+    Before and after the replay the model's observed ratings are cleared (``reset_observed``
+    where the model has it), so it starts from training and leaves as it came.
+
+    Returns:
+        The results dict of :func:`evaluate` for the whole support sets, with ``"online":
+        true``, ``"observed"`` (support ratings handed to the model) and ``"reads_graph"``
+        (whether the model has ``observe``); ``"observe_ms_p50"``/``"observe_ms_p99"`` time
+        the absorption of one task's support.
+    """
+    name = str(getattr(model, "name", type(model).__name__))
+    fit_s = 0.0
+    if fit:
         t0 = time.perf_counter()
-        raw = model.predict(str(task.user_id), support, list(query_items))
-        times[index] = (time.perf_counter() - t0) * 1e3
-        try:
-            pred = np.asarray(raw, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError) as exc:
-            raise PredictionError(f"model {name!r}, scenario {scenario!r}, task {index} "
-                                  f"(user {task.user_id!r}, K={k_label(k)}): predictions are "
-                                  f"not numbers: {exc}") from exc
-        if pred.shape != (len(query_items),):
-            raise PredictionError(
-                f"model {name!r}, scenario {scenario!r}, task {index} (user "
-                f"{task.user_id!r}, K={k_label(k)}): {np.shape(raw)} predictions for "
-                f"{len(query_items)} query items")
-        bad = ~np.isfinite(pred)
-        if bad.any():
-            j = int(bad.argmax())
-            raise PredictionError(
-                f"model {name!r}, scenario {scenario!r}, task {index} (user "
-                f"{task.user_id!r}, K={k_label(k)}): prediction {pred[j]} for query item "
-                f"{query_items[j]!r} is not finite ({int(bad.sum())} of {len(pred)})")
-        outside = (pred < lo) | (pred > hi)
-        n_clipped += int(outside.sum())
-        y_pred.append(np.clip(pred, lo, hi))
-        y_true.append(np.array([r for _, r in task.query], dtype=np.float64))
+        model.fit(training_view(dataset))
+        fit_s = time.perf_counter() - t0
+    observe = getattr(model, "observe", None)
+    reset = getattr(model, "reset_observed", None)
+    if reset is not None:
+        reset()
+    lo, hi = dataset.spec.rating_scale
+    order = replay_order(dataset)
+    outcome: dict[str, list[tuple[int, Any, np.ndarray, float]]] = {}
+    observe_ms: list[float] = []
+    observed = 0
+    received: dict[str, int] = {}  # ratings handed over so far, per item
+    by_count: dict[str, list[tuple[int, float]]] = {}
+    t_start = time.perf_counter()
+    for step, (scenario, j) in enumerate(order):
+        task = dataset.tasks[scenario][j]
+        pred, ms = _predict_task(model, name, scenario, j, task, None)
+        outcome.setdefault(scenario, []).append((j, task, pred, ms))
+        by_count.setdefault(scenario, []).extend(
+            (received.get(str(i), 0), float(np.clip(p, lo, hi) - r) ** 2)
+            for (i, r), p in zip(task.query, pred, strict=True))
+        for i, _ in task.support:
+            received[str(i)] = received.get(str(i), 0) + 1
+        if observe is not None and task.support:
+            t0 = time.perf_counter()
+            observe([(str(task.user_id), str(i), float(r)) for i, r in task.support])
+            observe_ms.append((time.perf_counter() - t0) * 1e3)
+            observed += len(task.support)
+        if progress and (step + 1) % 1000 == 0:
+            print(f"[{name}] online replay: {step + 1}/{len(order)} tasks", file=sys.stderr,
+                  flush=True)
+    replay_s = time.perf_counter() - t_start
+    if reset is not None:
+        reset()
+    results: dict[str, Any] = {"dataset": dataset.name, "model": name, "online": True,
+                               "reads_graph": observe is not None, "observed": observed,
+                               "replay_s": round(replay_s, 2), "scenarios": {},
+                               "fit_s": round(fit_s, 3)}
+    if observe_ms:
+        results["observe_ms_p50"] = float(np.percentile(observe_ms, 50))
+        results["observe_ms_p99"] = float(np.percentile(observe_ms, 99))
+    clipped: dict[str, int] = {}
+    for scenario in [s for s in [*SCENARIOS, *sorted(outcome)] if s in outcome]:
+        if scenario in results["scenarios"]:
+            continue
+        rows = sorted(outcome[scenario], key=lambda r: r[0])
+        block, clipped[scenario] = _score_block(
+            [r[1] for r in rows], [r[2] for r in rows], np.array([r[3] for r in rows]), lo, hi)
+        results["scenarios"][scenario] = block
+        if progress:
+            print(f"[{name}] online {scenario}: RMSE {block['rmse']:.4f} MAE "
+                  f"{block['mae']:.4f}", file=sys.stderr, flush=True)
+    results["clipped"] = clipped
+    results["by_item_ratings"] = {s: _rmse_by_count(rows) for s, rows in by_count.items()}
+    return results
+
+
+#: bucket edges of ``by_item_ratings``: how many ratings a query item had received
+COUNT_BUCKETS: tuple[int, ...] = (0, 1, 3, 10, 30, 100, 300)
+
+
+def _rmse_by_count(rows: Sequence[tuple[int, float]]) -> dict[str, dict[str, float]]:
+    """Rating-level RMSE of query predictions grouped by how many ratings their item had
+    received in the replay when it was asked (``"0"``, ``"1-2"``, ..., ``"300+"``)."""
+    counts = np.array([c for c, _ in rows], dtype=np.int64)
+    sq = np.array([e for _, e in rows])
+    out = {}
+    edges = [*COUNT_BUCKETS, np.iinfo(np.int64).max]
+    for a, b in itertools.pairwise(edges):
+        sel = (counts >= a) & (counts < b)
+        if sel.any():
+            label = str(a) if b == a + 1 else (f"{a}+" if b == edges[-1] else f"{a}-{b - 1}")
+            out[label] = {"n": int(sel.sum()), "rmse": float(np.sqrt(sq[sel].mean()))}
+    return out
+
+
+def _predict_task(model: ColdStartModel, name: str, scenario: str, index: int, task: Any,
+                  k: int | None) -> tuple[np.ndarray, float]:
+    """One task's checked predictions (query ratings never passed) and its time in ms."""
+    pairs = task.support if k is None else task.support[:k]
+    support = [(str(i), float(r)) for i, r in pairs]
+    query_items = [str(i) for i, _ in task.query]
+    t0 = time.perf_counter()
+    raw = model.predict(str(task.user_id), support, list(query_items))
+    ms = (time.perf_counter() - t0) * 1e3
+    try:
+        pred = np.asarray(raw, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise PredictionError(f"model {name!r}, scenario {scenario!r}, task {index} "
+                              f"(user {task.user_id!r}, K={k_label(k)}): predictions are "
+                              f"not numbers: {exc}") from exc
+    if pred.shape != (len(query_items),):
+        raise PredictionError(
+            f"model {name!r}, scenario {scenario!r}, task {index} (user "
+            f"{task.user_id!r}, K={k_label(k)}): {np.shape(raw)} predictions for "
+            f"{len(query_items)} query items")
+    bad = ~np.isfinite(pred)
+    if bad.any():
+        j = int(bad.argmax())
+        raise PredictionError(
+            f"model {name!r}, scenario {scenario!r}, task {index} (user "
+            f"{task.user_id!r}, K={k_label(k)}): prediction {pred[j]} for query item "
+            f"{query_items[j]!r} is not finite ({int(bad.sum())} of {len(pred)})")
+    return pred, ms
+
+
+def _score_block(tasks: Sequence[Any], preds: Sequence[np.ndarray], times: np.ndarray,
+                 lo: float, hi: float) -> tuple[dict[str, Any], int]:
+    """Per-scenario metrics of predictions clipped into the scale, and the clipped count."""
+    y_true = [np.array([r for _, r in t.query], dtype=np.float64) for t in tasks]
+    y_pred = [np.clip(p, lo, hi) for p in preds]
+    n_clipped = int(sum(((p < lo) | (p > hi)).sum() for p in preds))
     per_task = batch_task_metrics(y_true, y_pred)
     block: dict[str, Any] = {"tasks": len(tasks)}
     for metric in METRICS:
@@ -209,6 +325,16 @@ def _run_scenario(model: ColdStartModel, name: str, scenario: str, tasks: Sequen
     block["adapt_ms_p50"] = float(np.percentile(times, 50)) if len(tasks) else math.nan
     block["adapt_ms_p99"] = float(np.percentile(times, 99)) if len(tasks) else math.nan
     return block, n_clipped
+
+
+def _run_scenario(model: ColdStartModel, name: str, scenario: str, tasks: Sequence[Any],
+                  k: int | None, lo: float, hi: float) -> tuple[dict[str, Any], int]:
+    preds = []
+    times = np.empty(len(tasks))
+    for index, task in enumerate(tasks):
+        pred, times[index] = _predict_task(model, name, scenario, index, task, k)
+        preds.append(pred)
+    return _score_block(tasks, preds, times, lo, hi)
 
 
 def _jsonable(value: Any) -> Any:

@@ -20,8 +20,10 @@ the episode's query and support edges and every edge of :math:`C`; user-cold kin
 history.
 
 **Item tasks** (:meth:`EpisodeSampler.item_tasks`), one per item of :math:`C`: ``K`` of its
-ratings are the support, ``Q`` others the query; the users involved get their histories with
-every edge of :math:`C` (so every edge of the task's item) excluded: the item is seen cold.
+ratings (log-uniform in ``1 .. item_max_support``, the range a new item's ratings span while
+a live shop serves it) are the support, ``Q`` others the query; the users involved get their
+histories with every edge of :math:`C` (so every edge of the task's item) excluded: the item
+is seen cold.
 
 **Mixed batches** (:meth:`EpisodeSampler.batch`): one cold set, ``batch_users`` user tasks and
 ``batch_items`` item tasks.
@@ -305,7 +307,9 @@ class EpisodeSampler:
             _, eid = idx.by_item.row(int(i))
             perm = rng.permutation(eid)
             q = min(q_size, max(1, len(perm) // 2))
-            n_sup = int(rng.integers(1, min(k_max, len(perm) - q) + 1))
+            # log-uniform K: a new item's support runs from its first rating to many dozens
+            top = min(k_max, len(perm) - q)
+            n_sup = min(top, int(np.exp(rng.uniform(0.0, np.log(top + 1.0)))))
             qry_e.append(perm[:q])
             qry_pos.append(np.full(q, b))
             sup_e.append(perm[q:q + n_sup])

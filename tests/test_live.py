@@ -1,0 +1,280 @@
+"""Ratings that arrive after training flow through the graph into predictions, without
+retraining: the log, the closed-form updates, ``observe``/``observe_store``, the online replay
+of PROTOCOL.md, both stores and ``graph-meta ingest-ratings``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from graph_meta.baselines import BiasedMF, ItemMeanUserBias
+from graph_meta.dataset import Dataset
+from graph_meta.eval.protocol import evaluate, evaluate_online, replay_order, training_view
+from graph_meta.live import LiveRatings, posterior_update
+from graph_meta.model import GraphMetaRecommender
+from training.cli import main as cli
+from training.config import Config
+
+_SMALL = {"model.dim": 8, "model.hidden": 16, "model.layers": 1, "train.epochs": 1,
+          "train.validate": False, "episodes.batch_users": 128, "episodes.batch_items": 16}
+
+
+@pytest.fixture(scope="module")
+def trained(catalog: Dataset) -> GraphMetaRecommender:
+    torch.manual_seed(0)
+    return GraphMetaRecommender(Config().replace(**_SMALL)).fit(training_view(catalog))
+
+
+@pytest.fixture
+def model(trained: GraphMetaRecommender) -> GraphMetaRecommender:
+    """The trained model, its observed ratings forgotten after each test."""
+    trained.reset_observed()
+    yield trained
+    trained.reset_observed()
+
+
+def _cold_items(catalog: Dataset) -> list[str]:
+    rated = set(catalog.train["item_id"].astype(str))
+    return [i for i in catalog.items.index.astype(str) if i not in rated]
+
+
+def _warm_users(catalog: Dataset) -> list[str]:
+    return sorted(set(catalog.train["user_id"].astype(str)))
+
+
+def _new_ratings(catalog: Dataset) -> list[tuple[str, str, float]]:
+    """Ratings of warm users on cold and warm items, and of a brand-new user."""
+    cold, users = _cold_items(catalog), _warm_users(catalog)
+    warm_items = sorted(set(catalog.train["item_id"].astype(str)))
+    rng = np.random.default_rng(3)
+    out = [(users[k], cold[k % 3], float(rng.integers(1, 6))) for k in range(12)]
+    out += [(users[k], warm_items[k], float(rng.integers(1, 6))) for k in range(20, 26)]
+    new_user = catalog.tasks["user_cold"][0].user_id
+    out += [(str(new_user), cold[0], 5.0), (str(new_user), warm_items[3], 2.0)]
+    return out
+
+
+def test_the_log_keeps_one_rating_per_pair() -> None:
+    log = LiveRatings()
+    assert log.add([("u", "i", 4)]) == [("u", "i", 4.0)]
+    assert log.add([("u", "i", 4.0)]) == []  # the same rating twice is one rating
+    assert log.add([("u", "i", 2), ("v", "i", 5)]) == [("u", "i", 2.0), ("v", "i", 5.0)]
+    assert log.user("u") == {"i": 2.0} and log.item("i") == {"u": 2.0, "v": 5.0}
+    assert len(log) == 2 and sorted(log) == [("u", "i", 2.0), ("v", "i", 5.0)]
+    for bad, message in ((("u", "i"),), "rating 0: expected"), ((("u", "i", "x"),),
+                                                                "not a number"), (
+            (("u", "", 3),), "empty user or item id"), ((("u", "i", float("nan")),),
+                                                        "not finite"):
+        with pytest.raises(ValueError, match=message):
+            log.add(bad)
+    assert len(log) == 2
+
+
+def test_posterior_update_is_the_ridge_over_old_and_new_ratings() -> None:
+    rng = np.random.default_rng(0)
+    d = 5
+    lam = np.diag(rng.uniform(1, 10, d))
+    prior = rng.normal(size=d)
+    old_x, old_t = rng.normal(size=(30, d)), rng.normal(size=30)
+    new_x, new_t = rng.normal(size=(7, d)), rng.normal(size=7)
+
+    def ridge(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return np.linalg.solve(x.T @ x + lam, x.T @ t + lam @ prior)
+
+    theta_old = ridge(old_x, old_t)
+    got = posterior_update(theta_old, lam + old_x.T @ old_x, new_x, new_t)
+    np.testing.assert_allclose(got, ridge(np.vstack([old_x, new_x]), np.r_[old_t, new_t]),
+                               atol=1e-10)
+    np.testing.assert_allclose(posterior_update(prior, np.diag(lam), new_x[:0], new_t[:0]),
+                               prior)
+
+
+def test_a_new_rating_moves_that_item_for_other_users_and_nothing_unrelated(
+        model: GraphMetaRecommender, catalog: Dataset) -> None:
+    cold = _cold_items(catalog)
+    users = _warm_users(catalog)
+    item, reader, raters = cold[0], users[-1], users[:6]
+    other = [i for i in model.item_ids if i != item][:40]
+    states = model.cache["item_states"].copy()
+    before = model.predict(reader, [], [item, *other])
+    assert model.observe([(u, item, 5.0) for u in raters]) == len(raters)
+    high = model.predict(reader, [], [item, *other])
+    assert high[0] > before[0] + 0.05  # five-star ratings pull the cold item up for others
+    np.testing.assert_array_equal(high[1:], before[1:])  # nothing unrelated moved
+    moved = np.flatnonzero((model.cache["item_states"] != states).any(1))
+    assert [model.item_ids[p] for p in moved] == [item]
+    assert model.observe([(u, item, 5.0) for u in raters]) == 0  # idempotent
+    np.testing.assert_array_equal(model.predict(reader, [], [item]), high[:1])
+    assert model.observe([(u, item, 1.0) for u in raters]) == len(raters)  # replaces
+    assert model.predict(reader, [], [item])[0] < high[0] - 0.1
+    model.reset_observed()
+    np.testing.assert_array_equal(model.predict(reader, [], [item, *other]), before)
+    np.testing.assert_array_equal(model.cache["item_states"], states)
+
+
+def test_a_users_observed_ratings_join_their_history(model: GraphMetaRecommender,
+                                                     catalog: Dataset) -> None:
+    task = catalog.tasks["user_cold"][0]
+    query = [i for i, _ in task.query]
+    blind = model.predict(task.user_id, [], query)
+    model.observe([(task.user_id, i, r) for i, r in task.support])
+    informed = model.predict(task.user_id, [], query)
+    assert not np.allclose(informed, blind)
+    # observed ratings act as history, the support as history plus inner steps: same direction
+    model.reset_observed()
+    with_support = model.predict(task.user_id, task.support, query)
+    assert np.corrcoef(informed - blind, with_support - blind)[0, 1] > 0.5
+
+
+def test_observation_order_does_not_matter(model: GraphMetaRecommender,
+                                           catalog: Dataset) -> None:
+    ratings = _new_ratings(catalog)
+    probe_users = [*_warm_users(catalog)[-3:], str(catalog.tasks["user_cold"][0].user_id)]
+    probe_items = model.item_ids[:30] + _cold_items(catalog)[:3]
+    for r in ratings:
+        model.observe([r])
+    one_by_one = [model.predict(u, [], probe_items) for u in probe_users]
+    model.reset_observed()
+    model.observe(list(reversed(ratings)))
+    for u, expected in zip(probe_users, one_by_one, strict=True):
+        np.testing.assert_allclose(model.predict(u, [], probe_items), expected, atol=1e-9)
+
+
+def test_a_saved_model_plus_the_stores_ratings_predicts_like_the_live_model(
+        model: GraphMetaRecommender, catalog: Dataset, store, tmp_path: Path) -> None:
+    ratings = _new_ratings(catalog)
+    path = model.save(tmp_path / "model.pt")
+    observed = model.observe(ratings)  # less any pair that repeats its training rating
+    assert 0 < observed <= len(ratings)
+    users = [*_warm_users(catalog)[:4], str(catalog.tasks["user_cold"][0].user_id)]
+    items = model.item_ids[:25] + _cold_items(catalog)[:3]
+    live = [model.predict(u, [], items) for u in users]
+    audience = model.score_all_users(_cold_items(catalog)[0])
+
+    restarted = GraphMetaRecommender.load(path)
+    assert restarted.observe_store(store) == 0  # the store holds the training ratings only
+    store.add_ratings([u for u, _, _ in ratings], [i for _, i, _ in ratings],
+                      [r for _, _, r in ratings])
+    assert restarted.observe_store(store) == observed
+    assert restarted.observe_store(store) == 0  # nothing new the second time
+    for u, expected in zip(users, live, strict=True):
+        np.testing.assert_allclose(restarted.predict(u, [], items), expected, atol=1e-6)
+    np.testing.assert_allclose(restarted.score_all_users(_cold_items(catalog)[0]), audience,
+                               atol=1e-6)
+
+
+class _Spy:
+    """Records what the replay hands over; predicts the global mean."""
+
+    name = "spy"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def fit(self, dataset: Dataset) -> _Spy:
+        return self
+
+    def predict(self, user_id: str, support: list, query_items: list) -> np.ndarray:
+        self.calls.append(("predict", (user_id, list(support), list(query_items))))
+        return np.full(len(query_items), 3.0)
+
+    def observe(self, ratings: list) -> int:
+        self.calls.append(("observe", list(ratings)))
+        return len(ratings)
+
+
+def test_the_replay_never_exposes_a_query_rating(catalog: Dataset) -> None:
+    order = replay_order(catalog)
+    assert sorted(order) == sorted((s, j) for s, ts in catalog.tasks.items()
+                                   for j in range(len(ts)))
+    assert order == replay_order(catalog)  # one fixed order
+    spy = _Spy()
+    res = evaluate_online(spy, catalog, fit=False)
+    predicts = [c for c in spy.calls if c[0] == "predict"]
+    assert len(predicts) == len(order)
+    seen: set[tuple[str, str, float]] = set()
+    calls = iter(spy.calls)
+    for scenario, j in order:
+        task = catalog.tasks[scenario][j]
+        kind, (user, support, query) = next(calls)
+        assert kind == "predict" and user == task.user_id
+        assert support == [(str(i), float(r)) for i, r in task.support]
+        assert query == [str(i) for i, _ in task.query]  # ids only
+        if task.support:
+            kind, observed = next(calls)
+            assert kind == "observe"
+            assert observed == [(task.user_id, str(i), float(r)) for i, r in task.support]
+            seen.update(observed)
+    queries = {(t.user_id, str(i), float(r)) for ts in catalog.tasks.values() for t in ts
+               for i, r in t.query}
+    supports = {(t.user_id, str(i), float(r)) for ts in catalog.tasks.values() for t in ts
+                for i, r in t.support}
+    assert not (seen & queries - supports)
+    assert res["observed"] == sum(len(t.support) for ts in catalog.tasks.values() for t in ts)
+    assert res["online"] and set(res["scenarios"]) == set(catalog.tasks)
+
+
+def test_online_replay_beats_offline_where_items_are_new(trained: GraphMetaRecommender,
+                                                         catalog: Dataset) -> None:
+    offline = evaluate(trained, catalog, fit=False)["scenarios"]
+    online = evaluate_online(trained, catalog, fit=False)["scenarios"]
+    for scenario in ("item_cold", "user_item_cold"):
+        assert online[scenario]["rmse"] < offline[scenario]["rmse"] - 0.01, scenario
+    # and the model leaves the replay as it came
+    again = evaluate(trained, catalog, fit=False)["scenarios"]
+    assert again["item_cold"]["rmse"] == offline["item_cold"]["rmse"]
+
+
+@pytest.mark.parametrize("baseline", [ItemMeanUserBias, BiasedMF])
+def test_baselines_read_the_new_ratings(baseline, catalog: Dataset) -> None:
+    m = baseline().fit(training_view(catalog))
+    offline = evaluate(m, catalog, fit=False)["scenarios"]["item_cold"]["rmse"]
+    online = evaluate_online(m, catalog, fit=False)["scenarios"]["item_cold"]["rmse"]
+    assert online < offline - 0.01
+    assert evaluate(m, catalog, fit=False)["scenarios"]["item_cold"]["rmse"] == offline
+
+
+def test_cli_ingest_ratings_then_audience_reads_them(trained: GraphMetaRecommender,
+                                                     catalog_dir: Path,
+                                                     tmp_path: Path) -> None:
+    folder = tmp_path / "shop"
+    shutil.copytree(catalog_dir, folder)
+    run = tmp_path / "run"
+    trained.reset_observed()
+    trained.save(run / "model.pt")
+    data = pd.read_csv(folder / "train.csv", dtype=str)
+    rated = set(data["item_id"])
+    items = pd.read_csv(folder / "items.csv", dtype=str)
+    cold = next(i for i in items["item_id"] if i not in rated)
+    users = sorted(set(data["user_id"]))[:8]
+    runner = CliRunner()
+    before = runner.invoke(cli, ["audience", str(folder), "--run", str(run), "--item", cold,
+                                 "--json"])
+    assert before.exit_code == 0, before.output
+    new = tmp_path / "new.csv"
+    new.write_text("user_id,item_id,rating\n" + "".join(f"{u},{cold},5\n" for u in users))
+    res = runner.invoke(cli, ["ingest-ratings", str(folder), str(new)])
+    assert res.exit_code == 0, res.output
+    assert "8 new and 0 changed" in res.output
+    again = runner.invoke(cli, ["ingest-ratings", str(folder), str(new)])
+    assert "0 new and 0 changed" in again.output
+    after = runner.invoke(cli, ["audience", str(folder), "--run", str(run), "--item", cold,
+                                "--json"])
+    assert after.exit_code == 0, after.output
+    assert "8 rating(s) in the graph are newer than the model" in after.output
+    top_before = json.loads(before.stdout)
+    top_after = json.loads(after.stdout[after.stdout.index("["):])
+    assert [u["predicted_rating"] for u in top_after] != [u["predicted_rating"]
+                                                         for u in top_before]
+    assert not {u["user_id"] for u in top_after} & set(users)  # raters are not an audience
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user_id,item_id,rating\nno-such-user,x,3\n")
+    res = runner.invoke(cli, ["ingest-ratings", str(folder), str(bad)])
+    assert res.exit_code == 2 and "bad.csv" in res.output and "line 2" in res.output
