@@ -4,11 +4,21 @@ Edges of each type live in growable int64 arrays; two :class:`~graph_meta.sampli
 indexes (by source, by target) answer neighbor queries. Upserts append to a pending tail
 that queries scan directly; the indexes are rebuilt once the tail outgrows a fraction of the
 edges, so inserting items one by one between queries stays cheap at ten million edges.
+
+The store is safe to share between threads: a readers-writer lock (:class:`_RWLock`) lets any
+number of queries run together while every write (upserts, ``add_items``, ``add_ratings``,
+``ingest``, ``refresh_derived_edges``) runs alone, so a query sees the graph either before or
+after a write, never half of it. Writers go first: a waiting writer holds back new readers.
+``iter_edges`` copies the edges it yields under the lock, so a consumer that stops early holds
+nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -16,7 +26,7 @@ import pandas as pd
 from graph_meta.dataset import Dataset
 from graph_meta.graph.build import EdgeBatch, NodeBatch
 from graph_meta.sampling.csr import CSR
-from graph_meta.schema import ITEM, USER, DatasetSpec, EdgeType, GraphSchema
+from graph_meta.schema import CATEGORY, ITEM, USER, DatasetSpec, EdgeType, GraphSchema
 from graph_meta.store.base import (
     Candidate,
     Direction,
@@ -27,6 +37,75 @@ from graph_meta.store.base import (
 
 _MIN_PENDING = 4096
 _PENDING_FRACTION = 0.05
+_T = TypeVar("_T")
+
+
+class _RWLock:
+    """Many readers or one writer, writers first; reentrant per thread (nested reads, reads
+    inside the thread's own write, nested writes). A thread that is reading cannot start to
+    write (that upgrade could deadlock): it gets a RuntimeError."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer: int | None = None
+        self._writers_waiting = 0
+        self._local = threading.local()
+
+    def reading(self) -> int:
+        """How deep the calling thread is in read sections (0: not reading)."""
+        return getattr(self._local, "reads", 0)
+
+    def writing(self) -> bool:
+        """Whether the calling thread holds the write lock."""
+        return self._writer == threading.get_ident()
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        depth = self.reading()
+        if depth or self.writing():
+            self._local.reads = depth + 1
+            try:
+                yield
+            finally:
+                self._local.reads = depth
+            return
+        with self._cond:
+            while self._writer is not None or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        self._local.reads = 1
+        try:
+            yield
+        finally:
+            self._local.reads = 0
+            with self._cond:
+                self._readers -= 1
+                if self._readers == 0:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        if self.writing():
+            yield
+            return
+        if self.reading():
+            raise RuntimeError("a thread that is reading the store cannot write to it")
+        me = threading.get_ident()
+        with self._cond:
+            self._writers_waiting += 1
+            try:
+                while self._writer is not None or self._readers:
+                    self._cond.wait()
+            finally:
+                self._writers_waiting -= 1
+            self._writer = me
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = None
+                self._cond.notify_all()
 
 
 class _Growable:
@@ -143,13 +222,23 @@ class _EdgeTable:
         if len(self.pending) > max(_MIN_PENDING, _PENDING_FRACTION * self.src.size):
             self.reindex()
 
-    def reindex(self, num_src: int | None = None, num_dst: int | None = None) -> None:
+    @property
+    def fresh(self) -> bool:
+        """Whether the CSR indexes cover every edge (no pending tail)."""
+        return self.by_src is not None and not self.pending
+
+    def build(self, num_src: int | None = None, num_dst: int | None = None
+              ) -> tuple[CSR, CSR]:
+        """``(by_src, by_dst)`` over every live edge, without storing them."""
         src, dst = self.src.view, self.dst.view
         alive = ~self.deleted.view
         rows_s = int(src.max()) + 1 if len(src) else 0
         rows_d = int(dst.max()) + 1 if len(dst) else 0
-        self.by_src = _csr_alive(src, dst, max(rows_s, num_src or 0), alive)
-        self.by_dst = _csr_alive(dst, src, max(rows_d, num_dst or 0), alive)
+        return (_csr_alive(src, dst, max(rows_s, num_src or 0), alive),
+                _csr_alive(dst, src, max(rows_d, num_dst or 0), alive))
+
+    def reindex(self, num_src: int | None = None, num_dst: int | None = None) -> None:
+        self.by_src, self.by_dst = self.build(num_src, num_dst)
         self.indexed = self.src.size
         self.pending.clear()
 
@@ -201,6 +290,7 @@ class EmbeddedGraphStore(GraphStore):
     def __init__(self, spec: DatasetSpec) -> None:
         self.spec = spec
         self.schema = GraphSchema.from_spec(spec)
+        self._lock = _RWLock()
         self._nodes: dict[str, _NodeTable] = {}
         for nt in self.schema.node_types:
             table = spec.users if nt == USER else spec.items if nt == ITEM else None
@@ -224,65 +314,91 @@ class EmbeddedGraphStore(GraphStore):
         store.ingest(dataset, progress=progress)
         return store
 
-    # --- writing -------------------------------------------------------------------------
+    # --- writing (each under the write lock) -------------------------------------------
 
     def upsert_nodes(self, batch: NodeBatch) -> None:
         self.schema.check_label(batch.node_type)
-        self._nodes[batch.node_type].upsert(np.asarray(batch.ids, dtype=object),
-                                            batch.properties)
+        with self._lock.write():
+            self._nodes[batch.node_type].upsert(np.asarray(batch.ids, dtype=object),
+                                                batch.properties)
 
     def upsert_edges(self, batch: EdgeBatch) -> None:
         et = self.schema.check_edge(batch.edge_type)
-        src = self._nodes[et.src].lookup(batch.src)
-        dst = self._nodes[et.dst].lookup(batch.dst)
-        for ids, idx, label in ((batch.src, src, et.src), (batch.dst, dst, et.dst)):
-            if (idx < 0).any():
-                missing = np.asarray(ids, dtype=object)[idx < 0][:3].tolist()
-                raise KeyError(f"{et}: unknown {label} id(s) {missing}")
-        table = self._edges[et]
-        unknown = set(batch.properties) - set(table.props)
-        if unknown:
-            raise ValueError(f"{et}: unknown edge properties {sorted(unknown)}")
-        table.upsert(src, dst, batch.properties)
+        with self._lock.write():
+            src = self._nodes[et.src].lookup(batch.src)
+            dst = self._nodes[et.dst].lookup(batch.dst)
+            for ids, idx, label in ((batch.src, src, et.src), (batch.dst, dst, et.dst)):
+                if (idx < 0).any():
+                    missing = np.asarray(ids, dtype=object)[idx < 0][:3].tolist()
+                    raise KeyError(f"{et}: unknown {label} id(s) {missing}")
+            table = self._edges[et]
+            unknown = set(batch.properties) - set(table.props)
+            if unknown:
+                raise ValueError(f"{et}: unknown edge properties {sorted(unknown)}")
+            table.upsert(src, dst, batch.properties)
 
     def clear_edges(self, edge_type: EdgeType) -> None:
-        self._edges[self.schema.check_edge(edge_type)].clear()
+        et = self.schema.check_edge(edge_type)
+        with self._lock.write():
+            self._edges[et].clear()
 
     def ingest(self, dataset, *, progress: bool = False) -> GraphCounts:
-        counts = super().ingest(dataset, progress=progress)
-        for et, table in self._edges.items():
-            table.reindex(len(self._nodes[et.src]), len(self._nodes[et.dst]))
-        return counts
+        with self._lock.write():
+            counts = super().ingest(dataset, progress=progress)
+            for et, table in self._edges.items():
+                table.reindex(len(self._nodes[et.src]), len(self._nodes[et.dst]))
+            return counts
 
-    # --- reading -------------------------------------------------------------------------
+    def _add_owners(self, owner: str, frame: pd.DataFrame) -> None:
+        with self._lock.write():  # the nodes and their attribute edges in one write
+            super()._add_owners(owner, frame)
+
+    def add_ratings(self, user_ids: Sequence[str], item_ids: Sequence[str],
+                    ratings: Sequence[float], timestamps: Sequence[int] | None = None) -> None:
+        with self._lock.write():
+            super().add_ratings(user_ids, item_ids, ratings, timestamps)
+
+    def refresh_derived_edges(self, **kw) -> dict[EdgeType, int]:
+        with self._lock.write():
+            return super().refresh_derived_edges(**kw)
+
+    # --- reading (each under the read lock) --------------------------------------------
 
     def counts(self) -> GraphCounts:
-        return GraphCounts({nt: len(t) for nt, t in self._nodes.items()},
-                           {et: len(t) for et, t in self._edges.items()})
+        with self._lock.read():
+            return GraphCounts({nt: len(t) for nt, t in self._nodes.items()},
+                               {et: len(t) for et, t in self._edges.items()})
 
     def has_node(self, node_type: str, node_id: str) -> bool:
-        return str(node_id) in self._nodes[self.schema.check_label(node_type)].index
+        table = self._nodes[self.schema.check_label(node_type)]
+        with self._lock.read():
+            return str(node_id) in table.index
 
     def node_ids(self, node_type: str) -> np.ndarray:
-        return np.sort(np.asarray(self._nodes[self.schema.check_label(node_type)].ids,
-                                  dtype=object))
+        table = self._nodes[self.schema.check_label(node_type)]
+        with self._lock.read():
+            ids = np.asarray(table.ids[: len(table)], dtype=object)
+        return np.sort(ids)
 
     def node_frame(self, node_type: str) -> pd.DataFrame:
         table = self._nodes[self.schema.check_label(node_type)]
-        frame = pd.DataFrame(table.props, index=pd.Index(table.ids, dtype=object, name="id"))
+        with self._lock.read():
+            frame = pd.DataFrame({c: list(v) for c, v in table.props.items()},
+                                 index=pd.Index(list(table.ids), dtype=object, name="id"))
         for col, is_num in table.numeric.items():
             frame[col] = frame[col].astype(np.float64 if is_num else object)
         return frame.sort_index()
 
     def iter_edges(self, edge_type: EdgeType, batch_size: int = 100_000) -> Iterator[EdgeBatch]:
         table = self._edges[self.schema.check_edge(edge_type)]
-        alive = np.flatnonzero(~table.deleted.view)
-        src_ids = np.asarray(self._nodes[edge_type.src].ids, dtype=object)
-        dst_ids = np.asarray(self._nodes[edge_type.dst].ids, dtype=object)
+        with self._lock.read():  # copied under the lock: the batches are a consistent cut
+            alive = np.flatnonzero(~table.deleted.view)
+            src = np.asarray(self._nodes[edge_type.src].ids, dtype=object)[table.src.view[alive]]
+            dst = np.asarray(self._nodes[edge_type.dst].ids, dtype=object)[table.dst.view[alive]]
+            props = {k: v.view[alive] for k, v in table.props.items()}
         for start in range(0, len(alive), batch_size):
-            e = alive[start : start + batch_size]
-            yield EdgeBatch(edge_type, src_ids[table.src.view[e]], dst_ids[table.dst.view[e]],
-                            {k: v.view[e] for k, v in table.props.items()})
+            cut = slice(start, start + batch_size)
+            yield EdgeBatch(edge_type, src[cut], dst[cut], {k: v[cut] for k, v in props.items()})
 
     def neighbors(
         self,
@@ -293,16 +409,17 @@ class EmbeddedGraphStore(GraphStore):
         limit: int | None = None,
     ) -> list[tuple[str, str, float | None]]:
         et, here, there = self._neighbor_ends(node_type, edge_type, direction)
-        rows = self._nodes[here].lookup(list(ids))
-        present = rows >= 0
-        rows = rows[present]
         table = self._edges[et]
-        pos, nbr, eid = table.gather(rows, direction)
         wprop = edge_weight_property(et)
-        weight = (table.props[wprop].view[eid].astype(np.float64) if wprop
-                  else np.zeros(len(eid)))
+        with self._lock.read():
+            rows = self._nodes[here].lookup(list(ids))
+            present = rows >= 0
+            rows = rows[present]
+            pos, nbr, eid = table.gather(rows, direction)
+            weight = (table.props[wprop].view[eid].astype(np.float64) if wprop
+                      else np.zeros(len(eid)))
+            nbr_ids = np.asarray(self._nodes[there].ids, dtype=object)[nbr]
         seed_ids = np.asarray(ids, dtype=object)[present][pos]
-        nbr_ids = np.asarray(self._nodes[there].ids, dtype=object)[nbr]
         frame = pd.DataFrame({"a": seed_ids.astype(str), "w": -weight, "b": nbr_ids.astype(str)})
         frame = frame.sort_values(["a", "w", "b"], kind="stable")
         if limit is not None:
@@ -310,19 +427,57 @@ class EmbeddedGraphStore(GraphStore):
         return [(a, b, (-w if wprop else None))
                 for a, w, b in frame.itertuples(index=False, name=None)]
 
+    def neighborhood(self, node_type: str, node_id: str, **kw):  # type: ignore[override]
+        with self._lock.read():  # every hop from the same graph
+            return super().neighborhood(node_type, node_id, **kw)
+
+    def snapshot(self, *, text_dim: int = 256):
+        with self._lock.read():  # nodes and edges from the same graph
+            return super().snapshot(text_dim=text_dim)
+
     # --- index access for samplers -------------------------------------------------------
 
     def node_index(self, node_type: str, ids: Sequence[str]) -> np.ndarray:
         """Integer positions of ids (-1 for unknown), as used by :meth:`csr`."""
-        return self._nodes[self.schema.check_label(node_type)].lookup(list(ids))
+        table = self._nodes[self.schema.check_label(node_type)]
+        with self._lock.read():
+            return table.lookup(list(ids))
 
     def csr(self, edge_type: EdgeType, direction: Direction = "out") -> CSR:
-        """The CSR index of an edge type (rebuilt first if upserts are pending)."""
-        table = self._edges[self.schema.check_edge(edge_type)]
-        if table.pending or table.by_src is None:
-            table.reindex(len(self._nodes[edge_type.src]), len(self._nodes[edge_type.dst]))
-        assert table.by_src is not None and table.by_dst is not None
-        return table.by_src if direction == "out" else table.by_dst
+        """The CSR index of an edge type (rebuilt first if upserts are pending).
+
+        A CSR never changes once built (a rebuild makes a new one), so it stays valid for
+        the caller; it covers the edges present when it was returned."""
+        et = self.schema.check_edge(edge_type)
+        table = self._edges[et]
+        sizes = (len(self._nodes[et.src]), len(self._nodes[et.dst]))
+        with self._lock.read():
+            if table.fresh:
+                return table.by_src if direction == "out" else table.by_dst  # type: ignore
+            if self._lock.reading() > 1 and not self._lock.writing():
+                # inside a caller's read section: an index of this moment, not stored
+                built = table.build(*sizes)
+                return built[0] if direction == "out" else built[1]
+        with self._lock.write():
+            if not table.fresh:
+                table.reindex(len(self._nodes[et.src]), len(self._nodes[et.dst]))
+            assert table.by_src is not None and table.by_dst is not None
+            return table.by_src if direction == "out" else table.by_dst
+
+    def _read_indexed(self, edge_types: Sequence[EdgeType], fn: Callable[[], _T]) -> _T:
+        """``fn()`` under the read lock, with the CSR indexes of ``edge_types`` rebuilt first
+        (under the write lock) when upserts are pending."""
+        tables = [self._edges[et] for et in edge_types]
+        for _ in range(3):
+            with self._lock.read():
+                if all(t.fresh for t in tables) or self._lock.reading() > 1:
+                    return fn()
+            with self._lock.write():
+                for et, t in zip(edge_types, tables, strict=True):
+                    if not t.fresh:
+                        t.reindex(len(self._nodes[et.src]), len(self._nodes[et.dst]))
+        with self._lock.read():  # writers kept coming: csr() builds what it needs
+            return fn()
 
     def candidates(
         self,
@@ -333,4 +488,8 @@ class EmbeddedGraphStore(GraphStore):
     ) -> list[Candidate]:
         from graph_meta.store.candidates import embedded_candidates
 
-        return embedded_candidates(self, user_id=user_id, rated=rated, k=k)
+        types = [et for et in self.schema.edge_types
+                 if et == self.schema.rated or et == self.schema.co_liked
+                 or et == self.schema.co_engaged or et.dst == CATEGORY]
+        return self._read_indexed(types, lambda: embedded_candidates(
+            self, user_id=user_id, rated=rated, k=k))
