@@ -13,6 +13,14 @@
 The schema is also the whitelist of labels and relationship types: Cypher is only ever
 built from names that :meth:`GraphSchema.check_label` and :meth:`GraphSchema.check_edge`
 accept.
+
+Names that the stores keep for themselves are out of the users' reach, so a column can never
+overwrite them: a column name must match ``[A-Za-z_][A-Za-z0-9_]*`` (at most 63 characters),
+must not be ``id`` (every node's own id) and must not start with ``gm_`` (the stores'
+internal properties, e.g. ``gm_n_ratings``); a node type must not start with ``GraphMeta``
+(the stores' internal labels, e.g. ``GraphMetaDataset``). Node ids (users, items, attribute
+values) are at most :data:`MAX_ID_BYTES` UTF-8 bytes, which Neo4j can index (its index key
+limit is about 8 KB); the dataset reader and both stores refuse longer ones alike.
 """
 
 from __future__ import annotations
@@ -39,6 +47,34 @@ COLUMN_TYPES = ("categorical", "multi", "numeric", "text")
 _LABEL_RE = re.compile(r"^[A-Z][A-Za-z0-9_]{0,62}$")
 _REL_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,62}$")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+RESERVED_PROPERTY_PREFIX = "gm_"   # the stores' internal properties
+RESERVED_LABEL_PREFIX = "GraphMeta"  # the stores' internal labels
+MAX_ID_BYTES = 4000  # UTF-8 bytes of a node id: safely below Neo4j's index key limit (~8 KB)
+
+
+def id_too_long(node_id: str) -> bool:
+    """Whether ``node_id`` has more than :data:`MAX_ID_BYTES` UTF-8 bytes."""
+    return len(node_id) > MAX_ID_BYTES // 4 and len(node_id.encode("utf-8",
+                                                                  "surrogatepass")) > MAX_ID_BYTES
+
+
+def long_id_message(node_id: str) -> str:
+    """The error text of an id longer than :data:`MAX_ID_BYTES`."""
+    return (f"id of {len(node_id.encode('utf-8', 'surrogatepass')):,} UTF-8 bytes is longer "
+            f"than the {MAX_ID_BYTES:,} a graph store can index: {short(node_id)}")
+
+
+def check_column_name(name: Any) -> str | None:
+    """Why ``name`` cannot be a column (a node property), or None when it can."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        return ("a column name must match [A-Za-z_][A-Za-z0-9_]* (at most 63 characters); "
+                "rename the column")
+    if name == "id":
+        return "'id' is every node's own id and cannot be a column; rename the column"
+    if name.lower().startswith(RESERVED_PROPERTY_PREFIX):
+        return (f"the prefix {RESERVED_PROPERTY_PREFIX!r} is reserved for graph-meta's own "
+                "properties; rename the column")
+    return None
 
 
 class EdgeType(NamedTuple):
@@ -343,6 +379,9 @@ def _table(raw: Any, where: str, fail: Any, node_names: dict[str, str]) -> Table
         fld = f"{where}.columns.{cname}"
         if cname == raw["id"]:
             raise fail("the id column must not be listed among columns", fld)
+        why = check_column_name(cname)
+        if why:
+            raise fail(why, fld)
         if not isinstance(c, Mapping):
             raise fail("must be an object with a type", fld)
         ctype = c.get("type")
@@ -366,6 +405,9 @@ def _table(raw: Any, where: str, fail: Any, node_names: dict[str, str]) -> Table
                 raise fail("node type must match [A-Z][A-Za-z0-9_]*", f"{fld}.node")
             if node in (USER, ITEM):
                 raise fail(f"node type {node!r} is reserved", f"{fld}.node")
+            if node.startswith(RESERVED_LABEL_PREFIX):
+                raise fail(f"the node type prefix {RESERVED_LABEL_PREFIX!r} is reserved for "
+                           "graph-meta's own labels", f"{fld}.node")
             node_names.setdefault(node, fld)
         columns[cname] = ColumnSpec(name=cname, type=ctype, sep=sep, node=node)
     return TableSpec(file=raw["file"], id=raw["id"], columns=columns)

@@ -45,7 +45,17 @@ import pandas as pd
 
 from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset
 from graph_meta.errors import DataError, short, short_names
-from graph_meta.schema import CATEGORY, COLUMN_TYPES, ITEM, USER, DatasetSpec
+from graph_meta.schema import (
+    CATEGORY,
+    COLUMN_TYPES,
+    ITEM,
+    MAX_ID_BYTES,
+    USER,
+    DatasetSpec,
+    check_column_name,
+    id_too_long,
+    long_id_message,
+)
 from loaders.folder import check_output_folder, write_dataset
 from loaders.split import SplitOptions
 
@@ -218,6 +228,9 @@ def _ids(table: _Table, column: str) -> pd.Series:
     empty = (ids.str.len() == 0).to_numpy()
     if empty.any():
         raise table.fail("empty id", row=int(empty.argmax()), field=column)
+    for k in np.flatnonzero((ids.str.len() > MAX_ID_BYTES // 4).to_numpy()):
+        if id_too_long(ids.iat[k]):
+            raise table.fail(long_id_message(ids.iat[k]), row=int(k), field=column)
     return ids.reset_index(drop=True)
 
 
@@ -387,6 +400,9 @@ def _side_table(table: _Table, id_col: str, out_id: str, declared: Mapping[str, 
         if c in (USER_ID, ITEM_ID) and c != id_col:
             raise table.fail(f"column {short(c)} clashes with an id column of the dataset folder; "
                              "rename it or leave it out", field=c)
+        why = check_column_name(c)
+        if why:
+            raise table.fail(f"column {short(c)}: {why} (or leave it out)", field=c)
         node = nodes.get(c)
         if c in forced:
             ctype, sep = forced[c]

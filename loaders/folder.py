@@ -26,7 +26,7 @@ import pandas as pd
 
 from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset, Task
 from graph_meta.errors import DataError, short, short_names
-from graph_meta.schema import DatasetSpec, TableSpec
+from graph_meta.schema import MAX_ID_BYTES, DatasetSpec, TableSpec, id_too_long, long_id_message
 
 csv.field_size_limit(1 << 26)
 
@@ -89,6 +89,8 @@ def _read_table(path: Path, table: TableSpec) -> pd.DataFrame:
         if len(set(header)) != len(header):
             raise DataError("duplicate column names in header", file=path, line=1)
         pos = [header.index(c) for c in expected]
+        # node columns: their values become node ids, as long as a store can index
+        node_cols = [(j, cspec) for j, cspec in enumerate(table.columns.values()) if cspec.node]
         ids: list[str] = []
         cols: list[list[str]] = [[] for _ in table.columns]
         seen: dict[str, int] = {}
@@ -108,10 +110,20 @@ def _read_table(path: Path, table: TableSpec) -> pd.DataFrame:
             if rid in seen:
                 raise DataError(f"duplicate id {short(rid)} (first on line {seen[rid]})",
                                 file=path, line=line, field=table.id)
+            if id_too_long(rid):
+                raise DataError(long_id_message(rid), file=path, line=line, field=table.id)
             seen[rid] = line
             ids.append(rid)
             for j, p in enumerate(pos[1:]):
                 cols[j].append(row[p])
+            for j, cspec in node_cols:
+                value = row[pos[1 + j]]
+                if len(value) > MAX_ID_BYTES // 4:
+                    parts = value.split(cspec.sep) if cspec.type == "multi" else [value]
+                    for part in parts:
+                        if id_too_long(part.strip()):
+                            raise DataError(f"{cspec.node} {long_id_message(part.strip())}",
+                                            file=path, line=line, field=cspec.name)
     frame = pd.DataFrame(index=pd.Index(ids, name=table.id, dtype=object))
     lines = np.fromiter(seen.values(), dtype=np.int64, count=len(seen))
     for (cname, cspec), values in zip(table.columns.items(), cols, strict=True):
@@ -293,9 +305,14 @@ def _read_relation(path: Path, rel, user_index: pd.Index, item_index: pd.Index) 
     out = pd.DataFrame({"src": raw[rel.src_column].astype(object),
                         "dst": raw[rel.dst_column].astype(object)})
     for end, col, node in (("src", rel.src_column, rel.src), ("dst", rel.dst_column, rel.dst)):
-        empty = (out[end].str.len() == 0).to_numpy()
+        lengths = out[end].str.len().to_numpy()
+        empty = lengths == 0
         if empty.any():
             raise DataError("empty id", file=path, line=int(lines[empty.argmax()]), field=col)
+        for k in np.flatnonzero(lengths > MAX_ID_BYTES // 4):
+            if id_too_long(out[end].iat[k]):
+                raise DataError(long_id_message(out[end].iat[k]), file=path,
+                                line=int(lines[k]), field=col)
         index = user_index if node == "User" else item_index if node == "Item" else None
         if index is not None:
             unknown = ~out[end].isin(index).to_numpy()

@@ -349,10 +349,10 @@ def test_graph_schema_user_columns_relations_and_shared_node_types() -> None:
 def test_graph_schema_rejects_an_edge_type_it_cannot_name(column: str) -> None:
     raw = movielens_like()
     raw["items"]["columns"][column] = {"type": "multi", "sep": "|", "node": "Category"}
-    spec = DatasetSpec.from_json(raw)
     with pytest.raises(DataError) as info:
-        GraphSchema.from_spec(spec)
-    assert info.value.field == column
+        GraphSchema.from_spec(DatasetSpec.from_json(raw))
+    # "sub-genres" breaks the column name rule: refused already when dataset.json is read
+    assert info.value.field == (column if column == "category" else f"items.columns.{column}")
 
 
 def test_check_label_accepts_known_node_types(schema: GraphSchema) -> None:

@@ -29,7 +29,17 @@ from graph_meta.graph.build import (
     like_threshold,
     node_properties,
 )
-from graph_meta.schema import CATEGORY, ITEM, USER, DatasetSpec, EdgeType, GraphSchema
+from graph_meta.schema import (
+    CATEGORY,
+    ITEM,
+    MAX_ID_BYTES,
+    USER,
+    DatasetSpec,
+    EdgeType,
+    GraphSchema,
+    id_too_long,
+    long_id_message,
+)
 
 Direction = str  # "out" (node is the edge's source) or "in" (node is its target)
 
@@ -68,6 +78,16 @@ class Candidate:
     path: tuple[tuple[str, str], ...]
 
 
+def check_node_ids(batch: NodeBatch) -> None:
+    """ValueError naming the node type unless every id of ``batch`` has at most
+    :data:`~graph_meta.schema.MAX_ID_BYTES` UTF-8 bytes (what Neo4j can index; both stores
+    refuse longer ids alike, before writing anything)."""
+    for node_id in batch.ids:
+        text = str(node_id)
+        if len(text) > MAX_ID_BYTES // 4 and id_too_long(text):
+            raise ValueError(f"{batch.node_type} {long_id_message(text)}")
+
+
 def edge_weight_property(edge_type: EdgeType) -> str | None:
     """The property that orders an edge type's neighbors (heaviest first), if any."""
     if edge_type.rel == "RATED":
@@ -101,6 +121,8 @@ class GraphStore(ABC):
         """Load a whole dataset's graph; rerunning it changes nothing."""
         records = dataset if isinstance(dataset, GraphRecords) else graph_records(dataset)
         self._check_schema(records.schema)
+        for batch in records.nodes.values():  # before anything is written
+            check_node_ids(batch)
         from tqdm.auto import tqdm
 
         steps = [*records.nodes.values(), *records.edges.values()]
@@ -137,13 +159,18 @@ class GraphStore(ABC):
         for col, cspec in table.columns.items():
             if cspec.type == "numeric":
                 frame[col] = pd.to_numeric(frame[col], errors="raise").astype(np.float64)
-        self.upsert_nodes(NodeBatch(owner, frame.index.to_numpy(dtype=object),
-                                    node_properties(frame)))
+        owners = NodeBatch(owner, frame.index.to_numpy(dtype=object), node_properties(frame))
+        attrs = []
         for attr in self.schema.attribute_edges:
             if attr.owner != owner:
                 continue
             batch = attribute_edges(frame, table.columns[attr.column], attr.edge_type)
-            self.upsert_nodes(NodeBatch(attr.edge_type.dst, pd.unique(batch.dst)))
+            attrs.append((NodeBatch(attr.edge_type.dst, pd.unique(batch.dst)), batch))
+        for nodes in (owners, *(n for n, _ in attrs)):  # before anything is written
+            check_node_ids(nodes)
+        self.upsert_nodes(owners)
+        for nodes, batch in attrs:
+            self.upsert_nodes(nodes)
             self.upsert_edges(batch)
 
     def add_ratings(

@@ -32,6 +32,7 @@ from graph_meta.store.base import (
     Direction,
     GraphCounts,
     GraphStore,
+    check_node_ids,
     edge_weight_property,
 )
 
@@ -318,6 +319,7 @@ class EmbeddedGraphStore(GraphStore):
 
     def upsert_nodes(self, batch: NodeBatch) -> None:
         self.schema.check_label(batch.node_type)
+        check_node_ids(batch)
         with self._lock.write():
             self._nodes[batch.node_type].upsert(np.asarray(batch.ids, dtype=object),
                                                 batch.properties)

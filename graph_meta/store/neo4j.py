@@ -7,6 +7,14 @@ on transient errors, so an ingest can be rerun at any point and ends with exact 
 Cypher text is built only from names that :class:`~graph_meta.schema.GraphSchema` accepts
 (and backtick-quoted); every value travels as a parameter.
 
+The store's own names are out of the columns' reach (:mod:`graph_meta.schema` refuses
+column names ``id`` and ``gm_*`` and node types ``GraphMeta*``): the metadata node is
+``(:GraphMetaDataset {key: 'dataset'})`` with the spec and the store's ``format``, an item's
+rating count (the candidates' popularity) is ``gm_n_ratings``, a category's ranked item pools
+``gm_top_<REL>``/``gm_cold_<REL>``, and constraints are named ``gm_*``. A database written by
+an older format (popularity in ``n_ratings``, where an items column of that name was silently
+overwritten) is refused with the command that re-ingests it.
+
 Credentials come from arguments or ``NEO4J_URI``, ``NEO4J_USER``, ``NEO4J_PASSWORD``; the
 password is never logged or included in an error. A URI holding credentials
 (``bolt://user:pw@host``) is refused, shown with them masked; the driver's errors are passed on
@@ -34,6 +42,7 @@ from graph_meta.store.base import (
     Direction,
     GraphCounts,
     GraphStore,
+    check_node_ids,
     edge_weight_property,
 )
 from graph_meta.store.candidates import (
@@ -49,6 +58,8 @@ from graph_meta.store.candidates import (
 log = logging.getLogger("graph_meta.neo4j")
 
 META_LABEL = "GraphMetaDataset"
+POPULARITY = "gm_n_ratings"  # an item's RATED in-degree, kept current by the store
+FORMAT = 2  # of the store's own names; 1 (no format stored): popularity in ``n_ratings``
 DEFAULT_BATCH = 5000
 
 
@@ -146,7 +157,13 @@ class Neo4jGraphStore(GraphStore):
         except (neo4j.exceptions.DriverError, neo4j.exceptions.Neo4jError) as exc:
             self._driver.close()
             raise GraphMetaError(f"Neo4j at {uri}: {driver_message(exc, password)}") from None
-        stored = self._stored_spec()
+        stored, stored_format = self._stored_spec()
+        if stored is not None and stored_format != FORMAT:
+            raise GraphMetaError(
+                f"the Neo4j database at {uri} was written by an older graph-meta (store format "
+                f"{stored_format}, this one reads {FORMAT}: the store's own properties were "
+                "renamed out of the columns' reach); re-ingest it with `graph-meta ingest "
+                "DATASET --store neo4j --wipe`")
         if spec is None:
             if stored is None:
                 raise GraphMetaError(f"the Neo4j database at {uri} holds no graph-meta dataset;"
@@ -187,11 +204,14 @@ class Neo4jGraphStore(GraphStore):
                     chunk, size = [], 0
         return total
 
-    def _stored_spec(self) -> DatasetSpec | None:
-        rec = self._read(f"MATCH (m:{META_LABEL} {{key: 'dataset'}}) RETURN m.spec AS spec")
+    def _stored_spec(self) -> tuple[DatasetSpec | None, int | None]:
+        """The spec an earlier ingest stored, and the store format it was written in."""
+        rec = self._read(f"MATCH (m:{META_LABEL} {{key: 'dataset'}}) "
+                         "RETURN m.spec AS spec, coalesce(m.format, 1) AS format")
         if not rec:
-            return None
-        return DatasetSpec.from_json(json.loads(rec[0]["spec"]), source=f"{self.uri} (stored)")
+            return None, None
+        return (DatasetSpec.from_json(json.loads(rec[0]["spec"]), source=f"{self.uri} (stored)"),
+                rec[0]["format"])
 
     def _ensure_schema(self) -> None:
         self._write(f"CREATE CONSTRAINT gm_meta_key IF NOT EXISTS FOR (m:{META_LABEL}) "
@@ -201,7 +221,8 @@ class Neo4jGraphStore(GraphStore):
             self._write(f"CREATE CONSTRAINT {_q(name)} IF NOT EXISTS "
                         f"FOR (n:{_q(label)}) REQUIRE n.id IS UNIQUE")
         self._write(f"MERGE (m:{META_LABEL} {{key: 'dataset'}}) SET m.spec = $spec, "
-                    "m.name = $name", spec=json.dumps(self.spec.to_json()), name=self.spec.name)
+                    "m.name = $name, m.format = $format", spec=json.dumps(self.spec.to_json()),
+                    name=self.spec.name, format=FORMAT)
         self._write("CALL db.awaitIndexes(300)")
 
     @staticmethod
@@ -234,6 +255,12 @@ class Neo4jGraphStore(GraphStore):
 
     def upsert_nodes(self, batch: NodeBatch) -> None:
         label = _q(self.schema.check_label(batch.node_type))
+        check_node_ids(batch)
+        table = (self.spec.users if batch.node_type == USER
+                 else self.spec.items if batch.node_type == ITEM else None)
+        unknown = set(batch.properties) - set(table.columns if table else ())
+        if unknown:  # as the embedded store: only the spec's columns become properties
+            raise ValueError(f"unknown properties {sorted(unknown)}")
         names = list(batch.properties)
         columns = [batch.properties[n] for n in names]
         rows = [{"id": str(i), "p": {n: _clean(col[k]) for n, col in zip(names, columns,
@@ -295,23 +322,24 @@ class Neo4jGraphStore(GraphStore):
         self._write(
             match + "CALL (c) { "
             f"  OPTIONAL MATCH (c)<-[:{_q(et.rel)}]-(j:Item) "
-            "  WITH j.id AS jid, coalesce(j.n_ratings, 0) AS pop ORDER BY pop DESC, jid "
+            f"  WITH j.id AS jid, coalesce(j.{POPULARITY}, 0) AS pop ORDER BY pop DESC, jid "
             "  WITH collect([jid, pop]) AS js "
             f"  SET c.{top} = [x IN js WHERE x[0] IS NOT NULL AND x[1] > 0 | x[0]][..$pool], "
             f"      c.{cold} = [x IN js WHERE x[0] IS NOT NULL AND x[1] = 0 | x[0]][..$pool] "
             "} RETURN count(*)", ids=category_ids, pool=CandidateConfig.category_pool)
 
     def _update_popularity(self, item_ids: list[str] | None) -> None:
-        """Keep ``Item.n_ratings`` (the candidate queries' popularity) equal to the degree."""
+        """Keep ``Item.gm_n_ratings`` (the candidate queries' popularity) equal to the
+        degree."""
         if item_ids is None:
             with self._driver.session(database=self.database) as session:
-                session.run("MATCH (i:Item) CALL (i) { SET i.n_ratings = "
+                session.run(f"MATCH (i:Item) CALL (i) {{ SET i.{POPULARITY} = "
                             "COUNT { (i)<-[:RATED]-(:User) } } "
                             "IN TRANSACTIONS OF 10000 ROWS").consume()
             return
         rows = [{"id": i} for i in item_ids]
         self._write_batches("UNWIND $rows AS row MATCH (i:Item {id: row.id}) "
-                            "SET i.n_ratings = COUNT { (i)<-[:RATED]-(:User) } "
+                            f"SET i.{POPULARITY} = COUNT {{ (i)<-[:RATED]-(:User) }} "
                             "RETURN count(i)", rows)
         for et in self._category_edges:
             cats = self._read(f"UNWIND $ids AS id MATCH (:Item {{id: id}})-[:{_q(et.rel)}]->"
@@ -465,7 +493,7 @@ class Neo4jGraphStore(GraphStore):
         return combine(rows, k, config)
 
     def _popular(self, k: int, config: CandidateConfig) -> list[Candidate]:
-        rec = self._read("MATCH (i:Item) WITH i, coalesce(i.n_ratings, 0) AS pop "
+        rec = self._read(f"MATCH (i:Item) WITH i, coalesce(i.{POPULARITY}, 0) AS pop "
                          "ORDER BY pop DESC, i.id LIMIT $k RETURN i.id AS id, pop", k=k)
         return combine([PathRow("popular", r["id"], ((ITEM, r["id"]),), float(r["pop"]))
                         for r in rec], k, config)
