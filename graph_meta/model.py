@@ -138,10 +138,19 @@ class GraphMetaNet(nn.Module):
         self.cfg = cfg
         self.dim = m.dim
         d_state = 1 + m.dim
+        # collaborative inputs (model.collab_inputs): a warm item's state and log rating
+        # count enter message passing, masked (with a flag) for items playing cold
+        self.collab = m.collab_inputs
         self.encoder = HeteroEncoder(data, hidden=m.hidden, layers=m.layers, conv=m.conv,
                                      heads=m.heads, use_graph=m.use_graph,
                                      use_co_engaged=m.use_co_engaged, use_text=m.use_text,
-                                     dropout=m.dropout, min_degree=m.min_attr_degree)
+                                     dropout=m.dropout, min_degree=m.min_attr_degree,
+                                     extra_dims={"Item": d_state + 2} if self.collab else None)
+        n_items = int(data["Item"].num_nodes)
+        rated = data["User", "RATED", "Item"].edge_index[1] if ("User", "RATED", "Item") in \
+            data.edge_types else torch.zeros(0, dtype=torch.long)
+        self.register_buffer("item_log_count", torch.log1p(
+            torch.bincount(rated.cpu(), minlength=n_items).float()))
         self.user_head = PriorHead(m.hidden, m.dim, mlp=m.prior_mlp)
         self.item_head = PriorHead(m.hidden, m.dim, mlp=m.prior_mlp)
         self.item_emb = nn.Embedding(int(data["Item"].num_nodes), d_state)
@@ -191,9 +200,16 @@ class GraphMetaNet(nn.Module):
     def lam_item(self) -> Tensor:
         return self.log_lam_item.exp()
 
-    def priors(self, data: Any) -> tuple[Tensor, Tensor]:
-        """Graph priors ``(item_prior [N_I, D], user_prior [N_U, D])``."""
-        h = self.encoder(data)
+    def priors(self, data: Any, warm_items: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Graph priors ``(item_prior [N_I, D], user_prior [N_U, D])``; ``warm_items``
+        ``[N_I]`` (default: the items with training ratings) flags the items whose learned
+        state enters message passing (collaborative inputs only)."""
+        extra = None
+        if self.collab:
+            w = (self.item_trained if warm_items is None else warm_items).unsqueeze(-1)
+            extra = {"Item": torch.cat([self.item_emb.weight.detach() * w,
+                                        self.item_log_count.unsqueeze(-1) * w, w], dim=1)}
+        h = self.encoder(data, extra)
         d_item, d_user = self.item_head(h["Item"]), self.user_head(h["User"])
         if self.prior_gate is not None:
             d_item, d_user = d_item * self.prior_gate[0], d_user * self.prior_gate[1]
@@ -202,7 +218,7 @@ class GraphMetaNet(nn.Module):
     def states(self, data: Any, warm_items: Tensor) -> tuple[Tensor, Tensor]:
         """``(item_states [N_I, D], user_prior [N_U, D])``: the learned embedding of a warm
         item, the graph prior of a cold one (or one playing cold in this batch)."""
-        item_prior, user_prior = self.priors(data)
+        item_prior, user_prior = self.priors(data, warm_items)
         w = warm_items.unsqueeze(-1)
         return w * self.item_emb.weight + (1.0 - w) * item_prior, user_prior
 
@@ -411,6 +427,15 @@ class GraphMetaRecommender:
         changed += self.live.add(fresh)
         users = {u for u, _, _ in changed}
         items = {i for _, i, _ in changed}
+        if changed:
+            self._live_version += 1
+        for user in users:
+            self._live_pos.pop(user, None)
+        if self._live_count is not None:
+            for item in items:
+                p = self.item_pos.get(item)
+                if p is not None:
+                    self._live_count[p] = self._train_count[p] + len(self.live.item(item))
         for user in users:  # a rater's new state moves every item they rated
             self._rater_theta.pop(user, None)
             items.update(self.live.user(user))
@@ -467,19 +492,28 @@ class GraphMetaRecommender:
         self._rater_theta: dict[str, np.ndarray] = {}
         self._item_precision: dict[int, np.ndarray] = {}
         self._hist_theta_live: np.ndarray | None = None
+        self._live_count: np.ndarray | None = None  # raters per item, training + observed
+        self._live_pos: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._live_rows_cache: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
+        self._live_version = 0
         if not keep_history:
+            self._train_count: np.ndarray | None = None
             self._hist_theta: np.ndarray | None = None
             self._edges_by_item: tuple[np.ndarray, np.ndarray] | None = None
 
     def _live_rows(self, user_id: str) -> tuple[np.ndarray, np.ndarray]:
         """``(item positions [n], ratings [n])`` of a user's observed ratings on known items."""
+        cached = self._live_pos.get(user_id)
+        if cached is not None:
+            return cached
         row = self.live.user(user_id)
         if not row:
             return np.zeros(0, np.int64), np.zeros(0)
         pos = np.fromiter((self.item_pos.get(i, -1) for i in row), np.int64, len(row))
         y = np.fromiter(row.values(), np.float64, len(row))
         keep = pos >= 0
-        return pos[keep], y[keep]
+        self._live_pos[user_id] = out = (pos[keep], y[keep])
+        return out
 
     def _rater_state(self, user_id: str) -> np.ndarray:
         """``[D]`` a rater's state in the item updates: the ridge fold-in of their training
@@ -569,6 +603,65 @@ class GraphMetaRecommender:
                 p = p + x.T @ x
             self._item_precision[pos] = p
         return p
+
+    def _live_corating(self, positions: np.ndarray) -> sp.csr_matrix:
+        r"""``[len(positions), N_I]`` :math:`\gamma s^p` of the co-rating neighbours of new
+        items (no training rating) from their observed raters: the cosine of rater sets over
+        training and observed ratings, top ``model.neighbor_k``, as the training lists of
+        rated items are built (:meth:`ItemNeighbors.from_ratings`); empty rows otherwise.
+        A row is computed when asked and kept until the next observed rating."""
+        c, m = self.cache, self.config.model
+        n = len(self.item_ids)
+        if self._train_count is None or len(self._train_count) != n:
+            self._train_count = np.bincount(c["hist_items"], minlength=n).astype(np.float64)
+            self._live_count = None
+        if self._live_count is None:
+            counts = self._train_count.copy()
+            for item, raters in self.live.by_item.items():
+                p = self.item_pos.get(item)
+                if p is not None:
+                    counts[p] += len(raters)
+            self._live_count = counts
+        k = m.neighbor_k if m.use_graph else 0
+        rows, cols, vals = [], [], []
+        for r, pos in enumerate(positions):
+            pos = int(pos)
+            if not k or m.neighbor_rated_weight <= 0 or self._train_count[pos] > 0:
+                continue
+            hit = self._live_rows_cache.get(pos)
+            if hit is None or hit[0] != self._live_version:
+                top, weight = self._live_corating_row(pos, k)
+                self._live_rows_cache[pos] = hit = (self._live_version, top, weight)
+            rows.append(np.full(len(hit[1]), r))
+            cols.append(hit[1])
+            vals.append(hit[2])
+        if not rows:
+            return sp.csr_matrix((len(positions), n))
+        return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows),
+                                                      np.concatenate(cols))),
+                             shape=(len(positions), n))
+
+    def _live_corating_row(self, pos: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(columns, weights)`` of one new item's live co-rating neighbours."""
+        c, m = self.cache, self.config.model
+        raters = self.live.item(self.item_ids[pos])
+        if not raters:
+            return np.zeros(0, np.int64), np.zeros(0)
+        known = np.fromiter((self.user_pos.get(u, -1) for u in raters), np.int64, len(raters))
+        known = known[known >= 0]
+        starts, stops = c["hist_indptr"][known], c["hist_indptr"][known + 1]
+        lengths = stops - starts
+        offsets = np.repeat(starts - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
+        parts = [c["hist_items"][offsets + np.arange(lengths.sum())]]
+        parts += [self._live_rows(u)[0] for u in raters]
+        co = np.bincount(np.concatenate(parts), minlength=len(self.item_ids)).astype(np.float64)
+        co[pos] = 0.0
+        assert self._live_count is not None
+        cos = co / np.sqrt(np.maximum(self._live_count, 1.0) * len(raters))
+        top = np.flatnonzero(cos > 1e-12)
+        if len(top) > k:
+            top = top[np.argpartition(cos[top], len(top) - k)[len(top) - k:]]
+        return top, m.neighbor_rated_weight * cos[top] ** m.neighbor_power
 
     def _refresh_item(self, item_id: str) -> None:
         """Recompute an item's state from its trained state and every observed rating."""
@@ -767,6 +860,9 @@ class GraphMetaRecommender:
         self.item_pos = {i: p for p, i in enumerate(all_ids)}
         self._nbr = self._reg = None
         self._edges_by_item = None
+        self._live_pos.clear()  # observed ratings on the new items now count
+        self._live_count = None
+        self._live_version += 1
         for item in new_ids:  # ratings observed before the item joined the catalogue
             if self.live.item(item):
                 self._refresh_item(item)
@@ -970,7 +1066,10 @@ class GraphMetaRecommender:
         valid = q >= 0
         if valid.any():
             if weights is not None:
-                out[valid] = residual_correction(weights[q[valid]], residual, known, shrink)
+                rows = weights[q[valid]]
+                if self.live.by_item:
+                    rows = rows + self._live_corating(q[valid])
+                out[valid] = residual_correction(rows, residual, known, shrink)
             if regression is not None:
                 out[valid] += regression[0][q[valid]] @ residual
         return out

@@ -278,3 +278,34 @@ def test_cli_ingest_ratings_then_audience_reads_them(trained: GraphMetaRecommend
     bad.write_text("user_id,item_id,rating\nno-such-user,x,3\n")
     res = runner.invoke(cli, ["ingest-ratings", str(folder), str(bad)])
     assert res.exit_code == 2 and "bad.csv" in res.output and "line 2" in res.output
+
+
+def test_new_items_get_co_rating_neighbours_from_their_observed_raters(
+        model: GraphMetaRecommender, catalog: Dataset) -> None:
+    cold, users = _cold_items(catalog), _warm_users(catalog)
+    item = cold[1]
+    model.observe([(u, item, 4.0) for u in users[:9]] + [(users[0], cold[2], 2.0)])
+    pos = model.item_pos[item]
+    row = model._live_corating(np.array([pos])).toarray()[0]
+    # brute force: cosine of rater sets over training and observed ratings
+    raters: dict[str, set[str]] = {}
+    for u, i in zip(catalog.train["user_id"].astype(str), catalog.train["item_id"].astype(str),
+                    strict=True):
+        raters.setdefault(i, set()).add(u)
+    for u, i, _ in model.live:
+        raters.setdefault(i, set()).add(u)
+    m = model.config.model
+    expected = np.zeros(len(model.item_ids))
+    for h, who in raters.items():
+        if h != item and h in model.item_pos:
+            cos = len(who & raters[item]) / np.sqrt(len(who) * len(raters[item]))
+            expected[model.item_pos[h]] = m.neighbor_rated_weight * cos ** m.neighbor_power
+    keep = np.argsort(-expected, kind="stable")[:m.neighbor_k]
+    top = np.zeros_like(expected)
+    top[keep] = expected[keep]
+    assert (expected > 0).sum() > 5
+    np.testing.assert_allclose(np.sort(row)[::-1][:50], np.sort(top)[::-1][:50], atol=1e-9)
+    warm_item = sorted(set(catalog.train["item_id"].astype(str)))[0]
+    model.observe([(users[-1], warm_item, 5.0)])
+    # an item with training ratings keeps its training lists
+    assert model._live_corating(np.array([model.item_pos[warm_item]])).nnz == 0

@@ -50,6 +50,7 @@ class ModelConfig:
     neighbor_shrink: float = 1.0  # beta: correction = sum s^p e / (beta + sum s^p)
     neighbor_rated_weight: float = 1.0  # weight of the co-rating neighbours (0: attributes only)
     regression_l2: float = 300.0  # ridge of the learned co-rating residual regression (0: off)
+    collab_inputs: bool = False   # warm items' learned states enter message passing (DropoutNet)
     live_precision: float = 1.0   # ratings observed after training: item ridge precision scale
     live_warm_items: bool = True  # ... also update items that had training ratings
 

@@ -257,7 +257,7 @@ class _Phase:
             u_ep, i_ep = episode_tensors(batch, self.device)
             warm = self.has_rating * torch.as_tensor(~batch.cold_items, dtype=torch.float32,
                                                      device=self.device)
-            item_prior, user_prior = net.priors(self.data_dev)
+            item_prior, user_prior = net.priors(self.data_dev, warm)
             w = warm.unsqueeze(-1)
             items = w * net.item_emb.weight + (1.0 - w) * item_prior
             user_loss = net.user_loss(u_ep, items, user_prior)
@@ -269,8 +269,11 @@ class _Phase:
             hr = self.has_rating.unsqueeze(-1)
             n_warm = self.has_rating.sum().clamp(min=1.0)
             if cfg.train.prior_match > 0:
-                # the prior regresses onto the learned states of warm items
-                gap = ((item_prior - net.item_emb.weight.detach()) ** 2 * hr).sum() / n_warm
+                # the prior regresses onto the learned states of warm items (with
+                # collaborative inputs, of those playing cold: rebuilt from their neighbours)
+                target = hr * (1.0 - w) if net.collab else hr
+                gap = (((item_prior - net.item_emb.weight.detach()) ** 2 * target).sum()
+                       / target.sum().clamp(min=1.0))
                 loss = loss + cfg.train.prior_match * gap
             if cfg.train.item_l2 > 0 and net.item_emb.weight.requires_grad:
                 # warm states shrink toward their prior, more so with few ratings

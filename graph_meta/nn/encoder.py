@@ -5,6 +5,10 @@ Input per node type (``h^{(0)}_v \in \mathbb{R}^{H}``, ``H = hidden``):
 * ``User``/``Item``: :math:`\sum_c E_c[x_{cat,c}] + W_n x_{num} + W_t x_{text}` (an embedding
   per categorical column, linear maps of the numeric and hashed-text features; absent blocks
   are skipped);
+* plus, with ``extra_dims``, :math:`W_c c_v`: a *collaborative* input per node (for items,
+  what training learned about a warm item: its state and rating count, zeros and a flag for a
+  node playing cold), so that message passing can rebuild a cold node's state from the warm
+  nodes it shares directors, brands or categories with (the DropoutNet idea);
 * every other node type (``Category``, ``Director``, ``Actor`` ...): a learned id embedding
   (nodes with fewer than ``min_degree`` attribute edges share one row: an actor of a single
   film could only memorise that film).
@@ -58,13 +62,14 @@ class _NodeInput(nn.Module):
     """Feature projection of one User/Item node type (or an id embedding for the others)."""
 
     def __init__(self, store, num_nodes: int, hidden: int, *, use_text: bool = True,
-                 degree: Tensor | None = None, min_degree: int = 1) -> None:
+                 degree: Tensor | None = None, min_degree: int = 1, extra_dim: int = 0) -> None:
         super().__init__()
         self.cat = nn.ModuleList()
         self.num: nn.Linear | None = None
         self.text: nn.Linear | None = None
         self.ids: nn.Embedding | None = None
-        has_features = False
+        self.extra = nn.Linear(extra_dim, hidden, bias=False) if extra_dim > 0 else None
+        has_features = extra_dim > 0
         if "x_cat" in store and store["x_cat"].shape[1] > 0:
             for size in store["cat_sizes"].tolist():
                 self.cat.append(nn.Embedding(max(int(size), 1), hidden))
@@ -89,11 +94,15 @@ class _NodeInput(nn.Module):
             nn.init.normal_(emb.weight, std=0.1)
         self.bias = nn.Parameter(torch.zeros(hidden))
 
-    def forward(self, store) -> Tensor:
+    def forward(self, store, extra: Tensor | None = None) -> Tensor:
         if self.ids is not None:
             return self.ids(self.id_map) + self.bias
         h = self.bias.expand(store["x_cat"].shape[0] if "x_cat" in store else
                              store.num_nodes, -1)
+        if self.extra is not None:
+            if extra is None:
+                raise ValueError("this encoder was built with a collaborative input: pass it")
+            h = h + self.extra(extra)
         for j, emb in enumerate(self.cat):
             h = h + emb(store["x_cat"][:, j])
         if self.num is not None:
@@ -119,12 +128,15 @@ class HeteroEncoder(nn.Module):
         dropout: on the messages.
         min_degree: attribute nodes (directors, actors, ...) with fewer graph neighbours share
             one id embedding.
+        extra_dims: ``{node_type: C}`` widths of the collaborative inputs :meth:`forward`
+            takes for those types (``[N_type, C]`` each).
     """
 
     def __init__(self, data: HeteroData, *, hidden: int = 64, layers: int = 2,
                  conv: str = "sage", heads: int = 2, use_graph: bool = True,
                  use_co_engaged: bool = True, use_text: bool = True,
-                 dropout: float = 0.0, min_degree: int = 2) -> None:
+                 dropout: float = 0.0, min_degree: int = 2,
+                 extra_dims: dict[str, int] | None = None) -> None:
         super().__init__()
         if conv not in ("sage", "hgt"):
             raise ValueError(f"conv must be 'sage' or 'hgt', got {conv!r}")
@@ -140,7 +152,8 @@ class HeteroEncoder(nn.Module):
                 degree[nt] += torch.bincount(ei, minlength=int(data[nt].num_nodes))
         self.inputs = nn.ModuleDict({
             nt: _NodeInput(data[nt], int(data[nt].num_nodes), hidden, use_text=use_text,
-                           degree=degree[nt], min_degree=min_degree)
+                           degree=degree[nt], min_degree=min_degree,
+                           extra_dim=(extra_dims or {}).get(nt, 0))
             for nt in self.node_types})
         self.edge_types = (encoder_edge_types(data, use_co_engaged=use_co_engaged)
                            if use_graph and layers > 0 else [])
@@ -167,8 +180,10 @@ class HeteroEncoder(nn.Module):
             nn.ModuleDict({nt: nn.LayerNorm(hidden) for nt in sorted({et[2] for et in ets})})
             for ets in self.layer_edge_types)
 
-    def forward(self, data: HeteroData) -> dict[str, Tensor]:
-        h = {nt: self.inputs[nt](data[nt]) for nt in self.node_types}
+    def forward(self, data: HeteroData,
+                extra: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        extra = extra or {}
+        h = {nt: self.inputs[nt](data[nt], extra.get(nt)) for nt in self.node_types}
         for conv, norm, ets in zip(self.convs, self.norms, self.layer_edge_types, strict=True):
             edge_index = {et: data[et].edge_index for et in ets}
             if self.conv_kind == "hgt":
