@@ -1,0 +1,91 @@
+"""Mean ± sd over seeds of `graph-meta benchmark` runs: one markdown table per metric.
+
+Usage::
+
+    graph-meta benchmark DATASET --out runs/s0 --online --seed 0   # and --seed 1, --seed 2
+    python benchmarks/seed_table.py runs/s0 runs/s1 runs/s2 [--metric rmse] [--digits 3]
+
+Reads ``results/*.json`` of every run folder (PROTOCOL.md's shape), groups them by model name
+(offline rows and ``... online`` rows alike) and prints ``mean ± sd (n)`` per scenario, the
+sample standard deviation over the runs (``ddof = 1``). A model missing from a run is averaged
+over the runs that have it. Also prints ``speed.json``'s latency keys averaged the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+SCENARIOS = ("warm", "user_cold", "item_cold", "user_item_cold")
+SPEED_KEYS = ("adapt_score_ms_p50", "adapt_score_ms_p99", "observe_rescore_ms_p50",
+              "observe_rescore_ms_p99", "fit_s")
+
+
+def _cell(values: list[float], digits: int) -> str:
+    if not values:
+        return "-"
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return f"{mean:.{digits}f} (n=1)"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def table(runs: list[Path], metric: str, digits: int) -> str:
+    """The markdown table of ``metric`` (mean ± sd over ``runs``) per model and scenario."""
+    by_model: dict[str, dict[str, list[float]]] = {}
+    order: list[str] = []
+    for run in runs:
+        files = sorted((run / "results").glob("*.json"))
+        if not files:
+            raise SystemExit(f"{run}: no results/*.json (not a benchmark output folder)")
+        for path in files:
+            res = json.loads(path.read_text(encoding="utf-8"))
+            name = str(res.get("model", path.stem))
+            if name not in by_model:
+                by_model[name] = {s: [] for s in SCENARIOS}
+                order.append(name)
+            for s in SCENARIOS:
+                block = res.get("scenarios", {}).get(s)
+                if block and metric in block:
+                    by_model[name][s].append(float(block[metric]))
+    offline = [m for m in order if not m.endswith(" online")]
+    online = [m for m in order if m.endswith(" online")]
+    lines = [f"| model ({metric}, mean ± sd over {len(runs)} runs) | " + " | ".join(SCENARIOS)
+             + " |", "|---|" + "---|" * len(SCENARIOS)]
+    for name in offline + online:
+        cells = [_cell(by_model[name][s], digits) for s in SCENARIOS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def speed(runs: list[Path], digits: int) -> str:
+    """``speed.json``'s latency and fit-time keys, mean ± sd over the runs."""
+    values: dict[str, list[float]] = {k: [] for k in SPEED_KEYS}
+    for run in runs:
+        path = run / "speed.json"
+        if path.is_file():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            for k in SPEED_KEYS:
+                if k in data:
+                    values[k].append(float(data[k]))
+    return "\n".join(f"- {k}: {_cell(v, digits)}" for k, v in values.items() if v)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="benchmark output folders")
+    parser.add_argument("--metric", action="append",
+                        help="metric(s) to tabulate (default: rmse, mae, ndcg@5)")
+    parser.add_argument("--digits", type=int, default=3)
+    args = parser.parse_args(argv)
+    for metric in args.metric or ["rmse", "mae", "ndcg@5"]:
+        print(table(args.runs, metric, args.digits))
+        print()
+    print(speed(args.runs, 2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
