@@ -26,6 +26,17 @@ an item of it by popularity (lognormal, correlated with quality). A rating is
 rounded and clipped to 1..5. A rating happens after the user joined and after the item's
 release, within two years of ratings.
 
+With ``planted_graph=True`` two more structures are planted that no side-information column
+holds, so that only message passing over the relation files can carry them to a cold node:
+
+* **successors** (``successors.csv``, ``(Item)-[SUCCEEDS]->(Item)``): about 40 % of the items
+  are the next model of an older item of the same category (and brand where it has one);
+  a successor's quality is ``0.8`` times its predecessor's plus noise, and its latent factors
+  follow the predecessor's: a new model inherits how the old one was received;
+* **friend circles** (``friends.csv``, ``(User)-[FRIEND_OF]->(User)``): users fall into
+  circles of about 12; a circle shares a bias, a tilt of category taste and latent factors,
+  and each user has 3 to 6 friends in their circle: a new user's friends carry their taste.
+
 Everything is vectorized numpy (users are processed in blocks; duplicate (user, item) draws are
 redrawn until each user has their sampled number of distinct items) and deterministic by
 ``seed``: 100 k users / 20 k items / 2 M ratings take seconds.
@@ -207,6 +218,7 @@ def generate_catalog(
     new_item_fraction: float = 0.2,
     warm_task_fraction: float = 0.1,
     name: str = "synthetic-catalog",
+    planted_graph: bool = False,
     progress: bool = False,
 ) -> Dataset:
     """Generate a synthetic e-commerce catalog and split it into train + cold-start tasks.
@@ -224,6 +236,8 @@ def generate_catalog(
         new_user_fraction, new_item_fraction, warm_task_fraction: passed to
             :func:`loaders.split.split_cold_start` (the new items are the newest releases).
         name: dataset name in ``dataset.json``.
+        planted_graph: also plant item successors and friend circles (module docstring),
+            written as the relation files ``successors.csv`` and ``friends.csv``.
         progress: print the stages and their times to stderr.
 
     Returns:
@@ -248,6 +262,13 @@ def generate_catalog(
     clock.stage(f"{n_items:,} items in {len(tax.categories)} categories, {n_brands} brands")
     users, user_model = _users(tax, n_users, rng_users)
     clock.stage(f"{n_users:,} users")
+    graph_relations: dict[str, pd.DataFrame] = {}
+    if planted_graph:
+        rng_graph = np.random.default_rng(np.random.SeedSequence([seed, _SEED_SALT, 1]))
+        graph_relations["SUCCEEDS"] = _plant_successors(items, item_model, rng_graph)
+        graph_relations["FRIEND_OF"] = _plant_circles(users, user_model, rng_graph)
+        clock.stage(f"{len(graph_relations['SUCCEEDS']):,} successors, "
+                    f"{len(graph_relations['FRIEND_OF']):,} friendships")
     u, i = _draw_interactions(user_model, item_model, tax, n_interactions, rng_draw)
     clock.stage(f"{len(u):,} interactions drawn")
     rating = _ratings(u, i, user_model, item_model, noise, rng_rate)
@@ -318,10 +339,84 @@ def generate_catalog(
         "tasks": {s: f"tasks/{s}.jsonl" for s in SCENARIOS},
         "stats": stats,
     }
+    if planted_graph:
+        raw_spec["relations"] += [
+            {"type": "SUCCEEDS", "file": "successors.csv", "src": "Item", "dst": "Item",
+             "src_column": "item_id", "dst_column": "predecessor_id"},
+            {"type": "FRIEND_OF", "file": "friends.csv", "src": "User", "dst": "User",
+             "src_column": "user_id", "dst_column": "friend_id"},
+        ]
+        stats["planted_graph"] = {t: len(f) for t, f in graph_relations.items()}
     spec = DatasetSpec.from_json(raw_spec, source="generate_catalog")
     clock.done()
     return Dataset(spec=spec, users=users, items=items, train=split.train,
-                   relations={"PART_OF": relation}, tasks=split.tasks)
+                   relations={"PART_OF": relation, **graph_relations}, tasks=split.tasks)
+
+
+def _plant_successors(items: pd.DataFrame, model: dict[str, np.ndarray],
+                      rng: np.random.Generator) -> pd.DataFrame:
+    """Make about 40 % of the items the next model of an older item of their category (same
+    brand where one exists); their quality and factors follow it. Edges successor ->
+    predecessor, in release order (a predecessor is settled before its successors)."""
+    n = len(items)
+    order = np.argsort(model["release"], kind="stable")
+    bias, factor = model["bias"].copy(), model["factor"].copy()
+    brand_bias = bias - 0.5 * model.get("quality", np.zeros(n))
+    src, dst = [], []
+    latest: dict[tuple[int, int], int] = {}
+    latest_cat: dict[int, int] = {}
+    for j in order.tolist():
+        c, b = int(model["category"][j]), int(model["brand"][j])
+        pred = latest.get((c, b), latest_cat.get(c))
+        if pred is not None and rng.random() < 0.4:
+            quality = 0.8 * model["quality"][pred] + 0.6 * rng.normal()
+            model["quality"][j] = quality
+            bias[j] = 0.5 * quality + brand_bias[j]
+            factor[j] = 0.8 * factor[pred] + 0.6 * factor[j]
+            src.append(j)
+            dst.append(pred)
+        latest[(c, b)] = j
+        latest_cat[c] = j
+    model["bias"], model["factor"] = bias, factor.astype(np.float32)
+    ids = items.index.to_numpy(dtype=object)
+    return pd.DataFrame({"src": ids[np.asarray(src, dtype=np.int64)],
+                         "dst": ids[np.asarray(dst, dtype=np.int64)],
+                         "weight": np.ones(len(src), dtype=np.float32)})
+
+
+def _plant_circles(users: pd.DataFrame, model: dict[str, np.ndarray],
+                   rng: np.random.Generator) -> pd.DataFrame:
+    """Friend circles of about 12 users sharing a bias, a category-taste tilt and latent
+    factors; 3 to 6 friends each, inside the circle."""
+    n = len(users)
+    n_circles = max(1, n // 12)
+    circle = rng.integers(0, n_circles, n)
+    n_cat = model["taste"].shape[1]
+    tilt = np.exp(rng.normal(0.0, 1.0, (n_circles, n_cat)))
+    taste = model["taste"] * tilt[circle]
+    model["taste"] = taste / taste.sum(axis=1, keepdims=True)
+    model["bias"] = 0.5 * model["bias"] + rng.normal(0.0, 0.4, n_circles)[circle]
+    shared = rng.normal(0.0, (0.25 / _RANK) ** 0.25, (n_circles, _RANK))
+    model["factor"] = (0.85 * shared[circle] + 0.5 * model["factor"]).astype(np.float32)
+    members: dict[int, np.ndarray] = {}
+    order = np.argsort(circle, kind="stable")
+    bounds = np.searchsorted(circle[order], np.arange(n_circles + 1))
+    for c in range(n_circles):
+        members[c] = order[bounds[c]:bounds[c + 1]]
+    src, dst = [], []
+    for u in range(n):
+        pool = members[int(circle[u])]
+        pool = pool[pool != u]
+        if not len(pool):
+            continue
+        k = min(len(pool), int(rng.integers(3, 7)))
+        for v in rng.choice(pool, size=k, replace=False).tolist():
+            src.append(u)
+            dst.append(v)
+    ids = users.index.to_numpy(dtype=object)
+    return pd.DataFrame({"src": ids[np.asarray(src, dtype=np.int64)],
+                         "dst": ids[np.asarray(dst, dtype=np.int64)],
+                         "weight": np.ones(len(src), dtype=np.float32)})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,6 +524,7 @@ def _items(tax: _Taxonomy, n_items: int, n_brands: int,
         "category": cat,
         "brand": brand,
         "bias": 0.5 * quality + brand_bias[brand],
+        "quality": quality,
         "popularity": popularity,
         "factor": factor.astype(np.float32),
         "release": release,

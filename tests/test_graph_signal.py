@@ -76,3 +76,39 @@ def test_collaborative_inputs_train_and_predict(catalog: Dataset) -> None:
     task = catalog.tasks["item_cold"][0]
     pred = model.predict(task.user_id, task.support, [i for i, _ in task.query])
     assert np.isfinite(pred).all() and pred.std() > 0
+
+
+def test_the_planted_graph_holds_signal_no_column_has(tmp_path) -> None:
+    import pandas as pd
+
+    from loaders.folder import read_dataset, write_dataset
+    from loaders.synthetic import generate_catalog
+
+    data = generate_catalog(n_users=1200, n_items=400, n_interactions=30000, seed=3,
+                            planted_graph=True)
+    folder = write_dataset(data, tmp_path / "planted")
+    back = read_dataset(folder)
+    succ, friends = back.relations["SUCCEEDS"], back.relations["FRIEND_OF"]
+    assert len(succ) > 50 and len(friends) > 2 * 1200
+    columns = set(back.items.columns) | set(back.users.columns)
+    assert not {"predecessor_id", "friend_id", "circle"} & columns
+    items = back.items
+    same = (items.loc[succ["src"], "category"].to_numpy()
+            == items.loc[succ["dst"], "category"].to_numpy())
+    assert same.all()
+    release = items["release"]
+    assert (release.loc[succ["src"]].to_numpy() >= release.loc[succ["dst"]].to_numpy()).all()
+    # successors are received like their predecessors; friends rate alike
+    every = pd.concat([back.train, *(pd.DataFrame(
+        [(t.user_id, i, r) for t in ts for i, r in [*t.support, *t.query]],
+        columns=["user_id", "item_id", "rating"]) for ts in back.tasks.values())])
+    item_mean = every.groupby("item_id")["rating"].mean()
+    pairs = succ[succ["src"].isin(item_mean.index) & succ["dst"].isin(item_mean.index)]
+    r_succ = np.corrcoef(item_mean.loc[pairs["src"]], item_mean.loc[pairs["dst"]])[0, 1]
+    user_mean = every.groupby("user_id")["rating"].mean()
+    fr = friends[friends["src"].isin(user_mean.index) & friends["dst"].isin(user_mean.index)]
+    r_friends = np.corrcoef(user_mean.loc[fr["src"]], user_mean.loc[fr["dst"]])[0, 1]
+    rng = np.random.default_rng(0)
+    shuffled = rng.permutation(fr["dst"].to_numpy())
+    r_random = np.corrcoef(user_mean.loc[fr["src"]], user_mean.loc[shuffled])[0, 1]
+    assert r_succ > 0.3 and r_friends > 0.3 and abs(r_random) < 0.15

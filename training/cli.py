@@ -100,8 +100,11 @@ def main(verbose: bool) -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="Dataset folder to write.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing folder.")
+@click.option("--planted-graph", is_flag=True,
+              help="Also plant item successors and friend circles, held only by relation "
+                   "files (successors.csv, friends.csv): signal only the graph can carry.")
 def synth(n_users: int, n_items: int, n_interactions: int, seed: int, new_user_fraction: float,
-          new_item_fraction: float, out: Path, overwrite: bool) -> None:
+          new_item_fraction: float, out: Path, overwrite: bool, planted_graph: bool) -> None:
     """Generate a synthetic e-commerce catalog as a dataset folder."""
     from loaders.folder import check_output_folder, write_dataset
     from loaders.synthetic import generate_catalog
@@ -110,7 +113,8 @@ def synth(n_users: int, n_items: int, n_interactions: int, seed: int, new_user_f
     t0 = time.perf_counter()
     dataset = generate_catalog(n_users=n_users, n_items=n_items, n_interactions=n_interactions,
                                seed=seed, new_user_fraction=new_user_fraction,
-                               new_item_fraction=new_item_fraction, progress=True)
+                               new_item_fraction=new_item_fraction,
+                               planted_graph=planted_graph, progress=True)
     write_dataset(dataset, out, overwrite=overwrite)
     click.echo(f"wrote {out} ({len(dataset.train)} training ratings, "
                + ", ".join(f"{s}: {len(t)} tasks" for s, t in dataset.tasks.items())
