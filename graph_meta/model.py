@@ -403,8 +403,9 @@ class GraphMetaRecommender:
         ``model.live_warm_items = false``). A rater's state is the ridge fold-in of their
         training history and observed ratings toward their graph prior. The user's own
         observed ratings join their history in :meth:`predict` (fold-in and neighbourhood
-        residuals). Costs :math:`O((n_u + n_i) D^2 + D^3)` per rating for a user with
-        :math:`n_u` and an item with :math:`n_i` observed ratings; nothing is retrained.
+        residuals). A new rating of user :math:`u` recomputes every item :math:`u` rated since
+        training: :math:`O(\sum_{j \in L_u} n_j D^2 + |L_u| D^3)` for items with :math:`n_j`
+        observed ratings; nothing is retrained.
 
         Returns:
             How many ratings changed the log (new pairs or new values).
@@ -416,10 +417,13 @@ class GraphMetaRecommender:
         if not self.cache:
             raise RuntimeError("the model is not fitted (call fit or load)")
         scale = self.fit_info.get("rating_scale")
-        triples = rating_triples(ratings, scale=tuple(scale) if scale else None)
+        last: dict[tuple[str, str], float] = {}
+        for user, item, r in rating_triples(ratings, scale=tuple(scale) if scale else None):
+            last[(user, item)] = r  # within one call the last rating of a pair counts
         fresh, changed = [], []
-        for user, item, r in triples:  # a training rating given again is not new
-            if self._training_rating(user, item) == r:
+        for (user, item), r in last.items():  # a training rating given again is not new
+            old = self._training_rating(user, item)
+            if old is not None and abs(old - r) <= 1e-6:
                 if self.live.discard(user, item):
                     changed.append((user, item, r))
             else:
@@ -441,11 +445,9 @@ class GraphMetaRecommender:
             items.update(self.live.user(user))
         for item in items:
             self._refresh_item(item)
-        if self._hist_theta_live is not None:  # only the changed users' rows move
-            for user in users:
-                u = self.user_pos.get(user)
-                if u is not None:
-                    self._hist_theta_live[u] = self._rater_state(user)
+            self._live_item_rows.pop(self.item_pos.get(item, -1), None)
+            self._stale_users.update(self.live.item(item))  # their fold-in moved with it
+        self._stale_users.update(users)
         return len(changed)
 
     def observe_store(self, store: Any) -> int:
@@ -496,6 +498,9 @@ class GraphMetaRecommender:
         self._live_pos: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._live_rows_cache: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
         self._live_version = 0
+        self._stale_users: set[str] = set()  # users whose scoring state must be recomputed
+        # per item: (user positions, ratings) of its observed ratings by known users
+        self._live_item_rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if not keep_history:
             self._train_count: np.ndarray | None = None
             self._hist_theta: np.ndarray | None = None
@@ -604,6 +609,16 @@ class GraphMetaRecommender:
             self._item_precision[pos] = p
         return p
 
+    def _new_items_with_raters(self) -> np.ndarray:
+        """Positions of the items without training ratings that have observed raters."""
+        if self._train_count is None or len(self._train_count) != len(self.item_ids):
+            self._train_count = np.bincount(self.cache["hist_items"],
+                                            minlength=len(self.item_ids)).astype(np.float64)
+            self._live_count = None
+        pos = [self.item_pos.get(i, -1) for i, raters in self.live.by_item.items() if raters]
+        return np.sort(np.array([p for p in pos if p >= 0 and self._train_count[p] == 0],
+                                dtype=np.int64))
+
     def _live_corating(self, positions: np.ndarray) -> sp.csr_matrix:
         r"""``[len(positions), N_I]`` :math:`\gamma s^p` of the co-rating neighbours of new
         items (no training rating) from their observed raters: the cosine of rater sets over
@@ -682,7 +697,18 @@ class GraphMetaRecommender:
         head, mu = c["head0"], float(c["mu"])
         t = y - mu - head[0] - (1.0 + head[1]) * theta[:, 0]
         rows = self._rater_rows(theta)
-        state = posterior_update(base, self._item_prior_precision(pos), rows, t)
+        precision = self._item_prior_precision(pos)
+        replaced = [(u, self._training_rating(u, item_id)) for u in raters]
+        replaced = [(u, old) for u, old in replaced if old is not None]
+        if replaced:  # take the replaced training ratings out of the trained state first
+            base_theta = self._base_history_states()[[self.user_pos[u] for u, _ in replaced]]
+            x_old = self._rater_rows(base_theta)
+            t_old = (np.array([old for _, old in replaced]) - mu - head[0]
+                     - (1.0 + head[1]) * base_theta[:, 0])
+            rhs = precision @ base - x_old.T @ t_old
+            precision = precision - x_old.T @ x_old
+            base = np.linalg.solve(precision, rhs)
+        state = posterior_update(base, precision, rows, t)
         if not warm:  # a new item: the item learner's steps, as item tasks trained them
             scale = 2.0 / (len(y) + self.config.meta.support_shrink)
             for lr in c.get("lr_item", np.zeros((0, len(state)))):
@@ -734,6 +760,8 @@ class GraphMetaRecommender:
         w_sim, w_reg = np.zeros(n), np.zeros(n)
         if weights is not None:
             row = weights[pos]
+            if self.live.by_item:  # a new item's co-rating neighbours from observed raters
+                row = row + self._live_corating(np.array([pos]))
             w_sim[row.indices] = row.data
         if regression is not None:
             row = regression[0][pos]
@@ -741,26 +769,56 @@ class GraphMetaRecommender:
         edges = np.flatnonzero((w_sim != 0)[c["hist_items"]] | (w_reg != 0)[c["hist_items"]])
         rows = np.searchsorted(c["hist_indptr"], edges, side="right") - 1
         hit = c["hist_items"][edges]
+        y = c["hist_y"][edges]
+        if self.live.by_item:  # observed ratings on those items join, replacing training ones
+            live_u, live_i, live_y = self._live_edges(
+                np.flatnonzero((w_sim != 0) | (w_reg != 0)))
+            keep = ~np.isin(rows * n + hit, live_u * n + live_i)
+            rows = np.concatenate([rows[keep], live_u])
+            hit = np.concatenate([hit[keep], live_i])
+            y = np.concatenate([y[keep], live_y])
         hx = items[hit]
-        e = c["hist_y"][edges] - _rating(mu, head, theta[rows], hx)
+        e = y - _rating(mu, head, theta[rows], hx)
         num = np.bincount(rows, w_sim[hit] * e, minlength=len(theta))
         den = np.bincount(rows, w_sim[hit], minlength=len(theta))
         learned = np.bincount(rows, w_reg[hit] * e, minlength=len(theta))
         return scores + num / (den + self.config.model.neighbor_shrink) + learned
 
+    def _live_edges(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(user positions, item positions, ratings)`` of the observed ratings by known
+        users on the items at ``positions``."""
+        us, its, ys = [], [], []
+        for p in positions.tolist():
+            got = self._live_item_rows.get(p)
+            if got is None:
+                raters = self.live.item(self.item_ids[p])
+                u = np.fromiter((self.user_pos.get(v, -1) for v in raters), np.int64,
+                                len(raters))
+                y = np.fromiter(raters.values(), np.float64, len(raters))
+                got = self._live_item_rows[p] = (u[u >= 0], y[u >= 0])
+            if len(got[0]):
+                us.append(got[0])
+                its.append(np.full(len(got[0]), p, dtype=np.int64))
+                ys.append(got[1])
+        if not us:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        return np.concatenate(us), np.concatenate(its), np.concatenate(ys)
+
     def _history_states(self) -> np.ndarray:
         """``[N_U, D]`` every known user's ridge fold-in of their training history (and their
         observed ratings, :meth:`observe`) toward their graph prior (the ``K = 0`` state of
         :meth:`adapt_user`)."""
-        if not len(self.live):
+        if not len(self.live) and not self._stale_users:
             return self._base_history_states()
         if self._hist_theta_live is None:
-            theta = self._base_history_states().copy()
-            for user in self.live.by_user:
-                u = self.user_pos.get(user)
-                if u is not None:
-                    theta[u] = self._rater_state(user)
-            self._hist_theta_live = theta
+            self._hist_theta_live = self._base_history_states().copy()
+            self._stale_users = set(self.live.by_user)
+        for user in self._stale_users:  # the fold-in :meth:`predict` starts from (K = 0)
+            u = self.user_pos.get(user)
+            if u is not None:
+                *_, (_, theta, _) = self._adaptation(user, [])
+                self._hist_theta_live[u] = theta
+        self._stale_users = set()
         return self._hist_theta_live
 
     def _base_history_states(self) -> np.ndarray:
@@ -863,9 +921,16 @@ class GraphMetaRecommender:
         self._live_pos.clear()  # observed ratings on the new items now count
         self._live_count = None
         self._live_version += 1
+        self._live_item_rows.clear()
+        touched: set[str] = set()
         for item in new_ids:  # ratings observed before the item joined the catalogue
-            if self.live.item(item):
-                self._refresh_item(item)
+            for user in self.live.item(item):
+                self._rater_theta.pop(user, None)
+                self._stale_users.add(user)
+                touched.update(self.live.user(user))
+        for item in touched:  # their raters' states moved: so did every item they rated
+            self._refresh_item(item)
+            self._stale_users.update(self.live.item(item))
         self.fit_info["items_added"] = self.fit_info.get("items_added", 0) + n_new
         return new_ids
 
@@ -1053,6 +1118,12 @@ class GraphMetaRecommender:
             if weights is not None:
                 assert self._nbr is not None
                 out += residual_correction(self._nbr[4][:, cols], residual, known, shrink)
+                fresh = self._new_items_with_raters()
+                if len(fresh):  # as predict: their live co-rating neighbours join
+                    full_r, full_k = np.zeros(n), np.zeros(n)
+                    full_r[cols], full_k[cols] = residual, known
+                    rows = weights[fresh] + self._live_corating(fresh)
+                    out[fresh] = residual_correction(rows, full_r, full_k, shrink)
             if regression is not None:
                 out += regression[1][:, cols] @ residual
             return out

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset
+from graph_meta.errors import DataError
 from loaders.folder import _read_train
 
 __all__ = ["merge_into_train", "read_new_ratings"]
@@ -33,8 +34,12 @@ def read_new_ratings(path: str | Path, dataset: Dataset) -> pd.DataFrame:
         DataError: naming the file, line and field of the first problem.
     """
     warnings: list[str] = []
-    frame = _read_train(Path(path), dataset.spec, dataset.users.index.astype(str),
-                        dataset.items.index.astype(str), False, warnings)
+    try:
+        frame = _read_train(Path(path), dataset.spec, dataset.users.index.astype(str),
+                            dataset.items.index.astype(str), False, warnings)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text ({exc.reason} at byte {exc.start})",
+                        file=Path(path)) from None
     frame[USER_ID] = frame[USER_ID].astype(str)
     frame[ITEM_ID] = frame[ITEM_ID].astype(str)
     return frame.drop_duplicates([USER_ID, ITEM_ID], keep="last").reset_index(drop=True)
@@ -68,8 +73,11 @@ def merge_into_train(dataset: Dataset, ratings: pd.DataFrame) -> tuple[int, int]
         merged[TIMESTAMP] = stamps.fillna(int(time.time())).astype("int64")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, path.stat().st_mode & 0o7777)  # the file keeps its permissions
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             merged.to_csv(fh, index=False)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

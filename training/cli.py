@@ -435,7 +435,11 @@ def ingest_ratings(dataset: Path, ratings: Path, store_kind: str, neo4j_uri: str
         click.echo(f"{len(frame)} rating(s) upserted into Neo4j in "
                    f"{time.perf_counter() - t0:.1f} s (CO_LIKED and CO_ENGAGED recomputed)")
         return
-    added, changed = merge_into_train(data, frame)
+    try:
+        added, changed = merge_into_train(data, frame)
+    except OSError as exc:
+        raise GraphMetaError(f"{dataset / data.spec.train}: cannot be rewritten "
+                             f"({exc.strerror or exc})") from None
     click.echo(f"{added} new and {changed} changed rating(s) written to "
                f"{dataset / data.spec.train} in {time.perf_counter() - t0:.1f} s")
 

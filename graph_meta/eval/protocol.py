@@ -216,30 +216,17 @@ def evaluate_online(model: ColdStartModel, dataset: Dataset, *, fit: bool = True
     order = replay_order(dataset)
     outcome: dict[str, list[tuple[int, Any, np.ndarray, float]]] = {}
     observe_ms: list[float] = []
-    observed = 0
     received: dict[str, int] = {}  # ratings handed over so far, per item
     by_count: dict[str, list[tuple[int, float]]] = {}
     t_start = time.perf_counter()
-    for step, (scenario, j) in enumerate(order):
-        task = dataset.tasks[scenario][j]
-        pred, ms = _predict_task(model, name, scenario, j, task, None)
-        outcome.setdefault(scenario, []).append((j, task, pred, ms))
-        by_count.setdefault(scenario, []).extend(
-            (received.get(str(i), 0), float(np.clip(p, lo, hi) - r) ** 2)
-            for (i, r), p in zip(task.query, pred, strict=True))
-        for i, _ in task.support:
-            received[str(i)] = received.get(str(i), 0) + 1
-        if observe is not None and task.support:
-            t0 = time.perf_counter()
-            observe([(str(task.user_id), str(i), float(r)) for i, r in task.support])
-            observe_ms.append((time.perf_counter() - t0) * 1e3)
-            observed += len(task.support)
-        if progress and (step + 1) % 1000 == 0:
-            print(f"[{name}] online replay: {step + 1}/{len(order)} tasks", file=sys.stderr,
-                  flush=True)
+    try:
+        _replay(model, name, dataset, order, observe, outcome, by_count, received, observe_ms,
+                lo, hi, progress)
+    finally:  # the model leaves as it came, whatever happened
+        if reset is not None:
+            reset()
+    observed = sum(len(dataset.tasks[s][j].support) for s, j in order) if observe else 0
     replay_s = time.perf_counter() - t_start
-    if reset is not None:
-        reset()
     results: dict[str, Any] = {"dataset": dataset.name, "model": name, "online": True,
                                "reads_graph": observe is not None, "observed": observed,
                                "replay_s": round(replay_s, 2), "scenarios": {},
@@ -280,6 +267,29 @@ def _rmse_by_count(rows: Sequence[tuple[int, float]]) -> dict[str, dict[str, flo
             label = str(a) if b == a + 1 else (f"{a}+" if b == edges[-1] else f"{a}-{b - 1}")
             out[label] = {"n": int(sel.sum()), "rmse": float(np.sqrt(sq[sel].mean()))}
     return out
+
+
+def _replay(model: ColdStartModel, name: str, dataset: Dataset, order: list[tuple[str, int]],
+            observe: Any, outcome: dict[str, list[tuple[int, Any, np.ndarray, float]]],
+            by_count: dict[str, list[tuple[int, float]]], received: dict[str, int],
+            observe_ms: list[float], lo: float, hi: float, progress: bool) -> None:
+    """The replay's loop: answer each task, then hand its support to ``observe``."""
+    for step, (scenario, j) in enumerate(order):
+        task = dataset.tasks[scenario][j]
+        pred, ms = _predict_task(model, name, scenario, j, task, None)
+        outcome.setdefault(scenario, []).append((j, task, pred, ms))
+        by_count.setdefault(scenario, []).extend(
+            (received.get(str(i), 0), float(np.clip(p, lo, hi) - r) ** 2)
+            for (i, r), p in zip(task.query, pred, strict=True))
+        for i, _ in task.support:
+            received[str(i)] = received.get(str(i), 0) + 1
+        if observe is not None and task.support:
+            t0 = time.perf_counter()
+            observe([(str(task.user_id), str(i), float(r)) for i, r in task.support])
+            observe_ms.append((time.perf_counter() - t0) * 1e3)
+        if progress and (step + 1) % 1000 == 0:
+            print(f"[{name}] online replay: {step + 1}/{len(order)} tasks", file=sys.stderr,
+                  flush=True)
 
 
 def _predict_task(model: ColdStartModel, name: str, scenario: str, index: int, task: Any,
