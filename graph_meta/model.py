@@ -435,6 +435,7 @@ class GraphMetaRecommender:
             self._live_version += 1
         for user in users:
             self._live_pos.pop(user, None)
+            self._replaced_cache.pop(user, None)
         if self._live_count is not None:
             for item in items:
                 p = self.item_pos.get(item)
@@ -499,6 +500,7 @@ class GraphMetaRecommender:
         self._live_rows_cache: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
         self._live_version = 0
         self._stale_users: set[str] = set()  # users whose scoring state must be recomputed
+        self._replaced_cache: dict[str, list[tuple[int, float]]] = {}
         # per item: (user positions, ratings) of its observed ratings by known users
         self._live_item_rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if not keep_history:
@@ -570,12 +572,15 @@ class GraphMetaRecommender:
 
     def _replaced(self, user_id: str) -> list[tuple[int, float]]:
         """``(item position, training rating)`` of a user's training ratings that an observed
-        rating replaced."""
-        out = []
-        for item in self.live.user(user_id):
-            old = self._training_rating(user_id, item)
-            if old is not None:
-                out.append((self.item_pos[item], old))
+        rating replaced (cached per user until their next observed rating)."""
+        out = self._replaced_cache.get(user_id)
+        if out is None:
+            out = []
+            for item in self.live.user(user_id):
+                old = self._training_rating(user_id, item)
+                if old is not None:
+                    out.append((self.item_pos[item], old))
+            self._replaced_cache[user_id] = out
         return out
 
     def _training_raters(self, pos: int) -> np.ndarray:
@@ -813,13 +818,39 @@ class GraphMetaRecommender:
         if self._hist_theta_live is None:
             self._hist_theta_live = self._base_history_states().copy()
             self._stale_users = set(self.live.by_user)
-        for user in self._stale_users:  # the fold-in :meth:`predict` starts from (K = 0)
-            u = self.user_pos.get(user)
-            if u is not None:
-                *_, (_, theta, _) = self._adaptation(user, [])
-                self._hist_theta_live[u] = theta
+        stale = [u for u in self._stale_users if u in self.user_pos]
+        if stale:  # the fold-in :meth:`predict` starts from (K = 0), batched
+            self._hist_theta_live[[self.user_pos[u] for u in stale]] = self._fold_in_many(stale)
         self._stale_users = set()
         return self._hist_theta_live
+
+    def _fold_in_many(self, users: list[str]) -> np.ndarray:
+        """``[len(users), D]`` the ridge fold-in of known users' training histories (less
+        replaced ratings) and observed ratings, with the current item states: the state of
+        :meth:`_adaptation` before any support, for many users at once."""
+        c = self.cache
+        idx = np.array([self.user_pos[u] for u in users], dtype=np.int64)
+        a, rhs = c["hist_a"][idx].copy(), c["hist_c"][idx].copy()
+        mu, items = float(c["mu"]), c["item_states"]
+        parts = [self._live_rows(u) for u in users]
+        sizes = np.array([len(p) for p, _ in parts], dtype=np.int64)
+        if sizes.sum():
+            pos = np.concatenate([p for p, _ in parts])
+            y = np.concatenate([v for _, v in parts])
+            x = items[pos]
+            rows = np.concatenate([np.ones((len(x), 1)), x[:, 1:]], axis=1)
+            seg = np.repeat(np.arange(len(users)), sizes)
+            _segment_outer(a, seg, rows)
+            np.add.at(rhs, seg, rows * (y - mu - x[:, 0])[:, None])
+        for k, user in enumerate(users):
+            for p, old in self._replaced(user):
+                x = self._item_backup.get(p, items[p])
+                row = np.r_[1.0, x[1:]]
+                a[k] -= np.outer(row, row)
+                rhs[k] -= row * (old - mu - x[0])
+        lam = c["lam"]
+        a[:, np.arange(len(lam)), np.arange(len(lam))] += lam
+        return np.linalg.solve(a, (rhs + lam * c["user_prior"][idx])[..., None])[..., 0]
 
     def _base_history_states(self) -> np.ndarray:
         """``[N_U, D]`` the fold-in of the training histories alone (batched solves, cached)."""
