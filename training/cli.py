@@ -87,6 +87,8 @@ def main(verbose: bool) -> None:
                             category=FutureWarning)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:  # the Neo4j driver logs retries and lost connections: we report one line
+        logging.getLogger("neo4j").setLevel(logging.CRITICAL)
 
 
 @main.command()

@@ -15,6 +15,16 @@ rating count (the candidates' popularity) is ``gm_n_ratings``, a category's rank
 an older format (popularity in ``n_ratings``, where an items column of that name was silently
 overwritten) is refused with the command that re-ingests it.
 
+Every call to the server is bounded (``timeout``, default :data:`DEFAULT_TIMEOUT` seconds, or
+``$GRAPH_META_NEO4J_TIMEOUT``): the driver's connection, acquisition, write and retry
+timeouts are set from it, each statement carries it as its server-side transaction timeout,
+and each call runs in a worker thread that is waited for at most that long, so a server that
+freezes (the Python driver has no read timeout of its own) or dies mid-query gives a
+:class:`Neo4jUnavailable` error naming the server and the operation within the bound. Long
+operations are cut into bounded calls: writes in batches, deletes in batches, reads of whole
+node or edge sets streamed with one bound per fetched chunk. After a timeout the store
+reconnects on its next call.
+
 Credentials come from arguments or ``NEO4J_URI``, ``NEO4J_USER``, ``NEO4J_PASSWORD``; the
 password is never logged or included in an error. A URI holding credentials
 (``bolt://user:pw@host``) is refused, shown with them masked; the driver's errors are passed on
@@ -23,13 +33,17 @@ as :class:`~graph_meta.errors.GraphMetaError` with the password masked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
+import queue
 import re
-from collections.abc import Iterator, Sequence
-from typing import Any
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from itertools import islice
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -61,6 +75,37 @@ META_LABEL = "GraphMetaDataset"
 POPULARITY = "gm_n_ratings"  # an item's RATED in-degree, kept current by the store
 FORMAT = 2  # of the store's own names; 1 (no format stored): popularity in ``n_ratings``
 DEFAULT_BATCH = 5000
+DEFAULT_TIMEOUT = 10.0  # seconds: the bound of every call to the server
+TIMEOUT_ENV = "GRAPH_META_NEO4J_TIMEOUT"
+DELETE_BATCH = 10_000  # relationships or nodes deleted per transaction
+FETCH_SIZE = 10_000  # records per fetch of a streamed read (one bounded call each)
+_T = TypeVar("_T")
+
+
+class Neo4jUnavailable(GraphMetaError):
+    """The Neo4j server did not answer within the bound, or the connection to it failed."""
+
+
+def resolve_timeout(timeout: float | None = None) -> float:
+    """``timeout``, else ``$GRAPH_META_NEO4J_TIMEOUT``, else :data:`DEFAULT_TIMEOUT` (seconds,
+    a positive number)."""
+    if timeout is None:
+        raw = os.environ.get(TIMEOUT_ENV, "").strip()
+        if not raw:
+            return DEFAULT_TIMEOUT
+        try:
+            timeout = float(raw)
+        except ValueError:
+            raise GraphMetaError(f"{TIMEOUT_ENV} must be a number of seconds, got "
+                                 f"{raw[:40]!r}") from None
+    if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
+        raise GraphMetaError(f"the Neo4j timeout must be a positive number of seconds, got "
+                             f"{timeout!r}")
+    return float(timeout)
+
+
+def _is_driver_error(exc: BaseException) -> bool:
+    return type(exc).__module__.partition(".")[0] == "neo4j"
 
 
 def _q(name: str) -> str:
@@ -103,6 +148,178 @@ def _clean(value: Any) -> Any:
     return value
 
 
+class _Worker(threading.Thread):
+    """A daemon thread that runs the calls given to it, then waits for the next one."""
+
+    def __init__(self, pool: _Workers) -> None:
+        super().__init__(name="graph-meta-neo4j", daemon=True)
+        self.pool = pool
+        self.jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+
+    def run(self) -> None:
+        while True:
+            self.jobs.get()()
+            with self.pool.lock:
+                self.pool.idle.append(self)
+
+
+class _Workers:
+    """Reusable worker threads (starting a thread per call costs more than the handoff); a
+    worker stuck on a frozen server simply stays busy until its call ends."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.idle: list[_Worker] = []
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self.lock:
+            worker = self.idle.pop() if self.idle else None
+        if worker is None:
+            worker = _Worker(self)
+            worker.start()
+        worker.jobs.put(job)
+
+
+_WORKERS = _Workers()
+
+
+class _Bolt:
+    """A driver whose every call is bounded by ``timeout`` seconds (module docstring)."""
+
+    def __init__(self, uri: str, user: str, password: str, database: str,
+                 timeout: float) -> None:
+        self.uri = uri
+        self.database = database
+        self.timeout = timeout
+        self._auth = (user, password)
+        self._lock = threading.Lock()
+        self._driver: Any = None
+        self._open()
+
+    def _open(self) -> Any:
+        import neo4j
+
+        t = self.timeout
+        with self._lock:
+            if self._driver is None:
+                try:
+                    self._driver = neo4j.GraphDatabase.driver(
+                        self.uri, auth=self._auth, notifications_min_severity="OFF",
+                        connection_timeout=t / 2, connection_acquisition_timeout=t,
+                        connection_write_timeout=t, max_transaction_retry_time=t / 2)
+                except (neo4j.exceptions.DriverError, ValueError) as exc:
+                    raise GraphMetaError(f"cannot use the Neo4j URI {self.uri}: "
+                                         f"{driver_message(exc, self._auth[1])}") from None
+            return self._driver
+
+    def message(self, exc: BaseException) -> str:
+        return driver_message(exc, self._auth[1])
+
+    def call(self, what: str, fn: Callable[[Any], _T], *, timeout: float | None = None) -> _T:
+        """``fn(driver)``, waited for at most ``timeout`` (default: the store's) seconds.
+
+        It runs in a daemon worker thread: when the bound passes, the driver is abandoned
+        (closed in the background, which wakes the worker) and :class:`Neo4jUnavailable`
+        is raised; the next call opens a new driver. The driver's own errors become a
+        :class:`Neo4jUnavailable` (connection lost) or :class:`GraphMetaError` naming the
+        server and ``what``; other errors pass unchanged."""
+        import neo4j
+
+        bound = self.timeout if timeout is None else timeout
+        driver = self._open()
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                box["value"] = fn(driver)
+            except BaseException as exc:  # handed to the caller
+                box["error"] = exc
+            finally:
+                done.set()
+
+        _WORKERS.submit(work)
+        if not done.wait(bound):
+            self.abandon(driver)
+            raise Neo4jUnavailable(
+                f"Neo4j at {self.uri} did not answer within {bound:g} s while {what} (server "
+                f"frozen, overloaded or unreachable; {TIMEOUT_ENV} sets the bound)")
+        if "error" not in box:
+            return box["value"]
+        exc = box["error"]
+        if isinstance(exc, neo4j.exceptions.ServiceUnavailable | neo4j.exceptions.SessionExpired
+                      | ConnectionError | OSError):
+            self.abandon(driver)
+            raise Neo4jUnavailable(f"Neo4j at {self.uri}: connection lost while {what}: "
+                                   f"{self.message(exc)}") from None
+        if isinstance(exc, neo4j.exceptions.AuthError):
+            raise GraphMetaError(f"Neo4j at {self.uri} refused the credentials of user "
+                                 f"{self._auth[0]!r}") from None
+        code = getattr(exc, "code", None) or ""
+        if "TransactionTimedOut" in code:
+            raise Neo4jUnavailable(f"Neo4j at {self.uri} stopped a transaction at its "
+                                   f"{bound:g} s timeout while {what} ({TIMEOUT_ENV} sets "
+                                   "the bound)") from None
+        if _is_driver_error(exc):
+            raise GraphMetaError(f"Neo4j at {self.uri} failed while {what}: "
+                                 f"{self.message(exc)}") from None
+        raise exc
+
+    def query(self, what: str, text: str, params: dict[str, Any], *, read: bool = False
+              ) -> list[Any]:
+        """The records of one statement in a managed transaction (retried by the driver on
+        transient errors within the bound), with the bound as its server-side timeout."""
+        import neo4j
+
+        q = neo4j.Query(text, timeout=self.timeout)
+        routing = "r" if read else "w"
+        return self.call(what, lambda d: d.execute_query(q, params, database_=self.database,
+                                                         routing_=routing).records)
+
+    def stream(self, what: str, text: str, params: dict[str, Any]) -> Iterator[Any]:
+        """The records of a read of any length, fetched ``FETCH_SIZE`` at a time, each fetch
+        one bounded call (no server-side timeout: the whole read may take long)."""
+        session = self._open().session(database=self.database, default_access_mode="READ",
+                                       fetch_size=FETCH_SIZE)  # no I/O yet
+        failed = False
+        try:
+            result = self.call(what, lambda _: session.run(text, params))
+            while True:
+                chunk = self.call(what, lambda _: list(islice(result, FETCH_SIZE)))
+                yield from chunk
+                if len(chunk) < FETCH_SIZE:
+                    return
+        except Neo4jUnavailable:
+            failed = True  # the driver is abandoned: nothing to close
+            raise
+        finally:
+            if not failed:  # done, or the consumer stopped early: release the connection
+                with contextlib.suppress(GraphMetaError):
+                    self.call("closing a session", lambda _: session.close())
+
+    def abandon(self, driver: Any) -> None:
+        """Drop ``driver`` (closed in the background); the next call opens a new one."""
+        with self._lock:
+            if self._driver is driver:
+                self._driver = None
+        threading.Thread(target=_close_quietly, args=(driver,), daemon=True).start()
+
+    def close(self) -> None:
+        with self._lock:
+            driver, self._driver = self._driver, None
+        if driver is not None:
+            closer = threading.Thread(target=_close_quietly, args=(driver,), daemon=True)
+            closer.start()
+            closer.join(self.timeout)
+
+
+def _close_quietly(driver: Any) -> None:
+    try:
+        driver.close()
+    except Exception:  # closing a driver whose server is gone
+        log.debug("closing an abandoned Neo4j driver failed", exc_info=True)
+
+
 class Neo4jGraphStore(GraphStore):
     """A dataset's heterogeneous graph in a Neo4j 5 database.
 
@@ -113,6 +330,10 @@ class Neo4jGraphStore(GraphStore):
             ingest is used.
         database: the Neo4j database name.
         batch_size: rows per write transaction.
+        timeout: seconds every call to the server may take (default
+            ``$GRAPH_META_NEO4J_TIMEOUT``, else :data:`DEFAULT_TIMEOUT`); past it, or when the
+            connection is lost, a call raises :class:`Neo4jUnavailable` naming the server
+            and the operation.
     """
 
     def __init__(
@@ -124,9 +345,8 @@ class Neo4jGraphStore(GraphStore):
         password: str | None = None,
         database: str = "neo4j",
         batch_size: int = DEFAULT_BATCH,
+        timeout: float | None = None,
     ) -> None:
-        import neo4j
-
         uri = uri or os.environ.get("NEO4J_URI")
         user = user or os.environ.get("NEO4J_USER", "neo4j")
         password = password if password is not None else os.environ.get("NEO4J_PASSWORD")
@@ -138,25 +358,21 @@ class Neo4jGraphStore(GraphStore):
         self.uri = uri
         self.database = database
         self.batch_size = batch_size
+        self.timeout = resolve_timeout(timeout)
+        self._bolt = _Bolt(uri, user, password, database, self.timeout)
         try:
-            self._driver = neo4j.GraphDatabase.driver(uri, auth=(user, password),
-                                                      notifications_min_severity="OFF")
-        except (neo4j.exceptions.DriverError, ValueError) as exc:
-            raise GraphMetaError(f"cannot use the Neo4j URI {uri}: "
-                                 f"{driver_message(exc, password)}") from None
+            self._open(spec)
+        except BaseException:
+            self._bolt.close()
+            raise
+
+    def _open(self, spec: DatasetSpec | None) -> None:
+        uri = self.uri
         try:
-            self._driver.verify_connectivity()
-        except neo4j.exceptions.AuthError:
-            self._driver.close()
-            raise GraphMetaError(f"Neo4j at {uri} refused the credentials of user "
-                                 f"{user!r}") from None
-        except neo4j.exceptions.ServiceUnavailable as exc:
-            self._driver.close()
-            raise GraphMetaError(f"Neo4j at {uri} is unreachable: "
-                                 f"{driver_message(exc, password)}") from None
-        except (neo4j.exceptions.DriverError, neo4j.exceptions.Neo4jError) as exc:
-            self._driver.close()
-            raise GraphMetaError(f"Neo4j at {uri}: {driver_message(exc, password)}") from None
+            self._bolt.call("connecting", lambda d: d.verify_connectivity())
+        except Neo4jUnavailable as exc:
+            raise Neo4jUnavailable(str(exc).replace(": connection lost while connecting:",
+                                                    " is unreachable:", 1)) from None
         stored, stored_format = self._stored_spec()
         if stored is not None and stored_format != FORMAT:
             raise GraphMetaError(
@@ -177,79 +393,101 @@ class Neo4jGraphStore(GraphStore):
         self.schema = GraphSchema.from_spec(spec)
         self._ensure_schema()
 
-    # --- plumbing ------------------------------------------------------------------------
+    # --- plumbing: every call bounded (module docstring) ------------------------------------
 
-    def _read(self, query: str, **params: Any) -> list[Any]:
-        records, _, _ = self._driver.execute_query(query, params, database_=self.database,
-                                                   routing_="r")
-        return records
+    def _read(self, query: str, *, what: str = "reading the graph", **params: Any
+              ) -> list[Any]:
+        return self._bolt.query(what, query, params, read=True)
 
-    def _write(self, query: str, **params: Any) -> list[Any]:
-        records, _, _ = self._driver.execute_query(query, params, database_=self.database)
-        return records
+    def _write(self, query: str, *, what: str = "writing the graph", **params: Any
+               ) -> list[Any]:
+        return self._bolt.query(what, query, params)
+
+    def _stream(self, query: str, *, what: str, **params: Any) -> Iterator[Any]:
+        return self._bolt.stream(what, query, params)
 
     def _write_batches(self, query: str, rows: list[dict[str, Any]],
-                       weight: Any = None) -> int:
+                       weight: Any = None, what: str = "writing the graph") -> int:
         """Run ``query`` over ``rows`` in managed write transactions of ``batch_size`` rows
-        (or of rows weighing ``batch_size`` in all); returns the sum of the counts returned."""
+        (or of rows weighing ``batch_size`` in all), each a bounded call; returns the sum of
+        the counts returned."""
         total = 0
-        with self._driver.session(database=self.database) as session:
-            chunk: list[dict[str, Any]] = []
-            size = 0
-            for k, row in enumerate(rows):
-                chunk.append(row)
-                size += weight(row) if weight else 1
-                if size >= self.batch_size or k == len(rows) - 1:
-                    total += session.execute_write(_run_count, query, chunk)
-                    chunk, size = [], 0
+        chunk: list[dict[str, Any]] = []
+        size = 0
+        for k, row in enumerate(rows):
+            chunk.append(row)
+            size += weight(row) if weight else 1
+            if size >= self.batch_size or k == len(rows) - 1:
+                total += self._write(query, what=what, rows=chunk)[0][0]
+                chunk, size = [], 0
         return total
+
+    def _delete_batches(self, match: str, var: str, what: str) -> int:
+        """``MATCH <match> ... DELETE`` (``DETACH DELETE`` of nodes) in transactions of
+        :data:`DELETE_BATCH` until nothing matches; returns how many went."""
+        verb = "DETACH DELETE" if var == "n" else "DELETE"
+        total = 0
+        while True:
+            n = self._write(f"MATCH {match} WITH {var} LIMIT $n {verb} {var} RETURN count(*)",
+                            what=what, n=DELETE_BATCH)[0][0]
+            total += n
+            if n < DELETE_BATCH:
+                return total
 
     def _stored_spec(self) -> tuple[DatasetSpec | None, int | None]:
         """The spec an earlier ingest stored, and the store format it was written in."""
         rec = self._read(f"MATCH (m:{META_LABEL} {{key: 'dataset'}}) "
-                         "RETURN m.spec AS spec, coalesce(m.format, 1) AS format")
+                         "RETURN m.spec AS spec, coalesce(m.format, 1) AS format",
+                         what="reading the stored dataset spec")
         if not rec:
             return None, None
         return (DatasetSpec.from_json(json.loads(rec[0]["spec"]), source=f"{self.uri} (stored)"),
                 rec[0]["format"])
 
     def _ensure_schema(self) -> None:
+        what = "creating the constraints"
         self._write(f"CREATE CONSTRAINT gm_meta_key IF NOT EXISTS FOR (m:{META_LABEL}) "
-                    "REQUIRE m.key IS UNIQUE")
+                    "REQUIRE m.key IS UNIQUE", what=what)
         for label in self.schema.node_types:
             name = f"gm_{label.lower()}_id"
             self._write(f"CREATE CONSTRAINT {_q(name)} IF NOT EXISTS "
-                        f"FOR (n:{_q(label)}) REQUIRE n.id IS UNIQUE")
+                        f"FOR (n:{_q(label)}) REQUIRE n.id IS UNIQUE", what=what)
         self._write(f"MERGE (m:{META_LABEL} {{key: 'dataset'}}) SET m.spec = $spec, "
-                    "m.name = $name, m.format = $format", spec=json.dumps(self.spec.to_json()),
-                    name=self.spec.name, format=FORMAT)
-        self._write("CALL db.awaitIndexes(300)")
+                    "m.name = $name, m.format = $format", what="storing the dataset spec",
+                    spec=json.dumps(self.spec.to_json()), name=self.spec.name, format=FORMAT)
+        # in seconds, inside the call's own bound
+        self._write("CALL db.awaitIndexes($t)", what="waiting for the indexes",
+                    t=max(1, int(self.timeout) - 1))
 
     @staticmethod
     def wipe(*, uri: str | None = None, user: str | None = None, password: str | None = None,
-             database: str = "neo4j") -> None:
-        """Delete every node, relationship and graph-meta constraint of a database."""
-        import neo4j
-
+             database: str = "neo4j", timeout: float | None = None) -> None:
+        """Delete every node, relationship and graph-meta constraint of a database (in
+        bounded transactions of :data:`DELETE_BATCH`, relationships first)."""
         uri = uri or os.environ.get("NEO4J_URI")
         user = user or os.environ.get("NEO4J_USER", "neo4j")
         password = password if password is not None else os.environ.get("NEO4J_PASSWORD")
         if not uri or password is None:
             raise GraphMetaError("set NEO4J_URI and NEO4J_PASSWORD")
         uri = check_uri(uri)
-        with neo4j.GraphDatabase.driver(uri, auth=(user, password)) as driver:
-            with driver.session(database=database) as session:
-                session.run("MATCH (n) CALL (n) { DETACH DELETE n } "
-                            "IN TRANSACTIONS OF 1000 ROWS").consume()
-            records, _, _ = driver.execute_query("SHOW CONSTRAINTS YIELD name",
-                                                 database_=database)
-            for r in records:
+        bolt = _Bolt(uri, user, password, database, resolve_timeout(timeout))
+        try:
+            what = "wiping the database"
+            for match, var in (("()-[r]->()", "r"), ("(n)", "n")):
+                while True:
+                    verb = "DETACH DELETE" if var == "n" else "DELETE"
+                    n = bolt.query(what, f"MATCH {match} WITH {var} LIMIT $n {verb} {var} "
+                                   "RETURN count(*)", {"n": DELETE_BATCH})[0][0]
+                    if n < DELETE_BATCH:
+                        break
+            for r in bolt.query(what, "SHOW CONSTRAINTS YIELD name", {}):
                 if r["name"].startswith("gm_"):
-                    driver.execute_query(f"DROP CONSTRAINT {_q(r['name'])} IF EXISTS",
-                                         database_=database)
+                    bolt.query(what, f"DROP CONSTRAINT {_q(r['name'])} IF EXISTS", {})
+        finally:
+            bolt.close()
 
     def close(self) -> None:
-        self._driver.close()
+        self._bolt.close()
 
     # --- writing -------------------------------------------------------------------------
 
@@ -268,7 +506,7 @@ class Neo4jGraphStore(GraphStore):
                 for k, i in enumerate(batch.ids)]
         self._write_batches(
             f"UNWIND $rows AS row MERGE (n:{label} {{id: row.id}}) SET n += row.p "
-            "RETURN count(*)", rows)
+            "RETURN count(*)", rows, what=f"writing {batch.node_type} nodes")
 
     def upsert_edges(self, batch: EdgeBatch) -> None:
         et = self.schema.check_edge(batch.edge_type)
@@ -295,7 +533,8 @@ class Neo4jGraphStore(GraphStore):
         query = (f"UNWIND $rows AS row MATCH (a:{_q(et.src)} {{id: row.s}}) "
                  f"UNWIND row.e AS e MATCH (b:{_q(et.dst)} {{id: e.d}}) "
                  f"MERGE (a)-[r:{_q(et.rel)}]->(b) SET r += e.p RETURN count(r)")
-        written = self._write_batches(query, rows, weight=lambda row: len(row["e"]))
+        written = self._write_batches(query, rows, weight=lambda row: len(row["e"]),
+                                      what=f"writing {et} edges")
         if written != len(src):
             missing = self._missing_ends(et, src, dst)
             raise KeyError(f"{et}: unknown id(s) {missing[:3]}")
@@ -317,33 +556,40 @@ class Neo4jGraphStore(GraphStore):
         edge upsert, so candidate queries read two short lists instead of scanning.
         """
         top, cold = _q(f"gm_top_{et.rel}"), _q(f"gm_cold_{et.rel}")
-        match = ("MATCH (c:Category) " if category_ids is None
-                 else "UNWIND $ids AS cid MATCH (c:Category {id: cid}) ")
+        ids = ([str(c) for c in self.node_ids(CATEGORY)] if category_ids is None
+               else category_ids)
+        for start in range(0, len(ids), 500):  # bounded calls
+            self._refresh_some_rankings(et, top, cold, ids[start:start + 500])
+
+    def _refresh_some_rankings(self, et: EdgeType, top: str, cold: str, ids: list[str]) -> None:
         self._write(
-            match + "CALL (c) { "
+            "UNWIND $ids AS cid MATCH (c:Category {id: cid}) CALL (c) { "
             f"  OPTIONAL MATCH (c)<-[:{_q(et.rel)}]-(j:Item) "
             f"  WITH j.id AS jid, coalesce(j.{POPULARITY}, 0) AS pop ORDER BY pop DESC, jid "
             "  WITH collect([jid, pop]) AS js "
             f"  SET c.{top} = [x IN js WHERE x[0] IS NOT NULL AND x[1] > 0 | x[0]][..$pool], "
             f"      c.{cold} = [x IN js WHERE x[0] IS NOT NULL AND x[1] = 0 | x[0]][..$pool] "
-            "} RETURN count(*)", ids=category_ids, pool=CandidateConfig.category_pool)
+            "} RETURN count(*)", what="refreshing the category pools", ids=ids,
+            pool=CandidateConfig.category_pool)
 
     def _update_popularity(self, item_ids: list[str] | None) -> None:
         """Keep ``Item.gm_n_ratings`` (the candidate queries' popularity) equal to the
         degree."""
+        what = "updating the item popularity"
         if item_ids is None:
-            with self._driver.session(database=self.database) as session:
-                session.run(f"MATCH (i:Item) CALL (i) {{ SET i.{POPULARITY} = "
-                            "COUNT { (i)<-[:RATED]-(:User) } } "
-                            "IN TRANSACTIONS OF 10000 ROWS").consume()
+            rows = [{"id": str(i)} for i in self.node_ids(ITEM)]
+            self._write_batches("UNWIND $rows AS row MATCH (i:Item {id: row.id}) "
+                                f"SET i.{POPULARITY} = COUNT {{ (i)<-[:RATED]-(:User) }} "
+                                "RETURN count(i)", rows, what=what)
             return
         rows = [{"id": i} for i in item_ids]
         self._write_batches("UNWIND $rows AS row MATCH (i:Item {id: row.id}) "
                             f"SET i.{POPULARITY} = COUNT {{ (i)<-[:RATED]-(:User) }} "
-                            "RETURN count(i)", rows)
+                            "RETURN count(i)", rows, what=what)
         for et in self._category_edges:
             cats = self._read(f"UNWIND $ids AS id MATCH (:Item {{id: id}})-[:{_q(et.rel)}]->"
-                              "(c:Category) RETURN DISTINCT c.id AS c", ids=item_ids)
+                              "(c:Category) RETURN DISTINCT c.id AS c",
+                              what="reading the categories of items", ids=item_ids)
             self._refresh_rankings(et, sorted(r["c"] for r in cats))
 
     def _missing_ends(self, et: EdgeType, src: np.ndarray, dst: np.ndarray) -> list[str]:
@@ -351,15 +597,15 @@ class Neo4jGraphStore(GraphStore):
         for label, ids in ((et.src, src), (et.dst, dst)):
             uniq = sorted(set(ids.tolist()))
             rec = self._read(f"UNWIND $ids AS id OPTIONAL MATCH (n:{_q(label)} {{id: id}}) "
-                             "WITH id, n WHERE n IS NULL RETURN id", ids=uniq)
+                             "WITH id, n WHERE n IS NULL RETURN id", what="looking up edge ends",
+                             ids=uniq)
             out += [f"{label} {r['id']!r}" for r in rec]
         return out
 
     def clear_edges(self, edge_type: EdgeType) -> None:
         et = self.schema.check_edge(edge_type)
-        with self._driver.session(database=self.database) as session:
-            session.run(f"MATCH (:{_q(et.src)})-[r:{_q(et.rel)}]->(:{_q(et.dst)}) "
-                        "CALL (r) { DELETE r } IN TRANSACTIONS OF 5000 ROWS").consume()
+        self._delete_batches(f"(:{_q(et.src)})-[r:{_q(et.rel)}]->(:{_q(et.dst)})", "r",
+                             f"deleting {et} edges")
         if et == self.schema.rated:
             self._update_popularity(None)
             for cat_et in self._category_edges:
@@ -370,27 +616,41 @@ class Neo4jGraphStore(GraphStore):
     # --- reading -------------------------------------------------------------------------
 
     def counts(self) -> GraphCounts:
-        nodes = {nt: self._read(f"MATCH (n:{_q(nt)}) RETURN count(n) AS c")[0]["c"]
+        what = "counting nodes and edges"
+        nodes = {nt: self._read(f"MATCH (n:{_q(nt)}) RETURN count(n) AS c", what=what)[0]["c"]
                  for nt in self.schema.node_types}
-        edges = {et: self._read(f"MATCH (:{_q(et.src)})-[r:{_q(et.rel)}]->(:{_q(et.dst)}) "
-                                "RETURN count(r) AS c")[0]["c"]
+        edges = {et: self._read(f"MATCH {self._count_pattern(et)} RETURN count(r) AS c",
+                                what=what)[0]["c"]
                  for et in self.schema.edge_types}
         return GraphCounts(nodes, edges)
+
+    def _count_pattern(self, et: EdgeType) -> str:
+        """A pattern of ``et``'s edges that Neo4j counts from its count store (one labelled
+        end) when no other edge type shares the relationship type and that end."""
+        rel = _q(et.rel)
+        others = [e for e in self.schema.edge_types if e.rel == et.rel and e != et]
+        if not any(e.src == et.src for e in others):
+            return f"(:{_q(et.src)})-[r:{rel}]->()"
+        if not any(e.dst == et.dst for e in others):
+            return f"()-[r:{rel}]->(:{_q(et.dst)})"
+        return f"(:{_q(et.src)})-[r:{rel}]->(:{_q(et.dst)})"
 
     def has_node(self, node_type: str, node_id: str) -> bool:
         label = _q(self.schema.check_label(node_type))
         return bool(self._read(f"MATCH (n:{label} {{id: $id}}) RETURN count(n) AS c",
-                               id=str(node_id))[0]["c"])
+                               what="looking up a node", id=str(node_id))[0]["c"])
 
     def node_ids(self, node_type: str) -> np.ndarray:
         label = _q(self.schema.check_label(node_type))
-        rec = self._read(f"MATCH (n:{label}) RETURN n.id AS id")
-        return np.sort(np.asarray([r["id"] for r in rec], dtype=object))
+        ids = [r[0] for r in self._stream(f"MATCH (n:{label}) RETURN n.id AS id",
+                                           what=f"reading {node_type} ids")]
+        return np.sort(np.asarray(ids, dtype=object))
 
     def node_frame(self, node_type: str) -> pd.DataFrame:
         label = _q(self.schema.check_label(node_type))
         table = self.spec.users if node_type == USER else self.spec.items
-        rec = self._read(f"MATCH (n:{label}) RETURN n.id AS id, properties(n) AS p")
+        rec = list(self._stream(f"MATCH (n:{label}) RETURN n.id AS id, properties(n) AS p",
+                                what=f"reading {node_type} properties"))
         ids = [r["id"] for r in rec]
         frame = pd.DataFrame(index=pd.Index(ids, dtype=object, name="id"))
         for col, cspec in table.columns.items():
@@ -409,16 +669,14 @@ class Neo4jGraphStore(GraphStore):
         ret = ", ".join(f"r.{_q(p)} AS {_q(p)}" for p in props)
         query = (f"MATCH (a:{_q(et.src)})-[r:{_q(et.rel)}]->(b:{_q(et.dst)}) "
                  f"RETURN a.id AS s, b.id AS d" + (f", {ret}" if ret else ""))
-        with self._driver.session(database=self.database, fetch_size=10_000) as session:
-            result = session.run(query)
-            chunk: list[Any] = []
-            for record in result:
-                chunk.append(record.values())
-                if len(chunk) >= batch_size:
-                    yield _edge_chunk(et, props, chunk)
-                    chunk = []
-            if chunk:
+        chunk: list[Any] = []
+        for record in self._stream(query, what=f"reading {et} edges"):
+            chunk.append(record.values())
+            if len(chunk) >= batch_size:
                 yield _edge_chunk(et, props, chunk)
+                chunk = []
+        if chunk:
+            yield _edge_chunk(et, props, chunk)
 
     def neighbors(
         self,
@@ -437,7 +695,7 @@ class Neo4jGraphStore(GraphStore):
                  "WITH a, collect([b, w]) AS nb "
                  "UNWIND (CASE WHEN $limit IS NULL THEN nb ELSE nb[..$limit] END) AS x "
                  "RETURN a, x[0] AS b, x[1] AS w")
-        rec = self._read(query, ids=[str(i) for i in ids], limit=limit)
+        rec = self._read(query, what="reading neighbours", ids=[str(i) for i in ids], limit=limit)
         out = [(r["a"], r["b"], (r["w"] if wprop else None)) for r in rec]
         out.sort(key=lambda t: (t[0], -(t[2] or 0.0), t[1]))
         return out
@@ -466,7 +724,9 @@ class Neo4jGraphStore(GraphStore):
                   "cross_top": config.cross_top, "per": config.per_category,
                   "cold_n": config.cold_per_category}
         uid = None if user_id is None else str(user_id)
-        row = self._read(self._candidate_query(explicit_seeds=False), uid=uid, **params)[0]
+        what = "querying candidates"
+        row = self._read(self._candidate_query(explicit_seeds=False), what=what, uid=uid,
+                         **params)[0]
         if user_id is not None and not row["known"]:
             raise KeyError(f"unknown user {user_id!r}")
         missing = set(row["missing"])
@@ -480,7 +740,7 @@ class Neo4jGraphStore(GraphStore):
         seeds = select_seeds({i: float(r) for i, r in row["tops"]}, threshold,
                              config.max_seeds)
         if seeds != row["seeds"]:  # Cypher and Python ordered ties differently: pin the seeds
-            row = self._read(self._candidate_query(explicit_seeds=True), uid=uid,
+            row = self._read(self._candidate_query(explicit_seeds=True), what=what, uid=uid,
                              seeds=seeds, **params)[0]
         rows = [PathRow("collaborative", j, ((ITEM, seeds[si]), (ITEM, j)), w)
                 for si, j, w in row["colik"]]
@@ -494,7 +754,8 @@ class Neo4jGraphStore(GraphStore):
 
     def _popular(self, k: int, config: CandidateConfig) -> list[Candidate]:
         rec = self._read(f"MATCH (i:Item) WITH i, coalesce(i.{POPULARITY}, 0) AS pop "
-                         "ORDER BY pop DESC, i.id LIMIT $k RETURN i.id AS id, pop", k=k)
+                         "ORDER BY pop DESC, i.id LIMIT $k RETURN i.id AS id, pop",
+                         what="querying popular items", k=k)
         return combine([PathRow("popular", r["id"], ((ITEM, r["id"]),), float(r["pop"]))
                         for r in rec], k, config)
 
@@ -565,10 +826,6 @@ class Neo4jGraphStore(GraphStore):
             outs += [f"pairs{n}", f"cl{n}", f"members{n}"]
         cache[explicit_seeds] = "".join(parts) + "RETURN " + ", ".join(outs)
         return cache[explicit_seeds]
-
-
-def _run_count(tx: Any, query: str, rows: list[dict[str, Any]]) -> int:
-    return tx.run(query, rows=rows).single()[0]
 
 
 def _edge_properties(et: EdgeType) -> list[str]:
