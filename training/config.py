@@ -161,6 +161,7 @@ class TrainConfig:
     patience: int = 3
     refit: bool = True             # retrain on all of train for the best epoch count
     max_minutes: float = 0.0       # stop training after this long (0 = no limit)
+    memory_limit_gb: float = 0.0   # refuse to train when the estimate exceeds it (0: available)
 
     def check(self) -> None:
         _positive(self, "train", "epochs", "lr", "meta_lr", "val_max_tasks")
@@ -171,7 +172,8 @@ class TrainConfig:
         _choice(self, "train", "device", ("auto", "cpu", "cuda"))
         _choice(self, "train", "prior_weight", ("sqrt", "count"))
         for key in ("weight_decay", "item_l2", "prior_match", "grad_clip", "max_minutes",
-                    "linear_prior_alpha", "user_prior_alpha", "prior_newest_bias"):
+                    "linear_prior_alpha", "user_prior_alpha", "prior_newest_bias",
+                    "memory_limit_gb"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"train.{key}: must be >= 0, got {getattr(self, key)}")
         _unit(self, "train", "query_holdout")
