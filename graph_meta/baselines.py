@@ -277,10 +277,7 @@ class ItemMeanUserBias:
         q = np.fromiter((pos.get(i, unknown) for i in query_items), np.int64, len(query_items))
         u = self.user_pos.get(user_id)
         s, n = (self.s_user[u], self.n_user[u]) if u is not None else (0.0, 0.0)
-        observed = self.live.user(user_id)
-        if observed:
-            given = {i for i, _ in support}
-            support = [*((i, r) for i, r in observed.items() if i not in given), *support]
+        support = self.live.with_support(user_id, support)
         if support:
             si = np.fromiter((pos.get(i, unknown) for i, _ in support), np.int64, len(support))
             sr = np.fromiter((r for _, r in support), np.float64, len(support))
@@ -816,10 +813,8 @@ class BiasedMF:
                         support: Sequence[tuple[str, float]] = ()) -> np.ndarray:
         r""":math:`\theta_u = (b_u, p_u)` after fold-in on ``support`` and the user's observed
         ratings (or without them when ``fold_in`` is False)."""
-        observed = self.live.user(user_id)
-        if observed and self.fold_in:
-            given = {i for i, _ in support}
-            support = [*((i, r) for i, r in observed.items() if i not in given), *support]
+        if self.fold_in:
+            support = self.live.with_support(user_id, support)
         return self._fold_in(user_id, support)
 
     def _fold_in(self, user_id: str, support: Sequence[tuple[str, float]]) -> np.ndarray:

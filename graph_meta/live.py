@@ -22,7 +22,7 @@ ridge solution over the old ones, and costs :math:`O(n D^2 + D^3)` for :math:`n`
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -109,6 +109,16 @@ class LiveRatings:
     def user(self, user_id: str) -> dict[str, float]:
         """``{item_id: rating}`` observed for a user (empty when none)."""
         return self.by_user.get(str(user_id), {})
+
+    def with_support(self, user_id: str, support: Sequence[tuple[str, float]]
+                     ) -> list[tuple[str, float]]:
+        """A user's observed ratings (those not in ``support``) followed by ``support``: the
+        history a model without a history store adapts on."""
+        observed = self.user(user_id)
+        if not observed:
+            return list(support)
+        given = {i for i, _ in support}
+        return [*((i, r) for i, r in observed.items() if i not in given), *support]
 
     def item(self, item_id: str) -> dict[str, float]:
         """``{user_id: rating}`` observed for an item (empty when none)."""

@@ -534,10 +534,7 @@ class MeLUStyle:
             raise RuntimeError("fit the model first")
         if not query_items:
             return np.zeros(0)
-        observed = self.live.user(user_id)
-        if observed:
-            given = {i for i, _ in support}
-            support = [*((i, r) for i, r in observed.items() if i not in given), *support]
+        support = self.live.with_support(user_id, support)
         params = self.adapted_params(user_id, support)
         with torch.no_grad():
             e_u = self._user_row(user_id)

@@ -9,7 +9,6 @@ reconnects once the server answers again.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -29,13 +28,9 @@ SLACK_S = 6.0  # the process ending (interpreter shutdown) and the watcher's pol
 
 
 def _server_class():
-    spec = importlib.util.spec_from_file_location("neo4j_server_faults",
-                                                  ROOT / "scripts" / "neo4j_server.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["neo4j_server_faults"] = module
-    spec.loader.exec_module(module)
-    return module.Neo4jServer
+    from conftest import _load_server_module  # the launcher, loaded as the fixtures load it
+
+    return _load_server_module().Neo4jServer
 
 
 @pytest.fixture(scope="module")
