@@ -97,6 +97,7 @@ from torch import Tensor, nn
 from graph_meta.dataset import Dataset
 from graph_meta.graph.neighborhood import ItemNeighbors, residual_correction
 from graph_meta.live import LiveRatings, posterior_update, rating_triples
+from graph_meta.live_cache import EdgeResiduals, UserRowSums
 from graph_meta.meta.learners import MetaLearner, Reptile, make_learner
 from graph_meta.nn.encoder import HeteroEncoder
 from graph_meta.nn.heads import PriorHead, ridge_solve, score
@@ -436,6 +437,8 @@ class GraphMetaRecommender:
         for user in users:
             self._live_pos.pop(user, None)
             self._replaced_cache.pop(user, None)
+        for item in items:
+            self._live_item_rows.pop(self.item_pos.get(item, -1), None)
         if self._live_count is not None:
             for item in items:
                 p = self.item_pos.get(item)
@@ -446,7 +449,6 @@ class GraphMetaRecommender:
             items.update(self.live.user(user))
         for item in items:
             self._refresh_item(item)
-            self._live_item_rows.pop(self.item_pos.get(item, -1), None)
             self._stale_users.update(self.live.item(item))  # their fold-in moved with it
         self._stale_users.update(users)
         return len(changed)
@@ -503,10 +505,16 @@ class GraphMetaRecommender:
         self._replaced_cache: dict[str, list[tuple[int, float]]] = {}
         # per item: (user positions, ratings) of its observed ratings by known users
         self._live_item_rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        # observed-rating parts of the known users' fold-ins, one signed block per item
+        self._user_sums: UserRowSums | None = None
+        self._item_blocks: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray,
+                                           np.ndarray]] = {}
         if not keep_history:
             self._train_count: np.ndarray | None = None
             self._hist_theta: np.ndarray | None = None
-            self._edges_by_item: tuple[np.ndarray, np.ndarray] | None = None
+            self._edges: EdgeResiduals | None = None  # training ratings, item-major
+        elif self._edges is not None:  # every state is back to training's
+            self._edges.clear_live()
 
     def _live_rows(self, user_id: str) -> tuple[np.ndarray, np.ndarray]:
         """``(item positions [n], ratings [n])`` of a user's observed ratings on known items."""
@@ -585,15 +593,37 @@ class GraphMetaRecommender:
 
     def _training_raters(self, pos: int) -> np.ndarray:
         """Positions of the users who rated item ``pos`` in training (empty for a new item)."""
-        c = self.cache
-        if self._edges_by_item is None:
-            n_users = len(c["hist_indptr"]) - 1
-            order = np.argsort(c["hist_items"], kind="stable")
-            users = np.repeat(np.arange(n_users), np.diff(c["hist_indptr"]))[order]
-            bounds = np.searchsorted(c["hist_items"][order], np.arange(len(self.item_ids) + 1))
-            self._edges_by_item = (bounds, users)
-        bounds, users = self._edges_by_item
-        return users[bounds[pos]:bounds[pos + 1]] if pos + 1 < len(bounds) else users[:0]
+        edges = self._item_major()
+        return edges.users[edges.column(pos)] if pos < len(edges.col_ptr) - 1 else \
+            edges.users[:0]
+
+    def _item_major(self) -> EdgeResiduals:
+        """The training ratings in item-major order with their cached residuals
+        (:class:`~graph_meta.live_cache.EdgeResiduals`), built when first needed."""
+        if self._edges is None or len(self._edges.col_ptr) != len(self.item_ids) + 1:
+            c = self.cache
+            self._edges = EdgeResiduals(c["hist_indptr"], c["hist_items"], c["hist_y"],
+                                        len(self.item_ids))
+            for item in self.live.by_item:
+                pos = self.item_pos.get(item)
+                if pos is not None:
+                    self._edges.live_source[pos] = known = self._known_raters(item)
+                    self._edges.set_live(pos, *known)
+        return self._edges
+
+    def _known_raters(self, item_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(user positions, ratings)`` of an item's observed ratings by known users (kept
+        per item position until its raters change)."""
+        pos = self.item_pos.get(item_id, -1)
+        got = self._live_item_rows.get(pos)
+        if got is None:
+            raters = self.live.item(item_id)
+            u = np.fromiter((self.user_pos.get(v, -1) for v in raters), np.int64, len(raters))
+            y = np.fromiter(raters.values(), np.float64, len(raters))
+            got = (u[u >= 0], y[u >= 0])
+            if pos >= 0:
+                self._live_item_rows[pos] = got
+        return got
 
     def _rater_rows(self, theta: np.ndarray) -> np.ndarray:
         """``[n, D]`` the rows :math:`(1 + h_1)(1, v_u)` of raters' states in an item step."""
@@ -691,10 +721,12 @@ class GraphMetaRecommender:
         c = self.cache
         base = self._item_backup.get(pos, c["item_states"][pos].copy())
         raters = self.live.item(item_id)
-        warm = len(self._training_raters(pos)) > 0
+        train_users = self._training_raters(pos)
+        warm = len(train_users) > 0
         if not raters or (warm and not self.config.model.live_warm_items):
             c["item_states"][pos] = base
             self._item_backup.pop(pos, None)
+            self._item_changed(pos)
             return
         self._item_backup[pos] = base
         theta = np.stack([self._rater_state(u) for u in raters])
@@ -703,22 +735,82 @@ class GraphMetaRecommender:
         t = y - mu - head[0] - (1.0 + head[1]) * theta[:, 0]
         rows = self._rater_rows(theta)
         precision = self._item_prior_precision(pos)
-        replaced = [(u, self._training_rating(u, item_id)) for u in raters]
-        replaced = [(u, old) for u, old in replaced if old is not None]
-        if replaced:  # take the replaced training ratings out of the trained state first
-            base_theta = self._base_history_states()[[self.user_pos[u] for u, _ in replaced]]
-            x_old = self._rater_rows(base_theta)
-            t_old = (np.array([old for _, old in replaced]) - mu - head[0]
-                     - (1.0 + head[1]) * base_theta[:, 0])
-            rhs = precision @ base - x_old.T @ t_old
-            precision = precision - x_old.T @ x_old
-            base = np.linalg.solve(precision, rhs)
+        if warm:  # take the replaced training ratings out of the trained state first
+            edges = self._item_major()
+            col = edges.column(pos)
+            hit = np.isin(edges.users[col], self._known_raters(item_id)[0])
+            if hit.any():
+                base_theta = self._base_history_states()[edges.users[col][hit]]
+                x_old = self._rater_rows(base_theta)
+                t_old = (edges.ratings[col][hit] - mu - head[0]
+                         - (1.0 + head[1]) * base_theta[:, 0])
+                rhs = precision @ base - x_old.T @ t_old
+                precision = precision - x_old.T @ x_old
+                base = np.linalg.solve(precision, rhs)
         state = posterior_update(base, precision, rows, t)
         if not warm:  # a new item: the item learner's steps, as item tasks trained them
             scale = 2.0 / (len(y) + self.config.meta.support_shrink)
             for lr in c.get("lr_item", np.zeros((0, len(state)))):
                 state = state - lr * scale * (rows.T @ (rows @ state - t))
         c["item_states"][pos] = state
+        self._item_changed(pos)
+
+    def _item_changed(self, pos: int) -> None:
+        """Bring the incremental caches up to an item whose state or observed raters moved:
+        its block of the users' fold-in sums and the residuals of its training ratings."""
+        if self._user_sums is not None:
+            old = self._item_blocks.pop(pos, None)
+            if old is not None:
+                self._user_sums.add(old[0], old[1], old[2], -old[3])
+            block = self._item_block(pos)
+            if block is not None:
+                self._user_sums.add(*block)
+                self._item_blocks[pos] = block
+        if self._edges is not None:
+            self._edges.mark_items(np.array([pos]))
+            known = self._known_raters(self.item_ids[pos])
+            if self._edges.live_source.get(pos) is not known:  # its raters changed
+                self._edges.live_source[pos] = known
+                self._edges.set_live(pos, *known)
+
+    def _item_block(self, pos: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(users, rows, targets, signs)`` an item adds to its known raters' fold-in sums:
+        each observed rating's row under the item's current state, less the training rating
+        it replaced (under the item's trained state), as :meth:`_adaptation` folds them in."""
+        users, y = self._known_raters(self.item_ids[pos])
+        if not len(users):
+            return None
+        c = self.cache
+        mu, x = float(c["mu"]), c["item_states"][pos]
+        rows = np.tile(np.r_[1.0, x[1:]], (len(users), 1))
+        targets = y - mu - x[0]
+        signs = np.ones(len(users))
+        edges = self._item_major()
+        col = edges.column(pos)
+        hit = np.isin(edges.users[col], users)
+        if hit.any():
+            x_tr = self._item_backup.get(pos, x)
+            n_rep = int(hit.sum())
+            users = np.r_[users, edges.users[col][hit]]
+            rows = np.vstack([rows, np.tile(np.r_[1.0, x_tr[1:]], (n_rep, 1))])
+            targets = np.r_[targets, edges.ratings[col][hit] - mu - x_tr[0]]
+            signs = np.r_[signs, -np.ones(n_rep)]
+        return users, rows, targets, signs
+
+    def _live_user_sums(self) -> UserRowSums:
+        """:class:`~graph_meta.live_cache.UserRowSums` of every item's block (built once,
+        then kept current by :meth:`_item_changed`)."""
+        if self._user_sums is None:
+            self._user_sums = UserRowSums(self.cache["item_states"].shape[1])
+            self._item_blocks = {}
+            for item in self.live.by_item:
+                pos = self.item_pos.get(item)
+                block = None if pos is None else self._item_block(pos)
+                if block is not None:
+                    self._user_sums.add(*block)
+                    self._item_blocks[pos] = block
+        return self._user_sums
 
     def predict(self, user_id: str, support: Sequence[tuple[str, float]],
                 query_items: Sequence[str]) -> np.ndarray:
@@ -760,7 +852,7 @@ class GraphMetaRecommender:
         weights, regression = self._neighbor_weights(), self._regression_weights()
         if weights is None and regression is None:
             return scores
-        # every user's residuals on the items that weigh on `pos` (only those edges)
+        # every user's residuals on the items that weigh on `pos` (only those columns)
         n = len(items)
         w_sim, w_reg = np.zeros(n), np.zeros(n)
         if weights is not None:
@@ -771,86 +863,37 @@ class GraphMetaRecommender:
         if regression is not None:
             row = regression[0][pos]
             w_reg[row.indices] = row.data
-        edges = np.flatnonzero((w_sim != 0)[c["hist_items"]] | (w_reg != 0)[c["hist_items"]])
-        rows = np.searchsorted(c["hist_indptr"], edges, side="right") - 1
-        hit = c["hist_items"][edges]
-        y = c["hist_y"][edges]
-        if self.live.by_item:  # observed ratings on those items join, replacing training ones
-            live_u, live_i, live_y = self._live_edges(
-                np.flatnonzero((w_sim != 0) | (w_reg != 0)))
-            keep = ~np.isin(rows * n + hit, live_u * n + live_i)
-            rows = np.concatenate([rows[keep], live_u])
-            hit = np.concatenate([hit[keep], live_i])
-            y = np.concatenate([y[keep], live_y])
-        hx = items[hit]
-        e = y - _rating(mu, head, theta[rows], hx)
+        cols = np.flatnonzero((w_sim != 0) | (w_reg != 0))
+        rows, hit, e = self._item_major().gather(cols, theta, items, mu, head)
         num = np.bincount(rows, w_sim[hit] * e, minlength=len(theta))
         den = np.bincount(rows, w_sim[hit], minlength=len(theta))
         learned = np.bincount(rows, w_reg[hit] * e, minlength=len(theta))
         return scores + num / (den + self.config.model.neighbor_shrink) + learned
 
-    def _live_edges(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(user positions, item positions, ratings)`` of the observed ratings by known
-        users on the items at ``positions``."""
-        us, its, ys = [], [], []
-        for p in positions.tolist():
-            got = self._live_item_rows.get(p)
-            if got is None:
-                raters = self.live.item(self.item_ids[p])
-                u = np.fromiter((self.user_pos.get(v, -1) for v in raters), np.int64,
-                                len(raters))
-                y = np.fromiter(raters.values(), np.float64, len(raters))
-                got = self._live_item_rows[p] = (u[u >= 0], y[u >= 0])
-            if len(got[0]):
-                us.append(got[0])
-                its.append(np.full(len(got[0]), p, dtype=np.int64))
-                ys.append(got[1])
-        if not us:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-        return np.concatenate(us), np.concatenate(its), np.concatenate(ys)
-
     def _history_states(self) -> np.ndarray:
         """``[N_U, D]`` every known user's ridge fold-in of their training history (and their
         observed ratings, :meth:`observe`) toward their graph prior (the ``K = 0`` state of
-        :meth:`adapt_user`)."""
-        if not len(self.live) and not self._stale_users:
+        :meth:`adapt_user`); users whose observed ratings or their items moved are solved
+        again from :meth:`_live_user_sums`, one batched ``D x D`` solve."""
+        if not self.live.by_user and not self._stale_users and self._hist_theta_live is None:
             return self._base_history_states()
         if self._hist_theta_live is None:
             self._hist_theta_live = self._base_history_states().copy()
-            self._stale_users = set(self.live.by_user)
-        stale = [u for u in self._stale_users if u in self.user_pos]
-        if stale:  # the fold-in :meth:`predict` starts from (K = 0), batched
-            self._hist_theta_live[[self.user_pos[u] for u in stale]] = self._fold_in_many(stale)
+            self._stale_users.update(self.live.by_user)
+        idx = np.array(sorted(self.user_pos[u] for u in self._stale_users
+                              if u in self.user_pos), dtype=np.int64)
         self._stale_users = set()
+        if len(idx):
+            c = self.cache
+            a_live, c_live = self._live_user_sums().get(idx)
+            lam = c["lam"]
+            a = c["hist_a"][idx] + a_live
+            a[:, np.arange(len(lam)), np.arange(len(lam))] += lam
+            rhs = c["hist_c"][idx] + c_live + lam * c["user_prior"][idx]
+            self._hist_theta_live[idx] = np.linalg.solve(a, rhs[..., None])[..., 0]
+            if self._edges is not None:
+                self._edges.mark_users(idx)
         return self._hist_theta_live
-
-    def _fold_in_many(self, users: list[str]) -> np.ndarray:
-        """``[len(users), D]`` the ridge fold-in of known users' training histories (less
-        replaced ratings) and observed ratings, with the current item states: the state of
-        :meth:`_adaptation` before any support, for many users at once."""
-        c = self.cache
-        idx = np.array([self.user_pos[u] for u in users], dtype=np.int64)
-        a, rhs = c["hist_a"][idx].copy(), c["hist_c"][idx].copy()
-        mu, items = float(c["mu"]), c["item_states"]
-        parts = [self._live_rows(u) for u in users]
-        sizes = np.array([len(p) for p, _ in parts], dtype=np.int64)
-        if sizes.sum():
-            pos = np.concatenate([p for p, _ in parts])
-            y = np.concatenate([v for _, v in parts])
-            x = items[pos]
-            rows = np.concatenate([np.ones((len(x), 1)), x[:, 1:]], axis=1)
-            seg = np.repeat(np.arange(len(users)), sizes)
-            _segment_outer(a, seg, rows)
-            np.add.at(rhs, seg, rows * (y - mu - x[:, 0])[:, None])
-        for k, user in enumerate(users):
-            for p, old in self._replaced(user):
-                x = self._item_backup.get(p, items[p])
-                row = np.r_[1.0, x[1:]]
-                a[k] -= np.outer(row, row)
-                rhs[k] -= row * (old - mu - x[0])
-        lam = c["lam"]
-        a[:, np.arange(len(lam)), np.arange(len(lam))] += lam
-        return np.linalg.solve(a, (rhs + lam * c["user_prior"][idx])[..., None])[..., 0]
 
     def _base_history_states(self) -> np.ndarray:
         """``[N_U, D]`` the fold-in of the training histories alone (batched solves, cached)."""
@@ -948,7 +991,8 @@ class GraphMetaRecommender:
         self.item_ids = all_ids
         self.item_pos = {i: p for p, i in enumerate(all_ids)}
         self._nbr = self._reg = None
-        self._edges_by_item = None
+        self._edges = None
+        self._user_sums = None
         self._live_pos.clear()  # observed ratings on the new items now count
         self._live_count = None
         self._live_version += 1

@@ -369,3 +369,50 @@ def test_a_changed_training_rating_replaces_the_old_one_on_both_sides(
     assert not len(model.live)
     np.testing.assert_allclose(model.cache["item_states"], states, atol=1e-9)
     np.testing.assert_allclose(model.predict(reader, [], [item]), before, atol=1e-9)
+
+
+def test_incremental_audience_scores_equal_the_from_scratch_path_after_every_update(
+        model: GraphMetaRecommender, catalog: Dataset) -> None:
+    """score_all_users keeps per-item fold-in blocks and per-rating residuals between calls
+    (graph_meta.live_cache); after every kind of update (a new pair, a changed rating, a
+    training rating replaced, then set back, a forgotten log) it must equal predict, which
+    recomputes each user's fold-in and residuals from the log."""
+    cold, users = _cold_items(catalog), _warm_users(catalog)
+    row = catalog.train.iloc[0]
+    t_user, t_item, t_old = str(row["user_id"]), str(row["item_id"]), float(row["rating"])
+    rng = np.random.default_rng(11)
+    updates: list[list[tuple[str, str, float]]] = [
+        [(users[k], cold[k % 4], float(rng.integers(1, 6))) for k in range(8)],
+        [(users[2], cold[2], 1.0), (users[3], cold[3], 5.0)],  # changed ratings
+        [(t_user, t_item, 1.0 if t_old >= 3 else 5.0)],  # replaces a training rating
+        [(users[40], cold[0], 4.0), (users[41], t_item, 2.0)],
+        [(t_user, t_item, t_old)],  # set back to the training value: dropped from the log
+    ]
+    probe_users = [users[0], users[2], users[41], t_user, users[-1]]
+    probe_items = [cold[0], cold[2], t_item, cold[5]]
+
+    def check() -> None:
+        for item in probe_items:
+            every = model.score_all_users(item)
+            for user in probe_users:
+                expected = model.predict(user, [], [item])[0]
+                assert abs(every[model.user_pos[user]] - expected) < 1e-9, (user, item)
+
+    check()  # builds the caches before any update, so every later update is incremental
+    for batch in updates:
+        model.observe(batch)
+        check()
+    assert model._training_rating(t_user, t_item) == t_old and t_item not in model.live.user(
+        t_user)
+    model.reset_observed()
+    check()
+    fresh = GraphMetaRecommender(model.config)
+    fresh.cache = {k: v.copy() for k, v in model.cache.items()}
+    fresh.item_ids, fresh.item_pos = list(model.item_ids), dict(model.item_pos)
+    fresh.user_pos, fresh.fit_info = dict(model.user_pos), dict(model.fit_info)
+    for batch in updates:
+        model.observe(batch)
+    fresh.observe([r for batch in updates for r in batch])  # one batch, caches built after
+    for item in probe_items:
+        np.testing.assert_allclose(model.score_all_users(item), fresh.score_all_users(item),
+                                   atol=1e-9)
