@@ -2,18 +2,20 @@
 
 Usage::
 
-    python benchmarks/online_seeds.py DATASET OUT SEED
+    python benchmarks/online_seeds.py DATASET OUT SEED [--no-baselines] [--ablation NAME ...]
 
 The rows of ``graph-meta benchmark DATASET --out OUT --online --seed SEED`` for these three
 models alone (no MeLU, no global mean: a shorter run per extra seed), written the same way
 (``OUT/results/*.json``, ``OUT/speed.json``) so that ``benchmarks/seed_table.py`` averages
-them with full benchmark runs.
+them with full benchmark runs. ``--no-baselines`` leaves the two baselines out (their rows do
+not depend on graph-meta's code: reuse an earlier run's); ``--ablation`` adds an offline row
+of :data:`training.benchmark.ABLATIONS` by name (e.g. ``"graph-meta (no graph)"``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from graph_meta.baselines import BiasedMF, ItemMeanUserBias
 from graph_meta.eval.protocol import evaluate, evaluate_online, write_results
 from graph_meta.model import GraphMetaRecommender
 from loaders.folder import read_dataset
-from training.benchmark import SUPPORT_K, latency_new_user, latency_observe
+from training.benchmark import ABLATIONS, SUPPORT_K, latency_new_user, latency_observe
 from training.config import load_config
 
 
@@ -31,8 +33,16 @@ def _rmse(res: dict) -> dict[str, float]:
     return {s: round(b["rmse"], 4) for s, b in res["scenarios"].items()}
 
 
-def main(argv: list[str]) -> int:
-    dataset, out, seed = read_dataset(argv[0]), Path(argv[1]), int(argv[2])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("seed", type=int)
+    parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument("--ablation", action="append", default=[],
+                        choices=[name for name, _, _ in ABLATIONS])
+    args = parser.parse_args(argv)
+    dataset, out, seed = read_dataset(args.dataset), args.out, args.seed
     (out / "results").mkdir(parents=True, exist_ok=True)
     cfg = load_config(None).replace(**{"train.seed": seed})
     torch.manual_seed(seed)
@@ -41,13 +51,25 @@ def main(argv: list[str]) -> int:
     ours.fit(dataset, progress=False, checkpoint_dir=out / "run")
     fit_s = time.perf_counter() - t
     rows = []
-    for model, fit in ((ItemMeanUserBias(tune=True, seed=seed), True),
-                       (BiasedMF(tune=True, seed=seed), True), (ours, False)):
+    baselines = [] if args.no_baselines else [(ItemMeanUserBias(tune=True, seed=seed), True),
+                                               (BiasedMF(tune=True, seed=seed), True)]
+    for model, fit in (*baselines, (ours, False)):
         offline = evaluate(model, dataset, support_k=SUPPORT_K, fit=fit)
         online = evaluate_online(model, dataset, fit=False)
         online["model"] += " online"
         rows += [offline, online]
         print(offline["model"], _rmse(offline), _rmse(online), flush=True)
+    for name, overrides, fine_tune in ABLATIONS:
+        if name not in args.ablation:
+            continue
+        if fine_tune:
+            raise SystemExit(f"{name}: run it with graph-meta benchmark --ablations")
+        torch.manual_seed(seed)
+        variant = GraphMetaRecommender(cfg.replace(**overrides))
+        variant.name = name
+        variant.fit(dataset, progress=False)
+        rows.append(evaluate(variant, dataset, support_k=SUPPORT_K, fit=False))
+        print(name, _rmse(rows[-1]), flush=True)
     for res in rows:
         name = res["model"].replace(" ", "_").replace("/", "_")
         write_results(res, out / "results" / f"{name}.json")
@@ -59,4 +81,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main())
