@@ -94,6 +94,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 
+from graph_meta.config import Config
 from graph_meta.dataset import Dataset
 from graph_meta.graph.neighborhood import ItemNeighbors, residual_correction
 from graph_meta.live import LiveRatings, posterior_update, rating_triples
@@ -101,7 +102,6 @@ from graph_meta.meta.learners import MetaLearner, Reptile, make_learner
 from graph_meta.nn.encoder import HeteroEncoder
 from graph_meta.nn.heads import PriorHead, ridge_solve, score
 from graph_meta.sampling.episodes import EpisodeBatch, RatingIndex
-from training.config import Config
 
 __all__ = ["GraphMetaNet", "GraphMetaRecommender", "build_graph"]
 

@@ -13,11 +13,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from graph_meta.config import Config
 from graph_meta.dataset import Dataset
 from graph_meta.graph.neighborhood import ItemNeighbors
 from graph_meta.model import GraphMetaRecommender, build_graph
 from training.cli import main as cli
-from training.config import Config
 from training.train import linear_prior, release_weights
 
 _SMALL = {"model.dim": 8, "model.hidden": 16, "model.layers": 1, "train.epochs": 1,

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from graph_meta.config import Config
 from graph_meta.dataset import Dataset
 from graph_meta.eval.protocol import training_view
 from graph_meta.model import GraphMetaNet, GraphMetaRecommender
-from training.config import Config
 from training.train import _Phase
 
 _CFG = {"model.dim": 8, "model.hidden": 16, "model.layers": 2, "model.dropout": 0.0,

@@ -12,13 +12,13 @@ import scipy.sparse.linalg  # noqa: F401  (sp.linalg.norm)
 import torch
 
 from graph_meta.baselines import _RidgeMap, side_features
+from graph_meta.config import Config, ConfigError, load_config
 from graph_meta.dataset import Dataset
 from graph_meta.eval.protocol import evaluate, training_view
 from graph_meta.graph.features import encode_features, hashed_text
 from graph_meta.model import GraphMetaNet, GraphMetaRecommender, episode_tensors, init_precisions
 from graph_meta.schema import ColumnSpec, TableSpec
 from training.benchmark import ABLATIONS, fine_tune_steps
-from training.config import Config, ConfigError, load_config
 from training.train import _Phase, als, linear_prior, release_weights
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 import training.train as train_mod
+from graph_meta.config import load_config
 from graph_meta.dataset import Dataset
 from graph_meta.model import GraphMetaRecommender
 from training.cli import main as cli
-from training.config import load_config
 from training.train import MemoryLimitError, check_memory, estimate_memory
 
 QUICK = Path(__file__).resolve().parents[1] / "configs" / "quick.toml"

@@ -353,8 +353,8 @@ def _parse_k(value: str) -> list[int | None]:
 def train(dataset: Path, config_path: Path | None, quick: bool, out: Path, device: str,
           resume: bool, store_kind: str, neo4j_uri: str | None, neo4j_user: str) -> None:
     """Meta-train graph-meta on DATASET's train.csv; checkpoints and logs in OUT."""
+    from graph_meta.config import load_config
     from graph_meta.model import GraphMetaRecommender
-    from training.config import load_config
 
     if config_path is None and quick:
         config_path = Path(__file__).resolve().parents[1] / "configs" / "quick.toml"

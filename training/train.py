@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from graph_meta.config import Config, load_config
 from graph_meta.dataset import Dataset
 from graph_meta.errors import GraphMetaError
 from graph_meta.model import (
@@ -62,7 +63,6 @@ from graph_meta.model import (
     write_csv_row,
 )
 from graph_meta.sampling.episodes import EpisodeSampler, RatingIndex
-from training.config import Config, load_config
 
 __all__ = ["MemoryEstimate", "MemoryLimitError", "check_memory", "estimate_memory", "main",
            "train_model"]
