@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from graph_meta.dataset import Dataset
-from graph_meta.model import build_graph
+from graph_meta.fitting.graphs import build_graph
 from graph_meta.sampling.episodes import (
     EpisodeSampler,
     RatingIndex,
