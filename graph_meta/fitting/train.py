@@ -198,17 +198,12 @@ class _Phase:
         for users in it:
             batch = self.sampler.batch(rng, users, cfg.episodes.batch_items,
                                        query_edges=query_mask)
-            u_ep, i_ep = episode_tensors(batch, self.device)
-            warm = self.has_rating * torch.as_tensor(~batch.cold_items, dtype=torch.float32,
-                                                     device=self.device)
-            item_prior, user_prior = net.priors(self.data_dev, warm)
+            user_loss, task_item_loss, item_prior, warm = self.task_losses(batch)
             w = warm.unsqueeze(-1)
-            items = w * net.item_emb.weight + (1.0 - w) * item_prior
-            user_loss = net.user_loss(u_ep, items, user_prior)
             loss = user_loss
             item_loss = torch.zeros((), device=self.device)
-            if i_ep is not None and cfg.episodes.item_task_weight > 0:
-                item_loss = net.item_loss(i_ep, items, user_prior)
+            if task_item_loss is not None:
+                item_loss = task_item_loss
                 loss = loss + cfg.episodes.item_task_weight * item_loss
             hr = self.has_rating.unsqueeze(-1)
             n_warm = self.has_rating.sum().clamp(min=1.0)
@@ -232,7 +227,7 @@ class _Phase:
             tot["loss"] += loss.item()
             tot["user_loss"] += user_loss.item()
             tot["item_loss"] += item_loss.item()
-            tasks += len(users) + (0 if i_ep is None else len(batch.items))  # type: ignore[arg-type]
+            tasks += len(users) + (0 if batch.items is None else len(batch.items))
             if bar is not None:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
         self._full_states()
@@ -240,6 +235,29 @@ class _Phase:
         dt = time.perf_counter() - t0
         return {k: v / n for k, v in tot.items()} | {"seconds": dt,
                                                       "tasks_per_s": tasks / max(dt, 1e-9)}
+
+    def task_losses(self, batch: EpisodeBatch, data: Any = None
+                    ) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
+        """The query losses of a meta-batch as :meth:`epoch` trains on them: ``(user_loss,
+        item_loss, item_prior, warm)`` (``item_loss`` None without item tasks or weight).
+
+        Items playing new (``batch.cold_items``) take their graph prior, computed over
+        ``data`` (default: the phase's graph), in place of their learned state (``warm``
+        ``[N_I]`` is 0 for them); every rating a task reads comes from the episode tensors
+        (:func:`episode_tensors`), none from the graph."""
+        net = self.model.net
+        assert net is not None
+        u_ep, i_ep = episode_tensors(batch, self.device)
+        warm = self.has_rating * torch.as_tensor(~batch.cold_items, dtype=torch.float32,
+                                                 device=self.device)
+        item_prior, user_prior = net.priors(self.data_dev if data is None else data, warm)
+        w = warm.unsqueeze(-1)
+        items = w * net.item_emb.weight + (1.0 - w) * item_prior
+        user_loss = net.user_loss(u_ep, items, user_prior)
+        item_loss = None
+        if i_ep is not None and self.cfg.episodes.item_task_weight > 0:
+            item_loss = net.item_loss(i_ep, items, user_prior)
+        return user_loss, item_loss, item_prior, warm
 
     def _holdout_states(self, rng: np.random.Generator) -> np.ndarray | None:
         """Hold out ``query_holdout`` of the ratings for this epoch's query sets and refit the
