@@ -94,6 +94,7 @@ from torch import Tensor
 
 from graph_meta.config import Config
 from graph_meta.dataset import Dataset
+from graph_meta.errors import UnknownItemError
 from graph_meta.fitting.als import segment_outer as _segment_outer
 from graph_meta.fitting.graphs import build_graph
 from graph_meta.fitting.priors import side_prior
@@ -103,6 +104,7 @@ from graph_meta.live import LiveRatings, posterior_update, rating_triples
 from graph_meta.meta.learners import MetaLearner
 from graph_meta.nn.net import GraphMetaNet
 from graph_meta.sampling.episodes import RatingIndex
+from graph_meta.store.candidates import check_rating
 
 __all__ = ["GraphMetaNet", "GraphMetaRecommender", "build_graph"]
 
@@ -490,14 +492,23 @@ class GraphMetaRecommender:
 
     def predict(self, user_id: str, support: Sequence[tuple[str, float]],
                 query_items: Sequence[str]) -> np.ndarray:
-        """Adapt to ``support`` and predict a rating for every query item."""
+        """Adapt to ``support`` and predict a rating for every query item.
+
+        ``user_id`` may be unknown (a new user: no history). Raises
+        :class:`~graph_meta.errors.UnknownItemError` (a ``KeyError``) for a query or support
+        item the model's catalogue lacks (:meth:`add_items` adds new products), and
+        ``ValueError`` for a support rating that is not finite or off the training data's
+        scale (``fit_info["rating_scale"]``)."""
         q = np.fromiter((self.item_pos.get(str(i), -1) for i in query_items), np.int64,
                         len(query_items))
+        if self.cache and (q < 0).any():
+            raise UnknownItemError(query_items[int(np.flatnonzero(q < 0)[0])])
         return self._adapt_and_score(user_id, support, q)
 
     def score_all_items(self, user_id: str,
                         support: Sequence[tuple[str, float]]) -> np.ndarray:
-        """Predicted ratings of every item (``self.item_ids`` order) after adaptation."""
+        """Predicted ratings of every item (``self.item_ids`` order) after adaptation; the
+        support is checked as in :meth:`predict`."""
         return self._adapt_and_score(user_id, support, None)
 
     @property
@@ -826,10 +837,21 @@ class GraphMetaRecommender:
 
     def _support_arrays(self, support: Sequence[tuple[str, float]]
                         ) -> tuple[np.ndarray, np.ndarray]:
-        """``(item positions [K] (-1: unknown item), ratings [K])`` of a support set."""
+        """``(item positions [K], ratings [K])`` of a support set: UnknownItemError for an
+        item outside the catalogue, ValueError naming a rating that is not a finite number
+        or off the training data's scale."""
         s_idx = np.fromiter((self.item_pos.get(str(i), -1) for i, _ in support), np.int64,
                             len(support))
-        y = np.fromiter((float(r) for _, r in support), np.float64, len(support))
+        if (s_idx < 0).any():
+            raise UnknownItemError(support[int(np.flatnonzero(s_idx < 0)[0])][0])
+        lo, hi = self.fit_info.get("rating_scale") or (-np.inf, np.inf)
+        try:
+            y = np.fromiter((float(r) for _, r in support), np.float64, len(support))
+        except (TypeError, ValueError):
+            y = np.full(len(support), np.nan)
+        if not (np.isfinite(y) & (y >= lo) & (y <= hi)).all():
+            for i, r in support:  # the first bad one, named
+                check_rating(str(i), r, (lo, hi))
         return s_idx, y
 
     def _adapt_and_score(self, user_id: str, support: Sequence[tuple[str, float]],
