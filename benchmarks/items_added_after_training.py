@@ -17,10 +17,10 @@ import json
 import time
 from pathlib import Path
 
+from graph_meta.config import load_config
 from graph_meta.eval.protocol import evaluate, results_table, training_view
 from graph_meta.model import GraphMetaRecommender
 from loaders.folder import read_dataset
-from training.config import load_config
 
 
 def main() -> None:

@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 
 from graph_meta.baselines import BiasedMF, ItemMeanUserBias
+from graph_meta.config import load_config
 from graph_meta.eval.protocol import evaluate, evaluate_online, write_results
 from graph_meta.model import GraphMetaRecommender
 from loaders.folder import read_dataset
 from training.benchmark import ABLATIONS, SUPPORT_K, latency_new_user, latency_observe
-from training.config import load_config
 
 
 def _rmse(res: dict) -> dict[str, float]:

@@ -81,261 +81,33 @@ Ablations: ``model.use_graph=false`` (prior from features only), ``model.use_co_
 
 from __future__ import annotations
 
-import csv
-import itertools
 import json
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from graph_meta.config import Config
 from graph_meta.dataset import Dataset
+from graph_meta.errors import UnknownItemError
+from graph_meta.fitting.als import segment_outer as _segment_outer
+from graph_meta.fitting.graphs import build_graph
+from graph_meta.fitting.priors import side_prior
+from graph_meta.fitting.train import train_model
 from graph_meta.graph.neighborhood import ItemNeighbors, residual_correction
 from graph_meta.live import LiveRatings, posterior_update, rating_triples
 from graph_meta.live_cache import EdgeResiduals, UserRowSums
-from graph_meta.meta.learners import MetaLearner, Reptile, make_learner
-from graph_meta.nn.encoder import HeteroEncoder
-from graph_meta.nn.heads import PriorHead, ridge_solve, score
-from graph_meta.sampling.episodes import EpisodeBatch, RatingIndex
-from training.config import Config
+from graph_meta.meta.learners import MetaLearner
+from graph_meta.nn.net import GraphMetaNet
+from graph_meta.sampling.episodes import RatingIndex
+from graph_meta.store.candidates import check_rating
 
 __all__ = ["GraphMetaNet", "GraphMetaRecommender", "build_graph"]
-
-def build_graph(dataset: Dataset, *, text_dim: int = 256) -> Any:
-    """The dataset's HeteroData snapshot (embedded store; training ratings only)."""
-    from graph_meta.store.embedded import EmbeddedGraphStore
-
-    store = EmbeddedGraphStore.from_dataset(dataset)
-    try:
-        return store.snapshot(text_dim=text_dim)
-    except TypeError:  # a store whose snapshot() takes no text_dim
-        return store.snapshot()
-
-
-def _inner_loss(params: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> Tensor:
-    """Support loss of one task (masked squared error over ``K`` ratings, divided by
-    ``K + b["kappa"]`` when given, else by ``K``); ``b["theta"]``/``b["head"]`` are the
-    defaults of what is not adapted."""
-    theta = params["theta"] if "theta" in params else b["theta"]
-    head = params["head"] if "head" in params else b.get("head")
-    pred = score(b["mu"], theta, b["items"], head)
-    err = (pred - b["y"]) ** 2 * b["mask"]
-    if "kappa" in b:  # sum / (K + kappa): one rating moves a task less than ninety do
-        return err.sum() / (b["mask"].sum() + b["kappa"])
-    return err.sum() / b["mask"].sum().clamp(min=1.0)
-
-
-class GraphMetaNet(nn.Module):
-    """The trainable parts: encoder, prior heads, item residuals, mu, precision, learners."""
-
-    def __init__(self, data: Any, cfg: Config, mu: float) -> None:
-        super().__init__()
-        m, meta = cfg.model, cfg.meta
-        self.cfg = cfg
-        self.dim = m.dim
-        d_state = 1 + m.dim
-        # collaborative inputs (model.collab_inputs): a warm item's state and log rating
-        # count enter message passing, masked (with a flag) for items playing cold
-        self.collab = m.collab_inputs
-        self.encoder = HeteroEncoder(data, hidden=m.hidden, layers=m.layers, conv=m.conv,
-                                     heads=m.heads, use_graph=m.use_graph,
-                                     use_co_engaged=m.use_co_engaged, use_text=m.use_text,
-                                     dropout=m.dropout, min_degree=m.min_attr_degree,
-                                     extra_dims={"Item": d_state + 2} if self.collab else None)
-        n_items = int(data["Item"].num_nodes)
-        rated = data["User", "RATED", "Item"].edge_index[1] if ("User", "RATED", "Item") in \
-            data.edge_types else torch.zeros(0, dtype=torch.long)
-        self.register_buffer("item_log_count", torch.log1p(
-            torch.bincount(rated.cpu(), minlength=n_items).float()))
-        self.user_head = PriorHead(m.hidden, m.dim, mlp=m.prior_mlp)
-        self.item_head = PriorHead(m.hidden, m.dim, mlp=m.prior_mlp)
-        self.item_emb = nn.Embedding(int(data["Item"].num_nodes), d_state)
-        nn.init.normal_(self.item_emb.weight, std=0.05)
-        # 1 for the items whose state was learned (rated in the training data of the net)
-        self.register_buffer("item_trained", torch.zeros(int(data["Item"].num_nodes)))
-        # closed-form side-feature priors the GNN heads correct (zeros when not used)
-        self.register_buffer("item_base", torch.zeros(int(data["Item"].num_nodes), d_state))
-        self.register_buffer("user_base", torch.zeros(int(data["User"].num_nodes), d_state))
-        self.mu = nn.Parameter(torch.tensor(float(mu)))
-        # per-coordinate gate of the GNN corrections (model.prior_gate): starts at 0, so the
-        # priors start as the closed-form bases and move only as far as training pays
-        self.prior_gate = (nn.Parameter(torch.zeros(2, d_state)) if m.prior_gate else None)
-        lam = torch.log(torch.as_tensor(init_precisions(cfg), dtype=torch.float32))
-        # the item side's own precision: a cold item's fold-in from its first raters in item
-        # tasks, and the items' updates from ratings observed after training (observe)
-        if meta.learn_precision:
-            self.log_lam = nn.Parameter(lam)
-            self.log_lam_item = nn.Parameter(lam.clone())
-        else:
-            self.register_buffer("log_lam", lam)
-            self.register_buffer("log_lam_item", lam.clone())
-        self.adapt_vector = meta.adapt in ("vector", "head+vector")
-        self.adapt_head = meta.adapt in ("head", "head+vector")
-        self.head0 = nn.Parameter(torch.zeros(2)) if self.adapt_head else None
-        shapes: dict[str, tuple[int, ...]] = {}
-        if self.adapt_vector:
-            shapes["theta"] = (d_state,)
-        if self.adapt_head:
-            shapes["head"] = (2,)
-        self.user_learner: MetaLearner | None = None
-        self.item_learner: MetaLearner | None = None
-        if meta.learner != "none" and meta.inner_steps > 0:
-            self.user_learner = make_learner(meta.learner, _inner_loss, shapes=shapes,
-                                             steps=meta.inner_steps, inner_lr=meta.inner_lr,
-                                             first_order=meta.first_order)
-            self.item_learner = make_learner(meta.learner, _inner_loss,
-                                             shapes={"theta": (d_state,)},
-                                             steps=meta.inner_steps, inner_lr=meta.inner_lr,
-                                             first_order=meta.first_order)
-
-    @property
-    def lam(self) -> Tensor:
-        return self.log_lam.exp()
-
-    @property
-    def lam_item(self) -> Tensor:
-        return self.log_lam_item.exp()
-
-    def priors(self, data: Any, warm_items: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Graph priors ``(item_prior [N_I, D], user_prior [N_U, D])``; ``warm_items``
-        ``[N_I]`` (default: the items with training ratings) flags the items whose learned
-        state enters message passing (collaborative inputs only)."""
-        extra = None
-        if self.collab:
-            w = (self.item_trained if warm_items is None else warm_items).unsqueeze(-1)
-            extra = {"Item": torch.cat([self.item_emb.weight.detach() * w,
-                                        self.item_log_count.unsqueeze(-1) * w, w], dim=1)}
-        h = self.encoder(data, extra)
-        d_item, d_user = self.item_head(h["Item"]), self.user_head(h["User"])
-        if self.prior_gate is not None:
-            d_item, d_user = d_item * self.prior_gate[0], d_user * self.prior_gate[1]
-        return self.item_base + d_item, self.user_base + d_user
-
-    def states(self, data: Any, warm_items: Tensor) -> tuple[Tensor, Tensor]:
-        """``(item_states [N_I, D], user_prior [N_U, D])``: the learned embedding of a warm
-        item, the graph prior of a cold one (or one playing cold in this batch)."""
-        item_prior, user_prior = self.priors(data, warm_items)
-        w = warm_items.unsqueeze(-1)
-        return w * self.item_emb.weight + (1.0 - w) * item_prior, user_prior
-
-    def fold_in(self, prior: Tensor, x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
-        """Ridge fold-in (module docstring) of rows ``x`` ``[B, L, D]`` toward ``prior``."""
-        rows = torch.cat([torch.ones_like(x[..., :1]), x[..., 1:]], dim=-1)
-        t = y - self.mu - x[..., 0]
-        return ridge_solve(prior, rows, t, mask, self.lam)
-
-    def adapt(self, theta0: Tensor, items: Tensor, y: Tensor, mask: Tensor,
-              learner: MetaLearner | None, *, head: bool) -> list[dict[str, Tensor]]:
-        """Inner-loop trajectory ``[{theta, head?}, ...]`` of a batch of tasks."""
-        b = theta0.shape[0]
-        start: dict[str, Tensor] = {"theta": theta0}
-        if head and self.head0 is not None:
-            start["head"] = self.head0.expand(b, 2)
-        if learner is None:
-            return [start]
-        params = {k: v for k, v in start.items() if k in learner_keys(learner)}
-        batch = {"items": items, "y": y, "mask": mask, "theta": theta0,
-                 "mu": self.mu.expand(b)}
-        if self.cfg.meta.support_shrink > 0:
-            batch["kappa"] = torch.full((b,), self.cfg.meta.support_shrink, device=y.device)
-        if "head" in start:
-            batch["head"] = start["head"]
-        traj = learner.adapt_batch(params, batch, params_batched=True, return_trajectory=True)
-        return [{**start, **p} for p in traj]
-
-    def user_loss(self, ep: Mapping[str, Tensor], items: Tensor,
-                  user_prior: Tensor) -> Tensor:
-        """Query MSE of a batch of user tasks (tensors from :func:`episode_tensors`)."""
-        cfg = self.cfg.meta
-        sup_x = items[ep["support_items"]]
-        hist_x = items[ep["hist_items"]]
-        if cfg.ridge_on_support:
-            x = torch.cat([hist_x, sup_x], 1)
-            y = torch.cat([ep["hist_y"], ep["support_y"]], 1)
-            m = torch.cat([ep["hist_mask"], ep["support_mask"]], 1)
-        else:
-            x, y, m = hist_x, ep["hist_y"], ep["hist_mask"]
-        theta0 = self.fold_in(user_prior[ep["users"]], x, y, m)
-        traj = self.adapt(theta0, sup_x, ep["support_y"], ep["support_mask"],
-                          self.user_learner, head=True)
-        qry_x = items[ep["query_items"]]
-        steps = traj[1:] if (cfg.multi_step_loss and len(traj) > 1) else traj[-1:]
-        loss = sum(self._query_mse(p, qry_x, ep["query_y"], ep["query_mask"]) for p in steps)
-        loss = loss / len(steps)
-        if isinstance(self.user_learner, Reptile):
-            loss = loss + 0.5 * ((theta0 - traj[-1]["theta"].detach()) ** 2).sum(-1).mean()
-        return loss
-
-    def item_loss(self, ep: Mapping[str, Tensor], items: Tensor,
-                  user_prior: Tensor) -> Tensor:
-        """Query MSE of a batch of item tasks (items cold, edges hidden): the item's ridge
-        fold-in from its support raters toward its prior (precision :attr:`lam_item`, what
-        :meth:`GraphMetaRecommender.observe` serves with), then the item learner's steps."""
-        ctx = self.fold_in(user_prior[ep["ctx_users"]], items[ep["hist_items"]], ep["hist_y"],
-                           ep["hist_mask"])
-        sup_u, qry_u = ctx[ep["support_users"]], ctx[ep["query_users"]]
-        rows = torch.cat([torch.ones_like(sup_u[..., :1]), sup_u[..., 1:]], dim=-1)
-        theta0 = ridge_solve(items[ep["items"]], rows, ep["support_y"] - self.mu - sup_u[..., 0],
-                             ep["support_mask"], self.lam_item)
-        traj = self.adapt(theta0, sup_u, ep["support_y"], ep["support_mask"],
-                          self.item_learner, head=False)
-        return self._query_mse(traj[-1], qry_u, ep["query_y"], ep["query_mask"])
-
-    def _query_mse(self, p: Mapping[str, Tensor], qry_x: Tensor, y: Tensor,
-                   mask: Tensor) -> Tensor:
-        head = p.get("head")
-        pred = score(self.mu, p["theta"].unsqueeze(1), qry_x,
-                     None if head is None else head.unsqueeze(1))
-        per_task = ((pred - y) ** 2 * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return per_task.mean()
-
-
-def init_precisions(cfg: Config) -> list[float]:
-    """Initial ridge precisions ``[D]`` (also ALS's regularisation): the bias coordinate's
-    ``meta.init_precision_bias`` (when > 0), then ``meta.init_precision`` for the vector."""
-    m = cfg.meta
-    bias = m.init_precision_bias if m.init_precision_bias > 0 else m.init_precision
-    return [float(bias)] + [float(m.init_precision)] * cfg.model.dim
-
-
-def learner_keys(learner: MetaLearner) -> set[str]:
-    raw = getattr(learner, "raw_lr", None)
-    return set(raw.keys()) if raw is not None else {"theta", "head"}
-
-
-def episode_tensors(batch: EpisodeBatch, device: torch.device) -> tuple[dict, dict | None]:
-    """Numpy episodes -> tensors on ``device`` (indices long, the rest float)."""
-
-    def conv(obj: Any, names: Sequence[str]) -> dict[str, Tensor]:
-        out = {}
-        for n in names:
-            v = getattr(obj, n)
-            dtype = torch.long if v.dtype.kind in "iu" else torch.float32
-            out[n] = torch.as_tensor(v, dtype=dtype, device=device)
-        return out
-
-    u = conv(batch.users, ["users", "support_items", "support_y", "support_mask",
-                           "query_items", "query_y", "query_mask", "hist_items", "hist_y",
-                           "hist_mask"])
-    i = None
-    if batch.items is not None:
-        i = conv(batch.items, ["items", "support_users", "support_y", "support_mask",
-                               "query_users", "query_y", "query_mask", "ctx_users",
-                               "hist_items", "hist_y", "hist_mask"])
-    return u, i
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' asked for but CUDA is not available")
-    return torch.device(device)
 
 
 class GraphMetaRecommender:
@@ -379,8 +151,6 @@ class GraphMetaRecommender:
             store: Any = None) -> GraphMetaRecommender:
         """Train on ``dataset.train`` + side information (its tasks are never read); with
         ``store`` (e.g. a Neo4j store holding the dataset), on that store's graph snapshot."""
-        from training.train import train_model
-
         if config is not None:
             self.config = config.validate()
         self.live.clear()
@@ -814,14 +584,23 @@ class GraphMetaRecommender:
 
     def predict(self, user_id: str, support: Sequence[tuple[str, float]],
                 query_items: Sequence[str]) -> np.ndarray:
-        """Adapt to ``support`` and predict a rating for every query item."""
+        """Adapt to ``support`` and predict a rating for every query item.
+
+        ``user_id`` may be unknown (a new user: no history). Raises
+        :class:`~graph_meta.errors.UnknownItemError` (a ``KeyError``) for a query or support
+        item the model's catalogue lacks (:meth:`add_items` adds new products), and
+        ``ValueError`` for a support rating that is not finite or off the training data's
+        scale (``fit_info["rating_scale"]``)."""
         q = np.fromiter((self.item_pos.get(str(i), -1) for i in query_items), np.int64,
                         len(query_items))
+        if self.cache and (q < 0).any():
+            raise UnknownItemError(query_items[int(np.flatnonzero(q < 0)[0])])
         return self._adapt_and_score(user_id, support, q)
 
     def score_all_items(self, user_id: str,
                         support: Sequence[tuple[str, float]]) -> np.ndarray:
-        """Predicted ratings of every item (``self.item_ids`` order) after adaptation."""
+        """Predicted ratings of every item (``self.item_ids`` order) after adaptation; the
+        support is checked as in :meth:`predict`."""
         return self._adapt_and_score(user_id, support, None)
 
     @property
@@ -930,8 +709,6 @@ class GraphMetaRecommender:
                 0`` or ``train.refit = false``, or saved before this existed): retrain it.
             KeyError: an item of the model is missing from ``dataset.items``.
         """
-        from training.train import side_prior
-
         if not self.cache:
             raise RuntimeError("the model is not fitted (call fit or load)")
         known = set(self.item_ids)
@@ -1104,10 +881,21 @@ class GraphMetaRecommender:
 
     def _support_arrays(self, support: Sequence[tuple[str, float]]
                         ) -> tuple[np.ndarray, np.ndarray]:
-        """``(item positions [K] (-1: unknown item), ratings [K])`` of a support set."""
+        """``(item positions [K], ratings [K])`` of a support set: UnknownItemError for an
+        item outside the catalogue, ValueError naming a rating that is not a finite number
+        or off the training data's scale."""
         s_idx = np.fromiter((self.item_pos.get(str(i), -1) for i, _ in support), np.int64,
                             len(support))
-        y = np.fromiter((float(r) for _, r in support), np.float64, len(support))
+        if (s_idx < 0).any():
+            raise UnknownItemError(support[int(np.flatnonzero(s_idx < 0)[0])][0])
+        lo, hi = self.fit_info.get("rating_scale") or (-np.inf, np.inf)
+        try:
+            y = np.fromiter((float(r) for _, r in support), np.float64, len(support))
+        except (TypeError, ValueError):
+            y = np.full(len(support), np.nan)
+        if not (np.isfinite(y) & (y >= lo) & (y <= hi)).all():
+            for i, r in support:  # the first bad one, named
+                check_rating(str(i), r, (lo, hi))
         return s_idx, y
 
     def _adapt_and_score(self, user_id: str, support: Sequence[tuple[str, float]],
@@ -1471,18 +1259,6 @@ def _rating(mu: float, head: np.ndarray, theta: np.ndarray, x: np.ndarray) -> np
     return mu + head[0] + (1.0 + head[1]) * (theta[..., 0] + x[:, 0] + dot)
 
 
-def _segment_outer(out: np.ndarray, seg: np.ndarray, rows: np.ndarray) -> None:
-    """``out[s] += sum_{k: seg[k]=s} rows[k] rows[k]^T`` in sorted chunks (no huge temp)."""
-    if len(seg) == 0:
-        return
-    order = np.argsort(seg, kind="stable")
-    seg, rows = seg[order], rows[order]
-    bounds = np.r_[0, np.flatnonzero(seg[1:] != seg[:-1]) + 1, len(seg)]
-    for a, b in itertools.pairwise(bounds):
-        r = rows[a:b]
-        out[seg[a]] += r.T @ r
-
-
 def _lr(learner: MetaLearner | None, name: str, step: int, size: int) -> np.ndarray:
     if learner is None:
         return np.zeros(size)
@@ -1492,18 +1268,3 @@ def _lr(learner: MetaLearner | None, name: str, step: int, size: int) -> np.ndar
             return np.zeros(size)
         return learner.lr(name, step).detach().double().cpu().numpy()  # type: ignore[attr-defined]
     return np.full(size, float(learner.inner_lr))  # type: ignore[attr-defined]
-
-
-def write_csv_row(path: Path, row: Mapping[str, Any]) -> None:
-    """Append ``row`` to a CSV log (header written when the file is new)."""
-    new = not path.exists() or path.stat().st_size == 0
-    fields = list(row)
-    if not new:
-        with path.open(newline="", encoding="utf-8") as fh:
-            fields = next(csv.reader(fh))
-    with path.open("a", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields, restval="", extrasaction="ignore")
-        if new:
-            w.writeheader()
-        w.writerow(row)
-

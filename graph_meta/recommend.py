@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from graph_meta.errors import UnknownItemError
 from graph_meta.graph.build import like_threshold
 from graph_meta.schema import CATEGORY, ITEM, USER, EdgeType
 from graph_meta.store.base import GraphStore
@@ -64,13 +65,23 @@ def recommend(store: GraphStore, model: Any, *, user_id: str | None = None,
 
     ``user_id`` is an existing user (their history is used), ``rated`` a new user's ratings
     (or extra ratings of an existing one); with neither, the pure cold case: popular items
-    ranked by the model's prior. Raises ``KeyError`` for an unknown user or item and
-    ``ValueError`` for a rating off the dataset's scale.
+    ranked by the model's prior. Raises ``KeyError`` for an unknown user or item (an item
+    the model lacks: :class:`~graph_meta.errors.UnknownItemError`, which points to
+    ``add_items``) and ``ValueError`` for a rating that is not a finite number or off the
+    dataset's scale. Candidates the model cannot score (products added to the graph after
+    training and not to the model) are left out.
     """
     if k < 1 or pool < 1:
         raise ValueError(f"k and pool must be >= 1, got k={k}, pool={pool}")
     pairs = [(str(i), r) for i, r in rated]
+    known = getattr(model, "item_pos", None)  # the model's catalogue, where it has one
+    if known is not None:
+        for item, _ in pairs:
+            if item not in known:
+                raise UnknownItemError(item)
     found = store.candidates(user_id=user_id, rated=pairs, k=max(pool, k))
+    if known is not None:
+        found = [c for c in found if c.item_id in known]
     if not found:
         raise ValueError("the graph proposes no candidates for this user")
     raw = np.asarray(model.predict(user_id or NEW_USER, pairs, [c.item_id for c in found]),

@@ -1,4 +1,5 @@
-"""Data ingestion: dataset folders, importers, the cold-start splitter, synthetic catalogs."""
+"""Data ingestion: dataset folders, importers (which split with
+:mod:`graph_meta.eval.split`), synthetic catalogs."""
 
 from loaders.folder import read_dataset, write_dataset
 

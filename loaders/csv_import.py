@@ -3,9 +3,9 @@
 :func:`import_interactions` reads an interactions file (one row per user-item event), an
 items file (one row per item, with a category column) and optionally a users file, types
 every side-information column, splits the interactions with
-:func:`loaders.split.split_cold_start` into training ratings and cold-start tasks, and writes
-the folder with :func:`loaders.folder.write_dataset` (atomically). :func:`interactions_dataset`
-does the same without writing.
+:func:`graph_meta.eval.split.split_cold_start` into training ratings and cold-start tasks, and
+writes the folder with :func:`loaders.folder.write_dataset` (atomically).
+:func:`interactions_dataset` does the same without writing.
 
 Conventions:
 
@@ -45,6 +45,7 @@ import pandas as pd
 
 from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset
 from graph_meta.errors import DataError, short, short_names
+from graph_meta.eval.split import SplitOptions
 from graph_meta.schema import (
     CATEGORY,
     COLUMN_TYPES,
@@ -57,7 +58,6 @@ from graph_meta.schema import (
     long_id_message,
 )
 from loaders.folder import check_output_folder, write_dataset
-from loaders.split import SplitOptions
 
 log = logging.getLogger(__name__)
 
@@ -601,7 +601,7 @@ def interactions_dataset(
             has no row, instead of failing on the first.
         name: dataset name.
         encoding: text encoding of CSV files.
-        split: the cold-start split's options (:class:`loaders.split.SplitOptions`).
+        split: the cold-start split's options (:class:`graph_meta.eval.split.SplitOptions`).
     """
     nodes = {str(c): _check_label(lbl, f"node_columns[{c!r}]")
              for c, lbl in (node_columns or {}).items()}

@@ -11,7 +11,7 @@ three ``::``-separated latin-1 files without a header:
 users with ``gender``, ``age``, ``occupation``, ``zip`` (categorical); items with ``title``
 (text, the year removed), ``year`` (numeric, parsed from the title) and ``genres`` (multi,
 ``|``, node type ``Category``). The ratings are split with
-:func:`loaders.split.split_cold_start` with the release year as ``item_release``, so the
+:func:`graph_meta.eval.split.split_cold_start` with the release year as ``item_release``, so the
 cold items are the newest films, and the folder is written atomically.
 
 :func:`download_movielens` fetches and checks ``ml-1m.zip``. Without network access it raises
@@ -40,10 +40,10 @@ import pyarrow.compute as pc
 
 from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset
 from graph_meta.errors import DataError, short
+from graph_meta.eval.split import SplitOptions
 from graph_meta.schema import CATEGORY
 from loaders.csv_import import dataset_from_frames
 from loaders.folder import check_output_folder, write_dataset
-from loaders.split import SplitOptions
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ def import_movielens(
         source_dir: the folder holding ``ratings.dat``, ``users.dat`` and ``movies.dat``
             (or its parent, where ``ml-1m.zip`` was extracted).
         out_dir: the dataset folder to write (atomically).
-        split: the cold-start split's options (:class:`loaders.split.SplitOptions`); the
+        split: the cold-start split's options (:class:`graph_meta.eval.split.SplitOptions`); the
             new items are the most recent releases.
         name: dataset name in ``dataset.json``.
         overwrite: replace ``out_dir`` if it is a dataset folder (only an empty folder or a

@@ -2,7 +2,7 @@
 
 :func:`generate_catalog` builds the data of the demo and of every test that must run without
 ``../shared``: users, a two-level product tree, brands, ratings drawn from a known latent model,
-then :func:`loaders.split.split_cold_start` for the training ratings and the four cold-start
+then :func:`graph_meta.eval.split.split_cold_start` for the training ratings and the four cold-start
 task sets. The result is a :class:`graph_meta.dataset.Dataset` for
 :func:`loaders.folder.write_dataset`.
 
@@ -53,8 +53,8 @@ import numpy as np
 import pandas as pd
 
 from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset
+from graph_meta.eval.split import check_split_arguments, split_cold_start
 from graph_meta.schema import SCENARIOS, DatasetSpec
-from loaders.split import _check_arguments, split_cold_start
 
 log = logging.getLogger("graph_meta.synthetic")
 
@@ -234,7 +234,7 @@ def generate_catalog(
         noise: standard deviation of the Gaussian rating noise (>= 0).
         seed: seed of everything (non-negative int).
         new_user_fraction, new_item_fraction, warm_task_fraction: passed to
-            :func:`loaders.split.split_cold_start` (the new items are the newest releases).
+            :func:`graph_meta.eval.split.split_cold_start` (the new items are the newest releases).
         name: dataset name in ``dataset.json``.
         planted_graph: also plant item successors and friend circles (module docstring),
             written as the relation files ``successors.csv`` and ``friends.csv``.
@@ -248,7 +248,7 @@ def generate_catalog(
     """
     _check_catalog_arguments(n_users, n_items, n_interactions, n_departments,
                              categories_per_department, n_brands, noise)
-    _check_arguments(new_user_fraction, new_item_fraction, warm_task_fraction, 10, 3, 90, seed)
+    check_split_arguments(new_user_fraction, new_item_fraction, warm_task_fraction, 10, 3, 90, seed)
     clock = _Stages(progress)
     # a seed sequence of its own, so that no stream repeats one of split_cold_start's
     streams = np.random.SeedSequence([seed, _SEED_SALT]).spawn(5)

@@ -13,12 +13,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from graph_meta.config import Config
 from graph_meta.dataset import Dataset
+from graph_meta.fitting.graphs import build_graph
+from graph_meta.fitting.priors import linear_prior, release_weights
 from graph_meta.graph.neighborhood import ItemNeighbors
-from graph_meta.model import GraphMetaRecommender, build_graph
+from graph_meta.model import GraphMetaRecommender
 from training.cli import main as cli
-from training.config import Config
-from training.train import linear_prior, release_weights
 
 _SMALL = {"model.dim": 8, "model.hidden": 16, "model.layers": 1, "train.epochs": 1,
           "train.validate": False, "episodes.batch_users": 128, "episodes.batch_items": 16}

@@ -7,11 +7,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from graph_meta.config import Config
 from graph_meta.dataset import Dataset
 from graph_meta.eval.protocol import training_view
-from graph_meta.model import GraphMetaNet, GraphMetaRecommender
-from training.config import Config
-from training.train import _Phase
+from graph_meta.fitting.train import _Phase
+from graph_meta.model import GraphMetaRecommender
+from graph_meta.nn.net import GraphMetaNet
 
 _CFG = {"model.dim": 8, "model.hidden": 16, "model.layers": 2, "model.dropout": 0.0,
         "model.prior_gate": False, "model.collab_inputs": True, "model.use_text": False,

@@ -18,12 +18,12 @@ import pandas as pd
 import pytest
 
 from graph_meta.errors import DataError
+from graph_meta.eval.split import SplitOptions
 from graph_meta.schema import CATEGORY
 from loaders import movielens
 from loaders.csv_import import import_interactions, infer_column_type
 from loaders.folder import read_dataset
 from loaders.movielens import download_movielens, import_movielens
-from loaders.split import SplitOptions
 
 SMALL = {"query_size": 5, "min_support": 2, "max_support": 60}
 SMALL_SPLIT = {"split": SplitOptions(**SMALL)}

@@ -15,12 +15,12 @@ import torch
 from click.testing import CliRunner
 
 from graph_meta.baselines import BiasedMF, ItemMeanUserBias
+from graph_meta.config import Config
 from graph_meta.dataset import Dataset
 from graph_meta.eval.protocol import evaluate, evaluate_online, replay_order, training_view
 from graph_meta.live import LiveRatings, posterior_update
 from graph_meta.model import GraphMetaRecommender
 from training.cli import main as cli
-from training.config import Config
 
 _SMALL = {"model.dim": 8, "model.hidden": 16, "model.layers": 1, "train.epochs": 1,
           "train.validate": False, "episodes.batch_users": 128, "episodes.batch_items": 16}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from graph_meta.meta import FOMAML, MAML, MetaSGD, Reptile, make_learner
-from graph_meta.model import _inner_loss
+from graph_meta.meta import FOMAML, MAML, MetaSGD, make_learner
+from graph_meta.nn.net import _inner_loss
 
 
 def _quad(params, b):
@@ -77,13 +77,6 @@ def test_metasgd_rates_receive_gradient_and_are_per_parameter() -> None:
     loss.backward()
     grad = learner.raw_lr["theta"].grad
     assert grad is not None and grad.shape == (2, 4) and (grad != 0).all()
-
-
-def test_reptile_outer_grad_points_back_to_the_start() -> None:
-    start = {"theta": torch.zeros(3)}
-    adapted = {"theta": torch.ones(4, 3)}
-    g = Reptile.outer_grad(start, adapted)["theta"]
-    torch.testing.assert_close(g, -torch.ones(3))
 
 
 def test_unknown_learner_is_an_error() -> None:

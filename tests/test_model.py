@@ -12,14 +12,17 @@ import scipy.sparse.linalg  # noqa: F401  (sp.linalg.norm)
 import torch
 
 from graph_meta.baselines import _RidgeMap, side_features
+from graph_meta.config import Config, ConfigError, load_config
 from graph_meta.dataset import Dataset
 from graph_meta.eval.protocol import evaluate, training_view
+from graph_meta.fitting.als import als
+from graph_meta.fitting.priors import linear_prior, release_weights
+from graph_meta.fitting.train import _Phase, episode_tensors
 from graph_meta.graph.features import encode_features, hashed_text
-from graph_meta.model import GraphMetaNet, GraphMetaRecommender, episode_tensors, init_precisions
+from graph_meta.model import GraphMetaRecommender
+from graph_meta.nn.net import GraphMetaNet, init_precisions
 from graph_meta.schema import ColumnSpec, TableSpec
 from training.benchmark import ABLATIONS, fine_tune_steps
-from training.config import Config, ConfigError, load_config
-from training.train import _Phase, als, linear_prior, release_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -313,7 +316,7 @@ def test_als_per_coordinate_precision_is_the_user_step(catalog: Dataset) -> None
 
 def test_untrained_model_wins_early_stopping_when_training_does_not_help(
         catalog: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
-    import training.train as tt
+    import graph_meta.fitting.train as tt
 
     for scores, best in (([0.5, 0.9, 0.8, 0.95, 0.99, 0.97], 0),
                          ([0.9, 0.6, 0.7, 0.8, 0.85, 0.9], 1)):

@@ -9,10 +9,11 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from graph_meta.config import Config
 from graph_meta.dataset import Dataset
+from graph_meta.fitting.graphs import build_graph
 from graph_meta.graph.neighborhood import ItemNeighbors, residual_correction
-from graph_meta.model import GraphMetaRecommender, build_graph
-from training.config import Config
+from graph_meta.model import GraphMetaRecommender
 
 
 def _brute_force(profiles: np.ndarray, k: int) -> list[dict[int, float]]:

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from graph_meta.config import Config
 from graph_meta.dataset import Dataset
 from graph_meta.model import GraphMetaRecommender
 from graph_meta.recommend import audience, recommend
 from graph_meta.schema import CATEGORY, ITEM, USER
-from training.config import Config
 
 
 @pytest.fixture(scope="module")

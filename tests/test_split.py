@@ -1,4 +1,5 @@
-"""The cold-start splitter (:mod:`loaders.split`): invariants, sizes, accounting, determinism.
+"""The cold-start splitter (:mod:`graph_meta.eval.split`): invariants, sizes, accounting,
+determinism.
 
 Every test builds its own small random interactions; nothing needs ``../shared``.
 """
@@ -11,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from graph_meta.eval.split import ColdStartSplit, split_cold_start
 from graph_meta.schema import SCENARIOS
-from loaders.split import ColdStartSplit, split_cold_start
 
 QUERY, MIN_SUPPORT, MAX_SUPPORT = 10, 3, 90
 

@@ -273,3 +273,34 @@ def test_csr_sampling_respects_fanout_and_exclusion(catalog: Dataset) -> None:
     assert len(pairs) == len(pos)
     found = csr.find(rows[pos], nbr)
     assert (found == eid).all()
+
+
+def test_refreshed_derived_edges_equal_a_fresh_build(catalog: Dataset) -> None:
+    """``refresh_derived_edges`` (what ``graph-meta ingest-ratings --store neo4j`` runs after
+    upserting ratings) gives the ``CO_LIKED``/``CO_ENGAGED`` links a store built from all the
+    ratings has."""
+    import dataclasses
+
+    cut = len(catalog.train) - 1500
+    early = dataclasses.replace(catalog, train=catalog.train.iloc[:cut])
+    late = catalog.train.iloc[cut:]
+    store = EmbeddedGraphStore.from_dataset(early)
+    full = EmbeddedGraphStore.from_dataset(catalog)
+    schema = store.schema
+    derived = [schema.co_liked, schema.co_engaged]
+
+    def links(s: EmbeddedGraphStore, et: EdgeType) -> dict[tuple[str, str], float]:
+        b = s.edge_batch(et)
+        return dict(zip(zip(b.src.tolist(), b.dst.tolist(), strict=True),
+                        b.properties["weight"].tolist(), strict=True))
+
+    assert links(store, schema.co_liked) != links(full, schema.co_liked)
+    store.add_ratings(late["user_id"].astype(str).tolist(), late["item_id"].astype(str).tolist(),
+                      late["rating"].to_numpy(),
+                      late["timestamp"].to_numpy() if "timestamp" in late else None)
+    counts = store.refresh_derived_edges()
+    for et in derived:
+        got, want = links(store, et), links(full, et)
+        assert got.keys() == want.keys(), et
+        assert np.allclose([got[k] for k in want], list(want.values())), et
+        assert counts[et] == len(want)

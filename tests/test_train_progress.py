@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import training.train as train_mod
+import graph_meta.fitting.progress as progress_mod
+import graph_meta.fitting.train as train_mod
+from graph_meta.config import load_config
 from graph_meta.dataset import Dataset
+from graph_meta.fitting.memory import MemoryLimitError, check_memory, estimate_memory
 from graph_meta.model import GraphMetaRecommender
 from training.cli import main as cli
-from training.config import load_config
-from training.train import MemoryLimitError, check_memory, estimate_memory
 
 QUICK = Path(__file__).resolve().parents[1] / "configs" / "quick.toml"
 
@@ -89,7 +90,7 @@ def test_cli_train_refusal_is_one_line(catalog_dir: Path, tmp_path: Path) -> Non
 
 def test_progress_lines_cover_the_setup_steps(catalog: Dataset, capsys,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(train_mod, "_HEARTBEAT_S", 0.05)
+    monkeypatch.setattr(progress_mod, "_HEARTBEAT_S", 0.05)
     slow_als = train_mod.als
 
     def als(*args, **kw):  # a slow ALS, so the heartbeat has a sweep to report

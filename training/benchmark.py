@@ -179,10 +179,11 @@ def run_benchmark(dataset: Dataset, out: Path, *, config_path: Path | None = Non
     ``train.seed``) seeds graph-meta, the MF's initial factors and tuning carve, and MeLU.
     """
     from graph_meta.baselines import BiasedMF, GlobalMean, ItemMeanUserBias
+    from graph_meta.config import load_config
     from graph_meta.eval.protocol import evaluate, evaluate_online, results_table, write_results
+    from graph_meta.fitting.train import resolve_device
     from graph_meta.melu import MeLUStyle
-    from graph_meta.model import GraphMetaRecommender, resolve_device
-    from training.config import load_config
+    from graph_meta.model import GraphMetaRecommender
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "results").mkdir(exist_ok=True)

@@ -135,8 +135,8 @@ def import_movielens_cmd(source: Path, out: Path, download: bool, seed: int,
                          new_user_fraction: float, new_item_fraction: float,
                          overwrite: bool) -> None:
     """Import MovieLens-1M (ratings.dat, users.dat, movies.dat in SOURCE)."""
+    from graph_meta.eval.split import SplitOptions
     from loaders.movielens import download_movielens, import_movielens
-    from loaders.split import SplitOptions
 
     if download:
         source = download_movielens(source)
@@ -170,8 +170,8 @@ def import_csv_cmd(interactions: Path, items_path: Path, users_path: Path | None
                    nodes: tuple[str, ...], name: str | None, seed: int,
                    overwrite: bool) -> None:
     """Import your own interactions (CSV or Parquet) and items into a dataset folder."""
+    from graph_meta.eval.split import SplitOptions
     from loaders.csv_import import import_interactions
-    from loaders.split import SplitOptions
 
     node_columns = {}
     for spec in nodes:
@@ -353,8 +353,8 @@ def _parse_k(value: str) -> list[int | None]:
 def train(dataset: Path, config_path: Path | None, quick: bool, out: Path, device: str,
           resume: bool, store_kind: str, neo4j_uri: str | None, neo4j_user: str) -> None:
     """Meta-train graph-meta on DATASET's train.csv; checkpoints and logs in OUT."""
+    from graph_meta.config import load_config
     from graph_meta.model import GraphMetaRecommender
-    from training.config import load_config
 
     if config_path is None and quick:
         config_path = Path(__file__).resolve().parents[1] / "configs" / "quick.toml"

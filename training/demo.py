@@ -32,12 +32,12 @@ def run_demo(echo: Echo, *, out: Path | None = None, seed: int = 0, store_kind: 
              config_path: Path | None = None, device: str = "auto") -> dict[str, Any]:
     """Run the demo, printing through ``echo``; returns what it showed (for tests)."""
     from graph_meta.baselines import ItemMeanUserBias
+    from graph_meta.config import load_config
     from graph_meta.eval.protocol import evaluate
     from graph_meta.model import GraphMetaRecommender
     from graph_meta.recommend import audience, recommend
     from loaders.folder import read_dataset, write_dataset
     from loaders.synthetic import generate_catalog
-    from training.config import load_config
 
     t_start = time.perf_counter()
     folder = out or Path(tempfile.mkdtemp(prefix="graph-meta-demo-")) / "catalog"

@@ -1,4 +1,5 @@
-"""Evaluation: the cold-start protocol runner and its per-task metrics (``PROTOCOL.md``)."""
+"""Evaluation: the cold-start protocol runner, its per-task metrics and the cold-start
+splitter (``PROTOCOL.md``)."""
 
 from graph_meta.eval.metrics import (
     METRICS,

@@ -50,6 +50,7 @@ import numpy as np
 
 from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset
 from graph_meta.eval.metrics import METRICS, batch_task_metrics
+from graph_meta.eval.split import split_cold_start
 from graph_meta.schema import SCENARIOS
 
 
@@ -434,8 +435,9 @@ def carve_validation(dataset: Dataset, *, new_user_fraction: float = 0.1,
                      max_tasks: int | None = 1000, seed: int = 0) -> Dataset:
     """Pseudo-tasks carved from ``train`` only, for choosing hyper-parameters.
 
-    ``loaders.split.split_cold_start`` is run on the training interactions: a seeded random
-    ``new_user_fraction`` of the training users become held-out (new) users, the newest
+    :func:`graph_meta.eval.split.split_cold_start` (the benchmark's own splitter) is run on
+    the training interactions: a seeded random ``new_user_fraction`` of the training users
+    become held-out (new) users, the newest
     ``new_item_fraction`` of the training items (by :func:`release_column`, else by their
     first rating time, else at random) held-out (new) items, and ``warm_task_fraction`` of
     the remaining users give up their latest ratings as warm tasks; the four scenarios follow
@@ -447,8 +449,6 @@ def carve_validation(dataset: Dataset, *, new_user_fraction: float = 0.1,
         pseudo-tasks; ``root`` is None and ``spec.stats["carved"]`` holds the split report.
         The task files of ``dataset`` are never read.
     """
-    from loaders.split import split_cold_start  # the benchmark's own splitter
-
     cols = [USER_ID, ITEM_ID, RATING] + ([TIMESTAMP] if TIMESTAMP in dataset.train else [])
     release = release_column(dataset)
     split = split_cold_start(

@@ -18,8 +18,9 @@ with
   loss can weight all steps (MAML++, Antoniou et al. 2019);
 * **Reptile** (Nichol et al. 2018): the same inner loop without second-order terms; the
   outer update is :math:`\theta_0 \leftarrow \theta_0 + \epsilon(\theta_T - \theta_0)`
-  (:meth:`Reptile.outer_grad` returns :math:`\theta_0 - \theta_T` as a pseudo-gradient so any
-  torch optimizer applies it).
+  (training adds :math:`\tfrac12\lVert\theta_0 - \mathrm{sg}(\theta_T)\rVert^2` to the
+  query loss, whose gradient :math:`\theta_0 - \theta_T` any torch optimizer applies:
+  :meth:`graph_meta.nn.net.GraphMetaNet.user_loss`).
 
 ``adapt`` solves one task; ``adapt_batch`` maps it over a leading task dimension with
 :func:`torch.func.vmap` (every tensor of the batch has that leading dimension; support sets of
@@ -148,16 +149,8 @@ class MetaSGD(MetaLearner):
 
 
 class Reptile(FOMAML):
-    """Reptile: first-order inner loop; the outer direction is ``theta_0 - theta_T``."""
-
-    @staticmethod
-    def outer_grad(start: Params, adapted: Params) -> Params:
-        """Pseudo-gradient ``start - adapted`` (averaged over a leading task dim if any)."""
-        out = {}
-        for k, v in start.items():
-            d = (v - adapted[k]).detach()
-            out[k] = d.mean(0) if d.dim() > v.dim() else d
-        return out
+    """Reptile: first-order inner loop; the outer direction is ``theta_0 - theta_T`` (the
+    term :meth:`graph_meta.nn.net.GraphMetaNet.user_loss` adds for this learner)."""
 
 
 def make_learner(kind: str, loss_fn: LossFn, *, shapes: Mapping[str, tuple[int, ...]],

@@ -20,8 +20,9 @@ with :class:`torch_geometric.nn.HeteroConv` over ``SAGEConv`` (or one ``HGTConv`
 .. math:: h^{(l+1)}_v = h^{(l)}_v + \mathrm{ReLU}\Big(\sum_{r} \mathrm{SAGE}_r
           \big(h^{(l)}_v, \{h^{(l)}_u : u \in N_r(v)\}\big)\Big).
 
-``RATED``/``rev_RATED`` edges are **never** used: every embedding is a function of side
-information and the attribute graph only, so a node without rating edges (a new item, a new
+``RATED``/``rev_RATED`` edges and the item links derived from them (``CO_LIKED``, items liked
+by the same users) are **never** used: every embedding is a function of side information and
+the attribute graph only, so a node without rating edges (a new item, a new
 user) is embedded exactly like a warm one, and no episode can see its own query ratings
 through the encoder (inductive by construction). Output: ``{node_type: [N_type, H]}``.
 
@@ -38,14 +39,17 @@ from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import HeteroConv, HGTConv, SAGEConv
 
-RATING_RELS = ("RATED", "rev_RATED")
+# rating edges, and the item links computed from them: a new item has none, so an item playing
+# new in a meta-batch must not have them either (its CO_LIKED links come from its own ratings)
+RATING_RELS = ("RATED", "rev_RATED", "CO_LIKED", "rev_CO_LIKED")
 OUTPUT_TYPES = ("User", "Item")
 
 __all__ = ["HeteroEncoder", "encoder_edge_types"]
 
 
 def encoder_edge_types(data: HeteroData, *, use_co_engaged: bool = True) -> list[tuple]:
-    """Edge types the encoder passes messages on: everything but the rating edges."""
+    """Edge types the encoder passes messages on: everything but the rating edges and the
+    ``CO_LIKED`` links computed from them."""
     out = []
     for et in data.edge_types:
         if et[1] in RATING_RELS:

@@ -30,8 +30,9 @@ is seen cold.
 
 Shapes (numpy; ``B`` tasks, ``K = max_support``, ``Q = query_size``, ``L = history_fanout``):
 ``support_*`` ``[B, K]``, ``query_*`` ``[B, Q]``, ``hist_*`` ``[B, L]`` with float masks.
-The invariant — no query edge among the edges an episode can see
-(:meth:`UserEpisodes.visible_edges`, :func:`episode_subgraph`) — is tested.
+The invariant — a task sees no query rating, and an item playing new has no rating edge and no
+learned state in the meta-batch's computation — is tested on the tensors and losses training
+uses (``tests/test_episodes.py``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from torch_geometric.data import HeteroData
 
 from graph_meta.sampling.csr import CSR
@@ -50,13 +50,11 @@ __all__ = [
     "ItemEpisodes",
     "RatingIndex",
     "UserEpisodes",
-    "episode_subgraph",
     "pad_rows",
 ]
 
 KINDS = ("warm", "user_cold", "item_cold", "user_item_cold")
 RATED_TYPE = ("User", "RATED", "Item")
-REV_RATED_TYPE = ("Item", "rev_RATED", "User")
 
 
 @dataclass(frozen=True)
@@ -134,10 +132,6 @@ class UserEpisodes:
     def __len__(self) -> int:
         return len(self.users)
 
-    def visible_edges(self) -> np.ndarray:
-        """Ids of every rating edge the episode's computation reads (history + support)."""
-        return np.concatenate([self.hist_edges, self.support_edges])
-
 
 @dataclass
 class ItemEpisodes:
@@ -160,9 +154,6 @@ class ItemEpisodes:
 
     def __len__(self) -> int:
         return len(self.items)
-
-    def visible_edges(self) -> np.ndarray:
-        return np.concatenate([self.hist_edges, self.support_edges])
 
 
 @dataclass
@@ -347,25 +338,3 @@ class EpisodeSampler:
         """The task users in a random order, cut into batches."""
         perm = rng.permutation(self.task_users)
         return [perm[i:i + batch_size] for i in range(0, len(perm), batch_size)]
-
-
-def episode_subgraph(data: HeteroData, visible_edges: np.ndarray) -> HeteroData:
-    """The snapshot restricted, for ``RATED`` and ``rev_RATED``, to ``visible_edges``.
-
-    Both directions keep the same edge ids (they share the edge order), every other edge
-    type is kept whole; the rating-edge attributes are sliced alongside.
-    """
-    keep = torch.from_numpy(np.unique(np.asarray(visible_edges, dtype=np.int64)))
-    out = data.clone()
-    for et in (RATED_TYPE, REV_RATED_TYPE):
-        if et not in out.edge_types:
-            continue
-        store = out[et]
-        n = store.edge_index.shape[1]
-        for key, value in list(store.items()):
-            if torch.is_tensor(value) and key == "edge_index":
-                store[key] = value[:, keep]
-            elif torch.is_tensor(value) and value.dim() >= 1 and value.shape[0] == n:
-                store[key] = value[keep]
-        store.edge_id = keep.clone()
-    return out

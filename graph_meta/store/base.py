@@ -137,10 +137,6 @@ class GraphStore(ABC):
         if schema != self.schema:
             raise ValueError("the records' schema differs from the store's schema")
 
-    def add_users(self, users: pd.DataFrame) -> None:
-        """Upsert users (index = user id, columns = side information) and their attributes."""
-        self._add_owners(USER, users)
-
     def add_items(self, items: pd.DataFrame) -> None:
         """Upsert items with their categories and attributes; reachable at once."""
         self._add_owners(ITEM, items)

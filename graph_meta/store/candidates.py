@@ -89,9 +89,12 @@ def is_number(value: object) -> bool:
 
 
 def check_rating(item: str, rating: object, scale: tuple[float, float]) -> float:
-    """``rating`` as a float, or ValueError naming the item when it is off the scale."""
+    """``rating`` as a float, or ValueError naming the value and the item when it is not a
+    finite number or off the scale."""
     lo, hi = scale
-    if not (is_number(rating) and math.isfinite(rating) and lo <= rating <= hi):
+    if not (is_number(rating) and math.isfinite(rating)):
+        raise ValueError(f"rating {rating!r} for item {item!r} is not a finite number")
+    if not lo <= rating <= hi:
         raise ValueError(f"rating {rating!r} for item {item!r} is outside [{lo:g}, {hi:g}]")
     return float(rating)
 

@@ -1,4 +1,7 @@
-"""The cold-start splitter every importer uses: interactions to train ratings + four task sets.
+"""The cold-start splitter: interactions to train ratings + four task sets.
+
+Every importer (``loaders/``) splits with it, and the protocol runner carves its validation
+pseudo-tasks with it (:func:`graph_meta.eval.protocol.carve_validation`).
 
 :func:`split_cold_start` turns a table of ratings into what a dataset folder holds
 (``benchmarks/PROTOCOL.md``): the training interactions and one task list per scenario.
@@ -43,7 +46,7 @@ from graph_meta.schema import SCENARIOS
 
 log = logging.getLogger("graph_meta.split")
 
-__all__ = ["ColdStartSplit", "split_cold_start"]
+__all__ = ["ColdStartSplit", "SplitOptions", "check_split_arguments", "split_cold_start"]
 
 # Scenario codes of a rating; the first four index SCENARIOS.
 _WARM, _USER_COLD, _ITEM_COLD, _USER_ITEM_COLD = 0, 1, 2, 3
@@ -111,7 +114,7 @@ def split_cold_start(
         ValueError: an argument is out of range, a column is missing, or an id, rating or
             timestamp is missing or not finite.
     """
-    _check_arguments(new_user_fraction, new_item_fraction, warm_task_fraction, query_size,
+    check_split_arguments(new_user_fraction, new_item_fraction, warm_task_fraction, query_size,
                      min_support, max_support, seed)
     if not isinstance(interactions, pd.DataFrame):
         raise ValueError(f"interactions must be a pandas DataFrame, got "
@@ -319,9 +322,10 @@ def split_cold_start(
 # helpers
 
 
-def _check_arguments(new_user_fraction: float, new_item_fraction: float,
-                     warm_task_fraction: float, query_size: int, min_support: int,
-                     max_support: int, seed: int) -> None:
+def check_split_arguments(new_user_fraction: float, new_item_fraction: float,
+                          warm_task_fraction: float, query_size: int, min_support: int,
+                          max_support: int, seed: int) -> None:
+    """ValueError naming the first argument of :func:`split_cold_start` out of its range."""
     for name, value in (("new_user_fraction", new_user_fraction),
                         ("new_item_fraction", new_item_fraction),
                         ("warm_task_fraction", warm_task_fraction)):

@@ -1,0 +1,500 @@
+"""Training loop of :class:`graph_meta.model.GraphMetaRecommender` (``model.fit``).
+
+``train_model(model, dataset, ...)``:
+
+1. seeds numpy/torch from ``train.seed``; picks the device (``auto`` = CUDA if available);
+2. with ``train.validate``: carves pseudo-tasks from ``train.csv`` only
+   (:func:`graph_meta.eval.protocol.carve_validation`: held-out users, the *newest* items
+   held out, warm tasks), meta-trains on the reduced train and evaluates the pseudo-tasks
+   after every epoch (task-averaged RMSE, mean over the four scenarios); early stopping after
+   ``patience`` epochs without improvement, best weights kept; with ``val_epoch0`` the
+   untrained model (ALS states, closed-form priors, initial step sizes) is scored first
+   and wins when no meta-training epoch beats it (then the refit trains 0 epochs);
+3. with ``train.refit``: retrains from scratch on all of train for the best epoch count;
+   otherwise the best carved-train weights are kept and the prediction cache is rebuilt on
+   the full training graph (all histories folded in);
+4. before anything heavy, a memory estimate (:func:`graph_meta.fitting.memory.
+   estimate_memory`: graphs, ALS, caches, neighbour lists and co-rating regression from the
+   data's sizes and the config) is checked against ``train.memory_limit_gb`` or else the
+   memory available (``/proc/meminfo``); what cannot fit is refused with
+   :class:`~graph_meta.fitting.memory.MemoryLimitError`, naming the limit and a config that
+   fits. With ``progress``, every step prints a line to stderr when it starts and ends, and a
+   heartbeat (elapsed, detail such as the ALS sweep, RSS) every 10 s while it runs;
+5. every epoch writes ``checkpoint_dir/last.pt`` (weights, optimizer, RNG states, epoch,
+   phase, best score; loadable with ``weights_only=True``) and appends to
+   ``log_dir/train_log.csv``; ``resume=True`` continues from ``last.pt`` after a kill.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from graph_meta.config import Config
+from graph_meta.dataset import Dataset
+from graph_meta.eval.protocol import carve_validation, evaluate, training_view
+from graph_meta.fitting.als import als
+from graph_meta.fitting.graphs import build_graph, check_snapshot
+from graph_meta.fitting.memory import available_memory_gb, check_memory
+from graph_meta.fitting.priors import release_weights, side_prior
+from graph_meta.fitting.progress import Progress, current_progress, use_progress
+from graph_meta.nn.net import GraphMetaNet, init_precisions
+from graph_meta.sampling.episodes import EpisodeBatch, EpisodeSampler, RatingIndex
+
+__all__ = ["episode_tensors", "resolve_device", "train_model", "write_csv_row"]
+
+
+def _seed(seed: int) -> np.random.Generator:
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def _sampler(index: RatingIndex, cfg: Config,
+             cold_weights: np.ndarray | None = None) -> EpisodeSampler:
+    e = cfg.episodes
+    return EpisodeSampler(index, cold_item_weights=cold_weights,
+                          query_size=e.query_size, query_fraction=e.query_fraction,
+                          max_support=e.max_support,
+                          history_fanout=e.history_fanout, item_max_support=e.item_max_support,
+                          item_history_fanout=e.item_history_fanout,
+                          cold_item_fraction=e.cold_item_fraction,
+                          kind_probs=tuple(e.kind_probs),  # type: ignore[arg-type]
+                          p_zero_shot=e.p_zero_shot)
+
+
+def episode_tensors(batch: EpisodeBatch, device: torch.device) -> tuple[dict, dict | None]:
+    """Numpy episodes -> tensors on ``device`` (indices long, the rest float)."""
+
+    def conv(obj: Any, names: Sequence[str]) -> dict[str, Tensor]:
+        out = {}
+        for n in names:
+            v = getattr(obj, n)
+            dtype = torch.long if v.dtype.kind in "iu" else torch.float32
+            out[n] = torch.as_tensor(v, dtype=dtype, device=device)
+        return out
+
+    u = conv(batch.users, ["users", "support_items", "support_y", "support_mask",
+                           "query_items", "query_y", "query_mask", "hist_items", "hist_y",
+                           "hist_mask"])
+    i = None
+    if batch.items is not None:
+        i = conv(batch.items, ["items", "support_users", "support_y", "support_mask",
+                               "query_users", "query_y", "query_mask", "ctx_users",
+                               "hist_items", "hist_y", "hist_mask"])
+    return u, i
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' asked for but CUDA is not available")
+    return torch.device(device)
+
+
+def write_csv_row(path: Path, row: Mapping[str, Any]) -> None:
+    """Append ``row`` to a CSV log (header written when the file is new)."""
+    new = not path.exists() or path.stat().st_size == 0
+    fields = list(row)
+    if not new:
+        with path.open(newline="", encoding="utf-8") as fh:
+            fields = next(csv.reader(fh))
+    with path.open("a", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields, restval="", extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+class _Phase:
+    """One training run (carved-train validation phase, or the refit) on one dataset."""
+
+    def __init__(self, model: Any, dataset: Dataset, cfg: Config,
+                 device: torch.device, graph: Any = None) -> None:
+        self.model = model
+        self.cfg = cfg
+        self.device = device
+        progress = current_progress()
+        if graph is not None:
+            self.data = graph
+        else:
+            with progress.step(f"building the graph ({len(dataset.train):,} ratings, "
+                               f"{len(dataset.users):,} users, {len(dataset.items):,} items)"):
+                self.data = build_graph(dataset, text_dim=cfg.model.text_dim)
+        self.index = RatingIndex.from_graph(self.data)
+        self.sampler = _sampler(self.index, cfg, release_weights(
+            dataset, [str(i) for i in self.data.node_ids["Item"]],
+            cfg.episodes.cold_newest_bias))
+        self.data_dev = self.data.to(device)
+        model.net = GraphMetaNet(self.data, cfg, mu=self.index.mean).to(device)
+        if cfg.train.freeze_item_emb:
+            model.net.item_emb.weight.requires_grad_(False)
+        meta_names = ("raw_lr", "log_lam", "head0", "mu")
+        named = [(n, p) for n, p in model.net.named_parameters() if p.requires_grad]
+        inner = [p for n, p in named if n.split(".")[-1] in meta_names or ".raw_lr." in n]
+        inner_ids = {id(p) for p in inner}
+        rest = [p for _, p in named if id(p) not in inner_ids]
+        # the inner loop's own parameters (step sizes, precision, head init, mu) are few and
+        # need larger steps than the encoder, which overfits quickly
+        self.opt = torch.optim.Adam(
+            [{"params": rest, "weight_decay": cfg.train.weight_decay},
+             {"params": inner, "lr": cfg.train.meta_lr, "weight_decay": 0.0}],
+            lr=cfg.train.lr)
+        if cfg.train.als_iters > 0:
+            with progress.step(f"ALS ({cfg.train.als_iters} sweeps over "
+                               f"{self.index.num_edges:,} ratings)"):
+                mu, states, user_states = als(
+                    self.index, cfg.model.dim, init_precisions(cfg), cfg.train.als_iters,
+                    cfg.train.seed,
+                    on_sweep=lambda k, n: setattr(progress, "detail", f"sweep {k}/{n}"))
+            self.als_full = states
+            model.prior_targets = states if cfg.train.linear_prior_alpha > 0 else None
+            with torch.no_grad():
+                model.net.item_emb.weight.copy_(torch.from_numpy(states).float())
+                model.net.mu.fill_(mu)
+            if cfg.train.linear_prior_alpha > 0:
+                # the GNN prior heads learn a correction on top of this closed-form base
+                ids = self.data.node_ids
+                for nt, st, buf in (("Item", states, "item_base"),
+                                    ("User", user_states, "user_base")):
+                    counts = np.bincount(self.index.item if nt == "Item" else self.index.user,
+                                         minlength=len(ids[nt])).astype(np.float64)
+                    with progress.step(f"side-feature prior of {nt} nodes"):
+                        base = side_prior(dataset, cfg, nt, [str(i) for i in ids[nt]], counts,
+                                          st)
+                    getattr(model.net, buf).copy_(torch.from_numpy(base).float())
+        self.has_rating = torch.zeros(self.index.num_items, device=device)
+        self.has_rating[torch.as_tensor(np.unique(self.index.item), device=device)] = 1.0
+        model.net.item_trained.copy_(self.has_rating)
+        self.n_ratings_item = torch.as_tensor(
+            np.bincount(self.index.item, minlength=self.index.num_items), dtype=torch.float32,
+            device=device)
+
+    def epoch(self, rng: np.random.Generator, progress: bool, desc: str) -> dict[str, float]:
+        net = self.model.net
+        assert net is not None
+        cfg = self.cfg
+        chunks = self.sampler.epoch_users(rng, cfg.episodes.batch_users)
+        it: Any = chunks
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(chunks, desc=desc, leave=False, file=sys.stderr)
+            it = bar
+        tot = {"loss": 0.0, "user_loss": 0.0, "item_loss": 0.0}
+        tasks = 0
+        query_mask = self._holdout_states(rng)
+        t0 = time.perf_counter()
+        for users in it:
+            batch = self.sampler.batch(rng, users, cfg.episodes.batch_items,
+                                       query_edges=query_mask)
+            user_loss, task_item_loss, item_prior, warm = self.task_losses(batch)
+            w = warm.unsqueeze(-1)
+            loss = user_loss
+            item_loss = torch.zeros((), device=self.device)
+            if task_item_loss is not None:
+                item_loss = task_item_loss
+                loss = loss + cfg.episodes.item_task_weight * item_loss
+            hr = self.has_rating.unsqueeze(-1)
+            n_warm = self.has_rating.sum().clamp(min=1.0)
+            if cfg.train.prior_match > 0:
+                # the prior regresses onto the learned states of warm items (with
+                # collaborative inputs, of those playing cold: rebuilt from their neighbours)
+                target = hr * (1.0 - w) if net.collab else hr
+                gap = (((item_prior - net.item_emb.weight.detach()) ** 2 * target).sum()
+                       / target.sum().clamp(min=1.0))
+                loss = loss + cfg.train.prior_match * gap
+            if cfg.train.item_l2 > 0 and net.item_emb.weight.requires_grad:
+                # warm states shrink toward their prior, more so with few ratings
+                shrink = ((net.item_emb.weight - item_prior.detach()) ** 2).sum(1)
+                loss = loss + cfg.train.item_l2 * (shrink * self.has_rating).sum() / n_warm
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.train.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(
+                    [p for p in net.parameters() if p.requires_grad], cfg.train.grad_clip)
+            self.opt.step()
+            tot["loss"] += loss.item()
+            tot["user_loss"] += user_loss.item()
+            tot["item_loss"] += item_loss.item()
+            tasks += len(users) + (0 if batch.items is None else len(batch.items))
+            if bar is not None:
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+        self._full_states()
+        n = max(1, len(chunks))
+        dt = time.perf_counter() - t0
+        return {k: v / n for k, v in tot.items()} | {"seconds": dt,
+                                                      "tasks_per_s": tasks / max(dt, 1e-9)}
+
+    def task_losses(self, batch: EpisodeBatch, data: Any = None
+                    ) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
+        """The query losses of a meta-batch as :meth:`epoch` trains on them: ``(user_loss,
+        item_loss, item_prior, warm)`` (``item_loss`` None without item tasks or weight).
+
+        Items playing new (``batch.cold_items``) take their graph prior, computed over
+        ``data`` (default: the phase's graph), in place of their learned state (``warm``
+        ``[N_I]`` is 0 for them); every rating a task reads comes from the episode tensors
+        (:func:`episode_tensors`), none from the graph."""
+        net = self.model.net
+        assert net is not None
+        u_ep, i_ep = episode_tensors(batch, self.device)
+        warm = self.has_rating * torch.as_tensor(~batch.cold_items, dtype=torch.float32,
+                                                 device=self.device)
+        item_prior, user_prior = net.priors(self.data_dev if data is None else data, warm)
+        w = warm.unsqueeze(-1)
+        items = w * net.item_emb.weight + (1.0 - w) * item_prior
+        user_loss = net.user_loss(u_ep, items, user_prior)
+        item_loss = None
+        if i_ep is not None and self.cfg.episodes.item_task_weight > 0:
+            item_loss = net.item_loss(i_ep, items, user_prior)
+        return user_loss, item_loss, item_prior, warm
+
+    def _holdout_states(self, rng: np.random.Generator) -> np.ndarray | None:
+        """Hold out ``query_holdout`` of the ratings for this epoch's query sets and refit the
+        frozen item states without them (warm-started ALS), so that no training query rating
+        is baked into the item states it is predicted with."""
+        frac = self.cfg.train.query_holdout
+        net = self.model.net
+        assert net is not None
+        if frac <= 0 or getattr(self, "als_full", None) is None or \
+                net.item_emb.weight.requires_grad:
+            return None
+        mask = rng.random(self.index.num_edges) < frac
+        _, states, _ = als(self.index, self.cfg.model.dim, init_precisions(self.cfg),
+                           self.cfg.train.holdout_als_iters, 0, edges=~mask,
+                           items0=self.als_full)
+        with torch.no_grad():
+            net.item_emb.weight.copy_(torch.from_numpy(states).float())
+        return mask
+
+    def _full_states(self) -> None:
+        net = self.model.net
+        if getattr(self, "als_full", None) is not None and net is not None and \
+                not net.item_emb.weight.requires_grad:
+            with torch.no_grad():
+                net.item_emb.weight.copy_(torch.from_numpy(self.als_full).float())
+
+    def validate(self, val: Dataset) -> dict[str, float]:
+        with current_progress().step("validation: prediction cache and pseudo-tasks"):
+            self.model.build_cache(self.data_dev, self.index)
+            res = evaluate(self.model, val, fit=False)
+        out = {f"val_rmse_{s}": b["rmse"] for s, b in res["scenarios"].items()}
+        vals = [v for v in out.values() if np.isfinite(v)]
+        out["val_rmse"] = float(np.mean(vals)) if vals else math.inf
+        return out
+
+
+def _state(model: Any, ph: _Phase, rng: np.random.Generator,
+           **extra: Any) -> dict[str, Any]:
+    assert model.net is not None
+    return {"net": model.net.state_dict(), "opt": ph.opt.state_dict(),
+            "torch_rng": torch.get_rng_state(), "np_rng": json.dumps(rng.bit_generator.state),
+            **extra}
+
+
+def _restore(model: Any, phase: _Phase, ckpt: dict[str, Any]
+             ) -> np.random.Generator:
+    assert model.net is not None
+    model.net.load_state_dict(ckpt["net"])
+    phase.opt.load_state_dict(ckpt["opt"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    rng = np.random.default_rng()
+    rng.bit_generator.state = json.loads(ckpt["np_rng"])
+    return rng
+
+
+def _run_phase(model: Any, dataset: Dataset, cfg: Config,
+               device: torch.device, *, name: str, epochs: int, val: Dataset | None,
+               progress: bool, log_path: Path | None, ckpt_dir: Path | None,
+               resume_state: dict[str, Any] | None, deadline: float,
+               extra_ckpt: dict[str, Any] | None = None, graph: Any = None) -> dict[str, Any]:
+    rng = _seed(cfg.train.seed + (0 if name == "val" else 1))
+    phase = _Phase(model, dataset, cfg, device, graph)
+    assert model.net is not None
+    start, best, best_epoch, bad = 0, math.inf, 0, 0
+    best_state: dict[str, torch.Tensor] | None = None
+    if resume_state is not None and resume_state.get("phase") == name:
+        rng = _restore(model, phase, resume_state)
+        start = int(resume_state["epoch"]) + 1
+        best, best_epoch, bad = (float(resume_state["best"]), int(resume_state["best_epoch"]),
+                                 int(resume_state["bad"]))
+        best_state = resume_state.get("best_net")
+    stopped = "epochs"
+    floor = 1
+    if val is not None and cfg.train.val_epoch0:
+        floor = 0  # the untrained model (ALS + closed-form priors + fold-in) is a candidate
+        if resume_state is None or resume_state.get("phase") != name:
+            row0: dict[str, Any] = {"phase": name, "epoch": 0, **phase.validate(val)}
+            best, best_epoch = row0["val_rmse"], 0
+            best_state = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
+            model.history.append(row0)
+            if progress:
+                print(f"[graph-meta] {_fmt(row0)}", file=sys.stderr, flush=True)
+            if log_path is not None:
+                write_csv_row(log_path, _rounded(row0))
+    for epoch in range(start, epochs):
+        stats = phase.epoch(rng, progress, f"{name} epoch {epoch + 1}/{epochs}")
+        row: dict[str, Any] = {"phase": name, "epoch": epoch + 1, **stats}
+        if val is not None:
+            row.update(phase.validate(val))
+            score = row["val_rmse"]
+            if score < best - 1e-4:
+                best, best_epoch, bad = score, epoch + 1, 0
+                best_state = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
+            else:
+                bad += 1
+        else:
+            best_epoch = epoch + 1
+        if progress:
+            print(f"[graph-meta] {_fmt(row)}", file=sys.stderr, flush=True)
+        model.history.append(row)
+        if log_path is not None:
+            write_csv_row(log_path, _rounded(row))
+        if ckpt_dir is not None:
+            extra: dict[str, Any] = {"phase": name, "epoch": epoch, "best": best,
+                                     "best_epoch": best_epoch, "bad": bad,
+                                     **(extra_ckpt or {})}
+            if best_state is not None:
+                extra["best_net"] = best_state
+            tmp = ckpt_dir / "last.pt.tmp"
+            torch.save(_state(model, phase, rng, **extra), tmp)
+            tmp.replace(ckpt_dir / "last.pt")
+        if val is not None and bad > cfg.train.patience:
+            stopped = "early"
+            break
+        if time.perf_counter() > deadline:
+            stopped = "time"
+            break
+    if val is not None and best_state is not None:
+        model.net.load_state_dict(best_state)
+    return {"phase": phase, "best": best, "best_epoch": max(floor, best_epoch),
+            "stopped": stopped}
+
+
+def _fmt(row: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in row.items())
+
+
+def _rounded(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}
+
+
+def train_model(model: Any, dataset: Dataset, *, device: str = "auto",
+                progress: bool = False, log_dir: str | Path | None = None,
+                checkpoint_dir: str | Path | None = None, resume: bool = False,
+                store: Any = None) -> None:
+    """Fit ``model`` (a :class:`graph_meta.model.GraphMetaRecommender`, which calls this from
+    its ``fit``) on ``dataset`` (see the module docstring).
+
+    ``store``: a :class:`~graph_meta.store.base.GraphStore` holding the dataset's graph (e.g.
+    Neo4j); the full-train phase then trains on its ``snapshot()`` instead of a graph built
+    from the folder (the validation phase always builds its reduced graph from the carved
+    train). The snapshot must hold exactly the dataset's users and items.
+
+    First, before anything heavy, the memory estimate
+    (:func:`graph_meta.fitting.memory.check_memory`) refuses with
+    :class:`~graph_meta.fitting.memory.MemoryLimitError` what cannot fit. With ``progress``,
+    lines on stderr follow every step from the first second on: the estimate, each setup step
+    (graph, ALS, priors, validation, caches) as it starts and ends with a heartbeat while it
+    runs, the epochs.
+    """
+    with use_progress(Progress(bool(progress))) as printer:
+        est = check_memory(dataset, model.config)  # up front: refuses what cannot fit
+        avail, _ = available_memory_gb()
+        printer.say(f"{est.sizes['ratings']:,} ratings, {est.sizes['users']:,} users, "
+                    f"{est.sizes['items']:,} items: memory estimate {est.gb:.2f} GB"
+                    + (f" of {avail:.1f} GB available" if avail is not None else ""))
+        _train_model(model, dataset, device=device, progress=bool(progress), log_dir=log_dir,
+                     checkpoint_dir=checkpoint_dir, resume=resume, store=store)
+
+
+def _train_model(model: Any, dataset: Dataset, *, device: str,
+                 progress: bool, log_dir: str | Path | None,
+                 checkpoint_dir: str | Path | None, resume: bool, store: Any) -> None:
+    cfg = model.config
+    model.prior_targets = None  # set by the phase that trains the final net
+    full_graph = None
+    if store is not None:
+        with current_progress().step("reading the graph from the store"):
+            full_graph = store.snapshot(text_dim=cfg.model.text_dim)
+            check_snapshot(full_graph, dataset)
+    t_cfg = cfg.train
+    if t_cfg.threads > 0:
+        torch.set_num_threads(t_cfg.threads)
+    dev = resolve_device(device)
+    dataset = training_view(dataset)
+    log_path = ckpt_dir = None
+    if log_dir is not None:
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        log_path = Path(log_dir) / "train_log.csv"
+        if not resume and log_path.exists():
+            log_path.unlink()
+    if checkpoint_dir is not None:
+        ckpt_dir = Path(checkpoint_dir)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        (ckpt_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    resume_state = None
+    if resume and ckpt_dir is not None and (ckpt_dir / "last.pt").exists():
+        resume_state = torch.load(ckpt_dir / "last.pt", map_location=dev, weights_only=True)
+    t0 = time.perf_counter()
+    deadline = t0 + (t_cfg.max_minutes * 60 if t_cfg.max_minutes > 0 else math.inf)
+    model.history = []
+    info: dict[str, Any] = {"device": str(dev)}
+    epochs = t_cfg.epochs
+    refit_done = False
+    if t_cfg.validate:
+        if resume_state is not None and resume_state.get("phase") == "refit":
+            epochs = int(resume_state["val_best_epoch"])
+            info["val_best_epoch"] = epochs
+        else:
+            with current_progress().step("carving validation tasks from train.csv"):
+                carved = carve_validation(
+                    dataset, new_user_fraction=t_cfg.val_new_user_fraction,
+                    new_item_fraction=t_cfg.val_new_item_fraction,
+                    warm_task_fraction=t_cfg.val_warm_task_fraction,
+                    max_tasks=t_cfg.val_max_tasks, seed=t_cfg.seed)
+            res = _run_phase(model, training_view(carved), cfg, dev, name="val",
+                             epochs=t_cfg.epochs, val=carved, progress=progress,
+                             log_path=log_path, ckpt_dir=ckpt_dir, resume_state=resume_state,
+                             deadline=deadline)
+            epochs = res["best_epoch"]
+            info.update(val_best_epoch=epochs, val_rmse=res["best"], val_stopped=res["stopped"])
+            if not t_cfg.refit:
+                with current_progress().step("prediction cache on the full training graph"):
+                    full = (full_graph if full_graph is not None
+                            else build_graph(dataset, text_dim=cfg.model.text_dim))
+                    index = RatingIndex.from_graph(full)  # numpy, before the graph moves
+                    # the carved phase's ALS targets miss the held-out items: not extendable
+                    model.prior_targets = None
+                    model.build_cache(full.to(dev), index)
+                refit_done = True
+    if not refit_done:
+        res = _run_phase(model, dataset, cfg, dev, name="refit" if t_cfg.validate else "train",
+                         epochs=epochs, val=None, progress=progress, log_path=log_path,
+                         ckpt_dir=ckpt_dir, resume_state=resume_state, deadline=math.inf,
+                         extra_ckpt={"val_best_epoch": epochs}, graph=full_graph)
+        phase = res["phase"]
+        with current_progress().step("prediction cache (neighbours, learned co-rating weights)"):
+            model.build_cache(phase.data_dev, phase.index)
+    info["fit_s"] = round(time.perf_counter() - t0, 2)
+    trained = [h for h in model.history if "tasks_per_s" in h]
+    info["epochs_run"] = len(trained)
+    if trained:
+        info["tasks_per_s"] = float(np.mean([h["tasks_per_s"] for h in trained]))
+    info["rating_scale"] = [float(v) for v in dataset.spec.rating_scale]
+    model.fit_info = info
+    model._nbr_graph = None  # the neighbour lists live in the cache; drop the graph
+    if ckpt_dir is not None:
+        with current_progress().step("saving the model"):
+            model.save(ckpt_dir / "model.pt")
