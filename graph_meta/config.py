@@ -39,6 +39,7 @@ class ModelConfig:
     heads: int = 2                # HGT heads
     use_graph: bool = True        # ablation "no graph": prior from features only
     use_co_engaged: bool = True   # ablation "no CO_ENGAGED"
+    use_relations: bool = True    # user-user/item-item relation files (priors, messages)
     use_text: bool = True
     prior_mlp: int = 64
     dropout: float = 0.2

@@ -74,6 +74,8 @@ steps' analytic gradient: one ``D x D`` solve and ``T`` rank-``K`` updates per t
 equal to the torch.func path), then one sparse product for the neighbourhood.
 
 Ablations: ``model.use_graph=false`` (prior from features only), ``model.use_co_engaged=false``,
+``model.use_relations=false`` (no user-user / item-item relation file: neither the relation
+prior of :mod:`graph_meta.graph.relations` nor their edges in the encoder),
 ``meta.learner="none"`` (ridge fold-in from the graph prior, no inner gradient steps);
 :func:`training.benchmark.run_benchmark` with ``ablations=True`` runs them, plus the
 "pretrained without meta-learning, then fine-tuned on the support" variant.

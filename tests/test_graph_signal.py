@@ -113,3 +113,54 @@ def test_the_planted_graph_holds_signal_no_column_has(tmp_path) -> None:
     shuffled = rng.permutation(fr["dst"].to_numpy())
     r_random = np.corrcoef(user_mean.loc[fr["src"]], user_mean.loc[shuffled])[0, 1]
     assert r_succ > 0.3 and r_friends > 0.3 and abs(r_random) < 0.15
+
+
+def test_new_users_inherit_their_friends_taste_through_the_relation_file(tmp_path) -> None:
+    """With planted friend circles (FRIEND_OF, a relation file no column mirrors), a new
+    user's prior moves toward what their rated friends learned: K = 0 predictions of the
+    user_cold tasks improve over the model without relation files, trained alike; a new user
+    without a rated friend keeps the side-feature prior; changing who the friends are moves
+    the prior."""
+    import dataclasses
+
+    from graph_meta.config import Config
+    from loaders.folder import read_dataset, write_dataset
+    from loaders.synthetic import generate_catalog
+
+    data = read_dataset(write_dataset(generate_catalog(
+        n_users=1500, n_items=300, n_interactions=30000, seed=5, planted_graph=True),
+        tmp_path / "planted"))
+    small = {"model.dim": 8, "model.hidden": 16, "model.layers": 1, "train.epochs": 1,
+             "train.validate": False, "model.neighbor_k": 0}
+
+    def fit(dataset: Dataset, **over: object) -> GraphMetaRecommender:
+        torch.manual_seed(0)
+        return GraphMetaRecommender(Config().replace(**{**small, **over})).fit(
+            training_view(dataset))
+
+    with_rel, without = fit(data), fit(data, **{"model.use_relations": False})
+    tasks = data.tasks["user_cold"]
+
+    def rmse(model: GraphMetaRecommender) -> float:
+        err = [model.predict(t.user_id, [], [i for i, _ in t.query]) - np.array(
+            [r for _, r in t.query]) for t in tasks]
+        return float(np.sqrt(np.mean(np.concatenate(err) ** 2)))
+
+    assert rmse(with_rel) < rmse(without) - 0.01, (rmse(with_rel), rmse(without))
+    # a new user whose friends are all new too has no rated friend: the relation adds nothing
+    rated = set(data.train["user_id"].astype(str))
+    friends = data.relations["FRIEND_OF"]
+    new_user = str(tasks[0].user_id)
+    mates = set(friends.loc[friends["src"] == new_user, "dst"]) | set(
+        friends.loc[friends["dst"] == new_user, "src"])
+    assert mates & rated
+    cut = friends[(friends["src"] != new_user) & (friends["dst"] != new_user)]
+    lonely = dataclasses.replace(data, relations={**data.relations, "FRIEND_OF": cut})
+    alone = fit(lonely)
+    pos = with_rel.user_pos[new_user]
+    assert not np.allclose(alone.cache["user_prior"][pos], with_rel.cache["user_prior"][pos],
+                           atol=1e-4)
+    # other users' friends are unchanged, so their relation shift is the same up to the
+    # refit's small differences: the new user's own prior moved the most
+    moved = np.abs(alone.cache["user_prior"] - with_rel.cache["user_prior"]).sum(1)
+    assert moved[pos] >= np.quantile(moved, 0.99)

@@ -28,6 +28,7 @@ ABLATIONS: tuple[tuple[str, dict[str, Any], bool], ...] = (
     ("graph-meta (no neighbourhood correction)", {"model.neighbor_k": 0}, False),
     ("graph-meta (no learned co-rating weights)", {"model.regression_l2": 0.0}, False),
     ("graph-meta (no CO_ENGAGED)", {"model.use_co_engaged": False}, False),
+    ("graph-meta (no relation files)", {"model.use_relations": False}, False),
     ("graph-meta (no meta-learning)", {"meta.learner": "none"}, False),
     ("graph-meta (pretrained, fine-tuned on support)", {"meta.learner": "none"}, True),
 )
@@ -222,6 +223,8 @@ def run_benchmark(dataset: Dataset, out: Path, *, config_path: Path | None = Non
     replay(model)
     if ablations:
         for name, overrides, fine_tune in ABLATIONS:
+            if "model.use_relations" in overrides and not dataset.spec.relations:
+                continue  # no relation file: the row would repeat graph-meta's
             variant = GraphMetaRecommender(cfg.replace(**overrides))
             variant.name = name
             t = time.perf_counter()

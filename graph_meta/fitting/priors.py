@@ -1,6 +1,8 @@
 r"""The closed-form side-feature priors training gives users and items (and
 :meth:`~graph_meta.model.GraphMetaRecommender.add_items` gives products added later): a ridge
-map from side features onto the ALS states, rows weighted toward the newest releases."""
+map from side features onto the ALS states, rows weighted toward the newest releases, shifted
+by what rated neighbours along same-type relation files learned
+(:class:`graph_meta.graph.relations.RelationPrior`, ``model.use_relations``)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from graph_meta.baselines import _RidgeMap, side_features
 from graph_meta.config import Config
 from graph_meta.dataset import ITEM_ID, TIMESTAMP, Dataset
 from graph_meta.eval.protocol import release_column
+from graph_meta.graph.relations import RelationPrior, relation_adjacency
 
 __all__ = ["linear_prior", "release_weights", "side_prior"]
 
@@ -65,7 +68,10 @@ def side_prior(dataset: Dataset, cfg: Config, node_type: str, ids: list[str],
     """The closed-form side-feature prior training gives the ``ids`` rows of ``node_type``
     (``"Item"``: ``train.linear_prior_alpha``, rows weighted toward the newest releases by
     ``train.prior_newest_bias``; ``"User"``: ``train.user_prior_alpha``), fitted on the rows
-    with ``counts > 0`` to ``targets`` (:func:`linear_prior`)."""
+    with ``counts > 0`` to ``targets`` (:func:`linear_prior`), then shifted by the relation
+    files whose two ends are ``node_type`` (with ``model.use_graph`` and ``model.
+    use_relations``; :class:`~graph_meta.graph.relations.RelationPrior`, fitted on the same
+    rows with the same weights)."""
     t = cfg.train
     if node_type == "Item":
         frame, table, alpha = dataset.items, dataset.spec.items, t.linear_prior_alpha
@@ -74,5 +80,14 @@ def side_prior(dataset: Dataset, cfg: Config, node_type: str, ids: list[str],
         frame, table = dataset.users, dataset.spec.users
         alpha, rho = t.user_prior_alpha or t.linear_prior_alpha, None
     rows = frame.loc[pd.Index(ids).astype(frame.index.dtype)]
-    return linear_prior(table, rows, counts, targets, alpha, weight=t.prior_weight,
+    base = linear_prior(table, rows, counts, targets, alpha, weight=t.prior_weight,
                         row_weights=rho)
+    use = cfg.model.use_graph and cfg.model.use_relations
+    adjacency = relation_adjacency(dataset, node_type, ids) if use else {}
+    if adjacency:
+        w = np.sqrt(counts) if t.prior_weight == "sqrt" else counts.astype(np.float64)
+        if rho is not None:
+            w = w * np.asarray(rho, dtype=np.float64)
+        relation = RelationPrior.fit(adjacency, base, targets, counts, weights=w)
+        base = relation.apply(adjacency, base, targets, counts)
+    return base

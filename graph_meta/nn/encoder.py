@@ -27,7 +27,8 @@ user) is embedded exactly like a warm one, and no episode can see its own query 
 through the encoder (inductive by construction). Output: ``{node_type: [N_type, H]}``.
 
 Switches: ``use_graph=False`` skips message passing (features only); ``use_co_engaged=False``
-drops the ``CO_ENGAGED`` edges.
+drops the ``CO_ENGAGED`` edges; ``use_relations=False`` the user-user and item-item relation
+files' edges.
 """
 
 from __future__ import annotations
@@ -47,14 +48,18 @@ OUTPUT_TYPES = ("User", "Item")
 __all__ = ["HeteroEncoder", "encoder_edge_types"]
 
 
-def encoder_edge_types(data: HeteroData, *, use_co_engaged: bool = True) -> list[tuple]:
+def encoder_edge_types(data: HeteroData, *, use_co_engaged: bool = True,
+                       use_relations: bool = True) -> list[tuple]:
     """Edge types the encoder passes messages on: everything but the rating edges and the
-    ``CO_LIKED`` links computed from them."""
+    ``CO_LIKED`` links computed from them (without ``use_relations``, also without the
+    user-user and item-item relation files)."""
     out = []
     for et in data.edge_types:
         if et[1] in RATING_RELS:
             continue
         if not use_co_engaged and et[1].endswith("CO_ENGAGED"):
+            continue
+        if not use_relations and et[0] == et[2] and et[0] in OUTPUT_TYPES:
             continue
         if data[et].edge_index.numel() == 0:
             continue
@@ -128,6 +133,7 @@ class HeteroEncoder(nn.Module):
         heads: attention heads of HGT.
         use_graph: message passing on (False: features only, the "no graph" ablation).
         use_co_engaged: keep ``CO_ENGAGED`` edges.
+        use_relations: keep the user-user and item-item relation files' edges.
         use_text: use the hashed text features.
         dropout: on the messages.
         min_degree: attribute nodes (directors, actors, ...) with fewer graph neighbours share
@@ -138,7 +144,8 @@ class HeteroEncoder(nn.Module):
 
     def __init__(self, data: HeteroData, *, hidden: int = 64, layers: int = 2,
                  conv: str = "sage", heads: int = 2, use_graph: bool = True,
-                 use_co_engaged: bool = True, use_text: bool = True,
+                 use_co_engaged: bool = True, use_relations: bool = True,
+                 use_text: bool = True,
                  dropout: float = 0.0, min_degree: int = 2,
                  extra_dims: dict[str, int] | None = None) -> None:
         super().__init__()
@@ -159,7 +166,8 @@ class HeteroEncoder(nn.Module):
                            degree=degree[nt], min_degree=min_degree,
                            extra_dim=(extra_dims or {}).get(nt, 0))
             for nt in self.node_types})
-        self.edge_types = (encoder_edge_types(data, use_co_engaged=use_co_engaged)
+        self.edge_types = (encoder_edge_types(data, use_co_engaged=use_co_engaged,
+                                              use_relations=use_relations)
                            if use_graph and layers > 0 else [])
         self.conv_kind = conv
         self.convs = nn.ModuleList()

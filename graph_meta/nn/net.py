@@ -47,7 +47,8 @@ class GraphMetaNet(nn.Module):
         self.collab = m.collab_inputs
         self.encoder = HeteroEncoder(data, hidden=m.hidden, layers=m.layers, conv=m.conv,
                                      heads=m.heads, use_graph=m.use_graph,
-                                     use_co_engaged=m.use_co_engaged, use_text=m.use_text,
+                                     use_co_engaged=m.use_co_engaged,
+                                     use_relations=m.use_relations, use_text=m.use_text,
                                      dropout=m.dropout, min_degree=m.min_attr_degree,
                                      extra_dims={"Item": d_state + 2} if self.collab else None)
         n_items = int(data["Item"].num_nodes)
