@@ -95,6 +95,8 @@ def episode_tensors(batch: EpisodeBatch, device: torch.device) -> tuple[dict, di
 
 
 def resolve_device(device: str) -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda`` (RuntimeError when CUDA
+    is not available) as a torch device."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
