@@ -52,7 +52,7 @@ class ModelConfig:
     neighbor_rated_weight: float = 1.0  # weight of the co-rating neighbours (0: attributes only)
     regression_l2: float = 300.0  # ridge of the learned co-rating residual regression (0: off)
     collab_inputs: bool = False   # warm items' learned states enter message passing (DropoutNet)
-    live_precision: float = 1.0   # ratings observed after training: item ridge precision scale
+    live_precision: float = 1.0   # item precision scale of live updates (0: chosen at fit)
     live_warm_items: bool = True  # ... also update items that had training ratings
 
     def check(self) -> None:
@@ -60,7 +60,9 @@ class ModelConfig:
                   "neighbor_power", "neighbor_shrink")
         _at_least(self, "model", "layers", 0)
         _at_least(self, "model", "neighbor_k", 0)
-        _positive(self, "model", "live_precision")
+        if not self.live_precision >= 0:
+            raise ConfigError(f"model.live_precision: must be >= 0 (0: chosen at fit time), "
+                              f"got {self.live_precision!r}")
         for key in ("neighbor_rated_weight", "regression_l2"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"model.{key}: must be >= 0, got {getattr(self, key)}")

@@ -408,13 +408,18 @@ class GraphMetaRecommender:
         p = self._item_precision.get(pos)
         if p is None:
             lam = self.cache.get("lam_item", self.cache["lam"])  # older models: the user's
-            p = np.diag(lam * self.config.model.live_precision)
+            p = np.diag(lam * self._live_precision_scale())
             raters = self._training_raters(pos)
             if len(raters):
                 x = self._rater_rows(self._base_history_states()[raters])
                 p = p + x.T @ x
             self._item_precision[pos] = p
         return p
+
+    def _live_precision_scale(self) -> float:
+        """``model.live_precision``, or with 0 (auto) the scale chosen at fit time
+        (:mod:`graph_meta.live_tuning`; 1 when none was chosen)."""
+        return self.config.model.live_precision or float(self.cache.get("live_precision", 1.0))
 
     def _new_items_with_raters(self) -> np.ndarray:
         """Positions of the items without training ratings that have observed raters."""

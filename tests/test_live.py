@@ -416,3 +416,29 @@ def test_incremental_audience_scores_equal_the_from_scratch_path_after_every_upd
     for item in probe_items:
         np.testing.assert_allclose(model.score_all_users(item), fresh.score_all_users(item),
                                    atol=1e-9)
+
+
+def test_auto_live_precision_is_chosen_on_held_out_items_and_kept(catalog: Dataset,
+                                                                  tmp_path: Path) -> None:
+    """model.live_precision = 0: the scale of the item precision in live updates is chosen
+    at fit time on the carved validation's held-out items (graph_meta.live_tuning), used by
+    observe, and saved with the model."""
+    from graph_meta.live_tuning import SCALES, choose_live_precision
+
+    cfg = Config().replace(**{**_SMALL, "train.validate": True, "train.epochs": 1,
+                              "train.val_new_item_fraction": 0.3,
+                              "model.live_precision": 0.0})
+    torch.manual_seed(0)
+    model = GraphMetaRecommender(cfg).fit(training_view(catalog))
+    chosen = model.fit_info.get("live_precision")
+    assert chosen in SCALES
+    assert model._live_precision_scale() == chosen
+    model.save(tmp_path / "m.pt")
+    back = GraphMetaRecommender.load(tmp_path / "m.pt")
+    assert back._live_precision_scale() == chosen
+    # an explicit value wins over the chosen one
+    fixed = GraphMetaRecommender.load(tmp_path / "m.pt")
+    fixed.config.model.live_precision = 2.5
+    assert fixed._live_precision_scale() == 2.5
+    # the choice reads held-out items only: on the full training view there are none
+    assert choose_live_precision(model, training_view(catalog)) is None

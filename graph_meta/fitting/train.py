@@ -48,6 +48,7 @@ from graph_meta.fitting.graphs import build_graph, check_snapshot
 from graph_meta.fitting.memory import available_memory_gb, check_memory
 from graph_meta.fitting.priors import release_weights, side_prior
 from graph_meta.fitting.progress import Progress, current_progress, use_progress
+from graph_meta.live_tuning import choose_live_precision
 from graph_meta.nn.net import GraphMetaNet, init_precisions
 from graph_meta.sampling.episodes import EpisodeBatch, EpisodeSampler, RatingIndex
 
@@ -472,6 +473,13 @@ def _train_model(model: Any, dataset: Dataset, *, device: str,
                              deadline=deadline)
             epochs = res["best_epoch"]
             info.update(val_best_epoch=epochs, val_rmse=res["best"], val_stopped=res["stopped"])
+            if cfg.model.live_precision == 0:  # auto: chosen on the held-out items
+                with current_progress().step("live update precision on held-out items"):
+                    val_phase = res["phase"]
+                    model.build_cache(val_phase.data_dev, val_phase.index)
+                    chosen = choose_live_precision(model, carved, seed=t_cfg.seed)
+                if chosen is not None:
+                    info["live_precision"] = chosen[0]
             if not t_cfg.refit:
                 with current_progress().step("prediction cache on the full training graph"):
                     full = (full_graph if full_graph is not None
@@ -489,6 +497,8 @@ def _train_model(model: Any, dataset: Dataset, *, device: str,
         phase = res["phase"]
         with current_progress().step("prediction cache (neighbours, learned co-rating weights)"):
             model.build_cache(phase.data_dev, phase.index)
+    if "live_precision" in info:
+        model.cache["live_precision"] = np.array(info["live_precision"])
     info["fit_s"] = round(time.perf_counter() - t0, 2)
     trained = [h for h in model.history if "tasks_per_s" in h]
     info["epochs_run"] = len(trained)
