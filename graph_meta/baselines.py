@@ -23,7 +23,8 @@ fitted on train by alternating least squares. With :math:`\theta_u = (b_u, p_u)`
                      \sum_{i \in I_u} x_i\,(r_{ui} - \mu - b_i)
 
 (one batched ``(k+1) x (k+1)`` solve; the Gram matrices are one sparse product), and the item
-step is the same with the roles swapped; the last step is a user step.
+step is the same with the roles swapped; the last step is a user step. This is graph-meta's
+own ALS (:func:`graph_meta.fitting.als.als_ratings`), started from shrunk item means.
 
 *Fold-in.* A task's user is re-solved in closed form with the item parameters fixed, on the
 training history plus the support set, regularised toward a prior :math:`\theta^0`:
@@ -37,17 +38,17 @@ user's side features (``alpha_user``). With ``fold_in=False`` the support is ign
 training user keeps :math:`\theta_u`, a new user gets :math:`\theta^0`): the ablation that
 shows what adaptation buys.
 
-*New items (and users).* An item absent from train gets :math:`(b_i, q_i) = W^\top (f_i -
-\bar f) + \bar y`, a ridge regression (``alpha_item``) from side features :math:`f_i` to the
-learned :math:`(b_i, q_i)`, fitted on the training items with at least ``prior_min_count``
-ratings, rows weighted by :math:`\sqrt{n_i}` or :math:`n_i` (``prior_weight``); a new user's
-prior :math:`\theta^0` is the same map over the user table (``alpha_user``, weights
-:math:`\sqrt{n_u}`). :math:`f_i` (:func:`side_features`) concatenates the one-hot
-categorical columns, the numeric columns (z-score clipped into the training rows' range, plus
-a missing flag), the hashed text bag of :func:`graph_meta.graph.features.hashed_text` (2048
-buckets) and a multi-hot of every node column (genres, directors, actors, ...; values on at
-least 2 training rows, at most ``max_vocab`` per column), each multi-hot block scaled to unit
-norm.
+*New items (and users).* An item absent from train gets :math:`(b_i, q_i) = W^\top (f_i - \bar
+f) + \bar y`, a ridge regression (``alpha_item``) from side features :math:`f_i` to the learned
+:math:`(b_i, q_i)`, fitted on the training items with at least ``prior_min_count`` ratings,
+rows weighted by :math:`\sqrt{n_i}` or :math:`n_i` (``prior_weight``); a new user's prior
+:math:`\theta^0` is the same map over the user table (``alpha_user``, weights
+:math:`\sqrt{n_u}`). :math:`f_i` (:func:`graph_meta.side_features.side_features`) concatenates
+the one-hot categorical columns, the numeric columns (z-score clipped into the training rows'
+range, plus a missing flag), the hashed text bag of
+:func:`graph_meta.graph.features.hashed_text` (2048 buckets) and a multi-hot of every node
+column (genres, directors, actors, ...; values on at least 2 training rows, at most
+``max_vocab`` per column), each multi-hot block scaled to unit norm.
 
 *Hyper-parameters.* With ``tune=True`` (``fit`` then takes longer) :math:`\lambda,
 \lambda_b` (and ``k`` if the grid says so) are chosen on a grid, and ``alpha_user``,
@@ -69,22 +70,22 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
 import scipy.sparse as sp
 
 from graph_meta.dataset import ITEM_ID, RATING, USER_ID, Dataset
 from graph_meta.eval.protocol import carve_validation, evaluate, training_view
-from graph_meta.graph.build import split_multi
-from graph_meta.graph.features import encode_features, hashed_text
+from graph_meta.fitting.als import als_ratings
 from graph_meta.live import LiveRatings, posterior_update
 from graph_meta.schema import TableSpec
+from graph_meta.side_features import RidgeMap, side_features
 
 __all__ = [
     "BiasedMF",
     "GlobalMean",
     "ItemMeanUserBias",
-    "side_features",
 ]
+
+_RidgeMap = RidgeMap  # its name here before graph_meta.side_features (branches import it)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,147 +300,6 @@ def _carve_summary(pseudo: Dataset) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# side features
-
-
-def side_features(table: TableSpec, frame: pd.DataFrame, fit_rows: np.ndarray, *,
-                  min_count: int = 2, max_vocab: int = 2000, text_dim: int = 2048,
-                  clip_numeric: bool = True) -> sp.csr_matrix:
-    """Side-feature matrix ``[len(frame), d]`` of a users/items table.
-
-    Blocks: one-hot of every non-node ``categorical`` column, the ``numeric`` z-scores and
-    missing flags (from ``encode_features``), the hashed text bag (``hashed_text``, sparse;
-    2048 buckets for plots and titles: graph-meta's carved validation item_cold / user_item_cold
-    0.9434 / 1.0062 vs 0.9447 / 1.0090 with 256, on both carve seeds tried), and a multi-hot of
-    every node column. One-hot and multi-hot vocabularies keep the values present on at least
-    ``min_count`` of the ``fit_rows`` (bool mask: the rows a model is fitted on), the
-    ``max_vocab`` most frequent per column; a multi-hot row is scaled to unit L2 norm. With
-    ``clip_numeric`` a numeric z-score is clipped into the range it has on ``fit_rows``, so
-    that a linear map fitted there is not extrapolated (new items are later releases: their
-    year lies outside the training items' range).
-    """
-    n = len(frame)
-    fit_rows = np.asarray(fit_rows, dtype=bool)
-    enc = encode_features(table, frame, text_dim=0)
-    blocks: list[sp.csr_matrix] = []
-
-    def one_hot(rows: np.ndarray, cols: np.ndarray, n_cols: int, norm: bool) -> None:
-        counts = np.bincount(cols[fit_rows[rows]], minlength=n_cols)
-        keep = np.flatnonzero(counts >= min_count)
-        keep = keep[np.argsort(-counts[keep], kind="stable")[:max_vocab]]
-        remap = np.full(n_cols, -1)
-        remap[keep] = np.arange(len(keep))
-        sel = remap[cols] >= 0
-        rows, cols = rows[sel], remap[cols[sel]]
-        vals = np.ones(len(rows))
-        if norm and len(rows):
-            per_row = np.bincount(rows, minlength=n).astype(np.float64)
-            vals = 1.0 / np.sqrt(per_row[rows])
-        blocks.append(sp.csr_matrix((vals, (rows, cols)), shape=(n, len(keep))))
-
-    x_cat = enc["x_cat"].numpy()
-    for j in range(x_cat.shape[1]):
-        codes = x_cat[:, j]
-        present = np.flatnonzero(codes > 0)
-        one_hot(present, codes[present], int(enc["cat_sizes"][j]), norm=False)
-    for name, col in table.columns.items():
-        if not col.node:
-            continue
-        parts = split_multi(frame[name], col).to_numpy()
-        lengths = np.fromiter((len(p) for p in parts), np.int64, n)
-        values = [v for p in parts for v in p]
-        if not values:
-            continue
-        codes, _ = pd.factorize(pd.Series(values, dtype=object))
-        rows = np.repeat(np.arange(n), lengths)
-        # a value listed twice on one row counts once
-        pairs = np.unique(np.stack([rows, codes]), axis=1)
-        one_hot(pairs[0], pairs[1], int(codes.max()) + 1, norm=True)
-    x_num = enc["x_num"].numpy().astype(np.float64)
-    if clip_numeric and fit_rows.any():
-        for j in range(0, x_num.shape[1], 2):
-            seen = fit_rows & (x_num[:, j + 1] == 0)
-            if seen.any():
-                x_num[:, j] = np.clip(x_num[:, j], x_num[seen, j].min(), x_num[seen, j].max())
-    if x_num.shape[1]:
-        blocks.append(sp.csr_matrix(x_num))
-    text = hashed_text(table, frame, text_dim=text_dim)
-    if text.shape[1]:
-        blocks.append(text)
-    if not blocks:
-        return sp.csr_matrix((n, 0))
-    return sp.hstack(blocks, format="csr")
-
-
-class _RidgeMap:
-    r"""Weighted ridge regression :math:`f \mapsto W^\top (f - \bar f) + \bar y`.
-
-    With :math:`G = \Omega^{1/2} (F - 1 \bar f^\top)` (the fit rows, weights
-    :math:`\Omega`, weighted mean :math:`\bar f`), :math:`W = (G^\top G + \alpha I)^{-1}
-    G^\top \Omega^{1/2} (y - \bar y) = G^\top (G G^\top + \alpha I)^{-1} \Omega^{1/2}
-    (y - \bar y)`: the primal ``d x d`` or the dual ``n x n`` system, whichever is smaller;
-    its Cholesky factor is cached per alpha, so many targets and alphas are cheap.
-    """
-
-    def __init__(self, features: sp.csr_matrix, fit_rows: np.ndarray,
-                 weights: np.ndarray | None = None) -> None:
-        self.features = features.tocsr()
-        self.fit_rows = np.flatnonzero(fit_rows)
-        n, d = len(self.fit_rows), features.shape[1]
-        w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-        self.w = w / w.mean() if n else w
-        self.sw = np.sqrt(self.w)
-        self._f = self.features[self.fit_rows]
-        self.mean_f = np.asarray(self._f.T @ self.w).ravel() / self.w.sum() if n else np.zeros(d)
-        self.dual = n < d
-        self._factors: dict[float, Any] = {}
-        if n == 0 or d == 0:
-            self.gram = np.zeros((0, 0))
-        elif self.dual:
-            ff = np.asarray((self._f @ self._f.T).todense())
-            fm = np.asarray(self._f @ self.mean_f).ravel()
-            self.gram = ff - fm[:, None] - fm[None, :] + self.mean_f @ self.mean_f
-            self.gram *= self.sw[:, None] * self.sw[None, :]
-        else:
-            self.gram = np.asarray((self._f.T @ sp.diags(self.w) @ self._f).todense())
-            self.gram -= self.w.sum() * np.outer(self.mean_f, self.mean_f)
-
-    def _solve(self, rhs: np.ndarray, alpha: float) -> np.ndarray:
-        if alpha <= 0:
-            raise ValueError(f"ridge alpha must be > 0, got {alpha}")
-        if alpha not in self._factors:
-            if len(self._factors) > 8:
-                self._factors.clear()
-            a = self.gram + alpha * np.eye(len(self.gram))
-            self._factors[alpha] = scipy.linalg.cho_factor(a, check_finite=False)
-        return scipy.linalg.cho_solve(self._factors[alpha], rhs, check_finite=False)
-
-    def coef(self, targets: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-        """``(W, intercept)`` for targets ``[n_fit, out]``."""
-        y = np.asarray(targets, dtype=np.float64)
-        d, out = self.features.shape[1], y.shape[1]
-        if len(self.fit_rows) == 0:
-            return np.zeros((d, out)), np.zeros(out)
-        mean_y = self.w @ y / self.w.sum()
-        if len(self.gram) == 0:
-            return np.zeros((d, out)), mean_y
-        yc = (y - mean_y) * self.sw[:, None]
-        if self.dual:
-            a = self._solve(yc, float(alpha)) * self.sw[:, None]
-            coef = np.asarray(self._f.T @ a) - np.outer(self.mean_f, a.sum(axis=0))
-        else:
-            z = yc * self.sw[:, None]
-            b = np.asarray(self._f.T @ z) - np.outer(self.mean_f, z.sum(axis=0))
-            coef = self._solve(b, float(alpha))
-        return coef, mean_y - self.mean_f @ coef
-
-    def predict(self, targets: np.ndarray, alpha: float) -> np.ndarray:
-        """Predictions for every row of ``features`` from targets of the fit rows."""
-        coef, intercept = self.coef(targets, alpha)
-        return np.asarray(self.features @ coef) + intercept
-
-
-# ---------------------------------------------------------------------------------------------
 # BiasedMF
 
 
@@ -453,14 +313,14 @@ class _SideTable:
     features: sp.csr_matrix
     fit_rows: np.ndarray
     counts: np.ndarray
-    ridges: dict[str, _RidgeMap]
+    ridges: dict[str, RidgeMap]
 
-    def ridge(self, weighting: str) -> _RidgeMap:
+    def ridge(self, weighting: str) -> RidgeMap:
         """The ridge map with rows weighted by ``sqrt(n)``, ``n`` or 1 (cached)."""
         if weighting not in self.ridges:
             n = self.counts[self.fit_rows].astype(np.float64)
             weights = {"sqrt": np.sqrt(n), "count": n, "none": None}[weighting]
-            self.ridges[weighting] = _RidgeMap(self.features, self.fit_rows, weights)
+            self.ridges[weighting] = RidgeMap(self.features, self.fit_rows, weights)
         return self.ridges[weighting]
 
 
@@ -473,7 +333,6 @@ class _Prepared:
     by_user: sp.csr_matrix
     by_item: sp.csr_matrix
     order_user: np.ndarray
-    order_item: np.ndarray
     items: _SideTable
     users: _SideTable
     item_train: np.ndarray
@@ -602,44 +461,28 @@ class BiasedMF:
 
         return _Prepared(
             data=data, mu=mu, by_user=by_user, by_item=by_item,
-            # ratings in the CSR order of by_user / by_item (pairs are unique)
-            order_user=np.lexsort((data.i, data.u)), order_item=np.lexsort((data.u, data.i)),
+            # ratings in the CSR order of by_user (pairs are unique)
+            order_user=np.lexsort((data.i, data.u)),
             items=side(dataset.spec.items, dataset.items, n_item, data.n_items),
             users=side(dataset.spec.users, dataset.users, n_user, data.n_users),
             item_train=n_item > 0, user_train=n_user > 0, scale=dataset.spec.rating_scale,
         )
 
     def _als(self, prep: _Prepared, k: int, reg: float, reg_bias: float) -> _Factors:
+        """ALS (:func:`graph_meta.fitting.als.als_ratings`) from shrunk item means and random
+        factors; never-rated items get zeros."""
         data = prep.data
         rng = np.random.default_rng(self.seed)
         lam = np.full(k + 1, float(reg))
         lam[0] = reg_bias
-        dev = data.r - prep.mu
         n_i = np.bincount(data.i, minlength=data.n_items)
-        b_item = np.bincount(data.i, weights=dev, minlength=data.n_items) / (n_i + reg_bias)
+        b_item = np.bincount(data.i, weights=data.r - prep.mu,
+                             minlength=data.n_items) / (n_i + reg_bias)
         q_item = rng.normal(0.0, 0.1, (data.n_items, k))
-
-        def step(mat: sp.csr_matrix, order: np.ndarray, cols: np.ndarray, other_b: np.ndarray,
-                 other_f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            x = np.hstack([np.ones((len(other_f), 1)), other_f])
-            outer = (x[:, :, None] * x[:, None, :]).reshape(len(x), -1)
-            gram = np.asarray(mat @ outer).reshape(-1, k + 1, k + 1)
-            gram += np.diag(lam)
-            target = dev - other_b[cols]
-            resid = sp.csr_matrix((target[order], mat.indices, mat.indptr), shape=mat.shape)
-            rhs = np.asarray(resid @ x)
-            theta = np.linalg.solve(gram, rhs[:, :, None])[:, :, 0]
-            return theta[:, 0], theta[:, 1:]
-
-        by_user, by_item = prep.by_user, prep.by_item
-        ou, oi = prep.order_user, prep.order_item
-        b_user, p_user = step(by_user, ou, data.i, b_item, q_item)
-        for _ in range(self.iters):
-            b_item, q_item = step(by_item, oi, data.u, b_user, p_user)
-            b_user, p_user = step(by_user, ou, data.i, b_item, q_item)
-        b_item[~prep.item_train] = 0.0
-        q_item[~prep.item_train] = 0.0
-        return _Factors(b_user, p_user, b_item, q_item)
+        items, users = als_ratings(data.u, data.i, data.r, data.n_users, data.n_items, lam,
+                                   self.iters, np.column_stack([b_item, q_item]), mu=prep.mu)
+        items[~prep.item_train] = 0.0
+        return _Factors(users[:, 0], users[:, 1:], items[:, 0], items[:, 1:])
 
     def _finalize(self, prep: _Prepared, f: _Factors, alpha_item: float | None,
                   alpha_user: float | None) -> None:

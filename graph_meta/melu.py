@@ -1,12 +1,12 @@
 r"""MeLU-style baseline: attribute embeddings + a decision MLP + MAML, no graph, no history.
 
 After Lee et al. 2019 ("MeLU: Meta-Learned User Preference Estimator for Cold-Start
-Recommendation"), on this project's machinery (:func:`graph_meta.baselines.side_features`,
-:mod:`graph_meta.meta.learners`). Nothing is specific to a dataset: the columns come from
+Recommendation"), on this project's machinery (:func:`graph_meta.side_features.side_features`,
+:mod:`graph_meta.meta`). Nothing is specific to a dataset: the columns come from
 ``dataset.spec``.
 
 **Attribute embeddings.** Every side-information column :math:`c` of ``users.csv``
-(``items.csv``) is encoded on its own by :func:`~graph_meta.baselines.side_features` into a
+(``items.csv``) is encoded on its own by :func:`~graph_meta.side_features.side_features` into a
 sparse row :math:`f_c(u) \in \mathbb{R}^{d_c}` (one-hot categorical, z-score + missing flag of
 a numeric column, hashed bag of words of a text column, unit-norm multi-hot of a node
 column; vocabularies from the users (items) with training ratings) and embedded by its own
@@ -34,7 +34,7 @@ the last layer initialised at zero, so a fresh model predicts :math:`\mu`.
 
 **Local update** (MeLU's inner loop): only the MLP weights :math:`\phi` are adapted, on the
 task's support set :math:`S` (padded to ``max_support`` with a mask), by the learner of
-:mod:`graph_meta.meta.learners` (MAML, FOMAML or Meta-SGD), ``inner_steps`` steps:
+:mod:`graph_meta.meta` (MAML, FOMAML or Meta-SGD), ``inner_steps`` steps:
 
 .. math:: \phi_{t+1} = \phi_t - \alpha_t \odot \nabla_\phi \frac{1}{|S|}
           \sum_{(i, r) \in S} (\hat r_{ui}(\phi_t) - r)^2 .
@@ -75,11 +75,11 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from graph_meta.baselines import side_features
 from graph_meta.dataset import ITEM_ID, RATING, USER_ID, Dataset
 from graph_meta.live import LiveRatings
-from graph_meta.meta.learners import MetaLearner, make_learner
+from graph_meta.meta import MetaLearner, make_learner
 from graph_meta.schema import TableSpec
+from graph_meta.side_features import side_features
 
 __all__ = ["MeLUStyle"]
 

@@ -11,7 +11,6 @@ import scipy.sparse as sp
 import scipy.sparse.linalg  # noqa: F401  (sp.linalg.norm)
 import torch
 
-from graph_meta.baselines import _RidgeMap, side_features
 from graph_meta.config import Config, ConfigError, load_config
 from graph_meta.dataset import Dataset
 from graph_meta.eval.protocol import evaluate, training_view
@@ -22,6 +21,8 @@ from graph_meta.graph.features import encode_features, hashed_text
 from graph_meta.model import GraphMetaRecommender
 from graph_meta.nn.net import GraphMetaNet, init_precisions
 from graph_meta.schema import ColumnSpec, TableSpec
+from graph_meta.side_features import RidgeMap as _RidgeMap
+from graph_meta.side_features import side_features
 from training.benchmark import ABLATIONS, fine_tune_steps
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,24 +4,14 @@
   early stopping, refit, checkpoints, the prediction cache (:func:`train_model`);
 * :mod:`graph_meta.fitting.graphs` — the graph it trains on (from the folder, or a store's
   snapshot checked against the dataset);
-* :mod:`graph_meta.fitting.als` — the ALS start (biased MF by alternating ridge solves);
+* :mod:`graph_meta.fitting.als` — the ALS start (biased MF by alternating ridge solves; the
+  one ALS, also the biased MF baseline's);
 * :mod:`graph_meta.fitting.priors` — the closed-form side-feature priors of users and items
   (also used by ``add_items`` for products added after training);
 * :mod:`graph_meta.fitting.memory` — the up-front memory estimate and its refusal;
 * :mod:`graph_meta.fitting.progress` — timestamped progress lines with a heartbeat.
 
-The network itself is :class:`graph_meta.nn.net.GraphMetaNet`.
+The network itself is :class:`graph_meta.nn.net.GraphMetaNet`. Import the modules
+themselves (the package imports none of them: the biased MF baseline uses the ALS without
+the training loop's dependencies).
 """
-
-from graph_meta.fitting.als import als
-from graph_meta.fitting.memory import (
-    MemoryEstimate,
-    MemoryLimitError,
-    check_memory,
-    estimate_memory,
-)
-from graph_meta.fitting.priors import linear_prior, release_weights, side_prior
-from graph_meta.fitting.train import train_model
-
-__all__ = ["MemoryEstimate", "MemoryLimitError", "als", "check_memory", "estimate_memory",
-           "linear_prior", "release_weights", "side_prior", "train_model"]

@@ -1,16 +1,31 @@
-"""Biased MF by alternating ridge solves: the ALS start of meta-training and the targets of
-the side-feature prior (:mod:`graph_meta.fitting.priors`)."""
+r"""Biased MF by alternating ridge solves, the one ALS of the project: the ALS start of
+meta-training and the targets of the side-feature prior (:mod:`graph_meta.fitting.priors`),
+and the biased MF baseline (:class:`graph_meta.baselines.BiasedMF`).
+
+With states :math:`\theta = (b, v)`, :math:`x_j = (1, v_j)` and :math:`\Lambda` the
+precision (a number or one per coordinate, bias first), the user step solves for every user
+
+.. math:: \theta_u = \Big(\sum_{i \in I_u} x_i x_i^\top + \Lambda\Big)^{-1}
+          \sum_{i \in I_u} x_i\,(r_{ui} - \mu - b_i)
+
+(one batched ``D x D`` solve; the Gram matrices are one sparse product with the items'
+outer products), and the item step is its mirror image. A fit is a user step, then ``iters``
+times an item step and a user step.
+"""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+import scipy.sparse as sp
 
-from graph_meta.sampling.episodes import RatingIndex
+if TYPE_CHECKING:
+    from graph_meta.sampling.episodes import RatingIndex
 
-__all__ = ["als", "segment_outer"]
+__all__ = ["als", "als_ratings", "segment_outer"]
 
 
 def segment_outer(out: np.ndarray, seg: np.ndarray, rows: np.ndarray) -> None:
@@ -25,44 +40,74 @@ def segment_outer(out: np.ndarray, seg: np.ndarray, rows: np.ndarray) -> None:
         out[seg[a]] += r.T @ r
 
 
+class _Side:
+    """The ratings grouped by one side (users or items) as a CSR pattern, one entry per
+    rating (a pair rated twice counts twice, as a sum over ratings does)."""
+
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> None:
+        self.order = np.argsort(rows, kind="stable")
+        self.indptr = np.r_[0, np.cumsum(np.bincount(rows, minlength=n_rows))]
+        self.indices = cols[self.order]
+        self.cols = cols
+        self.shape = (n_rows, n_cols)
+        self.ones = self.matrix(np.ones(len(rows)))
+
+    def matrix(self, values: np.ndarray) -> sp.csr_matrix:
+        """``[n_rows, n_cols]`` with one entry per rating (``values`` in rating order)."""
+        return sp.csr_matrix((values[self.order], self.indices, self.indptr), shape=self.shape)
+
+    def solve(self, rating: np.ndarray, mu: float, other: np.ndarray,
+              lam: np.ndarray) -> np.ndarray:
+        """``[n_rows, D]``: every row's ridge solve against the fixed states ``other``."""
+        d = other.shape[1]
+        x = np.concatenate([np.ones((len(other), 1)), other[:, 1:]], axis=1)
+        outer = (x[:, :, None] * x[:, None, :]).reshape(len(x), -1)
+        gram = np.asarray(self.ones @ outer).reshape(-1, d, d) + lam
+        rhs = np.asarray(self.matrix(rating - mu - other[self.cols, 0]) @ x)
+        return np.linalg.solve(gram, rhs[..., None])[..., 0]
+
+
+def als_ratings(user: np.ndarray, item: np.ndarray, rating: np.ndarray, n_users: int,
+                n_items: int, reg: float | Sequence[float], iters: int, items0: np.ndarray, *,
+                mu: float, on_sweep: Callable[[int, int], None] | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """``(items [N_I, D], users [N_U, D])`` of biased MF on ratings ``(user, item, rating)``
+    (module docstring) from item states ``items0`` ``[N_I, D]`` and mean ``mu``; ``reg`` the
+    precision (a number, or ``[D]``: bias first). Rows without ratings get zeros."""
+    d = items0.shape[1]
+    lam = np.diag(np.broadcast_to(np.asarray(reg, dtype=np.float64), (d,)))
+    by_user = _Side(user, item, n_users, n_items)
+    by_item = _Side(item, user, n_items, n_users)
+    items = np.asarray(items0, dtype=np.float64).copy()
+    users = by_user.solve(rating, mu, items, lam)
+    for sweep in range(iters):
+        items = by_item.solve(rating, mu, users, lam)
+        users = by_user.solve(rating, mu, items, lam)
+        if on_sweep is not None:
+            on_sweep(sweep + 1, iters)
+    return items, users
+
+
 def als(index: RatingIndex, dim: int, reg: float | Sequence[float], iters: int, seed: int, *,
         edges: np.ndarray | None = None, items0: np.ndarray | None = None,
         on_sweep: Callable[[int, int], None] | None = None
         ) -> tuple[float, np.ndarray, np.ndarray]:
-    """Biased MF by alternating ridge solves: ``(mu, items [N_I, 1+dim], users [N_U, 1+dim])``.
+    """Biased MF of the training graph's ratings: ``(mu, items [N_I, 1+dim], users [N_U,
+    1+dim])`` (:func:`als_ratings`).
 
     The user step is the model's fold-in with a zero prior and precision ``reg`` (a number, or
     ``[1+dim]`` per coordinate: bias first); the item step is its mirror image. ``edges``
-    (bool ``[E]``) restricts the fit to those ratings, ``items0`` warm-starts it. Items
-    without ratings get zeros. ``on_sweep(k, iters)`` is called after sweep ``k``.
+    (bool ``[E]``) restricts the fit to those ratings, ``items0`` warm-starts it (else zero
+    biases and N(0, 0.1) vectors). Items without ratings get zeros. ``on_sweep(k, iters)`` is
+    called after sweep ``k``.
     """
     rng = np.random.default_rng(seed)
     sel = np.ones(index.num_edges, bool) if edges is None else edges
     e_user, e_item, e_rating = index.user[sel], index.item[sel], index.rating[sel]
     mu = float(e_rating.mean()) if len(e_rating) else 0.0
-    d = 1 + dim
     if items0 is None:
-        items = np.zeros((index.num_items, d))
-        items[:, 1:] = rng.normal(0, 0.1, (index.num_items, dim))
-    else:
-        items = np.asarray(items0, dtype=np.float64).copy()
-    users = np.zeros((index.num_users, d))
-    lam = np.diag(np.broadcast_to(np.asarray(reg, dtype=np.float64), (d,)))
-
-    def solve(rows_of: np.ndarray, cols_of: np.ndarray, other: np.ndarray, n: int
-              ) -> np.ndarray:
-        x = np.concatenate([np.ones((len(cols_of), 1)), other[cols_of, 1:]], axis=1)
-        t = e_rating - mu - other[cols_of, 0]
-        a = np.zeros((n, d, d))
-        segment_outer(a, rows_of, x)
-        c = np.zeros((n, d))
-        np.add.at(c, rows_of, x * t[:, None])
-        return np.linalg.solve(a + lam, c[..., None])[..., 0]
-
-    for sweep in range(iters):
-        users = solve(e_user, e_item, items, index.num_users)
-        items = solve(e_item, e_user, users, index.num_items)
-        if on_sweep is not None:
-            on_sweep(sweep + 1, iters)
-    users = solve(e_user, e_item, items, index.num_users)
+        items0 = np.zeros((index.num_items, 1 + dim))
+        items0[:, 1:] = rng.normal(0, 0.1, (index.num_items, dim))
+    items, users = als_ratings(e_user, e_item, e_rating, index.num_users, index.num_items,
+                               reg, iters, items0, mu=mu, on_sweep=on_sweep)
     return mu, items, users

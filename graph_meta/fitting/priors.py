@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from graph_meta.baselines import _RidgeMap, side_features
 from graph_meta.config import Config
 from graph_meta.dataset import ITEM_ID, TIMESTAMP, Dataset
 from graph_meta.eval.protocol import release_column
 from graph_meta.graph.relations import RelationPrior, relation_adjacency
+from graph_meta.side_features import RidgeMap, side_features
 
 __all__ = ["linear_prior", "release_weights", "side_prior"]
 
@@ -45,7 +45,7 @@ def release_weights(dataset: Dataset, item_ids: list[str], bias: float) -> np.nd
 def linear_prior(table, frame, counts: np.ndarray, targets: np.ndarray, alpha: float, *,
                  weight: str = "sqrt", row_weights: np.ndarray | None = None) -> np.ndarray:
     r"""Closed-form side-feature prior: a ridge map from the one-hot / multi-hot / text
-    features :math:`f` of :func:`graph_meta.baselines.side_features` onto the ALS states
+    features :math:`f` of :func:`graph_meta.side_features.side_features` onto the ALS states
     :math:`y` of the rated rows, applied to every row (new ones included):
 
     .. math:: \min_{W, b} \sum_{i:\,n_i>0} \omega_i \lVert W^\top f_i + b - y_i\rVert^2
@@ -59,7 +59,7 @@ def linear_prior(table, frame, counts: np.ndarray, targets: np.ndarray, alpha: f
     w = np.sqrt(counts[fit]) if weight == "sqrt" else counts[fit].astype(np.float64)
     if row_weights is not None:
         w = w * np.asarray(row_weights, dtype=np.float64)[fit]
-    ridge = _RidgeMap(feats, fit, w)
+    ridge = RidgeMap(feats, fit, w)
     return ridge.predict(targets[fit], alpha)
 
 
