@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from graph_meta.nn.convs import conv_names
+
 __all__ = ["Config", "ConfigError", "EpisodeConfig", "MetaConfig", "ModelConfig",
            "TrainConfig", "load_config"]
 
@@ -35,7 +37,7 @@ class ModelConfig:
     dim: int = 16                 # d: size of the user/item vectors (state = 1 + d)
     hidden: int = 64              # encoder width H
     layers: int = 2               # message-passing rounds
-    conv: str = "sage"            # "sage" | "hgt"
+    conv: str = "sage"            # graph_meta.nn.convs.conv_names(): "sage" | "hgt"
     heads: int = 2                # HGT heads
     use_graph: bool = True        # ablation "no graph": prior from features only
     use_co_engaged: bool = True   # ablation "no CO_ENGAGED"
@@ -67,7 +69,7 @@ class ModelConfig:
             if getattr(self, key) < 0:
                 raise ConfigError(f"model.{key}: must be >= 0, got {getattr(self, key)}")
         _at_least(self, "model", "min_attr_degree", 1)
-        _choice(self, "model", "conv", ("sage", "hgt"))
+        _choice(self, "model", "conv", conv_names())
         _unit(self, "model", "dropout")
 
 

@@ -33,12 +33,11 @@ files' edges.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
-from torch_geometric.nn import HeteroConv, HGTConv, SAGEConv
+
+from graph_meta.nn.convs import conv_kind
 
 # rating edges, and the item links computed from them: a new item has none, so an item playing
 # new in a meta-batch must not have them either (its CO_LIKED links come from its own ratings)
@@ -129,7 +128,8 @@ class HeteroEncoder(nn.Module):
             read here, the tensors are passed to :meth:`forward`.
         hidden: width ``H``.
         layers: message-passing rounds (0 = features only).
-        conv: ``"sage"`` (HeteroConv of SAGEConv) or ``"hgt"`` (HGTConv).
+        conv: a registered kind (:func:`graph_meta.nn.convs.conv_names`): ``"sage"``
+            (HeteroConv of SAGEConv) or ``"hgt"`` (HGTConv).
         heads: attention heads of HGT.
         use_graph: message passing on (False: features only, the "no graph" ablation).
         use_co_engaged: keep ``CO_ENGAGED`` edges.
@@ -149,8 +149,7 @@ class HeteroEncoder(nn.Module):
                  dropout: float = 0.0, min_degree: int = 2,
                  extra_dims: dict[str, int] | None = None) -> None:
         super().__init__()
-        if conv not in ("sage", "hgt"):
-            raise ValueError(f"conv must be 'sage' or 'hgt', got {conv!r}")
+        self.conv_type = conv_kind(conv)
         self.hidden = hidden
         self.node_types = list(data.node_types)
         degree = {nt: torch.zeros(int(data[nt].num_nodes), dtype=torch.long)
@@ -169,7 +168,6 @@ class HeteroEncoder(nn.Module):
         self.edge_types = (encoder_edge_types(data, use_co_engaged=use_co_engaged,
                                               use_relations=use_relations)
                            if use_graph and layers > 0 else [])
-        self.conv_kind = conv
         self.convs = nn.ModuleList()
         self.layer_edge_types: list[list[tuple]] = []
         n_layers = layers if self.edge_types else 0
@@ -179,14 +177,7 @@ class HeteroEncoder(nn.Module):
             ets = self.edge_types if layer < n_layers - 1 else [
                 et for et in self.edge_types if et[2] in OUTPUT_TYPES]
             self.layer_edge_types.append(ets)
-            if conv == "sage":
-                with warnings.catch_warnings():  # by design: the last round feeds User/Item
-                    warnings.filterwarnings("ignore", message="There exist node types")
-                    self.convs.append(HeteroConv(
-                        {et: SAGEConv((hidden, hidden), hidden) for et in ets}, aggr="sum"))
-            else:
-                used = sorted({et[0] for et in ets} | {et[2] for et in ets})
-                self.convs.append(HGTConv(hidden, hidden, (used, ets), heads=heads))
+            self.convs.append(self.conv_type.build(hidden, ets, heads))
         self.dropout = nn.Dropout(dropout)
         self.norms = nn.ModuleList(
             nn.ModuleDict({nt: nn.LayerNorm(hidden) for nt in sorted({et[2] for et in ets})})
@@ -198,11 +189,7 @@ class HeteroEncoder(nn.Module):
         h = {nt: self.inputs[nt](data[nt], extra.get(nt)) for nt in self.node_types}
         for conv, norm, ets in zip(self.convs, self.norms, self.layer_edge_types, strict=True):
             edge_index = {et: data[et].edge_index for et in ets}
-            if self.conv_kind == "hgt":
-                used = {et[0] for et in ets} | {et[2] for et in ets}
-                msg = conv({nt: h[nt] for nt in used}, edge_index)
-            else:
-                msg = conv(h, edge_index)
+            msg = self.conv_type.call(conv, h, edge_index, ets)
             h = {nt: norm[nt](h[nt] + self.dropout(torch.relu(msg[nt])))
                  if nt in norm and msg.get(nt) is not None else h[nt]
                  for nt in self.node_types}
