@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from graph_meta.meta import learner_names
 from graph_meta.nn.convs import conv_names
 
 __all__ = ["Config", "ConfigError", "EpisodeConfig", "MetaConfig", "ModelConfig",
@@ -77,7 +78,8 @@ class ModelConfig:
 class MetaConfig:
     """The inner loop (what adapts, how) and the meta-learner."""
 
-    learner: str = "metasgd"      # "metasgd" | "maml" | "fomaml" | "reptile" | "none"
+    learner: str = "metasgd"      # graph_meta.meta.learner_names(): "metasgd" | "maml" |
+    #                               "fomaml" | "reptile" | "none"
     inner_steps: int = 2
     inner_lr: float = 0.05
     first_order: bool = False     # Meta-SGD without second-order terms
@@ -90,7 +92,7 @@ class MetaConfig:
     learn_precision: bool = True
 
     def check(self) -> None:
-        _choice(self, "meta", "learner", ("metasgd", "maml", "fomaml", "reptile", "none"))
+        _choice(self, "meta", "learner", learner_names())
         _at_least(self, "meta", "inner_steps", 0)
         _positive(self, "meta", "inner_lr", "init_precision")
         if self.init_precision_bias < 0:

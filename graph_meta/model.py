@@ -104,7 +104,7 @@ from graph_meta.fitting.train import train_model
 from graph_meta.graph.neighborhood import ItemNeighbors, residual_correction
 from graph_meta.live import LiveRatings, posterior_update, rating_triples
 from graph_meta.live_cache import EdgeResiduals, UserRowSums
-from graph_meta.meta.learners import MetaLearner
+from graph_meta.meta import MetaLearner
 from graph_meta.nn.net import GraphMetaNet
 from graph_meta.sampling.episodes import RatingIndex
 from graph_meta.store.candidates import check_rating

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from graph_meta.meta import FOMAML, MAML, MetaSGD, make_learner
-from graph_meta.nn.net import _inner_loss
+from graph_meta.nn.support import support_loss as _inner_loss
 
 
 def _quad(params, b):

@@ -1,5 +1,17 @@
-"""Meta-learners over ``torch.func`` (MAML, FOMAML, Meta-SGD, Reptile)."""
+"""Meta-learners over ``torch.func``: the interface (:mod:`graph_meta.meta.base`) and the
+registered learners, one module each (importing a module registers its learners)."""
 
-from graph_meta.meta.learners import FOMAML, MAML, MetaLearner, MetaSGD, Reptile, make_learner
+from graph_meta.meta.base import (
+    NO_LEARNER,
+    InnerRule,
+    MetaLearner,
+    learner_names,
+    make_learner,
+    register_learner,
+)
+from graph_meta.meta.maml import FOMAML, MAML
+from graph_meta.meta.metasgd import MetaSGD
+from graph_meta.meta.reptile import Reptile
 
-__all__ = ["FOMAML", "MAML", "MetaLearner", "MetaSGD", "Reptile", "make_learner"]
+__all__ = ["FOMAML", "MAML", "NO_LEARNER", "InnerRule", "MetaLearner", "MetaSGD", "Reptile",
+           "learner_names", "make_learner", "register_learner"]

@@ -1,7 +1,8 @@
 r"""The network meta-training fits: :class:`GraphMetaNet` (encoder, prior heads, item
-residuals, :math:`\mu`, the ridge precisions and the inner-loop learners) and the support loss
-its learners adapt on (:func:`_inner_loss`). :class:`graph_meta.model.GraphMetaRecommender`
-holds one; :mod:`graph_meta.fitting` trains it.
+residuals, :math:`\mu`, the ridge precisions and the inner-loop learners, which adapt on
+:func:`graph_meta.nn.support.support_loss`). :class:`graph_meta.model.GraphMetaRecommender`
+holds one; :mod:`graph_meta.fitting` trains it; :meth:`GraphMetaNet.serving_rates` exports the
+learners' inner loops for serving (:mod:`graph_meta.serving.adapt`).
 """
 
 from __future__ import annotations
@@ -9,28 +10,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from graph_meta.config import Config
-from graph_meta.meta.learners import MetaLearner, Reptile, make_learner
+from graph_meta.meta import NO_LEARNER, InnerRule, MetaLearner, make_learner
 from graph_meta.nn.encoder import HeteroEncoder
 from graph_meta.nn.heads import PriorHead, ridge_solve, score
+from graph_meta.nn.support import support_loss
 
-__all__ = ["GraphMetaNet", "init_precisions", "learner_keys"]
-
-
-def _inner_loss(params: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> Tensor:
-    """Support loss of one task (masked squared error over ``K`` ratings, divided by
-    ``K + b["kappa"]`` when given, else by ``K``); ``b["theta"]``/``b["head"]`` are the
-    defaults of what is not adapted."""
-    theta = params["theta"] if "theta" in params else b["theta"]
-    head = params["head"] if "head" in params else b.get("head")
-    pred = score(b["mu"], theta, b["items"], head)
-    err = (pred - b["y"]) ** 2 * b["mask"]
-    if "kappa" in b:  # sum / (K + kappa): one rating moves a task less than ninety do
-        return err.sum() / (b["mask"].sum() + b["kappa"])
-    return err.sum() / b["mask"].sum().clamp(min=1.0)
+__all__ = ["GraphMetaNet", "init_precisions"]
 
 
 class GraphMetaNet(nn.Module):
@@ -88,11 +78,12 @@ class GraphMetaNet(nn.Module):
             shapes["head"] = (2,)
         self.user_learner: MetaLearner | None = None
         self.item_learner: MetaLearner | None = None
-        if meta.learner != "none" and meta.inner_steps > 0:
-            self.user_learner = make_learner(meta.learner, _inner_loss, shapes=shapes,
+        if meta.learner != NO_LEARNER and meta.inner_steps > 0:
+            # every learner adapts exactly what meta.adapt names (shapes)
+            self.user_learner = make_learner(meta.learner, support_loss, shapes=shapes,
                                              steps=meta.inner_steps, inner_lr=meta.inner_lr,
                                              first_order=meta.first_order)
-            self.item_learner = make_learner(meta.learner, _inner_loss,
+            self.item_learner = make_learner(meta.learner, support_loss,
                                              shapes={"theta": (d_state,)},
                                              steps=meta.inner_steps, inner_lr=meta.inner_lr,
                                              first_order=meta.first_order)
@@ -142,7 +133,7 @@ class GraphMetaNet(nn.Module):
             start["head"] = self.head0.expand(b, 2)
         if learner is None:
             return [start]
-        params = {k: v for k, v in start.items() if k in learner_keys(learner)}
+        params = {k: v for k, v in start.items() if learner.adapts(k)}
         batch = {"items": items, "y": y, "mask": mask, "theta": theta0,
                  "mu": self.mu.expand(b)}
         if self.cfg.meta.support_shrink > 0:
@@ -152,9 +143,13 @@ class GraphMetaNet(nn.Module):
         traj = learner.adapt_batch(params, batch, params_batched=True, return_trajectory=True)
         return [{**start, **p} for p in traj]
 
-    def user_loss(self, ep: Mapping[str, Tensor], items: Tensor,
-                  user_prior: Tensor) -> Tensor:
-        """Query MSE of a batch of user tasks (tensors from :func:`episode_tensors`)."""
+    def adapt_users(self, ep: Mapping[str, Tensor], items: Tensor, user_prior: Tensor
+                    ) -> tuple[Tensor, list[dict[str, Tensor]]]:
+        """``(theta0, trajectory)`` of a batch of user tasks (tensors from
+        :func:`~graph_meta.fitting.train.episode_tensors`): the ridge fold-in of history (and
+        support, ``meta.ridge_on_support``) toward the user prior, then the user learner's
+        inner loop on the support (what serving computes in
+        :mod:`graph_meta.serving.adapt`)."""
         cfg = self.cfg.meta
         sup_x = items[ep["support_items"]]
         hist_x = items[ep["hist_items"]]
@@ -167,12 +162,19 @@ class GraphMetaNet(nn.Module):
         theta0 = self.fold_in(user_prior[ep["users"]], x, y, m)
         traj = self.adapt(theta0, sup_x, ep["support_y"], ep["support_mask"],
                           self.user_learner, head=True)
+        return theta0, traj
+
+    def user_loss(self, ep: Mapping[str, Tensor], items: Tensor,
+                  user_prior: Tensor) -> Tensor:
+        """Query MSE of a batch of user tasks (:meth:`adapt_users`), plus the user learner's
+        outer term (:meth:`~graph_meta.meta.base.MetaLearner.outer_loss`)."""
+        _, traj = self.adapt_users(ep, items, user_prior)
         qry_x = items[ep["query_items"]]
-        steps = traj[1:] if (cfg.multi_step_loss and len(traj) > 1) else traj[-1:]
+        steps = traj[1:] if (self.cfg.meta.multi_step_loss and len(traj) > 1) else traj[-1:]
         loss = sum(self._query_mse(p, qry_x, ep["query_y"], ep["query_mask"]) for p in steps)
         loss = loss / len(steps)
-        if isinstance(self.user_learner, Reptile):
-            loss = loss + 0.5 * ((theta0 - traj[-1]["theta"].detach()) ** 2).sum(-1).mean()
+        if self.user_learner is not None:
+            loss = loss + self.user_learner.outer_loss(traj[0], traj[-1])
         return loss
 
     def item_loss(self, ep: Mapping[str, Tensor], items: Tensor,
@@ -190,6 +192,17 @@ class GraphMetaNet(nn.Module):
                           self.item_learner, head=False)
         return self._query_mse(traj[-1], qry_u, ep["query_y"], ep["query_mask"])
 
+    def serving_rates(self) -> dict[str, np.ndarray]:
+        """The learners' inner loops as serving runs them (:meth:`~graph_meta.meta.base.
+        MetaLearner.serving_rule`): step sizes ``lr_theta`` ``[T, D]`` and ``lr_head``
+        ``[T, 2]`` of the user learner, ``lr_item`` ``[T, D]`` of the item learner (zeros for
+        what a learner does not adapt; ``T = 0`` without a learner)."""
+        d_state = 1 + self.dim
+        user = _rule(self.user_learner, {"theta": d_state, "head": 2})
+        item = _rule(self.item_learner, {"theta": d_state})
+        return {"lr_theta": user.rates["theta"], "lr_head": user.rates["head"],
+                "lr_item": item.rates["theta"]}
+
     def _query_mse(self, p: Mapping[str, Tensor], qry_x: Tensor, y: Tensor,
                    mask: Tensor) -> Tensor:
         head = p.get("head")
@@ -199,14 +212,15 @@ class GraphMetaNet(nn.Module):
         return per_task.mean()
 
 
+def _rule(learner: MetaLearner | None, sizes: Mapping[str, int]) -> InnerRule:
+    if learner is None:
+        return InnerRule({k: np.zeros((0, n)) for k, n in sizes.items()})
+    return learner.serving_rule(sizes)
+
+
 def init_precisions(cfg: Config) -> list[float]:
     """Initial ridge precisions ``[D]`` (also ALS's regularisation): the bias coordinate's
     ``meta.init_precision_bias`` (when > 0), then ``meta.init_precision`` for the vector."""
     m = cfg.meta
     bias = m.init_precision_bias if m.init_precision_bias > 0 else m.init_precision
     return [float(bias)] + [float(m.init_precision)] * cfg.model.dim
-
-
-def learner_keys(learner: MetaLearner) -> set[str]:
-    raw = getattr(learner, "raw_lr", None)
-    return set(raw.keys()) if raw is not None else {"theta", "head"}
