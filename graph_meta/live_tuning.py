@@ -50,7 +50,7 @@ def choose_live_precision(model: Any, carved: Dataset, *, seed: int = 0,
     cases = {p: v for p, v in by_item.items() if len(v) >= 3}
     if len(cases) < min_items:
         return None
-    theta_all = model._base_history_states()
+    theta_all = model.live_state.base_history_states()
     head, mu = c["head0"], float(c["mu"])
     lam = c.get("lam_item", c["lam"])
     lr_item = c.get("lr_item", np.zeros((0, len(lam))))

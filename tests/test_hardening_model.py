@@ -19,7 +19,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import graph_meta.model as model_module
+import graph_meta.serving.persistence as model_module
 from graph_meta.errors import DataError
 from graph_meta.model import GraphMetaRecommender
 from training.cli import main as cli

@@ -284,7 +284,7 @@ def test_new_items_get_co_rating_neighbours_from_their_observed_raters(
     item = cold[1]
     model.observe([(u, item, 4.0) for u in users[:9]] + [(users[0], cold[2], 2.0)])
     pos = model.item_pos[item]
-    row = model._live_corating(np.array([pos])).toarray()[0]
+    row = model.live_state.corating(np.array([pos])).toarray()[0]
     # brute force: cosine of rater sets over training and observed ratings
     raters: dict[str, set[str]] = {}
     for u, i in zip(catalog.train["user_id"].astype(str), catalog.train["item_id"].astype(str),
@@ -303,7 +303,7 @@ def test_new_items_get_co_rating_neighbours_from_their_observed_raters(
     warm_item = sorted(set(catalog.train["item_id"].astype(str)))[0]
     model.observe([(users[-1], warm_item, 5.0)])
     # an item with training ratings keeps its training lists
-    assert model._live_corating(np.array([model.item_pos[warm_item]])).nnz == 0
+    assert model.live_state.corating(np.array([model.item_pos[warm_item]])).nnz == 0
 
 
 def test_every_scoring_path_reads_the_observed_ratings_alike(model: GraphMetaRecommender,
@@ -402,8 +402,8 @@ def test_incremental_audience_scores_equal_the_from_scratch_path_after_every_upd
     for batch in updates:
         model.observe(batch)
         check()
-    assert model._training_rating(t_user, t_item) == t_old and t_item not in model.live.user(
-        t_user)
+    assert model.live_state.training_rating(t_user, t_item) == t_old
+    assert t_item not in model.live.user(t_user)
     model.reset_observed()
     check()
     fresh = GraphMetaRecommender(model.config)
@@ -432,13 +432,13 @@ def test_auto_live_precision_is_chosen_on_held_out_items_and_kept(catalog: Datas
     model = GraphMetaRecommender(cfg).fit(training_view(catalog))
     chosen = model.fit_info.get("live_precision")
     assert chosen in SCALES
-    assert model._live_precision_scale() == chosen
+    assert model.live_state.precision_scale() == chosen
     model.save(tmp_path / "m.pt")
     back = GraphMetaRecommender.load(tmp_path / "m.pt")
-    assert back._live_precision_scale() == chosen
+    assert back.live_state.precision_scale() == chosen
     # an explicit value wins over the chosen one
     fixed = GraphMetaRecommender.load(tmp_path / "m.pt")
     fixed.config.model.live_precision = 2.5
-    assert fixed._live_precision_scale() == 2.5
+    assert fixed.live_state.precision_scale() == 2.5
     # the choice reads held-out items only: on the full training view there are none
     assert choose_live_precision(model, training_view(catalog)) is None

@@ -261,7 +261,7 @@ def test_every_scoring_path_agrees(small_model: GraphMetaRecommender, catalog: D
     alone.cache = dict(model.cache, nbr_indptr=np.zeros_like(model.cache["nbr_indptr"]),
                        nbr_indices=np.zeros(0, np.int32), nbr_sim=np.zeros(0, np.float32))
     alone.item_pos, alone.user_pos = model.item_pos, model.user_pos
-    assert alone._neighbor_weights() is None and alone._regression_weights() is not None
+    assert alone.neighborhood.weights() is None and alone.neighborhood.regression() is not None
     got = alone.predict(task.user_id, task.support, q)
     assert np.abs(got - bare.predict(task.user_id, task.support, q)).max() > 1e-4
     np.testing.assert_allclose(alone.score_all_items(task.user_id, task.support),
@@ -276,8 +276,8 @@ def test_correction_is_off_without_the_graph(catalog: Dataset) -> None:
                               "train.validate": False, "episodes.batch_users": 128,
                               "episodes.batch_items": 16})
     model = GraphMetaRecommender(cfg).fit(catalog)
-    assert len(model.cache["nbr_sim"]) == 0 and model._neighbor_weights() is None
-    assert len(model.cache["reg_weight"]) == 0 and model._regression_weights() is None
+    assert len(model.cache["nbr_sim"]) == 0 and model.neighborhood.weights() is None
+    assert len(model.cache["reg_weight"]) == 0 and model.neighborhood.regression() is None
 
 
 def test_a_catalogue_too_large_for_the_regression_warns_and_trains(

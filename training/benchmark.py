@@ -40,8 +40,9 @@ def fine_tune_steps(model: Any, steps: int, lr: float) -> None:
     of meta-learned step sizes): the "pretrain, then fine-tune" ablation."""
     c = model.cache
     d_state = c["item_states"].shape[1]
-    c["lr_theta"] = np.full((steps, d_state), float(lr))
-    c["lr_head"] = np.full((steps, 2), float(lr))
+    adapt = model.config.meta.adapt  # what a learner would adapt (the rest: rate 0)
+    c["lr_theta"] = np.full((steps, d_state), float(lr) if "vector" in adapt else 0.0)
+    c["lr_head"] = np.full((steps, 2), float(lr) if "head" in adapt else 0.0)
 
 
 def latency_new_user(model: Any, dataset: Dataset, *, k: int = 10, repeats: int = 200,
