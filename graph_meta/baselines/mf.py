@@ -1,18 +1,5 @@
-r"""Honest, fast baselines for the cold-start protocol (:mod:`graph_meta.eval.protocol`).
-
-All three implement :class:`~graph_meta.eval.protocol.ColdStartModel`. :math:`\mu` is the
-mean training rating; "train" is ``train.csv`` (a duplicated (user, item) pair keeps its
-last row); ``S`` is the task's support set.
-
-**GlobalMean** predicts :math:`\hat r = \mu`.
-
-**ItemMeanUserBias** predicts :math:`\hat r_{ui} = \mu + b_i + b_u` with shrunk means
-
-.. math:: b_i = \frac{\sum_{u \in U_i} (r_{ui} - \mu)}{|U_i| + \lambda_i}, \qquad
-          b_u = \frac{\sum_{i \in I_u \cup S} (r_{ui} - \mu - b_i)}{|I_u| + |S| + \lambda_u},
-
-:math:`I_u` the user's training ratings (empty for a new user), so a task's user bias uses
-their history plus the support set; a cold item has :math:`b_i = 0` (the global mean).
+r"""Biased matrix factorisation with closed-form fold-in, for the cold-start protocol
+(:mod:`graph_meta.eval.protocol`).
 
 **BiasedMF** predicts :math:`\hat r_{ui} = \mu + b_u + b_i + p_u^\top q_i` (``k`` factors),
 fitted on train by alternating least squares. With :math:`\theta_u = (b_u, p_u)`,
@@ -72,235 +59,15 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from graph_meta.dataset import ITEM_ID, RATING, USER_ID, Dataset
+from graph_meta.baselines.ratings import Ratings, carve_summary, clip, ratings_of
+from graph_meta.dataset import Dataset
 from graph_meta.eval.protocol import carve_validation, evaluate, training_view
 from graph_meta.fitting.als import als_ratings
 from graph_meta.live import LiveRatings, posterior_update
 from graph_meta.schema import TableSpec
 from graph_meta.side_features import RidgeMap, side_features
 
-__all__ = [
-    "BiasedMF",
-    "GlobalMean",
-    "ItemMeanUserBias",
-]
-
-_RidgeMap = RidgeMap  # its name here before graph_meta.side_features (branches import it)
-
-
-# ---------------------------------------------------------------------------------------------
-# shared preparation
-
-
-@dataclass
-class _Ratings:
-    """Training ratings as integer codes into ``dataset.users`` / ``dataset.items`` rows."""
-
-    user_ids: pd.Index
-    item_ids: pd.Index
-    u: np.ndarray
-    i: np.ndarray
-    r: np.ndarray
-    user_pos: dict[str, int]
-    item_pos: dict[str, int]
-
-    @property
-    def n_users(self) -> int:
-        return len(self.user_ids)
-
-    @property
-    def n_items(self) -> int:
-        return len(self.item_ids)
-
-
-def _ratings(dataset: Dataset) -> _Ratings:
-    train = dataset.train.drop_duplicates([USER_ID, ITEM_ID], keep="last")
-    user_ids = pd.Index(dataset.users.index.astype(str), dtype=object)
-    item_ids = pd.Index(dataset.items.index.astype(str), dtype=object)
-    tu = train[USER_ID].astype(str).to_numpy(dtype=object)
-    ti = train[ITEM_ID].astype(str).to_numpy(dtype=object)
-    u = user_ids.get_indexer(tu)
-    i = item_ids.get_indexer(ti)
-    if (u < 0).any() or (i < 0).any():
-        # a train id without a side-information row (hand-built datasets): extend the index
-        user_ids = user_ids.append(pd.Index(pd.unique(tu[u < 0]), dtype=object))
-        item_ids = item_ids.append(pd.Index(pd.unique(ti[i < 0]), dtype=object))
-        u, i = user_ids.get_indexer(tu), item_ids.get_indexer(ti)
-    return _Ratings(
-        user_ids=user_ids,
-        item_ids=item_ids,
-        u=u.astype(np.int64),
-        i=i.astype(np.int64),
-        r=train[RATING].to_numpy(dtype=np.float64),
-        user_pos={k: j for j, k in enumerate(user_ids)},
-        item_pos={k: j for j, k in enumerate(item_ids)},
-    )
-
-
-def _clip(pred: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
-    return np.clip(pred, scale[0], scale[1])
-
-
-# ---------------------------------------------------------------------------------------------
-# GlobalMean
-
-
-class GlobalMean:
-    r"""Predicts the mean training rating :math:`\mu` for everything."""
-
-    name = "global mean"
-
-    def __init__(self) -> None:
-        self.mu = 0.0
-        self.params: dict[str, Any] = {}
-
-    def fit(self, dataset: Dataset) -> GlobalMean:
-        self.mu = float(dataset.train[RATING].to_numpy(dtype=np.float64).mean())
-        self.params = {"mu": self.mu}
-        return self
-
-    def predict(self, user_id: str, support: list[tuple[str, float]],
-                query_items: list[str]) -> np.ndarray:
-        return np.full(len(query_items), self.mu)
-
-
-# ---------------------------------------------------------------------------------------------
-# ItemMeanUserBias
-
-
-class ItemMeanUserBias:
-    r"""Shrunk item mean plus a shrunk user bias from history + support (module docstring).
-
-    Args:
-        item_shrink: :math:`\lambda_i`, pseudo-count pulling an item mean toward :math:`\mu`.
-        user_shrink: :math:`\lambda_u`, the same for the user bias.
-        tune: choose both on a grid by the RMSE on pseudo-tasks carved from train.
-        grid: ``{"item_shrink": [...], "user_shrink": [...]}`` for ``tune``.
-        seed: of the pseudo-task carving.
-
-    The defaults are the values ``tune=True`` chooses on movielens-1m.
-    """
-
-    name = "item mean + user bias"
-    default_grid: ClassVar[dict[str, list[float]]] = {
-        "item_shrink": [0.0, 5.0, 10.0, 25.0, 50.0],
-        "user_shrink": [0.0, 2.0, 5.0, 10.0, 25.0],
-    }
-
-    def __init__(self, item_shrink: float = 25.0, user_shrink: float = 5.0, *,
-                 tune: bool = False, grid: dict[str, list[float]] | None = None,
-                 seed: int = 0) -> None:
-        self.item_shrink = float(item_shrink)
-        self.user_shrink = float(user_shrink)
-        self.tune = tune
-        self.grid = {**self.default_grid, **(grid or {})}
-        self.seed = seed
-        self.params: dict[str, Any] = {}
-        self.live = LiveRatings()
-
-    def fit(self, dataset: Dataset) -> ItemMeanUserBias:
-        t0 = time.perf_counter()
-        tuning: dict[str, Any] = {}
-        if self.tune:
-            tuning = self._tune(dataset)
-        self._fit(dataset)
-        self.params = {"item_shrink": self.item_shrink, "user_shrink": self.user_shrink,
-                       "mu": self.mu, "fit_s": round(time.perf_counter() - t0, 3), **tuning}
-        return self
-
-    def _fit(self, dataset: Dataset) -> None:
-        data = _ratings(dataset)
-        self.scale = dataset.spec.rating_scale
-        self.mu = float(data.r.mean()) if len(data.r) else float(np.mean(self.scale))
-        dev = data.r - self.mu
-        n_i = np.bincount(data.i, minlength=data.n_items).astype(np.float64)
-        s_i = np.bincount(data.i, weights=dev, minlength=data.n_items)
-        self.live.clear()
-        self._n_item, self._s_item = n_i, s_i
-        self.b_item = np.zeros(data.n_items + 1)  # last row: unknown item
-        self.b_item[:-1] = s_i / np.maximum(n_i + self.item_shrink, 1e-12)
-        resid = dev - self.b_item[data.i]
-        self.n_user = np.bincount(data.u, minlength=data.n_users).astype(np.float64)
-        self.s_user = np.bincount(data.u, weights=resid, minlength=data.n_users)
-        self.user_pos = data.user_pos
-        self.item_pos = data.item_pos
-        self._unknown = data.n_items
-
-    def _tune(self, dataset: Dataset) -> dict[str, Any]:
-        pseudo = carve_validation(dataset, seed=self.seed)
-        have = [s for s, t in pseudo.tasks.items() if t]
-        if not have:
-            return {"tuned_on": _carve_summary(pseudo), "tuning": "skipped: no pseudo-tasks"}
-        view = training_view(pseudo)
-        scores = []
-        best: tuple[float, float, float] | None = None
-        for item_shrink in self.grid["item_shrink"]:
-            self.item_shrink = float(item_shrink)
-            self._fit(view)
-            for user_shrink in self.grid["user_shrink"]:
-                self.user_shrink = float(user_shrink)
-                res = evaluate(self, pseudo, scenarios=have, fit=False)
-                score = float(np.mean([b["rmse"] for b in res["scenarios"].values()]))
-                scores.append({"item_shrink": item_shrink, "user_shrink": user_shrink,
-                               "pseudo_rmse": round(score, 5)})
-                if best is None or score < best[0]:
-                    best = (score, float(item_shrink), float(user_shrink))
-        assert best is not None
-        _, self.item_shrink, self.user_shrink = best
-        return {"tuned_on": _carve_summary(pseudo), "pseudo_rmse": round(best[0], 5),
-                "grid_scores": scores}
-
-    def observe(self, ratings: Sequence[tuple[str, str, float]]) -> int:
-        """Ratings that arrived after training: an item's mean takes its observed ratings in
-        (same shrinkage), a user's bias their observed ratings as more history."""
-        changed = self.live.add(ratings)
-        for item in {i for _, i, _ in changed}:
-            p = self.item_pos.get(item)
-            if p is None:
-                continue
-            extra = self.live.item(item)
-            s = self._s_item[p] + sum(extra.values()) - self.mu * len(extra)
-            n = self._n_item[p] + len(extra)
-            self.b_item[p] = s / max(n + self.item_shrink, 1e-12)
-        return len(changed)
-
-    def reset_observed(self) -> None:
-        for item in self.live.by_item:
-            p = self.item_pos.get(item)
-            if p is not None:
-                self.b_item[p] = self._s_item[p] / max(self._n_item[p] + self.item_shrink,
-                                                       1e-12)
-        self.live.clear()
-
-    def predict(self, user_id: str, support: list[tuple[str, float]],
-                query_items: list[str]) -> np.ndarray:
-        pos, unknown = self.item_pos, self._unknown
-        q = np.fromiter((pos.get(i, unknown) for i in query_items), np.int64, len(query_items))
-        u = self.user_pos.get(user_id)
-        s, n = (self.s_user[u], self.n_user[u]) if u is not None else (0.0, 0.0)
-        support = self.live.with_support(user_id, support)
-        if support:
-            si = np.fromiter((pos.get(i, unknown) for i, _ in support), np.int64, len(support))
-            sr = np.fromiter((r for _, r in support), np.float64, len(support))
-            s = s + float((sr - self.mu - self.b_item[si]).sum())
-            n = n + len(support)
-        b_u = s / (n + self.user_shrink) if n + self.user_shrink > 0 else 0.0
-        return _clip(self.mu + b_u + self.b_item[q], self.scale)
-
-
-def _carve_summary(pseudo: Dataset) -> dict[str, Any]:
-    rep = pseudo.spec.stats.get("carved", {})
-    return {
-        "release_column": rep.get("release_column"),
-        "train_ratings": len(pseudo.train),
-        "held_out_users": rep.get("new_users_drawn"),
-        "held_out_items": rep.get("new_items_drawn"),
-        "tasks": {s: len(t) for s, t in pseudo.tasks.items()},
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# BiasedMF
+__all__ = ["BiasedMF"]
 
 
 _PRIOR_WEIGHTS = ("sqrt", "count", "none")
@@ -328,7 +95,7 @@ class _SideTable:
 class _Prepared:
     """What every ALS setting on one training view shares."""
 
-    data: _Ratings
+    data: Ratings
     mu: float
     by_user: sp.csr_matrix
     by_item: sp.csr_matrix
@@ -439,7 +206,7 @@ class BiasedMF:
         return self
 
     def _prepare(self, dataset: Dataset) -> _Prepared:
-        data = _ratings(dataset)
+        data = ratings_of(dataset)
         mu = float(data.r.mean()) if len(data.r) else float(np.mean(dataset.spec.rating_scale))
         ones = np.ones(len(data.r))
         by_user = sp.csr_matrix((ones, (data.u, data.i)), shape=(data.n_users, data.n_items))
@@ -605,7 +372,7 @@ class BiasedMF:
             return {s: b["rmse"] for s, b in res["scenarios"].items()}
 
         if not have:
-            return {"tuned_on": _carve_summary(pseudo), "tuning": "skipped: no pseudo-tasks"}
+            return {"tuned_on": carve_summary(pseudo), "tuning": "skipped: no pseudo-tasks"}
         default_item, default_user = self.alpha_item, self.alpha_user
         default_weight = self.prior_weight
         scores = []
@@ -647,7 +414,7 @@ class BiasedMF:
         self.k, self.reg, self.reg_bias = chosen["k"], chosen["reg"], chosen["reg_bias"]
         self.alpha_item, self.alpha_user = chosen["alpha_item"], chosen["alpha_user"]
         self.prior_weight = chosen["prior_weight"]
-        return {"tuned_on": _carve_summary(pseudo), "pseudo_rmse": round(best[0], 5),
+        return {"tuned_on": carve_summary(pseudo), "pseudo_rmse": round(best[0], 5),
                 "grid_scores": scores}
 
     # -- prediction ---------------------------------------------------------------------------
@@ -686,4 +453,4 @@ class BiasedMF:
         pos, unknown = self._item_pos, self._unknown_item
         q = np.fromiter((pos.get(i, unknown) for i in query_items), np.int64, len(query_items))
         rows = self._items[q]
-        return _clip(self.mu + rows[:, 0] + rows[:, 1:] @ theta, self.scale)
+        return clip(self.mu + rows[:, 0] + rows[:, 1:] @ theta, self.scale)
