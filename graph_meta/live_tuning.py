@@ -8,7 +8,8 @@ is chosen at fit time on the carved validation (:func:`graph_meta.eval.protocol.
 carve_validation`): its held-out items are new to the model trained on the carved train, so
 their priors are out of sample. Each held-out item's ratings by known users (from the carved
 ``item_cold`` tasks, supports and queries alike) are shuffled, the first :math:`k` folded in
-as :meth:`observe` would (posterior update, then the item learner's steps) and the rest
+as :meth:`observe` would (posterior update, then the item learner's steps,
+:func:`graph_meta.serving.adapt.item_steps`) and the rest
 predicted, for :math:`k` in :data:`FIRST_RATINGS`; :math:`s` minimises the mean squared error
 over those (item, :math:`k`) cases.
 """
@@ -21,6 +22,7 @@ import numpy as np
 
 from graph_meta.dataset import Dataset
 from graph_meta.live import posterior_update
+from graph_meta.serving.adapt import item_steps
 
 __all__ = ["FIRST_RATINGS", "SCALES", "choose_live_precision"]
 
@@ -35,9 +37,9 @@ def choose_live_precision(model: Any, carved: Dataset, *, seed: int = 0,
     """``(s, {s: mse})`` for a model fitted on ``carved``'s training view (its prediction
     cache built), or None when fewer than ``min_items`` held-out items have 3 ratings by
     known users."""
-    c = model.cache
+    c = model.state
     n_items = len(model.item_ids)
-    trained = np.bincount(c["hist_items"], minlength=n_items) > 0
+    trained = np.bincount(c.hist_items, minlength=n_items) > 0
     by_item: dict[int, list[tuple[int, float]]] = {}
     for task in carved.tasks.get("item_cold", []):
         u = model.user_pos.get(str(task.user_id))
@@ -51,9 +53,8 @@ def choose_live_precision(model: Any, carved: Dataset, *, seed: int = 0,
     if len(cases) < min_items:
         return None
     theta_all = model.live_state.base_history_states()
-    head, mu = c["head0"], float(c["mu"])
-    lam = c.get("lam_item", c["lam"])
-    lr_item = c.get("lr_item", np.zeros((0, len(lam))))
+    head, mu = c.head0, float(c.mu)
+    lam = c.item_precision
     kappa = model.config.meta.support_shrink
     rng = np.random.default_rng(seed)
     errors: dict[float, list[float]] = {s: [] for s in SCALES}
@@ -66,15 +67,13 @@ def choose_live_precision(model: Any, carved: Dataset, *, seed: int = 0,
         rows = (1.0 + head[1]) * np.concatenate([np.ones((len(y), 1)), theta[:, 1:]], 1)
         offset = mu + head[0] + (1.0 + head[1]) * theta[:, 0]
         t = y - offset
-        prior = c["item_states"][p]
+        prior = c.item_states[p]
         for k in FIRST_RATINGS:
             if k >= len(y):
                 break
             for s in SCALES:
                 state = posterior_update(prior, s * lam, rows[:k], t[:k])
-                scale = 2.0 / (k + kappa)
-                for lr in lr_item:
-                    state = state - lr * scale * (rows[:k].T @ (rows[:k] @ state - t[:k]))
+                state = item_steps(c, state, theta[:k], y[:k], shrink=kappa)
                 errors[s].append(float(np.mean((offset[k:] + rows[k:] @ state - y[k:]) ** 2)))
     mse = {s: float(np.mean(v)) for s, v in errors.items() if v}
     if not mse:
