@@ -19,6 +19,8 @@ USER_ID = "user_id"
 ITEM_ID = "item_id"
 RATING = "rating"
 TIMESTAMP = "timestamp"
+#: optional ``train.csv`` column of implicit datasets: the confidence of a positive (> 0)
+WEIGHT = "weight"
 
 
 @dataclass
@@ -46,8 +48,9 @@ class Dataset:
         users: one row per user, indexed by user id (str); side-information columns as
             declared (``numeric`` as float, the others as str, missing as ``""``/NaN).
         items: the same for items.
-        train: ``user_id``, ``item_id`` (categorical str), ``rating`` (float32) and an
-            optional ``timestamp`` (int64, seconds).
+        train: ``user_id``, ``item_id`` (categorical str), ``rating`` (float32), an
+            optional ``timestamp`` (int64, seconds) and, for implicit feedback, an optional
+            ``weight`` (float32 > 0: the confidence of the positive, e.g. from its events).
         relations: relationship type -> frame with ``src``, ``dst`` (str), ``weight`` (float).
         tasks: scenario -> tasks, in file order.
         root: the folder it was read from, if any.

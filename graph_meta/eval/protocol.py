@@ -388,8 +388,14 @@ def results_table(results: Sequence[dict[str, Any]], *, digits: int = 3) -> str:
     """Markdown tables of several results: RMSE (MAE) per scenario, then nDCG@5.
 
     Rows are models, columns scenarios; the nDCG@5 table gives the sklearn nDCG@5 with the
-    MetaHIN variant in parentheses. A missing scenario shows as ``-``.
+    MetaHIN variant in parentheses. A missing scenario shows as ``-``. Results of the
+    implicit protocol (:func:`graph_meta.eval.ranking.evaluate_implicit`) get its tables
+    (recall@20, ndcg@20, hit@20) instead.
     """
+    if results and all(r.get("protocol") == "implicit" for r in results):
+        from graph_meta.eval.ranking import ranking_table
+
+        return ranking_table(results, digits=digits)
     scenarios = _scenario_order(results)
 
     def table(title: str, cell: Any) -> list[str]:
