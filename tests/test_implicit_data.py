@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -147,3 +148,26 @@ def test_weight_column_is_validated(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="weight") as err:
         read_dataset(path)
     assert err.value.line == 5 and "line 5" in str(err.value)
+
+
+def test_benchmark_and_evaluate_switch_to_the_implicit_protocol(tmp_path: Path) -> None:
+    cat = generate_implicit_catalog(n_users=300, n_items=100, n_interactions=5000, seed=5)
+    data = write_dataset(cat.dataset, tmp_path / "shop")
+    out = tmp_path / "bench"
+    r = CliRunner().invoke(main, ["benchmark", str(data), "--out", str(out), "--quick",
+                                  "--support-k", "0,3,all"])
+    assert r.exit_code == 0, r.output
+    assert "recall@20" in r.output and "RMSE" not in r.output
+    md = (out / "results.md").read_text()
+    assert "recall@20" in md and "ndcg@20" in md and "hit@20" in md and "rmse" not in md
+    for name in ("popularity", "implicit_ALS_+_fold-in", "content_profile"):
+        res = json.loads((out / "results" / f"{name}.json").read_text())
+        assert res["protocol"] == "implicit"
+        assert set(res["few_shot"]["warm"]) == {"0", "3", "all"}
+        for block in res["scenarios"].values():
+            assert "rmse" not in block
+            if block["tasks"]:
+                assert 0.0 <= block["recall@20"] <= 1.0
+    assert (out / "scenarios.png").is_file() and (out / "few_shot.png").is_file()
+    speed = json.loads((out / "speed.json").read_text())
+    assert speed["popularity"]["rank_pool_ms_p50"] > 0
