@@ -39,13 +39,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset
+from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset, Task
 from graph_meta.schema import SCENARIOS, DatasetSpec
 from loaders import synthetic as syn
 from loaders.implicit import DEFAULT_EVENT_WEIGHTS, confidences_to_weights
 from loaders.split import split_cold_start
 
-__all__ = ["EVENTS", "ImplicitCatalog", "generate_implicit_catalog", "planted_scores"]
+__all__ = ["EVENTS", "ImplicitCatalog", "generate_implicit_catalog", "planted_scores",
+           "planted_segments"]
 
 #: the event types, in funnel order
 EVENTS = ("view", "cart", "purchase")
@@ -195,3 +196,54 @@ def generate_implicit_catalog(*, n_users: int = 2000, n_items: int = 500,
     pair_scores = pd.DataFrame({USER_ID: uid[u], ITEM_ID: iid[i], "score": score,
                                 "confidence": conf})
     return ImplicitCatalog(dataset=dataset, events=events, pair_scores=pair_scores)
+
+
+def planted_segments() -> Dataset:
+    """A tiny implicit catalogue with one planted preference, for tests.
+
+    Two segments of users, two categories of items: segment A takes category A items, B
+    takes B. A has 15 old and 20 new items, B 60 and 60 (an A item has more users than a B
+    item); new items have no training row. The tasks are segment A's: new users (user_cold:
+    3 support and 5 query items) and new items (item_cold: 2 and 4), so that the top 20 can
+    hold every query item while chance is about 20 / 75."""
+    rng = np.random.default_rng(0)
+    n_users = 200
+    users = pd.DataFrame({"segment": ["A" if u % 2 == 0 else "B" for u in range(n_users)]},
+                         index=pd.Index([f"u{u}" for u in range(n_users)], name=USER_ID,
+                                        dtype=object))
+    cats = ["A"] * 15 + ["B"] * 60 + ["A"] * 20 + ["B"] * 60
+    items = pd.DataFrame({"category": cats},
+                         index=pd.Index([f"i{j}" for j in range(len(cats))], name=ITEM_ID,
+                                        dtype=object))
+    cat = np.array(cats)
+    old = np.arange(75)
+    new = np.arange(75, len(cats))
+    rows, tasks_uc, tasks_ic = [], [], []
+    for u in range(n_users):
+        seg = users["segment"].iat[u]
+        mine_old = old[cat[old] == seg]
+        mine_new = new[cat[new] == seg]
+        take = rng.choice(mine_old, 8 if seg == "A" else 12, replace=False)
+        if u < 60 and seg == "A":  # new users: their positives become a user_cold task
+            tasks_uc.append(Task(f"u{u}", [(f"i{j}", 1.0) for j in take[:3]],
+                                 [(f"i{j}", 1.0) for j in take[3:]]))
+            continue
+        rows += [(f"u{u}", f"i{j}") for j in take]
+        if u < 120 and seg == "A":
+            fresh = rng.choice(mine_new, 6, replace=False)
+            tasks_ic.append(Task(f"u{u}", [(f"i{j}", 1.0) for j in fresh[:2]],
+                                 [(f"i{j}", 1.0) for j in fresh[2:]]))
+    train = pd.DataFrame(rows, columns=[USER_ID, ITEM_ID])
+    train[USER_ID] = train[USER_ID].astype("category")
+    train[ITEM_ID] = train[ITEM_ID].astype("category")
+    train[RATING] = np.ones(len(train), dtype=np.float32)
+    spec = DatasetSpec.from_json({
+        "name": "planted", "rating_scale": [0, 1], "implicit": True, "train": "train.csv",
+        "users": {"file": "users.csv", "id": USER_ID,
+                  "columns": {"segment": {"type": "categorical"}}},
+        "items": {"file": "items.csv", "id": ITEM_ID,
+                  "columns": {"category": {"type": "categorical", "node": "Category"}}},
+        "tasks": {"user_cold": "tasks/user_cold.jsonl", "item_cold": "tasks/item_cold.jsonl"},
+    })
+    return Dataset(spec=spec, users=users, items=items, train=train,
+                   tasks={"user_cold": tasks_uc, "item_cold": tasks_ic})

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from graph_meta.dataset import ITEM_ID, RATING, USER_ID, Dataset, Task
+from graph_meta.dataset import Dataset
 from graph_meta.eval.ranking import evaluate_implicit
 from graph_meta.ials import fit_ials, fold_in, solve_rows
 from graph_meta.implicit_baselines import (
@@ -17,8 +16,7 @@ from graph_meta.implicit_baselines import (
     Popularity,
     lightfm_available,
 )
-from graph_meta.schema import DatasetSpec
-from loaders.synthetic_implicit import generate_implicit_catalog
+from loaders.synthetic_implicit import generate_implicit_catalog, planted_segments
 
 
 def test_solve_rows_is_the_closed_form() -> None:
@@ -52,58 +50,9 @@ def test_fit_ials_lowers_the_loss() -> None:
     assert loss(x5, y5) < loss(x1, y1)
 
 
-def _planted() -> Dataset:
-    """Two segments of users, two categories of items: segment A takes category A items,
-    B takes B. A has 15 old and 20 new items, B 60 and 60 (an A item has more users than a B item);
-    new items have no training row. The tasks are segment A's: new users (user_cold: 3
-    support and 5 query items) and new items (item_cold: 2 and 4), so that the top 20 can
-    hold every query item while chance is about 20 / 75."""
-    rng = np.random.default_rng(0)
-    n_users = 200
-    users = pd.DataFrame({"segment": ["A" if u % 2 == 0 else "B" for u in range(n_users)]},
-                         index=pd.Index([f"u{u}" for u in range(n_users)], name=USER_ID,
-                                        dtype=object))
-    cats = ["A"] * 15 + ["B"] * 60 + ["A"] * 20 + ["B"] * 60
-    items = pd.DataFrame({"category": cats},
-                         index=pd.Index([f"i{j}" for j in range(len(cats))], name=ITEM_ID,
-                                        dtype=object))
-    cat = np.array(cats)
-    old = np.arange(75)
-    new = np.arange(75, len(cats))
-    rows, tasks_uc, tasks_ic = [], [], []
-    for u in range(n_users):
-        seg = users["segment"].iat[u]
-        mine_old = old[cat[old] == seg]
-        mine_new = new[cat[new] == seg]
-        take = rng.choice(mine_old, 8 if seg == "A" else 12, replace=False)
-        if u < 60 and seg == "A":  # new users: their positives become a user_cold task
-            tasks_uc.append(Task(f"u{u}", [(f"i{j}", 1.0) for j in take[:3]],
-                                 [(f"i{j}", 1.0) for j in take[3:]]))
-            continue
-        rows += [(f"u{u}", f"i{j}") for j in take]
-        if u < 120 and seg == "A":
-            fresh = rng.choice(mine_new, 6, replace=False)
-            tasks_ic.append(Task(f"u{u}", [(f"i{j}", 1.0) for j in fresh[:2]],
-                                 [(f"i{j}", 1.0) for j in fresh[2:]]))
-    train = pd.DataFrame(rows, columns=[USER_ID, ITEM_ID])
-    train[USER_ID] = train[USER_ID].astype("category")
-    train[ITEM_ID] = train[ITEM_ID].astype("category")
-    train[RATING] = np.ones(len(train), dtype=np.float32)
-    spec = DatasetSpec.from_json({
-        "name": "planted", "rating_scale": [0, 1], "implicit": True, "train": "train.csv",
-        "users": {"file": "users.csv", "id": USER_ID,
-                  "columns": {"segment": {"type": "categorical"}}},
-        "items": {"file": "items.csv", "id": ITEM_ID,
-                  "columns": {"category": {"type": "categorical", "node": "Category"}}},
-        "tasks": {"user_cold": "tasks/user_cold.jsonl", "item_cold": "tasks/item_cold.jsonl"},
-    })
-    return Dataset(spec=spec, users=users, items=items, train=train,
-                   tasks={"user_cold": tasks_uc, "item_cold": tasks_ic})
-
-
 @pytest.fixture(scope="module")
 def planted() -> Dataset:
-    return _planted()
+    return planted_segments()
 
 
 def _chance(block: dict) -> float:

@@ -43,7 +43,7 @@ def implicit_models(*, quick: bool = False, seed: int = 0,
     models: list[Any] = [Popularity(), ImplicitALS(tune=not quick, seed=seed,
                                                    iters=5 if quick else 15)]
     if lightfm_available():
-        models.append(LightFMBaseline(epochs=3 if quick else 20, seed=seed))
+        models.append(LightFMBaseline(epochs=3 if quick else 10, seed=seed))
     elif note is not None:
         note("LightFM is not installed (pip install lightfm fails to build on Python 3.11 "
              "with current setuptools; see README): its row is left out")
@@ -57,7 +57,7 @@ def graph_meta_implicit(cfg_seed: int, quick: bool) -> Any | None:
         from graph_meta.implicit import GraphMetaImplicit
     except ImportError:
         return None
-    return GraphMetaImplicit(seed=cfg_seed, quick=quick)
+    return GraphMetaImplicit(seed=cfg_seed, quick=quick, tune=True)
 
 
 def latency_pool(model: Any, dataset: Dataset, *, k: int = 10, repeats: int = 200,

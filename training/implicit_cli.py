@@ -10,6 +10,9 @@ from pathlib import Path
 from graph_meta.dataset import Dataset
 from graph_meta.errors import GraphMetaError
 
+#: the file of a run directory that holds graph-meta's implicit model
+IMPLICIT_MODEL = "implicit_model.pkl"
+
 
 def make_implicit_folder(source: Path, out: Path, *, min_rating: float, name: str | None,
                          overwrite: bool, echo: Callable[[str], None]) -> Path:
@@ -82,7 +85,7 @@ def evaluate_implicit_run(data: Dataset, run_dir: Path, out: Path,
 def _load_any_model(run_dir: Path):
     """The run's model: graph-meta's implicit model where the run holds one, else the
     rating model (``model.pt``)."""
-    implicit_path = run_dir / "implicit_model.npz"
+    implicit_path = run_dir / IMPLICIT_MODEL
     if implicit_path.is_file():
         from graph_meta.implicit import GraphMetaImplicit
 
@@ -93,3 +96,22 @@ def _load_any_model(run_dir: Path):
     if not model_path.is_file():
         raise GraphMetaError(f"{model_path} not found: train first (graph-meta train)")
     return GraphMetaRecommender.load(model_path)
+
+
+def train_implicit_run(data: Dataset, out: Path, *, quick: bool, seed: int,
+                       echo: Callable[[str], None]) -> Path:
+    """``graph-meta train`` on an implicit folder: graph-meta's implicit model
+    (:class:`graph_meta.implicit.GraphMetaImplicit`, tuned on pseudo-tasks carved from
+    train) saved as ``OUT/implicit_model.pkl``."""
+    import json
+
+    from graph_meta.eval.protocol import training_view
+    from graph_meta.implicit import GraphMetaImplicit
+
+    t0 = time.perf_counter()
+    model = GraphMetaImplicit(quick=quick, seed=seed).fit(training_view(data))
+    path = model.save(out / IMPLICIT_MODEL)
+    info = {k: v for k, v in model.params.items() if "grid" not in k}
+    echo(json.dumps(info, default=str))
+    echo(f"implicit model trained in {time.perf_counter() - t0:.1f} s, saved in {path}")
+    return path
