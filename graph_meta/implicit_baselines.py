@@ -48,7 +48,7 @@ import scipy.sparse as sp
 
 from graph_meta.baselines import _RidgeMap, side_features
 from graph_meta.dataset import ITEM_ID, RATING, USER_ID, WEIGHT, Dataset
-from graph_meta.ials import fit_ials, fold_in, solve_rows
+from graph_meta.ials import fit_ials, fold_in
 
 __all__ = [
     "ContentProfile",
@@ -224,7 +224,8 @@ class Popularity(_Base):
 # implicit ALS
 
 
-def carve_implicit(dataset: Dataset, *, seed: int = 0, max_tasks: int | None = 300) -> Dataset:
+def carve_implicit(dataset: Dataset, *, seed: int = 0, max_tasks: int | None = 300,
+                   new_item_fraction: float = 0.1) -> Dataset:
     """Pseudo-tasks carved from ``train.csv`` alone (the benchmark's split applied to the
     training positives, :func:`graph_meta.eval.protocol.carve_validation`), in the implicit
     form: confidences kept as ``weight``, every pair rated 1."""
@@ -236,7 +237,8 @@ def carve_implicit(dataset: Dataset, *, seed: int = 0, max_tasks: int | None = 3
         train[RATING] = train[WEIGHT]
         train = train.drop(columns=[WEIGHT])
     view = dataclasses.replace(dataset, train=train)
-    pseudo = carve_validation(view, seed=seed, max_tasks=max_tasks)
+    pseudo = carve_validation(view, seed=seed, max_tasks=max_tasks,
+                              new_item_fraction=new_item_fraction)
     return confidences_to_weights(pseudo)
 
 
@@ -325,8 +327,6 @@ class ImplicitALS(_Base):
         x = np.asarray(model.user_factors, dtype=np.float64)
         y = np.asarray(model.item_factors, dtype=np.float64)
         y[~data.item_in_train] = 0.0
-        # a last user step in float64 with our solver: the fold-in's exact counterpart
-        x = solve_rows(conf, y, reg)
         return x, y
 
     def fit(self, dataset: Dataset) -> ImplicitALS:

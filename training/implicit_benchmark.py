@@ -164,12 +164,17 @@ def run_implicit_benchmark(dataset: Dataset, out: Path, *, config_path: Path | N
                  "its row is left out")
     results = []
     speed: dict[str, Any] = {}
+    als_params = None
     for m in chosen:
+        if als_params is not None and hasattr(m, "als_params") and m.als_params is None:
+            m.als_params = als_params  # graph-meta reuses the iALS tuning (same carve)
         t0 = time.perf_counter()
         res = evaluate_implicit(m, dataset, support_k=support_k, progress=progress)
         res["wall_s"] = round(time.perf_counter() - t0, 1)
         results.append(res)
         speed[res["model"]] = {"fit_s": res["fit_s"], **latency_pool(m, dataset, seed=seed)}
+        if type(m).__name__ == "ImplicitALS":
+            als_params = dict(m.params)
         name = res["model"].replace(" ", "_").replace("/", "_")
         write_results(res, out / "results" / f"{name}.json")
     (out / "speed.json").write_text(json.dumps(speed, indent=2, default=str) + "\n")
