@@ -7,6 +7,7 @@ categoricals so that ten million interactions stay compact.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,8 @@ USER_ID = "user_id"
 ITEM_ID = "item_id"
 RATING = "rating"
 TIMESTAMP = "timestamp"
+#: optional ``train.csv`` column of implicit datasets: the confidence of a positive (> 0)
+WEIGHT = "weight"
 
 
 @dataclass
@@ -46,8 +49,9 @@ class Dataset:
         users: one row per user, indexed by user id (str); side-information columns as
             declared (``numeric`` as float, the others as str, missing as ``""``/NaN).
         items: the same for items.
-        train: ``user_id``, ``item_id`` (categorical str), ``rating`` (float32) and an
-            optional ``timestamp`` (int64, seconds).
+        train: ``user_id``, ``item_id`` (categorical str), ``rating`` (float32), an
+            optional ``timestamp`` (int64, seconds) and, for implicit feedback, an optional
+            ``weight`` (float32 > 0: the confidence of the positive, e.g. from its events).
         relations: relationship type -> frame with ``src``, ``dst`` (str), ``weight`` (float).
         tasks: scenario -> tasks, in file order.
         root: the folder it was read from, if any.
@@ -94,3 +98,35 @@ class Dataset:
                 "query_ratings": sum(len(t.query) for t in tasks),
             }
         return out
+
+
+def confidences(dataset: Dataset) -> np.ndarray:
+    """The confidence of every ``train`` row: its ``weight``, else 1."""
+    if WEIGHT in dataset.train:
+        return dataset.train[WEIGHT].to_numpy(dtype=np.float64)
+    return np.ones(len(dataset.train))
+
+
+def _positive_tasks(tasks: list[Task]) -> list[Task]:
+    return [Task(t.user_id, [(i, 1.0) for i, _ in t.support], [(i, 1.0) for i, _ in t.query])
+            for t in tasks]
+
+
+def confidences_to_weights(dataset: Dataset, *, keep_weight: bool = True) -> Dataset:
+    """The implicit folder form of a dataset whose ``rating`` holds confidences: ``weight`` :=
+    ``rating`` (unless ``keep_weight`` is False or every confidence is 1), ``rating`` := 1,
+    every task pair rated 1, ``"implicit": true`` and the scale ``[0, 1]``."""
+    train = dataset.train.copy()
+    conf = train[RATING].to_numpy(dtype=np.float64)
+    if keep_weight and len(conf) and not np.all(conf == 1.0):
+        train[WEIGHT] = conf.astype(np.float32)
+    train[RATING] = np.ones(len(train), dtype=np.float32)
+    spec = dataclasses.replace(dataset.spec, implicit=True, rating_scale=(0.0, 1.0))
+    return dataclasses.replace(dataset, spec=spec, train=train,
+                               tasks={s: _positive_tasks(t) for s, t in dataset.tasks.items()},
+                               root=None, warnings=list(dataset.warnings))
+
+
+def training_view(dataset: Dataset) -> Dataset:
+    """The dataset as a model may see it for training: no tasks and no folder path."""
+    return dataclasses.replace(dataset, tasks={}, root=None, warnings=list(dataset.warnings))

@@ -570,6 +570,8 @@ def interactions_dataset(
     name: str = "dataset",
     encoding: str = "utf-8",
     split: SplitOptions | None = None,
+    weight_col: str | None = None,
+    weights: Mapping[str, float] | None = None,
 ) -> Dataset:
     """Read, type and split the files into a :class:`Dataset` (what
     :func:`import_interactions` writes).
@@ -602,7 +604,18 @@ def interactions_dataset(
         name: dataset name.
         encoding: text encoding of CSV files.
         split: the cold-start split's options (:class:`graph_meta.eval.split.SplitOptions`).
+        weight_col: implicit feedback only (``rating_col=None``): a column giving each row's
+            confidence, numeric (> 0) or, with ``weights``, an event name. The rows of a
+            (user, item) pair are summed into one positive whose confidence is ``train.csv``'s
+            ``weight`` (its time: the pair's first event; :mod:`loaders.implicit`).
+        weights: event name -> confidence, e.g. ``{"view": 1, "cart": 3, "purchase": 5}``;
+            an event not in it is an error naming its line.
     """
+    if weight_col is None and weights is not None:
+        raise DataError("weights need weight_col (the event column)", field="weights")
+    if weight_col is not None and rating_col is not None:
+        raise DataError("weight_col is for implicit feedback (rating_col=None)",
+                        field="weight_col")
     nodes = {str(c): _check_label(lbl, f"node_columns[{c!r}]")
              for c, lbl in (node_columns or {}).items()}
     if category_col is not None and category_col in nodes and nodes[category_col] != CATEGORY:
@@ -622,6 +635,8 @@ def interactions_dataset(
                       "; pass rating_col=None (--implicit) for implicit feedback without ratings")
     if timestamp_col is not None:
         inter.require(timestamp_col, "timestamp_col")
+    if weight_col is not None:
+        inter.require(weight_col, "weight_col")
     items_t.require(item_col, "item_col")
     if users_t is not None:
         users_t.require(user_col, "user_col")
@@ -677,6 +692,8 @@ def interactions_dataset(
         if missing.any():
             k = int(missing.argmax())
             raise inter.fail("empty rating", row=k, field=rating_col)
+    elif weight_col is not None:
+        ratings = _confidences(inter, weight_col, weights)
     else:
         ratings = np.ones(n_rows, dtype=np.float64)
     ts = _timestamps(inter, timestamp_col) if timestamp_col is not None else None
@@ -720,14 +737,22 @@ def interactions_dataset(
         raise inter.fail("no interaction is left after dropping the unknown ids")
     if ts is not None:
         frame = frame.sort_values(TIMESTAMP, kind="stable")
-    dup = frame.duplicated([USER_ID, ITEM_ID], keep="last")
-    duplicates = int(dup.sum())
-    frame = frame[~dup.to_numpy()]
-    frame = frame.sort_index().reset_index(drop=True)
+    if weight_col is not None:  # events of a pair add up to one positive
+        from loaders.implicit import aggregate_pairs
+
+        frame, duplicates = aggregate_pairs(frame)
+    else:
+        dup = frame.duplicated([USER_ID, ITEM_ID], keep="last")
+        duplicates = int(dup.sum())
+        frame = frame[~dup.to_numpy()]
+        frame = frame.sort_index().reset_index(drop=True)
     if users is None:
         users = pd.DataFrame(index=pd.Index(sorted(frame[USER_ID].unique()), name=USER_ID,
                                             dtype=object))
-    if duplicates:
+    if duplicates and weight_col is not None:
+        log.info("%s: %d event row(s) summed into their (user, item) pairs", inter.path,
+                 duplicates)
+    elif duplicates:
         log.warning("%s: %d duplicate (user, item) row(s); kept the %s of each", inter.path,
                     duplicates, "latest" if ts is not None else "last")
     if dropped_items or dropped_users:
@@ -749,9 +774,34 @@ def interactions_dataset(
         "unknown_items_dropped": dropped_items,
         "unknown_users_dropped": dropped_users,
     }
-    return dataset_from_frames(
+    dataset = dataset_from_frames(
         name, frame, users, items, user_specs, item_specs, rating_scale=scale,
         implicit=rating_col is None, item_release=release, stats=stats, split=split)
+    if weight_col is not None:  # the split carried the confidences as ratings
+        from loaders.implicit import confidences_to_weights
+
+        dataset = confidences_to_weights(dataset)
+    return dataset
+
+
+def _confidences(table: _Table, column: str,
+                 weights: Mapping[str, float] | None) -> np.ndarray:
+    """Per row: the event's weight (``weights``), else the column as a number > 0."""
+    if weights is not None:
+        from loaders.implicit import event_confidences
+
+        values, bad = event_confidences(_strings(table.frame[column]), weights)
+        if bad is not None:
+            raise table.fail(f"event {short(_strings(table.frame[column]).iat[bad])} has no "
+                             f"weight (weights: {short_names(list(weights))})", row=bad,
+                             field=column)
+        return values
+    values = _numbers(table, column, "weight")
+    bad = ~(np.isfinite(values) & (values > 0))
+    if bad.any():
+        k = int(bad.argmax())
+        raise table.fail("a weight must be a number > 0", row=k, field=column)
+    return values
 
 
 def import_interactions(

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset, Task
+from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, WEIGHT, Dataset, Task
 from graph_meta.errors import DataError, short, short_names
 from graph_meta.schema import MAX_ID_BYTES, DatasetSpec, TableSpec, id_too_long, long_id_message
 
@@ -222,10 +222,11 @@ def _read_train(path: Path, spec: DatasetSpec, user_index: pd.Index, item_index:
         raise DataError("file not found", file=path)
     with path.open(encoding="utf-8") as fh:
         header = next(csv.reader([fh.readline()]), [])
-    _check_columns(path, header, TRAIN_COLUMNS, (TIMESTAMP,))
+    _check_columns(path, header, TRAIN_COLUMNS, (TIMESTAMP, WEIGHT))
     dtypes: dict[str, object] = {USER_ID: str, ITEM_ID: str, RATING: str}
-    if TIMESTAMP in header:
-        dtypes[TIMESTAMP] = str
+    for optional in (TIMESTAMP, WEIGHT):
+        if optional in header:
+            dtypes[optional] = str
     raw = _read_csv(path, dtype=dtypes)
     lines = _record_lines(path, len(raw))
     for col in (USER_ID, ITEM_ID):
@@ -291,6 +292,14 @@ def _read_train(path: Path, spec: DatasetSpec, user_index: pd.Index, item_index:
                             file=path,
                             line=int(lines[k]), field=TIMESTAMP)
         train[TIMESTAMP] = ts.astype(np.int64)
+    if WEIGHT in raw:  # the confidence of an implicit positive
+        w = pd.to_numeric(raw[WEIGHT], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~(np.isfinite(w) & (w > 0))
+        if bad.any():
+            k = int(bad.argmax())
+            raise DataError(f"weight must be a finite number > 0, got {short(raw[WEIGHT].iat[k])}",
+                            file=path, line=int(lines[k]), field=WEIGHT)
+        train[WEIGHT] = w.astype(np.float32)
     return train
 
 
@@ -498,9 +507,11 @@ def write_dataset(dataset: Dataset, out: str | Path, *, overwrite: bool = False)
         (tmp / "dataset.json").write_text(json.dumps(spec.to_json(), indent=2) + "\n",
                                           encoding="utf-8")
         train = dataset.train
-        cols = [USER_ID, ITEM_ID, RATING] + ([TIMESTAMP] if TIMESTAMP in train else [])
+        cols = [USER_ID, ITEM_ID, RATING] + [c for c in (TIMESTAMP, WEIGHT) if c in train]
         frame = train[cols].copy()
         frame[RATING] = frame[RATING].astype(np.float64)
+        if WEIGHT in frame:
+            frame[WEIGHT] = frame[WEIGHT].astype(np.float64)
         frame.to_csv(tmp / spec.train, index=False, float_format="%g")
         for table, df in ((spec.users, dataset.users), (spec.items, dataset.items)):
             df = df[list(table.columns)].copy()

@@ -179,7 +179,17 @@ def run_benchmark(dataset: Dataset, out: Path, *, config_path: Path | None = Non
     (:func:`~graph_meta.eval.protocol.evaluate_online`), a row ``"<model> online"`` each,
     written to ``online.md`` beside the offline tables. ``seed`` (default: the config's
     ``train.seed``) seeds graph-meta, the MF's initial factors and tuning carve, and MeLU.
+
+    A dataset with ``"implicit": true`` runs the implicit protocol instead
+    (:func:`training.implicit_benchmark.run_implicit_benchmark`: candidate pools, recall@20,
+    ndcg@20, hit@20, the implicit baselines).
     """
+    if dataset.spec.implicit:
+        from training.implicit_benchmark import run_implicit_benchmark
+
+        return run_implicit_benchmark(dataset, out, config_path=config_path, quick=quick,
+                                      device=device, progress=progress, support_k=support_k,
+                                      ablations=ablations, online=online, seed=seed)
     from graph_meta.baselines import BiasedMF, GlobalMean, ItemMeanUserBias
     from graph_meta.config import load_config
     from graph_meta.eval.protocol import evaluate, evaluate_online, results_table, write_results

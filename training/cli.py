@@ -1,6 +1,7 @@
 """The ``graph-meta`` command line.
 
-Commands: ``synth``, ``import-movielens``, ``import-csv``, ``validate``, ``stats``, ``ingest``,
+Commands: ``synth``, ``import-movielens``, ``import-csv``, ``make-implicit``, ``validate``,
+``stats``, ``ingest``,
 ``candidates``, ``train``, ``evaluate``, ``add-items``, ``benchmark``, ``recommend``,
 ``audience``, ``demo``. Data errors
 are printed as one line naming file, line and field, with exit code 2. ``--store neo4j``
@@ -105,14 +106,31 @@ def main(verbose: bool) -> None:
 @click.option("--planted-graph", is_flag=True,
               help="Also plant item successors and friend circles, held only by relation "
                    "files (successors.csv, friends.csv): signal only the graph can carry.")
+@click.option("--implicit", is_flag=True,
+              help="Implicit feedback: views, carts and purchases driven by the planted "
+                   "preferences; train.csv's weight = summed event weights.")
+@click.option("--events", "events_path", type=click.Path(path_type=Path), default=None,
+              help="With --implicit: also write the raw event log (user_id, item_id, event, "
+                   "timestamp) to this CSV file, e.g. for import-csv --weight-col event.")
 def synth(n_users: int, n_items: int, n_interactions: int, seed: int, new_user_fraction: float,
-          new_item_fraction: float, out: Path, overwrite: bool, planted_graph: bool) -> None:
+          new_item_fraction: float, out: Path, overwrite: bool, planted_graph: bool,
+          implicit: bool, events_path: Path | None) -> None:
     """Generate a synthetic e-commerce catalog as a dataset folder."""
     from loaders.folder import check_output_folder, write_dataset
     from loaders.synthetic import generate_catalog
 
     check_output_folder(out, overwrite=overwrite)  # before generating
     t0 = time.perf_counter()
+    if events_path is not None and not implicit:
+        raise click.UsageError("--events needs --implicit")
+    if implicit:
+        from training.implicit_cli import synth_implicit
+
+        synth_implicit(n_users=n_users, n_items=n_items, n_interactions=n_interactions,
+                       seed=seed, new_user_fraction=new_user_fraction,
+                       new_item_fraction=new_item_fraction, out=out, overwrite=overwrite,
+                       planted_graph=planted_graph, events_path=events_path, echo=click.echo)
+        return
     dataset = generate_catalog(n_users=n_users, n_items=n_items, n_interactions=n_interactions,
                                seed=seed, new_user_fraction=new_user_fraction,
                                new_item_fraction=new_item_fraction,
@@ -156,6 +174,11 @@ def import_movielens_cmd(source: Path, out: Path, download: bool, seed: int,
 @click.option("--item-col", default="item_id", show_default=True)
 @click.option("--rating-col", default="rating", show_default=True)
 @click.option("--implicit", is_flag=True, help="No rating column: every row is a positive.")
+@click.option("--weight-col", default=None,
+              help="With --implicit: each row's confidence, a number or (with --weights) an "
+                   "event name; a pair's rows are summed.")
+@click.option("--weights", "weights_text", default=None, metavar="EVENT=W,...",
+              help="Event weights for --weight-col, e.g. view=1,cart=3,purchase=5.")
 @click.option("--timestamp-col", default=None)
 @click.option("--category-col", default="category", show_default=True)
 @click.option("--category-sep", default=None, help="Separator of several categories.")
@@ -168,10 +191,20 @@ def import_csv_cmd(interactions: Path, items_path: Path, users_path: Path | None
                    user_col: str, item_col: str, rating_col: str, implicit: bool,
                    timestamp_col: str | None, category_col: str, category_sep: str | None,
                    nodes: tuple[str, ...], name: str | None, seed: int,
-                   overwrite: bool) -> None:
+                   overwrite: bool, weight_col: str | None, weights_text: str | None) -> None:
     """Import your own interactions (CSV or Parquet) and items into a dataset folder."""
     from graph_meta.eval.split import SplitOptions
     from loaders.csv_import import import_interactions
+
+    if weight_col is not None and not implicit:
+        raise click.UsageError("--weight-col needs --implicit")
+    if weights_text is not None and weight_col is None:
+        raise click.UsageError("--weights needs --weight-col (the event column)")
+    weights = None
+    if weights_text is not None:
+        from loaders.implicit import parse_weights
+
+        weights = parse_weights(weights_text)
 
     node_columns = {}
     for spec in nodes:
@@ -184,8 +217,26 @@ def import_csv_cmd(interactions: Path, items_path: Path, users_path: Path | None
         item_col=item_col, rating_col=None if implicit else rating_col,
         timestamp_col=timestamp_col, category_col=category_col, category_sep=category_sep,
         node_columns=node_columns or None, name=name, split=SplitOptions(seed=seed),
-        overwrite=overwrite)
+        overwrite=overwrite, **({"weight_col": weight_col, "weights": weights}
+                                if weight_col is not None else {}))
     click.echo(f"wrote {path}")
+
+
+@main.command("make-implicit")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--min-rating", default=4.0, show_default=True, type=float,
+              help="A rating at least this high is a positive; the others are dropped.")
+@click.option("--name", default=None, help="Dataset name (default: SOURCE's name + -implicit).")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it is a dataset folder.")
+def make_implicit_cmd(source: Path, out: Path, min_rating: float, name: str | None,
+                      overwrite: bool) -> None:
+    """Derive an implicit dataset folder OUT from the rating folder SOURCE: same users, items
+    and scenarios, positives = ratings >= --min-rating, tasks re-derived (K = 0 allowed)."""
+    from training.implicit_cli import make_implicit_folder
+
+    make_implicit_folder(source, out, min_rating=min_rating, name=name, overwrite=overwrite,
+                         echo=click.echo)
 
 
 @main.command()
@@ -362,6 +413,11 @@ def train(dataset: Path, config_path: Path | None, quick: bool, out: Path, devic
 
     cfg = load_config(config_path)
     data = read_dataset(dataset)
+    if data.spec.implicit:  # positives only: the implicit model (graph_meta/implicit.py)
+        from training.implicit_cli import train_implicit_run
+
+        train_implicit_run(data, out, quick=quick, seed=cfg.train.seed, echo=click.echo)
+        return
     model = GraphMetaRecommender(cfg)
     if store_kind == "neo4j":  # the graph comes from the server's snapshot
         from graph_meta.store.neo4j import Neo4jGraphStore
@@ -396,8 +452,13 @@ def evaluate(dataset: Path, run_dir: Path, out: Path, support_k: str, online: bo
     from loaders.folder import read_dataset
 
     ks = _parse_k(support_k)
-    model = _load_model(run_dir)
     data = read_dataset(dataset)
+    if data.spec.implicit:  # PROTOCOL.md, "Implicit feedback": rank the candidate pools
+        from training.implicit_cli import evaluate_implicit_run
+
+        evaluate_implicit_run(data, run_dir, out, ks, online=online, echo=click.echo)
+        return
+    model = _load_model(run_dir)
     _add_newer_items(model, data, dataset)
     if online:
         results = evaluate_online(model, data, fit=False, progress=True)

@@ -48,8 +48,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset
+from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset, training_view
+from graph_meta.eval.jsonable import jsonable
 from graph_meta.eval.metrics import METRICS, batch_task_metrics
+from graph_meta.eval.ranking import ranking_table
 from graph_meta.eval.split import split_cold_start
 from graph_meta.schema import SCENARIOS
 
@@ -74,11 +76,6 @@ class ColdStartModel(Protocol):
 
 class PredictionError(ValueError):
     """A model returned unusable predictions (wrong shape, NaN or inf)."""
-
-
-def training_view(dataset: Dataset) -> Dataset:
-    """The dataset as a model may see it for training: no tasks and no folder path."""
-    return dataclasses.replace(dataset, tasks={}, root=None, warnings=list(dataset.warnings))
 
 
 def k_label(k: int | None) -> str:
@@ -151,7 +148,7 @@ def evaluate(model: ColdStartModel, dataset: Dataset, *,
     }
     params = getattr(model, "params", None)
     if isinstance(params, dict):
-        results["params"] = _jsonable(params)
+        results["params"] = jsonable(params)
     few_shot: dict[str, dict[str, Any]] = {}
     clipped: dict[str, int] = {}
     for scenario in chosen:
@@ -348,20 +345,6 @@ def _run_scenario(model: ColdStartModel, name: str, scenario: str, tasks: Sequen
     return _score_block(tasks, preds, times, lo, hi)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, float | int | str | bool) or value is None:
-        return value
-    return str(value)
-
-
 def write_results(results: dict[str, Any] | list[dict[str, Any]], path: str | Path) -> Path:
     """Write results JSON atomically (a temporary sibling renamed into place)."""
     path = Path(path)
@@ -369,7 +352,7 @@ def write_results(results: dict[str, Any] | list[dict[str, Any]], path: str | Pa
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(_jsonable(results), fh, indent=2, allow_nan=True)
+            json.dump(jsonable(results), fh, indent=2, allow_nan=True)
             fh.write("\n")
         os.replace(tmp, path)
     except BaseException:
@@ -389,8 +372,12 @@ def results_table(results: Sequence[dict[str, Any]], *, digits: int = 3) -> str:
     """Markdown tables of several results: RMSE (MAE) per scenario, then nDCG@5.
 
     Rows are models, columns scenarios; the nDCG@5 table gives the sklearn nDCG@5 with the
-    MetaHIN variant in parentheses. A missing scenario shows as ``-``.
+    MetaHIN variant in parentheses. A missing scenario shows as ``-``. Results of the
+    implicit protocol (:func:`graph_meta.eval.ranking.evaluate_implicit`) get its tables
+    (recall@20, ndcg@20, hit@20) instead.
     """
+    if results and all(r.get("protocol") == "implicit" for r in results):
+        return ranking_table(results, digits=digits)
     scenarios = _scenario_order(results)
 
     def table(title: str, cell: Any) -> list[str]:

@@ -1,0 +1,490 @@
+r"""graph-meta for implicit feedback: a first ranking objective (issue 16, deliverable 1).
+
+A first version, built from closed forms so that it trains in a minute and ranks a whole pool
+in milliseconds; the GNN encoder and the meta-learned gradient inner loop of the rating model
+(:mod:`graph_meta.model`) are not used yet.
+
+**Warm states.** Implicit ALS with confidences :math:`c = 1 + \alpha w` on ``train.csv``
+(:class:`graph_meta.implicit_baselines.ImplicitALS`: the ``implicit`` package where installed;
+every non-positive is a negative with confidence 1, so no sampling is needed): user factors
+:math:`x_u`, item factors :math:`y_i`.
+
+**Graph prior of an item without training rows.** Messages along the heterogeneous graph's
+paths from the items that have factors: for every item node column (category, brand,
+director, actor, ...) the two-hop path item -> attribute -> item, and every item-item relation
+file (e.g. ``SUCCEEDS``) one hop. Path :math:`t` gives
+
+.. math:: h_t(i) = \operatorname{mean}_{a \in A_t(i)}\ \operatorname{mean}_{j \in N_a \setminus
+          \{i\},\ j\ \text{trained}}\ y_j ,
+
+(a training item's own factors are never among its messages), and the side-feature ridge
+map :math:`r(i)` of :mod:`graph_meta.implicit_baselines` is one more input. The graph prior
+is :math:`g_i = \beta_r r(i) + \sum_t \beta_t h_t(i)`, the weights :math:`\beta` learned by
+least squares on the training items (rows weighted by :math:`\sqrt{n_i}`) from inputs
+cross-fitted over 5 folds (a training item's ridge prediction and messages both come from
+the other folds): how much each kind of path carries is learned from the data. A new item's
+factors are :math:`\hat y_i = (1 - \mu) r(i) + \mu g_i`; the same construction, with its
+own weights, predicts its log popularity :math:`\hat b_i` (targets :math:`\log(1 + n_i)`).
+
+**A new user** gets the prior :math:`x^0_u` built the same way from the user side: the user
+side-feature ridge map, user node columns (e.g. ``Region``) and, where a user-user relation
+file exists (``FRIEND_OF``), the mean of the neighbours' factors.
+
+**Adaptation to a task** (the inner loop): the iALS user step on the user's training
+positives plus the support (support confidence :math:`1 + \alpha s`), toward :math:`x^0_u`,
+all negatives implicit. A pool of items with training rows is scored :math:`y_i^\top x_u`;
+a pool of new items :math:`\hat y_i^\top x'_u + \gamma \hat b_i`, with :math:`x'_u` the
+same step under its own :math:`s'` and :math:`\lambda'` (the support of an item_cold task
+is itself made of new items, whose factors are priors).
+
+**Meta-learning, such as it is here.** :math:`s, \lambda` (on pseudo warm and new-user
+tasks) and :math:`s', \lambda', \mu, \gamma` (on pseudo new-item tasks) are chosen on
+episodes carved from ``train.csv`` (pseudo new users and newest items,
+:func:`graph_meta.implicit_baselines.carve_implicit`; a second carve holding out 30 % of the
+items when the first leaves fewer than 50 new-item episodes) by recall@20; the ALS settings
+by :class:`~graph_meta.implicit_baselines.ImplicitALS`'s tuning on the same kind of episodes
+(or taken from an iALS model already tuned on the same data: ``als_params``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from graph_meta.baselines import _RidgeMap
+from graph_meta.dataset import Dataset
+from graph_meta.graph.build import split_multi
+from graph_meta.ials import fold_in
+from graph_meta.implicit_baselines import (
+    ImplicitALS,
+    Interactions,
+    _Base,
+    _masked,
+    carve_implicit,
+)
+from graph_meta.schema import ITEM, USER
+
+__all__ = ["GraphMetaImplicit", "path_messages"]
+
+
+def _incidence(frame: pd.DataFrame, column, ids: pd.Index) -> sp.csr_matrix:
+    """Owner x value incidence of one node column (rows in ``ids`` order)."""
+    parts = split_multi(frame[column.name], column)
+    owners = np.repeat(ids.get_indexer(parts.index.astype(str)),
+                       parts.map(len).to_numpy())
+    values = [v for p in parts for v in p]
+    if not values:
+        return sp.csr_matrix((len(ids), 0))
+    codes, _ = pd.factorize(pd.Series(values, dtype=object))
+    keep = owners >= 0
+    m = sp.csr_matrix((np.ones(int(keep.sum())), (owners[keep], codes[keep])),
+                      shape=(len(ids), int(codes.max()) + 1))
+    m.data[:] = 1.0  # a value listed twice counts once
+    return m
+
+
+def path_messages(incidence: sp.csr_matrix, target: np.ndarray,
+                  trained: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""Two-hop messages owner -> value -> owner: per row, the mean over its values of the
+    mean ``target`` of the *other* trained rows holding that value (module docstring).
+
+    Returns ``(messages [n, d], has [n] bool)``; a row without any such neighbour gets 0.
+    """
+    inc = incidence.tocoo()
+    t = trained.astype(np.float64)
+    sums = np.asarray(incidence.T @ (target * t[:, None]))  # [values, d]
+    counts = np.asarray(incidence.T @ t).ravel()
+    own = t[inc.row]
+    denom = counts[inc.col] - own
+    ok = denom > 0
+    rows, cols, own, denom = inc.row[ok], inc.col[ok], own[ok], denom[ok]
+    per = (sums[cols] - own[:, None] * target[rows]) / denom[:, None]
+    n = incidence.shape[0]
+    out = np.zeros((n, target.shape[1]))
+    np.add.at(out, rows, per)
+    k = np.bincount(rows, minlength=n).astype(np.float64)
+    has = k > 0
+    out[has] /= k[has, None]
+    return out, has
+
+
+def _neighbour_means(adj: sp.csr_matrix, target: np.ndarray,
+                     trained: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One hop: the mean ``target`` of each row's trained neighbours."""
+    a = adj @ sp.diags(trained.astype(np.float64))
+    counts = np.asarray(a.sum(axis=1)).ravel()
+    has = counts > 0
+    out = np.asarray(a @ target)
+    out[has] /= counts[has, None]
+    out[~has] = 0.0
+    return out, has
+
+
+def _combine_weights(blocks: list[np.ndarray], target: np.ndarray, rows: np.ndarray,
+                     weights: np.ndarray, ridge: float = 1e-3) -> np.ndarray:
+    """Least-squares weights :math:`\\beta` of ``target ~ sum_t beta_t blocks[t]`` over
+    ``rows`` (weighted)."""
+    k = len(blocks)
+    g = np.empty((k, k))
+    c = np.empty(k)
+    w = weights[:, None]
+    for s in range(k):
+        bs = blocks[s][rows]
+        c[s] = float((w * bs * target[rows]).sum())
+        for t in range(s, k):
+            g[s, t] = g[t, s] = float((w * bs * blocks[t][rows]).sum())
+    scale = max(np.trace(g) / max(k, 1), 1e-12)
+    return np.linalg.solve(g + ridge * scale * np.eye(k), c)
+
+
+class _GraphPrior:
+    """The learned combination of path messages and the ridge map, for one side."""
+
+    def __init__(self, names: list[str], beta: np.ndarray, beta_pop: np.ndarray | None,
+                 prior: np.ndarray, pop: np.ndarray | None) -> None:
+        self.names, self.beta, self.beta_pop = names, beta, beta_pop
+        self.prior, self.pop = prior, pop
+
+
+def _messages(op: tuple[str, sp.csr_matrix], target: np.ndarray,
+              sources: np.ndarray) -> np.ndarray:
+    """Messages of one path from the ``sources`` rows: two hops through an attribute
+    incidence (``"inc"``) or one hop along a relation (``"adj"``)."""
+    kind, m = op
+    fn = path_messages if kind == "inc" else _neighbour_means
+    return fn(m, target, sources)[0]
+
+
+def _side_prior(feats: sp.csr_matrix, trained: np.ndarray, counts: np.ndarray,
+                target: np.ndarray, paths: list[tuple[str, tuple[str, sp.csr_matrix]]],
+                alpha: float, *, folds: int = 5,
+                seed: int = 0) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """``(names, beta, prior, ridge)``: the graph prior of every row of one side (module
+    docstring) and the plain side-feature ridge map fitted on every training row.
+
+    The weights are learned on the training rows from inputs *cross-fitted* over ``folds``
+    folds: a row's ridge prediction and its path messages both come from the training rows
+    of the other folds only, as a new row's come from training rows that do not include it
+    (leave-one-out messages against a 5-fold ridge would favour the messages unfairly).
+    """
+    n = len(trained)
+    fit = np.flatnonzero(trained)
+    w = np.sqrt(counts.astype(np.float64))
+    fold = np.random.default_rng(seed).integers(0, folds, n)
+    ridge_full = np.zeros_like(target)
+    ridge_cv = np.zeros_like(target)
+    if len(fit) and feats.shape[1]:
+        ridge_full = _RidgeMap(feats, trained, w[trained]).predict(target[trained], alpha)
+        for k in range(folds):
+            rows = trained & (fold != k)
+            if rows.any():
+                pred = _RidgeMap(feats, rows, w[rows]).predict(target[rows], alpha)
+                held = trained & (fold == k)
+                ridge_cv[held] = pred[held]
+    msg_full = [_messages(op, target, trained) for _, op in paths]
+    msg_cv = [np.zeros_like(target) for _ in paths]
+    for k in range(folds):
+        held = trained & (fold == k)
+        if held.any():
+            for t, (_, op) in enumerate(paths):
+                msg_cv[t][held] = _messages(op, target, trained & (fold != k))[held]
+    names = ["side-feature ridge", *[p[0] for p in paths]]
+    blocks_cv = [ridge_cv, *msg_cv]
+    blocks = [np.where(trained[:, None], cv, full)
+              for cv, full in zip(blocks_cv, [ridge_full, *msg_full], strict=True)]
+    beta = (_combine_weights(blocks_cv, target, fit, w[fit]) if len(fit)
+            else np.zeros(len(blocks)))
+    prior = sum(b * blk for b, blk in zip(beta, blocks, strict=True))
+    return names, beta, np.asarray(prior), ridge_full
+
+
+class GraphMetaImplicit(_Base):
+    r"""graph-meta's implicit model (module docstring).
+
+    Args:
+        factors, reg, alpha, iters: the ALS warm states (when ``tune`` is False).
+        alpha_item, alpha_user: ridge strengths of the side-feature maps.
+        support_weight: :math:`s`, a support item's weight relative to a training positive.
+        popularity_weight: :math:`\gamma`.
+        graph_mix: :math:`\mu`, how much of a new item's prior comes from the graph
+            combination rather than the plain side-feature ridge map (1: all of it).
+        fold_reg: the fold-in's :math:`\lambda` (None: the ALS's).
+        tune: choose the ALS settings and ``s``, :math:`\gamma`, the fold-in's
+            :math:`\lambda` on pseudo-tasks carved from train.
+        als_params: ALS settings already chosen by an
+            :class:`~graph_meta.implicit_baselines.ImplicitALS` tuning on the same data
+            (``factors``, ``reg``, ``alpha``, ``alpha_item``, ``alpha_user``): used as they
+            are instead of tuning them again.
+        quick: a small grid and 5 ALS sweeps (for tests and ``--quick``).
+        backend: the ALS backend (:class:`~graph_meta.implicit_baselines.ImplicitALS`).
+        seed: of the ALS and the carving.
+    """
+
+    name = "graph-meta"
+
+    def __init__(self, factors: int = 64, reg: float = 10.0, alpha: float = 5.0,
+                 iters: int = 15, *, alpha_item: float = 10.0, alpha_user: float = 10.0,
+                 support_weight: float = 1.0, popularity_weight: float = 0.0,
+                 fold_reg: float | None = None, tune: bool = True, quick: bool = False,
+                 backend: str = "auto", seed: int = 0,
+                 als_params: dict[str, Any] | None = None, graph_mix: float = 1.0) -> None:
+        self.factors, self.reg, self.alpha = int(factors), float(reg), float(alpha)
+        self.iters = 5 if quick else int(iters)
+        self.alpha_item, self.alpha_user = float(alpha_item), float(alpha_user)
+        self.support_weight = float(support_weight)
+        self.popularity_weight = float(popularity_weight)
+        self.fold_reg = fold_reg
+        self.tune, self.quick, self.backend, self.seed = tune, quick, backend, int(seed)
+        self.als_params = als_params
+        self.graph_mix = float(graph_mix)
+        self.cold_support_weight = self.support_weight
+        self.cold_fold_reg = fold_reg
+        self.params: dict[str, Any] = {}
+
+    # -- fitting ------------------------------------------------------------------------------
+
+    def _als(self, tune: bool) -> ImplicitALS:
+        grid = ({"factors": [32], "reg": [10.0], "alpha": [5.0], "alpha_item": [10.0],
+                 "alpha_user": [10.0]} if self.quick else None)
+        return ImplicitALS(self.factors, self.reg, self.alpha, self.iters,
+                           alpha_item=self.alpha_item, alpha_user=self.alpha_user,
+                           backend=self.backend, tune=tune, grid=grid, seed=self.seed)
+
+    def fit(self, dataset: Dataset) -> GraphMetaImplicit:
+        t0 = time.perf_counter()
+        if self.als_params is not None:  # settings an ImplicitALS tuning already chose
+            for key in ("factors", "reg", "alpha", "alpha_item", "alpha_user"):
+                if key in self.als_params and self.als_params[key] is not None:
+                    setattr(self, key, self.als_params[key])
+            als = self._als(False).fit(dataset)
+        else:  # the ALS settings, tuned on pseudo-tasks
+            als = self._als(self.tune).fit(dataset)
+        p = als.params
+        self.factors, self.reg, self.alpha = p["factors"], p["reg"], p["alpha"]
+        self.alpha_item = p["alpha_item"]
+        self.alpha_user = p["alpha_user"] if p["alpha_user"] is not None else self.alpha_user
+        tuning: dict[str, Any] = {}
+        if self.tune:
+            tuning = self._tune(dataset)
+        self._build(dataset, als)
+        self.params = {"factors": self.factors, "reg": self.reg, "alpha": self.alpha,
+                       "iters": self.iters, "alpha_item": self.alpha_item,
+                       "alpha_user": self.alpha_user, "support_weight": self.support_weight,
+                       "popularity_weight": self.popularity_weight,
+                       "graph_mix": self.graph_mix,
+                       "cold_support_weight": self.cold_support_weight,
+                       "cold_fold_reg": self.cold_fold_reg,
+                       "fold_reg": self.fold_reg, "backend": p["backend"],
+                       "item_paths": dict(zip(self.item_prior.names,
+                                              np.round(self.item_prior.beta, 4).tolist(),
+                                              strict=True)),
+                       "item_popularity_paths": dict(zip(
+                           self.item_prior.names, np.round(self.item_prior.beta_pop,
+                                                           4).tolist(), strict=True)),
+                       "user_paths": dict(zip(self.user_prior.names,
+                                              np.round(self.user_prior.beta, 4).tolist(),
+                                              strict=True)),
+                       "als_tuning": {k: v for k, v in p.items() if k == "pseudo_recall@20"},
+                       "fit_s": round(time.perf_counter() - t0, 3), **tuning}
+        return self
+
+    def _build(self, dataset: Dataset, als: ImplicitALS) -> None:
+        """Warm states from ``als`` (fitted on ``dataset``), then the graph priors."""
+        self.data = d = als.data
+        self.x, self.y_trained, self.gram = als.x, als.y_trained, als.gram
+        trained = d.item_in_train
+        # items: targets [y, log popularity], messages along every item path
+        target = np.hstack([als.y_trained, np.log1p(d.item_count.astype(np.float64))[:, None]])
+        paths = self._item_paths(dataset, d)
+        names, beta, prior, ridge = _side_prior(als._item_feats, trained, d.item_count,
+                                                target[:, :-1], paths, self.alpha_item,
+                                                seed=self.seed)
+        _, beta_pop, pop, pop_ridge = _side_prior(als._item_feats, trained, d.item_count,
+                                                  target[:, -1:], paths, self.alpha_item,
+                                                  seed=self.seed)
+        self.item_prior = _GraphPrior(names, beta, beta_pop, prior, pop[:, 0])
+        self._cold = (ridge, prior, pop_ridge[:, 0], pop[:, 0])
+        self._set_graph_mix(self.graph_mix)
+        # users: the prior of a new user
+        utrained = d.user_in_train
+        upaths = self._user_paths(dataset, d)
+        unames, ubeta, uprior, _ = _side_prior(als._user_feats, utrained, d.user_count, als.x,
+                                            upaths, self.alpha_user, seed=self.seed)
+        self.user_prior = _GraphPrior(unames, ubeta, None, uprior, None)
+        self.x0 = np.where(utrained[:, None], 0.0, uprior)
+
+    def _set_graph_mix(self, mix: float) -> None:
+        r"""Items without training rows get :math:`(1 - \mu)` ridge + :math:`\mu` graph
+        prior (factors and log popularity alike)."""
+        self.graph_mix = float(mix)
+        ridge, graph, pop_ridge, pop_graph = self._cold
+        trained = self.data.item_in_train
+        cold = (1 - mix) * ridge + mix * graph
+        self.y = np.where(trained[:, None], self.y_trained, cold)
+        self.cold_bias = np.where(trained, 0.0, (1 - mix) * pop_ridge + mix * pop_graph)
+
+    @staticmethod
+    def _item_paths(dataset: Dataset,
+                    d: Interactions) -> list[tuple[str, tuple[str, sp.csr_matrix]]]:
+        return _paths(dataset, dataset.items, dataset.spec.items, d.item_ids, ITEM)
+
+    @staticmethod
+    def _user_paths(dataset: Dataset,
+                    d: Interactions) -> list[tuple[str, tuple[str, sp.csr_matrix]]]:
+        return _paths(dataset, dataset.users, dataset.spec.users, d.user_ids, USER)
+
+    def _tune(self, dataset: Dataset) -> dict[str, Any]:
+        r"""Choose on carved pseudo-tasks: ``s`` and the fold-in :math:`\lambda` (scenarios
+        with at least 20 pseudo-tasks), then on the cold-item pseudo-tasks the same two for
+        ranking new items, and :math:`\mu` and :math:`\gamma`. When the default carve
+        (10 % newest items) leaves fewer than 50 cold-item pseudo-tasks, a second carve
+        holding out 30 % of the items serves for the cold-item choices."""
+        from graph_meta.eval.ranking import evaluate_implicit
+
+        pseudo = carve_implicit(dataset, seed=self.seed)
+        have = [s for s, t in pseudo.tasks.items() if len(t) >= 20]
+        if not have:
+            return {"tuning": "skipped: too few pseudo-tasks"}
+        als = self._als(False).fit(pseudo)
+        self._build(pseudo, als)
+        grid_s = [1.0, 3.0] if self.quick else [0.5, 1.0, 2.0, 4.0]
+        grid_l = [None] if self.quick else [None, 0.3, 3.0]
+        grid_g = [0.0, 0.1] if self.quick else [0.0, 0.02, 0.05, 0.1, 0.2]
+        grid_m = [0.0, 1.0] if self.quick else [0.0, 0.5, 1.0]
+        scores: list[dict[str, Any]] = []
+
+        def recall(data: Dataset, scen: list[str]) -> float:
+            res = evaluate_implicit(self, data, scenarios=scen, fit=False)
+            return float(np.mean([b["recall@20"] for b in res["scenarios"].values()]))
+
+        best_sl, best = (self.support_weight, self.fold_reg), -1.0
+        for s, lam in itertools.product(grid_s, grid_l):
+            self.support_weight, self.fold_reg = s, (None if lam is None else lam * self.reg)
+            score = recall(pseudo, have)
+            scores.append({"support_weight": s, "fold_reg_factor": lam,
+                           "pseudo_recall@20": round(score, 5)})
+            if score > best:
+                best, best_sl = score, (s, self.fold_reg)
+        self.support_weight, self.fold_reg = best_sl
+        cold_set = pseudo
+        cold = [s for s in ("item_cold", "user_item_cold") if pseudo.tasks.get(s)]
+        if sum(len(pseudo.tasks[s]) for s in cold) < 50:
+            cold_set = carve_implicit(dataset, seed=self.seed, new_item_fraction=0.3)
+            cold = [s for s in ("item_cold", "user_item_cold") if cold_set.tasks.get(s)]
+            if cold:
+                self._build(cold_set, self._als(False).fit(cold_set))
+        n_cold = sum(len(cold_set.tasks[s]) for s in cold)
+        best_cold_sl, best_c = (self.support_weight, self.fold_reg), -1.0
+        for s, lam in itertools.product(grid_s, grid_l) if n_cold >= 20 else []:
+            self.cold_support_weight = s
+            self.cold_fold_reg = None if lam is None else lam * self.reg
+            score = recall(cold_set, cold)
+            scores.append({"cold_support_weight": s, "cold_fold_reg_factor": lam,
+                           "pseudo_cold_recall@20": round(score, 5)})
+            if score > best_c:
+                best_c, best_cold_sl = score, (s, self.cold_fold_reg)
+        self.cold_support_weight, self.cold_fold_reg = best_cold_sl
+        best_mg, best_cold = (self.graph_mix, self.popularity_weight), -1.0
+        for mix, g in itertools.product(grid_m, grid_g) if n_cold >= 20 else []:
+            self._set_graph_mix(mix)
+            self.popularity_weight = g
+            score = recall(cold_set, cold)
+            scores.append({"graph_mix": mix, "popularity_weight": g,
+                           "pseudo_cold_recall@20": round(score, 5)})
+            if score > best_cold:
+                best_cold, best_mg = score, (mix, g)
+        self.graph_mix, self.popularity_weight = best_mg
+        return {"pseudo_recall@20": round(best, 5), "inner_grid_scores": scores,
+                "pseudo_cold_recall@20": round(best_cold, 5),
+                "tuned_on": {s: len(t) for s, t in pseudo.tasks.items()},
+                "cold_tuned_on": {s: len(cold_set.tasks[s]) for s in cold}}
+
+    # -- scoring ------------------------------------------------------------------------------
+
+    def user_factors(self, user_id: str, support_items: list[str], *,
+                     new_items: bool = False) -> np.ndarray:
+        """The adapted user state: the iALS user step on history + support, toward the
+        user's prior; ``new_items``: the state that ranks items without training rows
+        (its own support weight and regularisation)."""
+        d = self.data
+        hist, w = d.history(user_id)
+        sup = self._support(support_items)
+        sup = sup[~np.isin(sup, hist)]
+        items = np.concatenate([hist, sup])
+        s_w, f_reg = ((self.cold_support_weight, self.cold_fold_reg) if new_items
+                      else (self.support_weight, self.fold_reg))
+        conf = self.alpha * np.concatenate([w, np.full(len(sup), s_w)])
+        u = d.user_ids.get_indexer([user_id])[0]
+        prior = self.x0[u] if u >= 0 else np.zeros(self.y.shape[1])
+        if not len(items):
+            return prior
+        reg = self.reg if f_reg is None else f_reg
+        return fold_in(self.y, self.gram, reg, items, conf, prior)
+
+    def score_items(self, user_id: str, support_items: list[str],
+                    candidate_item_ids: list[str]) -> np.ndarray:
+        pos, known = self._candidates(candidate_item_ids)
+        # a pool mostly of items without training rows (new products) is ranked by the
+        # state adapted for them
+        new = bool(len(pos)) and (~self.data.item_in_train[pos[known]]).mean() > 0.5
+        x = self.user_factors(user_id, support_items, new_items=new)
+        scores = self.y[pos] @ x + self.popularity_weight * self.cold_bias[pos]
+        return _masked(scores, known)
+
+    def score_all_items(self, user_id: str, support_items: list[str]) -> np.ndarray:
+        """Scores of every item (``data.item_ids`` order)."""
+        x = self.user_factors(user_id, support_items)
+        return self.y @ x + self.popularity_weight * self.cold_bias
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with tmp.open("wb") as fh:
+            pickle.dump(self, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> GraphMetaImplicit:
+        with Path(path).open("rb") as fh:
+            model = pickle.load(fh)
+        if not isinstance(model, cls):
+            raise TypeError(f"{path} does not hold a {cls.__name__}")
+        return model
+
+
+def _paths(dataset: Dataset, frame: pd.DataFrame, table, ids: pd.Index,
+           label: str) -> list[tuple[str, tuple[str, sp.csr_matrix]]]:
+    """Every path of one side: two hops through each node column, one hop along each
+    relation file between two nodes of that side."""
+    out: list[tuple[str, tuple[str, sp.csr_matrix]]] = []
+    for col in table.columns.values():
+        if col.node:
+            inc = _incidence(frame, col, ids)
+            if inc.shape[1]:
+                out.append((f"{label}-{col.node}-{label}", ("inc", inc)))
+    for rel in dataset.spec.relations:
+        if rel.src == label and rel.dst == label:
+            out.append((rel.type, ("adj", _adjacency(dataset.relations[rel.type], ids))))
+    return out
+
+
+def _adjacency(frame: pd.DataFrame, ids: pd.Index) -> sp.csr_matrix:
+    """Symmetric adjacency of a relation file between two nodes of the same type."""
+    s = ids.get_indexer(frame["src"].astype(str))
+    t = ids.get_indexer(frame["dst"].astype(str))
+    ok = (s >= 0) & (t >= 0) & (s != t)
+    n = len(ids)
+    a = sp.csr_matrix((np.ones(int(ok.sum())), (s[ok], t[ok])), shape=(n, n))
+    a = ((a + a.T) > 0).astype(np.float64)
+    return a.tocsr()
