@@ -3,13 +3,16 @@
 Usage::
 
     python benchmarks/online_seeds.py DATASET OUT SEED [--no-baselines] [--ablation NAME ...]
+        [--auto-live-precision]
 
 The rows of ``graph-meta benchmark DATASET --out OUT --online --seed SEED`` for these three
 models alone (no MeLU, no global mean: a shorter run per extra seed), written the same way
 (``OUT/results/*.json``, ``OUT/speed.json``) so that ``benchmarks/seed_table.py`` averages
 them with full benchmark runs. ``--no-baselines`` leaves the two baselines out (their rows do
 not depend on graph-meta's code: reuse an earlier run's); ``--ablation`` adds an offline row
-of :data:`training.benchmark.ABLATIONS` by name (e.g. ``"graph-meta (no graph)"``).
+of :data:`training.benchmark.ABLATIONS` by name (e.g. ``"graph-meta (no graph)"``);
+``--auto-live-precision`` an online row of graph-meta fitted with ``model.live_precision = 0``
+(the live item precision chosen on held-out items, :mod:`graph_meta.live_tuning`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--ablation", action="append", default=[],
                         choices=[name for name, _, _ in ABLATIONS])
+    parser.add_argument("--auto-live-precision", action="store_true")
     args = parser.parse_args(argv)
     dataset, out, seed = read_dataset(args.dataset), args.out, args.seed
     (out / "results").mkdir(parents=True, exist_ok=True)
@@ -70,6 +74,15 @@ def main(argv: list[str] | None = None) -> int:
         variant.fit(dataset, progress=False)
         rows.append(evaluate(variant, dataset, support_k=SUPPORT_K, fit=False))
         print(name, _rmse(rows[-1]), flush=True)
+    if args.auto_live_precision:
+        torch.manual_seed(seed)
+        auto = GraphMetaRecommender(cfg.replace(**{"model.live_precision": 0.0}))
+        auto.name = "graph-meta (live precision chosen at fit)"
+        auto.fit(dataset, progress=False)
+        rows.append(evaluate_online(auto, dataset, fit=False))
+        rows[-1]["model"] += " online"
+        print(rows[-1]["model"], auto.fit_info.get("live_precision"), _rmse(rows[-1]),
+              flush=True)
     for res in rows:
         name = res["model"].replace(" ", "_").replace("/", "_")
         write_results(res, out / "results" / f"{name}.json")
