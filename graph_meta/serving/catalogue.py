@@ -20,29 +20,8 @@ __all__ = ["add_items"]
 
 
 def add_items(model: GraphMetaRecommender, dataset: Dataset) -> list[str]:
-    """Give the items of ``dataset.items`` that the model has not seen (products added to
-    the catalogue after training) a state and neighbours, without retraining.
-
-    A new item's state is the side-feature ridge prior of training (``train.
-    linear_prior_alpha``, the same targets, weights and ``train.prior_newest_bias``),
-    refitted over the extended item table; the GNN correction, which needs a forward
-    pass over the training graph, is left out. Its attribute-path neighbours come from
-    the dataset's graph (it has no co-rating neighbours and no learned weights until it
-    is rated and the model retrained). Existing items are not changed.
-
-    Args:
-        dataset: a dataset whose ``items`` hold every item of the model plus the new
-            ones (``train`` and ``users`` as at training; new ratings are not used).
-
-    Returns:
-        The ids added, in the order they now have in :attr:`item_ids`.
-
-    Raises:
-        RuntimeError: the model is not fitted, or it has no side-feature prior to
-            extend (trained with ``train.linear_prior_alpha = 0``, ``train.als_iters =
-            0`` or ``train.refit = false``, or saved before this existed): retrain it.
-        KeyError: an item of the model is missing from ``dataset.items``.
-    """
+    """What :meth:`GraphMetaRecommender.add_items` runs (its docstring says what a new
+    item gets and what is raised)."""
     known = set(model.item_ids)
     ids = dataset.items.index.astype(str)
     new_ids = [i for i in ids if i not in known]
