@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from graph_meta.dataset import Dataset
+from training.plots import plot_results
 
 SUPPORT_K: tuple[int | None, ...] = (0, 1, 3, 5, 10, None)
 
@@ -121,49 +122,6 @@ def plot_by_item_ratings(rows: Sequence[dict[str, Any]], out: Path) -> Path | No
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def plot_results(results: Sequence[dict[str, Any]], out: Path) -> list[Path]:
-    """Bars of RMSE per scenario and model, and few-shot curves; returns the PNG paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    scenarios = list(results[0]["scenarios"])
-    fig, ax = plt.subplots(figsize=(2.2 * len(scenarios) + 3, 4))
-    width = 0.8 / len(results)
-    for m, res in enumerate(results):
-        ax.bar(np.arange(len(scenarios)) + m * width,
-               [res["scenarios"][s]["rmse"] for s in scenarios], width, label=res["model"])
-    ax.set_xticks(np.arange(len(scenarios)) + 0.4 - width / 2, scenarios)
-    ax.set_ylabel("task-averaged RMSE")
-    ax.set_ylim(bottom=0.6)
-    ax.legend(fontsize=8)
-    ax.set_title(f"{results[0]['dataset']}: RMSE per scenario")
-    fig.tight_layout()
-    paths = [out / "scenarios.png"]
-    fig.savefig(paths[0], dpi=110)
-    plt.close(fig)
-    if all("few_shot" in r for r in results):
-        fig, axes = plt.subplots(1, len(scenarios), figsize=(4.5 * len(scenarios), 3.8),
-                                 squeeze=False)
-        for ax, s in zip(axes[0], scenarios, strict=True):
-            for res in results:
-                curve = res["few_shot"][s]
-                keys = list(curve)
-                ax.plot(range(len(keys)), [curve[k]["rmse"] for k in keys], marker="o",
-                        label=res["model"])
-                ax.set_xticks(range(len(keys)), keys)
-            ax.set_title(s)
-            ax.set_xlabel("support ratings K")
-            ax.set_ylabel("RMSE")
-        axes[0][0].legend(fontsize=7)
-        fig.tight_layout()
-        paths.append(out / "few_shot.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
-    return paths
 
 
 def run_benchmark(dataset: Dataset, out: Path, *, config_path: Path | None = None,

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from graph_meta.dataset import Dataset
+from training.plots import plot_results
 
 SUPPORT_K: tuple[int | None, ...] = (0, 1, 3, 5, 10, None)
 
@@ -86,44 +87,8 @@ def latency_pool(model: Any, dataset: Dataset, *, k: int = 10, repeats: int = 20
 def plot_ranking(results: Sequence[dict[str, Any]], out: Path,
                  metric: str = "recall@20") -> list[Path]:
     """Bars of ``metric`` per scenario and model, and its few-shot curves."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    scenarios = list(results[0]["scenarios"])
-    fig, ax = plt.subplots(figsize=(2.2 * len(scenarios) + 3, 4))
-    width = 0.8 / len(results)
-    for m, res in enumerate(results):
-        ax.bar(np.arange(len(scenarios)) + m * width,
-               [res["scenarios"][s][metric] for s in scenarios], width, label=res["model"])
-    ax.set_xticks(np.arange(len(scenarios)) + 0.4 - width / 2, scenarios)
-    ax.set_ylabel(metric)
-    ax.legend(fontsize=8)
-    ax.set_title(f"{results[0]['dataset']}: {metric} per scenario")
-    fig.tight_layout()
-    paths = [out / "scenarios.png"]
-    fig.savefig(paths[0], dpi=110)
-    plt.close(fig)
-    if all("few_shot" in r for r in results):
-        fig, axes = plt.subplots(1, len(scenarios), figsize=(4.5 * len(scenarios), 3.8),
-                                 squeeze=False)
-        for ax, s in zip(axes[0], scenarios, strict=True):
-            for res in results:
-                curve = res["few_shot"][s]
-                keys = list(curve)
-                ax.plot(range(len(keys)), [curve[k][metric] for k in keys], marker="o",
-                        label=res["model"])
-                ax.set_xticks(range(len(keys)), keys)
-            ax.set_title(s)
-            ax.set_xlabel("support items K")
-            ax.set_ylabel(metric)
-        axes[0][0].legend(fontsize=7)
-        fig.tight_layout()
-        paths.append(out / "few_shot.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
-    return paths
+    return plot_results(results, out, metric=metric, label=metric, bottom=None,
+                        support="support items K")
 
 
 def run_implicit_benchmark(dataset: Dataset, out: Path, *, config_path: Path | None = None,
