@@ -312,12 +312,31 @@ def generate_catalog(
         "new_users": len(split.new_users),
         "new_items": len(split.new_items),
     }
-    raw_spec = {
+    raw_spec = catalog_spec(name, "Synthetic e-commerce catalog with planted category tastes, "
+                            "cross-category affinities, brand and quality effects "
+                            "(loaders.synthetic).", stats)
+    if planted_graph:
+        raw_spec["relations"] += [
+            {"type": "SUCCEEDS", "file": "successors.csv", "src": "Item", "dst": "Item",
+             "src_column": "item_id", "dst_column": "predecessor_id"},
+            {"type": "FRIEND_OF", "file": "friends.csv", "src": "User", "dst": "User",
+             "src_column": "user_id", "dst_column": "friend_id"},
+        ]
+        stats["planted_graph"] = {t: len(f) for t, f in graph_relations.items()}
+    spec = DatasetSpec.from_json(raw_spec, source="generate_catalog")
+    clock.done()
+    return Dataset(spec=spec, users=users, items=items, train=split.train,
+                   relations={"PART_OF": relation, **graph_relations}, tasks=split.tasks)
+
+
+def catalog_spec(name: str, description: str, stats: dict[str, Any], *,
+                 implicit: bool = False) -> dict[str, Any]:
+    """The ``dataset.json`` of the synthetic catalogue (ratings 1..5, or implicit: scale
+    [0, 1]): its users/items columns, the category tree relation and the four task files."""
+    raw_spec: dict[str, Any] = {
         "name": name,
-        "description": "Synthetic e-commerce catalog with planted category tastes, "
-                       "cross-category affinities, brand and quality effects "
-                       "(loaders.synthetic).",
-        "rating_scale": [1, 5],
+        "description": description,
+        "rating_scale": [0, 1] if implicit else [1, 5],
         "train": "train.csv",
         "users": {"file": "users.csv", "id": USER_ID, "columns": {
             "age_band": {"type": "categorical"},
@@ -339,18 +358,9 @@ def generate_catalog(
         "tasks": {s: f"tasks/{s}.jsonl" for s in SCENARIOS},
         "stats": stats,
     }
-    if planted_graph:
-        raw_spec["relations"] += [
-            {"type": "SUCCEEDS", "file": "successors.csv", "src": "Item", "dst": "Item",
-             "src_column": "item_id", "dst_column": "predecessor_id"},
-            {"type": "FRIEND_OF", "file": "friends.csv", "src": "User", "dst": "User",
-             "src_column": "user_id", "dst_column": "friend_id"},
-        ]
-        stats["planted_graph"] = {t: len(f) for t, f in graph_relations.items()}
-    spec = DatasetSpec.from_json(raw_spec, source="generate_catalog")
-    clock.done()
-    return Dataset(spec=spec, users=users, items=items, train=split.train,
-                   relations={"PART_OF": relation, **graph_relations}, tasks=split.tasks)
+    if implicit:
+        raw_spec["implicit"] = True
+    return raw_spec
 
 
 def _plant_successors(items: pd.DataFrame, model: dict[str, np.ndarray],

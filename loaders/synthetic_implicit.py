@@ -41,7 +41,7 @@ import pandas as pd
 
 from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset, Task
 from graph_meta.eval.split import split_cold_start
-from graph_meta.schema import SCENARIOS, DatasetSpec
+from graph_meta.schema import DatasetSpec
 from loaders import synthetic as syn
 from loaders.implicit import DEFAULT_EVENT_WEIGHTS, confidences_to_weights
 
@@ -161,34 +161,10 @@ def generate_implicit_catalog(*, n_users: int = 2000, n_items: int = 500,
         "view_sharpness": view_sharpness, **split.report,
         "new_users": len(split.new_users), "new_items": len(split.new_items),
     }
-    raw_spec = {
-        "name": name,
-        "description": "Synthetic shop event log (views, carts, purchases) driven by planted "
-                       "category tastes, brand/quality effects and latent factors "
-                       "(loaders.synthetic_implicit); weight = summed event weights.",
-        "rating_scale": [0, 1],
-        "implicit": True,
-        "train": "train.csv",
-        "users": {"file": "users.csv", "id": USER_ID, "columns": {
-            "age_band": {"type": "categorical"},
-            "region": {"type": "categorical", "node": "Region"},
-        }},
-        "items": {"file": "items.csv", "id": ITEM_ID, "columns": {
-            "department": {"type": "categorical", "node": "Department"},
-            "category": {"type": "categorical", "node": "Category"},
-            "brand": {"type": "categorical", "node": "Brand"},
-            "price_band": {"type": "categorical"},
-            "price": {"type": "numeric"},
-            "title": {"type": "text"},
-            "release": {"type": "numeric"},
-        }},
-        "relations": [{
-            "type": "PART_OF", "file": "category_tree.csv", "src": "Category",
-            "dst": "Department", "src_column": "category", "dst_column": "department",
-        }],
-        "tasks": {s: f"tasks/{s}.jsonl" for s in SCENARIOS},
-        "stats": stats,
-    }
+    raw_spec = syn.catalog_spec(
+        name, "Synthetic shop event log (views, carts, purchases) driven by planted category "
+        "tastes, brand/quality effects and latent factors (loaders.synthetic_implicit); "
+        "weight = summed event weights.", stats, implicit=True)
     spec = DatasetSpec.from_json(raw_spec, source="generate_implicit_catalog")
     raw = Dataset(spec=spec, users=users, items=items, train=split.train,
                   relations={"PART_OF": relation}, tasks=split.tasks)
