@@ -52,6 +52,7 @@ from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset, tra
 from graph_meta.eval.jsonable import jsonable
 from graph_meta.eval.metrics import METRICS, batch_task_metrics
 from graph_meta.eval.ranking import ranking_table
+from graph_meta.eval.selection import chosen_scenarios, k_label, support_sizes
 from graph_meta.eval.split import split_cold_start
 from graph_meta.schema import SCENARIOS
 
@@ -76,11 +77,6 @@ class ColdStartModel(Protocol):
 
 class PredictionError(ValueError):
     """A model returned unusable predictions (wrong shape, NaN or inf)."""
-
-
-def k_label(k: int | None) -> str:
-    """The few-shot key of a support size: ``"all"`` for None, else ``str(k)``."""
-    return "all" if k is None else str(int(k))
 
 
 def evaluate(model: ColdStartModel, dataset: Dataset, *,
@@ -110,24 +106,8 @@ def evaluate(model: ColdStartModel, dataset: Dataset, *,
         KeyError: an asked scenario has no tasks in the dataset.
     """
     name = str(getattr(model, "name", type(model).__name__))
-    if scenarios is None:
-        chosen = [s for s in SCENARIOS if s in dataset.tasks]
-        chosen += [s for s in dataset.tasks if s not in chosen]
-    else:
-        chosen = list(scenarios)
-        missing = [s for s in chosen if s not in dataset.tasks]
-        if missing:
-            raise KeyError(f"no tasks for scenario(s) {missing}; the dataset has "
-                           f"{sorted(dataset.tasks)}")
-    ks: list[int | None] = []
-    for k in support_k:
-        if k is not None and (int(k) != k or k < 0):
-            raise ValueError(f"support size must be None or an integer >= 0, got {k!r}")
-        kk = None if k is None else int(k)
-        if kk not in ks:
-            ks.append(kk)
-    if not ks:
-        raise ValueError("support_k is empty")
+    chosen = chosen_scenarios(dataset, scenarios)
+    ks = support_sizes(support_k)
 
     fit_s = 0.0
     if fit:

@@ -49,6 +49,7 @@ import pandas as pd
 
 from graph_meta.dataset import ITEM_ID, USER_ID, Dataset, training_view
 from graph_meta.eval.jsonable import jsonable
+from graph_meta.eval.selection import chosen_scenarios, k_label, support_sizes
 from graph_meta.schema import SCENARIOS
 
 __all__ = [
@@ -270,35 +271,6 @@ def _check_scores(raw: Any, n: int, where: str) -> np.ndarray:
     return s
 
 
-def _scenarios(dataset: Dataset, scenarios: Iterable[str] | None) -> list[str]:
-    if scenarios is None:
-        chosen = [s for s in SCENARIOS if s in dataset.tasks]
-        return chosen + [s for s in dataset.tasks if s not in chosen]
-    chosen = list(scenarios)
-    missing = [s for s in chosen if s not in dataset.tasks]
-    if missing:
-        raise KeyError(f"no tasks for scenario(s) {missing}; the dataset has "
-                       f"{sorted(dataset.tasks)}")
-    return chosen
-
-
-def _support_sizes(support_k: Sequence[int | None]) -> list[int | None]:
-    ks: list[int | None] = []
-    for k in support_k:
-        if k is not None and (int(k) != k or k < 0):
-            raise ValueError(f"support size must be None or an integer >= 0, got {k!r}")
-        kk = None if k is None else int(k)
-        if kk not in ks:
-            ks.append(kk)
-    if not ks:
-        raise ValueError("support_k is empty")
-    return ks
-
-
-def _k_label(k: int | None) -> str:
-    return "all" if k is None else str(int(k))
-
-
 def evaluate_implicit(model: Any, dataset: Dataset, *, scenarios: Iterable[str] | None = None,
                       support_k: Sequence[int | None] = (None,), fit: bool = True,
                       progress: bool = False, top_n: int = TOP_N,
@@ -330,8 +302,8 @@ def evaluate_implicit(model: Any, dataset: Dataset, *, scenarios: Iterable[str] 
         KeyError: an asked scenario has no tasks, or has no pool definition.
     """
     name = str(getattr(model, "name", type(model).__name__))
-    chosen = _scenarios(dataset, scenarios)
-    ks = _support_sizes(support_k)
+    chosen = chosen_scenarios(dataset, scenarios)
+    ks = support_sizes(support_k)
     fit_s = 0.0
     if fit:
         t0 = time.perf_counter()
@@ -343,7 +315,7 @@ def evaluate_implicit(model: Any, dataset: Dataset, *, scenarios: Iterable[str] 
     run_ks = ks if None in ks else [*ks, None]
     results: dict[str, Any] = {"dataset": dataset.name, "model": name, "protocol": "implicit",
                                "top_n": int(top_n), "scenarios": {},
-                               "support_k": [_k_label(k) for k in ks], "fit_s": round(fit_s, 3)}
+                               "support_k": [k_label(k) for k in ks], "fit_s": round(fit_s, 3)}
     params = getattr(model, "params", None)
     if isinstance(params, dict):
         results["params"] = jsonable(params)
@@ -357,9 +329,9 @@ def evaluate_implicit(model: Any, dataset: Dataset, *, scenarios: Iterable[str] 
             if k is None:
                 results["scenarios"][scenario] = block
             if ks != [None] and k in ks:
-                few_shot.setdefault(scenario, {})[_k_label(k)] = block
+                few_shot.setdefault(scenario, {})[k_label(k)] = block
             if progress:
-                print(f"[{name}] {scenario} K={_k_label(k)}: {block['tasks']} tasks, "
+                print(f"[{name}] {scenario} K={k_label(k)}: {block['tasks']} tasks, "
                       f"recall@{top_n} {block[f'recall@{top_n}']:.4f} ndcg@{top_n} "
                       f"{block[f'ndcg@{top_n}']:.4f} hit@{top_n} {block[f'hit@{top_n}']:.4f}, "
                       f"pool {block['pool_size']:.0f}, {block['adapt_ms_p50']:.2f} ms/task",
@@ -381,7 +353,7 @@ def rank_task(model: Any, name: str, scenario: str, index: int, task: Any, k: in
     raw = ranking_scores(model, str(task.user_id), support, list(candidates))
     scores = _check_scores(raw, len(candidates),
                            f"model {name!r}, scenario {scenario!r}, task {index} (user "
-                           f"{task.user_id!r}, K={_k_label(k)})")
+                           f"{task.user_id!r}, K={k_label(k)})")
     best = top_k(scores, pools.tie_key[pool], top_n)
     ms = (time.perf_counter() - t0) * 1e3
     return [candidates[j] for j in best], pool, ms
