@@ -87,11 +87,12 @@ class UnknownItemError(GraphMetaError, KeyError):
     """An item id that a trained model (or the graph) does not know. A ``KeyError`` whose
     ``str()`` is the message itself (not its quoted ``repr``)."""
 
-    def __init__(self, item_id: object) -> None:
+    def __init__(self, item_id: object, *, hint: str | None = None) -> None:
         self.item_id = str(item_id)
         super().__init__(f"unknown item {short(self.item_id)}: not in the model's catalogue; "
-                         "a product added after training needs a row in items.csv, then "
-                         "model.add_items(dataset) or `graph-meta add-items DATASET --run RUN`")
+                         + (hint or "a product added after training needs a row in items.csv, "
+                            "then model.add_items(dataset) or `graph-meta add-items DATASET "
+                            "--run RUN`"))
 
     def __str__(self) -> str:
         return str(self.args[0])

@@ -28,7 +28,9 @@ own weights, predicts its log popularity :math:`\hat b_i` (targets :math:`\log(1
 
 **A new user** gets the prior :math:`x^0_u` built the same way from the user side: the user
 side-feature ridge map, user node columns (e.g. ``Region``) and, where a user-user relation
-file exists (``FRIEND_OF``), the mean of the neighbours' factors.
+file exists (``FRIEND_OF``), the mean of the neighbours' factors. A user the model has no
+row for at all (serving: a visitor outside ``users.csv``) starts from the mean factors of the
+training users.
 
 **Adaptation to a task** (the inner loop): the iALS user step on the user's training
 positives plus the support (support confidence :math:`1 + \alpha s`), toward :math:`x^0_u`,
@@ -60,6 +62,7 @@ import scipy.sparse as sp
 
 from graph_meta.baselines import _RidgeMap
 from graph_meta.dataset import Dataset
+from graph_meta.errors import UnknownItemError
 from graph_meta.graph.build import split_multi
 from graph_meta.ials import fold_in
 from graph_meta.implicit_baselines import (
@@ -71,7 +74,12 @@ from graph_meta.implicit_baselines import (
 )
 from graph_meta.schema import ITEM, USER
 
-__all__ = ["GraphMetaImplicit", "path_messages"]
+__all__ = ["RETRAIN_HINT", "GraphMetaImplicit", "path_messages"]
+
+#: what to do about an item the implicit model lacks (it has no ``add_items`` yet)
+RETRAIN_HINT = ("the implicit model scores the items of items.csv known when it was trained; "
+                "a product added since needs a row in items.csv and a retraining "
+                "(`graph-meta train`)")
 
 
 def _incidence(frame: pd.DataFrame, column, ids: pd.Index) -> sp.csr_matrix:
@@ -228,6 +236,8 @@ class GraphMetaImplicit(_Base):
     """
 
     name = "graph-meta"
+    #: :func:`graph_meta.recommend.recommend`'s advice for an item the model lacks
+    unknown_item_hint = RETRAIN_HINT
 
     def __init__(self, factors: int = 64, reg: float = 10.0, alpha: float = 5.0,
                  iters: int = 15, *, alpha_item: float = 10.0, alpha_user: float = 10.0,
@@ -319,6 +329,7 @@ class GraphMetaImplicit(_Base):
                                             upaths, self.alpha_user, seed=self.seed)
         self.user_prior = _GraphPrior(unames, ubeta, None, uprior, None)
         self.x0 = np.where(utrained[:, None], 0.0, uprior)
+        self.__dict__.pop("_state_cache", None)
 
     def _set_graph_mix(self, mix: float) -> None:
         r"""Items without training rows get :math:`(1 - \mu)` ridge + :math:`\mu` graph
@@ -329,6 +340,7 @@ class GraphMetaImplicit(_Base):
         cold = (1 - mix) * ridge + mix * graph
         self.y = np.where(trained[:, None], self.y_trained, cold)
         self.cold_bias = np.where(trained, 0.0, (1 - mix) * pop_ridge + mix * pop_graph)
+        self.__dict__.pop("_state_cache", None)
 
     @staticmethod
     def _item_paths(dataset: Dataset,
@@ -422,7 +434,7 @@ class GraphMetaImplicit(_Base):
                       else (self.support_weight, self.fold_reg))
         conf = self.alpha * np.concatenate([w, np.full(len(sup), s_w)])
         u = d.user_ids.get_indexer([user_id])[0]
-        prior = self.x0[u] if u >= 0 else np.zeros(self.y.shape[1])
+        prior = self.x0[u] if u >= 0 else self._unknown_user_prior()
         if not len(items):
             return prior
         reg = self.reg if f_reg is None else f_reg
@@ -443,7 +455,60 @@ class GraphMetaImplicit(_Base):
         x = self.user_factors(user_id, support_items)
         return self.y @ x + self.popularity_weight * self.cold_bias
 
+    # -- serving (graph_meta.recommend: recommend, audience) -------------------------------
+
+    @property
+    def user_ids(self) -> list[str]:
+        """Every user the model knows (those of ``users.csv`` at training), in the order of
+        :meth:`score_all_users`."""
+        return [str(u) for u in self.data.user_ids]
+
+    @property
+    def item_pos(self) -> dict[str, int]:
+        """The model's catalogue: item id -> position (every item of ``items.csv`` at
+        training, with or without positives)."""
+        return {str(i): k for k, i in enumerate(self.data.item_ids)}
+
+    def score_all_users(self, item_id: str) -> np.ndarray:
+        """The relevance of ``item_id`` for every known user (:attr:`user_ids` order): for
+        each user exactly :meth:`score_items` ``(user, [], [item_id])``, i.e. the user's
+        state adapted to their training positives (a user without any: their graph prior),
+        the new-item state when the item has no training positive.
+
+        Raises :class:`~graph_meta.errors.UnknownItemError` for an item not in the model's
+        catalogue.
+        """
+        pos = self.data.item_ids.get_indexer([str(item_id)])[0]
+        if pos < 0:
+            raise UnknownItemError(item_id, hint=RETRAIN_HINT)
+        new = not bool(self.data.item_in_train[pos])
+        states = self._user_states(new)
+        return states @ self.y[pos] + self.popularity_weight * self.cold_bias[pos]
+
+    def _unknown_user_prior(self) -> np.ndarray:
+        """The prior of a user outside ``users.csv``: the training users' mean factors."""
+        cache = self.__dict__.setdefault("_state_cache", {})
+        if "unknown" not in cache:
+            trained = self.data.user_in_train
+            cache["unknown"] = (self.x[trained].mean(axis=0) if trained.any()
+                                else np.zeros(self.y.shape[1]))
+        return cache["unknown"]
+
+    def _user_states(self, new_items: bool) -> np.ndarray:
+        """Every user's adapted state without support (:meth:`user_factors`), cached."""
+        cache = self.__dict__.setdefault("_state_cache", {})
+        if new_items not in cache:
+            states = [self.user_factors(u, [], new_items=new_items) for u in self.data.user_ids]
+            cache[new_items] = (np.stack(states) if states
+                                else np.zeros((0, self.y.shape[1])))
+        return cache[new_items]
+
     # -- persistence --------------------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_state_cache", None)  # derived: rebuilt on demand
+        return state
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

@@ -357,13 +357,18 @@ def _parse_rated(values: tuple[str, ...]) -> list[tuple[str, float]]:
 @click.option("--user", "user_id", default=None, help="An existing user's id.")
 @click.option("--rated", multiple=True, metavar="ITEM:RATING",
               help="A new user's ratings (repeatable).")
+@click.option("--positive", "positives", multiple=True, metavar="ITEM",
+              help="Implicit dataset: an item a new user took (viewed, bought, ...); "
+                   "repeatable.")
 @click.option("-k", default=20, show_default=True, type=click.IntRange(1))
 @click.option("--json", "as_json", is_flag=True)
 def candidates(dataset: Path | None, store_kind: str, neo4j_uri: str | None, neo4j_user: str,
-               user_id: str | None, rated: tuple[str, ...], k: int, as_json: bool) -> None:
+               user_id: str | None, rated: tuple[str, ...], positives: tuple[str, ...], k: int,
+               as_json: bool) -> None:
     """Items to consider for a user, each with its score and the graph path that found it."""
     pairs = _parse_rated(rated)
     with open_store(dataset, store_kind, neo4j_uri, neo4j_user) as store:
+        pairs += _positive_pairs(store.spec, rated, positives)
         try:
             found = store.candidates(user_id=user_id, rated=pairs, k=k)
         except (KeyError, ValueError) as exc:
@@ -375,6 +380,20 @@ def candidates(dataset: Path | None, store_kind: str, neo4j_uri: str | None, neo
     for rank, c in enumerate(found, 1):
         path = " -> ".join(f"{label}:{node}" for label, node in c.path)
         click.echo(f"{rank:>3}. {c.item_id:<16}{c.score:>10.3f}  {c.reason:<15}{path}")
+
+
+def _positive_pairs(spec, rated: tuple[str, ...],
+                    positives: tuple[str, ...]) -> list[tuple[str, float]]:
+    """``--positive`` items as the graph's candidate seeds (rated at the top of the scale,
+    as every implicit positive is); ``--rated`` on an implicit dataset and ``--positive`` on
+    a rating one are usage errors naming the option."""
+    if spec.implicit and rated:
+        raise click.UsageError(f"--rated: {spec.name} holds implicit feedback (no ratings); "
+                               "give the items the user took as --positive ITEM")
+    if positives and not spec.implicit:
+        raise click.UsageError(f"--positive: {spec.name} holds ratings; give them as "
+                               "--rated ITEM:RATING")
+    return [(str(i), spec.rating_scale[1]) for i in positives]
 
 
 def _parse_k(value: str) -> list[int | None]:
@@ -569,6 +588,9 @@ def benchmark(dataset: Path, out: Path, config_path: Path | None, quick: bool, d
 @click.option("--user", "user_id", default=None, help="An existing user's id.")
 @click.option("--rated", multiple=True, metavar="ITEM:RATING",
               help="A new user's ratings (repeatable); none at all is the pure cold case.")
+@click.option("--positive", "positives", multiple=True, metavar="ITEM",
+              help="Implicit model: an item a new user took (viewed, bought, ...); "
+                   "repeatable, instead of --rated.")
 @click.option("-k", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--pool", default=200, show_default=True, type=click.IntRange(1),
               help="Graph candidates to score.")
@@ -576,35 +598,56 @@ def benchmark(dataset: Path, out: Path, config_path: Path | None, quick: bool, d
 @click.option("--json", "as_json", is_flag=True)
 @store_options
 def recommend(dataset: Path, run_dir: Path, user_id: str | None, rated: tuple[str, ...],
-              k: int, pool: int, explain: bool, as_json: bool, store_kind: str,
-              neo4j_uri: str | None, neo4j_user: str) -> None:
-    """Top-k for a user: graph candidates scored by the model adapted to their ratings."""
+              positives: tuple[str, ...], k: int, pool: int, explain: bool, as_json: bool,
+              store_kind: str, neo4j_uri: str | None, neo4j_user: str) -> None:
+    """Top-k for a user: graph candidates scored by the model adapted to their ratings (an
+    implicit model: to the items they took; scores shown as relevance)."""
+    from graph_meta.recommend import is_implicit_model
     from graph_meta.recommend import recommend as run_recommend
 
     pairs = _parse_rated(rated)
-    if user_id is None and not pairs:
-        click.secho("note: no --user and no --rated: the pure cold case, popular items ranked "
-                    "by the model's prior", fg="yellow", err=True)
     model, data = _load_model_with_dataset(run_dir, dataset)
+    implicit = is_implicit_model(model)
+    if implicit and rated:
+        raise click.UsageError(f"--rated: {run_dir} holds an implicit model, which takes no "
+                               "ratings; give the items the user took as --positive ITEM")
+    if positives and not implicit:
+        raise click.UsageError(f"--positive: {run_dir} holds a rating model; give the user's "
+                               "ratings as --rated ITEM:RATING")
+    if user_id is None and not pairs and not positives:
+        click.secho(f"note: no --user and no {'--positive' if implicit else '--rated'}: the "
+                    "pure cold case, popular items ranked by the model's prior", fg="yellow",
+                    err=True)
     with open_store(dataset, store_kind, neo4j_uri, neo4j_user, data=data) as store:
         _observe_graph(model, store)
-        top = run_recommend(store, model, user_id=user_id, rated=pairs, k=k, pool=pool)
+        top = run_recommend(store, model, user_id=user_id, rated=pairs, positives=positives,
+                            k=k, pool=pool)
     _print_ranked(top, "item_id", as_json=as_json, explain=explain)
 
 
 def _load_model(run_dir: Path):
+    """The rating model of a run; a run that holds an implicit model instead is an error
+    saying so (the commands that call this work with rating models only)."""
     from graph_meta.model import GraphMetaRecommender
+    from training.implicit_cli import IMPLICIT_MODEL
 
     model_path = run_dir / "model.pt"
+    if not model_path.is_file() and (run_dir / IMPLICIT_MODEL).is_file():
+        raise GraphMetaError(f"{run_dir} holds an implicit model ({IMPLICIT_MODEL}); this "
+                             "command needs a rating model (model.pt): an implicit model "
+                             "scores the items known at training, retrain it to add items")
     if not model_path.is_file():
         raise GraphMetaError(f"{model_path} not found: train first (graph-meta train)")
     return GraphMetaRecommender.load(model_path)
 
 
 def _load_model_with_dataset(run_dir: Path, dataset: Path | None):
-    """``(model, dataset read or None)``: the items of DATASET/items.csv that are newer than
-    the model are added in memory (:meth:`GraphMetaRecommender.add_items`) with a note."""
-    model = _load_model(run_dir)
+    """``(model, dataset read or None)``: the run's model (rating or implicit); the items of
+    DATASET/items.csv that are newer than a rating model are added in memory
+    (:meth:`GraphMetaRecommender.add_items`) with a note."""
+    from training.implicit_cli import load_run_model
+
+    model = load_run_model(run_dir)
     data = None
     if dataset is not None and (dataset / "dataset.json").is_file():
         from loaders.folder import read_dataset
@@ -616,7 +659,16 @@ def _load_model_with_dataset(run_dir: Path, dataset: Path | None):
 
 def _add_newer_items(model, data, dataset: Path) -> None:
     """Score ``data``'s items that the model has not seen (added after training); a model
-    that cannot (see :meth:`GraphMetaRecommender.add_items`) goes on without them."""
+    that cannot (see :meth:`GraphMetaRecommender.add_items`; an implicit model) goes on
+    without them."""
+    if not hasattr(model, "add_items"):  # the implicit model: retraining adds items
+        known = model.item_pos
+        newer = [i for i in data.items.index.astype(str) if i not in known]
+        if newer:
+            click.secho(f"note: {len(newer)} item(s) of {dataset} are newer than the model, "
+                        "left unscored (an implicit model adds items by retraining)",
+                        fg="yellow", err=True)
+        return
     try:
         added = model.add_items(data)
     except RuntimeError as exc:
@@ -631,7 +683,10 @@ def _add_newer_items(model, data, dataset: Path) -> None:
 
 def _observe_graph(model, store) -> None:
     """The ratings the store holds that the model was not trained on (ingest-ratings) move
-    its predictions now (:meth:`GraphMetaRecommender.observe_store`), with a note."""
+    its predictions now (:meth:`GraphMetaRecommender.observe_store`), with a note. An
+    implicit model reads only its training positives (and the user's given ones)."""
+    if not hasattr(model, "observe_store"):
+        return
     n = model.observe_store(store)
     if n:
         click.secho(f"note: {n} rating(s) in the graph are newer than the model; read live "
@@ -642,15 +697,24 @@ def _path_text(path) -> str:
     return " -> ".join(f"{label}:{node}" for label, node in path)
 
 
+def _score_field(r) -> tuple[str, float]:
+    """``("predicted_rating", rating)``, or ``("relevance", score)`` for an implicit model's
+    row (``predicted`` None: no rating, no scale)."""
+    return ("relevance", r.score) if r.predicted is None else ("predicted_rating", r.predicted)
+
+
 def _print_ranked(rows, id_field: str, *, as_json: bool, explain: bool) -> None:
-    """Recommendations or audience members, as JSON or one line each."""
+    """Recommendations or audience members, as JSON or one line each; a rating model's
+    scores as ``predicted 4.21``, an implicit model's as ``relevance 0.83``."""
     if as_json:
         click.echo(json.dumps([{id_field: getattr(r, id_field),
-                                "predicted_rating": round(r.predicted, 4), "reason": r.reason,
+                                _score_field(r)[0]: round(_score_field(r)[1], 4),
+                                "reason": r.reason,
                                 "path": [list(p) for p in r.path]} for r in rows], indent=2))
         return
     for rank, r in enumerate(rows, 1):
-        click.echo(f"{rank:>3}. {getattr(r, id_field):<20} predicted {r.predicted:.2f}  "
+        label = "relevance" if r.predicted is None else "predicted"
+        click.echo(f"{rank:>3}. {getattr(r, id_field):<20} {label} {_score_field(r)[1]:.2f}  "
                    f"({r.reason})" + (f"  {_path_text(r.path)}" if explain else ""))
 
 

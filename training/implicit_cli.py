@@ -75,14 +75,14 @@ def evaluate_implicit_run(data: Dataset, run_dir: Path, out: Path,
 
     if online:
         raise GraphMetaError("--online: the online replay is defined for ratings only")
-    model = _load_any_model(run_dir)
+    model = load_run_model(run_dir)
     results = evaluate_implicit(model, data, support_k=support_k, fit=False, progress=True)
     write_results(results, out)
     echo(ranking_table([results]))
     echo(f"wrote {out}")
 
 
-def _load_any_model(run_dir: Path):
+def load_run_model(run_dir: Path):
     """The run's model: graph-meta's implicit model where the run holds one, else the
     rating model (``model.pt``)."""
     implicit_path = run_dir / IMPLICIT_MODEL
