@@ -747,13 +747,37 @@ def audience(dataset: Path, run_dir: Path, item_id: str, k: int, as_json: bool,
               show_default=True)
 @click.option("--wipe", is_flag=True,
               help="With --store neo4j: delete everything in the database first.")
+@click.option("--implicit", is_flag=True,
+              help="Implicit feedback: the shop's views, carts and purchases, graph-meta's "
+                   "implicit model, recall@20 / nDCG@20, scores shown as relevance.")
+@click.option("--quick", is_flag=True,
+              help="A fast run: configs/quick.toml, or with --implicit the implicit model's "
+                   "small grid.")
 @store_options
 def demo(out: Path | None, seed: int, config_path: Path | None, device: str, wipe: bool,
-         store_kind: str, neo4j_uri: str | None, neo4j_user: str) -> None:
+         implicit: bool, quick: bool, store_kind: str, neo4j_uri: str | None,
+         neo4j_user: str) -> None:
     """The whole product on a synthetic shop: graph, meta-training, the four cold-start
-    scenarios, a new user's top 10 with paths, a new product's audience."""
+    scenarios, a new user's top 10 with paths, a new product's audience (--implicit: the
+    same on views, carts and purchases)."""
+    if quick and config_path is not None:
+        raise click.UsageError("--quick: give either --quick or --config, not both")
+    if implicit:
+        if config_path is not None:
+            raise click.UsageError("--config: the implicit model (--implicit) has no config "
+                                   "file; --quick makes it fast")
+        if device != "auto":
+            raise click.UsageError("--device: the implicit model (--implicit) runs on the "
+                                   "CPU (closed forms), leave --device out")
+        from training.implicit_demo import run_implicit_demo
+
+        run_implicit_demo(click.echo, out=out, seed=seed, store_kind=store_kind,
+                          neo4j_uri=neo4j_uri, neo4j_user=neo4j_user, wipe=wipe, quick=quick)
+        return
     from training.demo import run_demo
 
+    if quick:
+        config_path = Path(__file__).resolve().parents[1] / "configs" / "quick.toml"
     run_demo(click.echo, out=out, seed=seed, store_kind=store_kind, neo4j_uri=neo4j_uri,
              neo4j_user=neo4j_user, wipe=wipe, config_path=config_path, device=device)
 
