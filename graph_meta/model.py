@@ -307,7 +307,7 @@ class GraphMetaRecommender:
             states.append((theta, head))
             for name, x in rows.items():
                 preds[name].append(rating(mu, head, theta, x))
-        trained = int(self.state.lr_theta.shape[0])
+        trained = self.state.user_rule(self.config.meta.inner_lr).steps
         stage = 1 + (trained if len(support) else 0)  # the last trained step
         theta, head = states[stage]
         arrays = self._support_arrays(support)

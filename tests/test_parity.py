@@ -2,8 +2,8 @@
 x scenario, ``GraphMetaRecommender.adapt_user`` / ``predict`` equal the adapted parameters of
 ``GraphMetaNet.adapt_users`` (what ``user_loss`` trains on), computed in torch.
 
-The nets are built, not fitted (random item states, priors, head, precisions and Meta-SGD
-rates stand in for trained ones; fitting only changes the values): one per learner x adapt
+The nets are built, not fitted (random item states, priors, head, precisions and learner
+weights stand in for trained ones; fitting only changes the values): one per learner x adapt
 mode, on one graph. One learner is also fitted, end to end. The torch side runs in float64
 on the predictor state's item states and priors, so the comparison is of the adaptation
 itself (fold-in and inner loop), to 1e-9.
@@ -70,8 +70,10 @@ def _built(graph: tuple[Any, RatingIndex], cfg: Config, seed: int = 0) -> GraphM
         if net.head0 is not None:
             net.head0.copy_(torch.tensor([0.15, -0.2]))
         for learner in (net.user_learner, net.item_learner):
-            for raw in getattr(learner, "raw_lr", {}).values():
-                raw.add_(torch.randn_like(raw) * 0.5)
+            # every learned part of the rule away from its initial value (Meta-SGD's rates,
+            # the LSTM's zero gate weights, LEO's zero encoder, the attention's zero scores)
+            for name, weight in (learner.named_parameters() if learner is not None else ()):
+                weight.add_(torch.randn_like(weight) * (0.5 if "raw" in name else 0.3))
     model.net = net
     model.build_cache(data, index)
     return model

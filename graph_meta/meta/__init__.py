@@ -5,13 +5,15 @@ from graph_meta.meta.base import (
     NO_LEARNER,
     InnerRule,
     MetaLearner,
+    ServingRule,
     learner_names,
     make_learner,
     register_learner,
+    register_rule,
 )
 from graph_meta.meta.maml import FOMAML, MAML
 from graph_meta.meta.metasgd import MetaSGD
 from graph_meta.meta.reptile import Reptile
 
 __all__ = ["FOMAML", "MAML", "NO_LEARNER", "InnerRule", "MetaLearner", "MetaSGD", "Reptile",
-           "learner_names", "make_learner", "register_learner"]
+           "ServingRule", "learner_names", "make_learner", "register_learner", "register_rule"]

@@ -23,6 +23,15 @@ different sizes are padded to a fixed ``K`` with a ``mask`` the loss honours). T
 either carry the task dimension too (``params_batched=True``: per-task starting points, e.g.
 a graph prior per user) or are shared.
 
+**Serving rules.** What :meth:`MetaLearner.serving_rule` exports is a :class:`ServingRule`:
+its numpy trajectory ``rule.trajectory(params, batch, grad_fn)`` equals the learner's torch
+trajectory. The gradient-step learners export an :class:`InnerRule` (step sizes only, the fast
+path, saved as ``lr_theta`` / ``lr_head`` / ``lr_item``); a learner with a learned update
+(an LSTM, a latent decoder, an attention) exports its own rule class, registered by
+:func:`register_rule` under its ``kind`` and saved as float64 arrays named
+``rule.<role>.<kind>.<array>`` beside the predictor state (:func:`rule_arrays`,
+:func:`rule_from_arrays`).
+
 **Registry.** A learner registers under its config name with :func:`register_learner`;
 ``meta.learner`` accepts :func:`learner_names` (plus ``"none"``: no inner loop) and
 :func:`make_learner` builds one. Adding a learner is its own module, its import in
@@ -40,7 +49,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -51,13 +60,15 @@ Params = dict[str, Any]
 LossFn = Callable[[Mapping[str, Tensor], Mapping[str, Tensor]], Tensor]
 GradFn = Callable[[Params, Mapping[str, Any]], Params]
 
-__all__ = ["NO_LEARNER", "InnerRule", "MetaLearner", "inner_trajectory", "learner_names",
-           "make_learner", "register_learner", "sgd_step"]
+__all__ = ["NO_LEARNER", "InnerRule", "MetaLearner", "ServingRule", "inner_trajectory",
+           "learner_names", "make_learner", "register_learner", "register_rule",
+           "rule_arrays", "rule_from_arrays", "sgd_step", "to_numpy"]
 
 #: the ``meta.learner`` value without an inner loop (ridge fold-in only)
 NO_LEARNER = "none"
 
 _LEARNERS: dict[str, type[MetaLearner]] = {}
+_RULES: dict[str, type[ServingRule]] = {}
 
 
 def sgd_step(params: Mapping[str, Any], grads: Mapping[str, Any],
@@ -150,10 +161,12 @@ class MetaLearner(nn.Module):
         return traj if return_trajectory else traj[-1]
 
     @torch.no_grad()
-    def serving_rule(self, sizes: Mapping[str, int]) -> InnerRule:
-        """This learner's inner loop for serving: for every parameter of ``sizes`` (name ->
-        length), the step sizes ``[steps, length]`` that :meth:`update` applies, zero for a
-        parameter it does not adapt (computed in float64 from the learner's parameters)."""
+    def serving_rule(self, sizes: Mapping[str, int]) -> ServingRule:
+        """This learner's inner loop for serving (an :class:`InnerRule` here): for every
+        parameter of ``sizes`` (name -> length), the step sizes ``[steps, length]`` that
+        :meth:`update` applies, zero for a parameter it does not adapt (computed in float64
+        from the learner's parameters). A learner whose update is not a step size times the
+        gradient returns its own :class:`ServingRule`."""
         exact = copy.deepcopy(self).double()
         rates = {}
         for name, size in sizes.items():
@@ -168,13 +181,92 @@ class MetaLearner(nn.Module):
         return InnerRule(rates)
 
 
-@dataclass(frozen=True)
-class InnerRule:
-    """A learner's inner loop in numpy (:meth:`MetaLearner.serving_rule`): ``rates`` maps each
-    parameter to its step sizes ``[T, size]`` (zeros: not adapted). Steps past ``T`` (only
-    :meth:`graph_meta.model.GraphMetaRecommender.adaptation_curve` asks for them) reuse the
-    last rate, or ``fallback`` for every parameter when there is none."""
+class ServingRule:
+    """A learner's inner loop in numpy (:meth:`MetaLearner.serving_rule`): the same
+    trajectory as the learner's torch one, for one task without a task dimension.
 
+    ``params`` holds every parameter the scorer reads (serving passes ``theta`` ``[D]`` and
+    ``head`` ``[2]``); a rule changes only those it adapts and passes the others through.
+    Steps past :attr:`steps` (only :meth:`graph_meta.model.GraphMetaRecommender.
+    adaptation_curve` asks for them) repeat the last trained step's definition.
+
+    A subclass sets :attr:`kind` (its name in saved files, :func:`register_rule`) and
+    implements :attr:`steps`, :meth:`trajectory`, :meth:`arrays` and :meth:`from_arrays`.
+    """
+
+    kind: ClassVar[str] = ""
+
+    @property
+    def steps(self) -> int:
+        """``T``: the trained number of inner steps."""
+        raise NotImplementedError
+
+    def trajectory(self, params: Params, batch: Mapping[str, Any], grad_fn: GradFn,
+                   steps: int | None = None) -> list[Params]:
+        """``[params_0, ..., params_T]`` (``steps``: default ``T``); ``grad_fn`` is the
+        numpy gradient of the support loss (:func:`graph_meta.nn.support.support_loss_grad`)."""
+        raise NotImplementedError
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The rule as float64 arrays by name (what is saved)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> ServingRule:
+        """The rule from :meth:`arrays`."""
+        raise NotImplementedError
+
+
+def register_rule(cls: type[ServingRule]) -> type[ServingRule]:
+    """Class decorator: saved arrays ``rule.<role>.<cls.kind>.*`` load as ``cls``."""
+    if not cls.kind or "." in cls.kind:
+        raise ValueError(f"a serving rule needs a kind without dots, got {cls.kind!r}")
+    if _RULES.get(cls.kind, cls) is not cls:
+        raise ValueError(f"serving rule {cls.kind!r} is registered twice")
+    _RULES[cls.kind] = cls
+    return cls
+
+
+def rule_arrays(role: str, rule: ServingRule) -> dict[str, np.ndarray]:
+    """``{"rule.<role>.<kind>.<name>": array}``: ``rule`` as saved arrays (``role``:
+    ``"user"`` or ``"item"``)."""
+    return {f"rule.{role}.{rule.kind}.{k}": np.asarray(v, dtype=np.float64)
+            for k, v in rule.arrays().items()}
+
+
+def rule_from_arrays(role: str, arrays: Mapping[str, Any]) -> ServingRule | None:
+    """The rule :func:`rule_arrays` saved for ``role`` among ``arrays`` (any mapping of names
+    to arrays), or None when there is none (a gradient-step learner, or an older file)."""
+    prefix = f"rule.{role}."
+    found: dict[str, dict[str, np.ndarray]] = {}
+    for key in arrays:
+        if key.startswith(prefix):
+            kind, _, name = key[len(prefix):].partition(".")
+            found.setdefault(kind, {})[name] = np.asarray(arrays[key], dtype=np.float64)
+    if not found:
+        return None
+    if len(found) > 1:
+        raise ValueError(f"more than one {role} serving rule: {', '.join(sorted(found))}")
+    ((kind, parts),) = found.items()
+    if kind not in _RULES:
+        raise ValueError(f"unknown serving rule {kind!r} (saved by a newer version?); known: "
+                         f"{', '.join(_RULES)}")
+    return _RULES[kind].from_arrays(parts)
+
+
+def to_numpy(t: Tensor) -> np.ndarray:
+    """A learner weight as a float64 numpy array (a copy)."""
+    return t.detach().double().cpu().numpy().copy()
+
+
+@dataclass(frozen=True)
+class InnerRule(ServingRule):
+    """The serving rule of the gradient-step learners: ``rates`` maps each parameter to its
+    step sizes ``[T, size]`` (zeros: not adapted). Steps past ``T`` reuse the last rate, or
+    ``fallback`` for every parameter when there is none. Saved as the predictor state's
+    ``lr_theta`` / ``lr_head`` / ``lr_item`` fields, not through :func:`rule_arrays`."""
+
+    kind: ClassVar[str] = "sgd"
     rates: Mapping[str, np.ndarray]
     fallback: float = 0.0
 
@@ -198,6 +290,16 @@ class InnerRule:
         ``T``)."""
         return inner_trajectory(params, batch, self.steps if steps is None else steps,
                                 grad_fn, self.update)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v, dtype=np.float64) for k, v in self.rates.items()}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> InnerRule:
+        return cls(dict(arrays))
+
+
+register_rule(InnerRule)
 
 
 def register_learner(name: str) -> Callable[[type[MetaLearner]], type[MetaLearner]]:

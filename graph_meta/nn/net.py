@@ -1,7 +1,7 @@
 r"""The network meta-training fits: :class:`GraphMetaNet` (encoder, prior heads, item
 residuals, :math:`\mu`, the ridge precisions and the inner-loop learners, which adapt on
 :func:`graph_meta.nn.support.support_loss`). :class:`graph_meta.model.GraphMetaRecommender`
-holds one; :mod:`graph_meta.fitting` trains it; :meth:`GraphMetaNet.serving_rates` exports the
+holds one; :mod:`graph_meta.fitting` trains it; :meth:`GraphMetaNet.serving_rules` exports the
 learners' inner loops for serving (:mod:`graph_meta.serving.adapt`).
 """
 
@@ -15,7 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from graph_meta.config import Config
-from graph_meta.meta import NO_LEARNER, InnerRule, MetaLearner, make_learner
+from graph_meta.meta import NO_LEARNER, InnerRule, MetaLearner, ServingRule, make_learner
+from graph_meta.meta.base import rule_arrays
 from graph_meta.nn.encoder import HeteroEncoder
 from graph_meta.nn.heads import PriorHead, ridge_solve, score
 from graph_meta.nn.support import support_loss
@@ -192,16 +193,26 @@ class GraphMetaNet(nn.Module):
                           self.item_learner, head=False)
         return self._query_mse(traj[-1], qry_u, ep["query_y"], ep["query_mask"])
 
-    def serving_rates(self) -> dict[str, np.ndarray]:
+    def serving_rules(self) -> dict[str, np.ndarray]:
         """The learners' inner loops as serving runs them (:meth:`~graph_meta.meta.base.
-        MetaLearner.serving_rule`): step sizes ``lr_theta`` ``[T, D]`` and ``lr_head``
-        ``[T, 2]`` of the user learner, ``lr_item`` ``[T, D]`` of the item learner (zeros for
-        what a learner does not adapt; ``T = 0`` without a learner)."""
+        MetaLearner.serving_rule`), as predictor-state arrays: a gradient-step learner's step
+        sizes ``lr_theta`` ``[T, D]`` and ``lr_head`` ``[T, 2]`` (user learner), ``lr_item``
+        ``[T, D]`` (item learner), zeros for what it does not adapt and ``T = 0`` without a
+        learner; a learner with its own rule saves that rule's arrays instead
+        (``rule.user.<kind>.*`` / ``rule.item.<kind>.*``, :func:`~graph_meta.meta.base.
+        rule_arrays`)."""
         d_state = 1 + self.dim
-        user = _rule(self.user_learner, {"theta": d_state, "head": 2})
-        item = _rule(self.item_learner, {"theta": d_state})
-        return {"lr_theta": user.rates["theta"], "lr_head": user.rates["head"],
-                "lr_item": item.rates["theta"]}
+        out: dict[str, np.ndarray] = {}
+        for role, learner, sizes, keys in (
+                ("user", self.user_learner, {"theta": d_state, "head": 2},
+                 {"theta": "lr_theta", "head": "lr_head"}),
+                ("item", self.item_learner, {"theta": d_state}, {"theta": "lr_item"})):
+            rule = _rule(learner, sizes)
+            if type(rule) is InnerRule:  # the fast path: step sizes, the old format
+                out.update({key: rule.rates[name] for name, key in keys.items()})
+            else:
+                out.update(rule_arrays(role, rule))
+        return out
 
     def _query_mse(self, p: Mapping[str, Tensor], qry_x: Tensor, y: Tensor,
                    mask: Tensor) -> Tensor:
@@ -212,7 +223,7 @@ class GraphMetaNet(nn.Module):
         return per_task.mean()
 
 
-def _rule(learner: MetaLearner | None, sizes: Mapping[str, int]) -> InnerRule:
+def _rule(learner: MetaLearner | None, sizes: Mapping[str, int]) -> ServingRule:
     if learner is None:
         return InnerRule({k: np.zeros((0, n)) for k, n in sizes.items()})
     return learner.serving_rule(sizes)

@@ -21,7 +21,8 @@ import torch
 from graph_meta.config import Config
 from graph_meta.fitting.als import segment_outer
 from graph_meta.graph.neighborhood import ItemNeighbors
-from graph_meta.meta import InnerRule
+from graph_meta.meta import InnerRule, ServingRule
+from graph_meta.meta.base import rule_from_arrays
 from graph_meta.nn.net import GraphMetaNet
 from graph_meta.sampling.episodes import RatingIndex
 
@@ -35,7 +36,8 @@ class PredictorState(MutableMapping):
     Also a mapping from field name to array over the fields that are set (``model.cache``
     reads and writes it so; a missing field is None), which is the saved format: one tensor
     per field, by name. Keys of a file this version does not know are kept in :attr:`extra`
-    and saved back.
+    and saved back; so are the arrays of a learner's own serving rule
+    (``rule.<role>.<kind>.<array>``, :meth:`user_rule`, :meth:`item_rule`).
     """
 
     # -- the backbone ------------------------------------------------------------------------
@@ -47,7 +49,7 @@ class PredictorState(MutableMapping):
     #: ``()`` the scale of ``lam_item`` in live updates chosen at fit time
     #: (``model.live_precision = 0``; optional)
     live_precision: np.ndarray | None = None
-    # -- the inner loops (GraphMetaNet.serving_rates) ----------------------------------------
+    # -- the inner loops (GraphMetaNet.serving_rules; a learned rule: in extra) -------------
     lr_theta: np.ndarray | None = None     #: ``[T, D]`` user learner's step sizes, state
     lr_head: np.ndarray | None = None      #: ``[T, 2]`` ... head (zeros: not adapted)
     lr_item: np.ndarray | None = None      #: ``[T, D]`` item learner's (optional)
@@ -131,14 +133,22 @@ class PredictorState(MutableMapping):
         assert lam is not None
         return lam
 
-    def user_rule(self, fallback: float) -> InnerRule:
-        """The user learner's inner loop (``fallback``: the rate of steps past the trained
-        ones when there are none, :meth:`~graph_meta.model.GraphMetaRecommender.
-        adaptation_curve`)."""
+    def user_rule(self, fallback: float) -> ServingRule:
+        """The user learner's inner loop: its own rule when it saved one
+        (``rule.user.<kind>.*`` in :attr:`extra`), else the step sizes ``lr_theta`` /
+        ``lr_head`` (``fallback``: the rate of steps past the trained ones when there are
+        none, :meth:`~graph_meta.model.GraphMetaRecommender.adaptation_curve`)."""
+        rule = rule_from_arrays("user", self.extra)
+        if rule is not None:
+            return rule
         return InnerRule({"theta": self.lr_theta, "head": self.lr_head}, fallback=fallback)
 
-    def item_rule(self) -> InnerRule:
-        """The item learner's inner loop (no steps in a model saved before it existed)."""
+    def item_rule(self) -> ServingRule:
+        """The item learner's inner loop: its own rule (``rule.item.<kind>.*``), else the
+        step sizes ``lr_item`` (no steps in a model saved before it existed)."""
+        rule = rule_from_arrays("item", self.extra)
+        if rule is not None:
+            return rule
         rates = self.lr_item if self.lr_item is not None else np.zeros((0, self.d_state))
         return InnerRule({"theta": rates})
 
@@ -169,7 +179,7 @@ def build_state(net: GraphMetaNet, data: Any, index: RatingIndex, config: Config
                 prior_targets: np.ndarray | None) -> PredictorState:
     """The predictor state of the trained ``net`` on graph ``data`` with training ratings
     ``index``: item states and user priors from one forward pass, the users' history sums,
-    the learners' inner loops (:meth:`~graph_meta.nn.net.GraphMetaNet.serving_rates`), the
+    the learners' inner loops (:meth:`~graph_meta.nn.net.GraphMetaNet.serving_rules`), the
     ``(attribute-path, co-rating)`` ``neighbors`` and the learned co-rating weights
     (:func:`residual_regression`)."""
     net.eval()
@@ -202,8 +212,8 @@ def build_state(net: GraphMetaNet, data: Any, index: RatingIndex, config: Config
         nbr_sim=attribute.sim,
         nbr_rated_indptr=co_rated.indptr,
         nbr_rated_indices=co_rated.indices,
-        nbr_rated_sim=co_rated.sim,
-        **net.serving_rates())
+        nbr_rated_sim=co_rated.sim)
+    state.update(net.serving_rules())  # step sizes are fields, a learner's own rule extra
     lists = residual_regression(state, config)
     state.reg_indptr, state.reg_indices, state.reg_weight = lists.indptr, lists.indices, lists.sim
     if prior_targets is not None and prior_targets.shape == items.shape:
