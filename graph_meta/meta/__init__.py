@@ -11,11 +11,12 @@ from graph_meta.meta.base import (
     register_learner,
     register_rule,
 )
+from graph_meta.meta.leo import LEO, LEORule
 from graph_meta.meta.lstm import LSTMLearner, LSTMRule
 from graph_meta.meta.maml import FOMAML, MAML
 from graph_meta.meta.metasgd import MetaSGD
 from graph_meta.meta.reptile import Reptile
 
-__all__ = ["FOMAML", "MAML", "NO_LEARNER", "InnerRule", "LSTMLearner", "LSTMRule", "MetaLearner",
-           "MetaSGD", "Reptile", "ServingRule", "learner_names", "make_learner",
-           "register_learner", "register_rule"]
+__all__ = ["FOMAML", "LEO", "MAML", "NO_LEARNER", "InnerRule", "LEORule", "LSTMLearner",
+           "LSTMRule", "MetaLearner", "MetaSGD", "Reptile", "ServingRule", "learner_names",
+           "make_learner", "register_learner", "register_rule"]
