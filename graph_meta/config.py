@@ -79,7 +79,7 @@ class MetaConfig:
     """The inner loop (what adapts, how) and the meta-learner."""
 
     learner: str = "metasgd"      # graph_meta.meta.learner_names(): "metasgd" | "maml" |
-    #                               "fomaml" | "reptile" | "none"
+    #                               "fomaml" | "reptile" | "lstm" | "leo" | "proto" | "none"
     inner_steps: int = 2
     inner_lr: float = 0.05
     first_order: bool = False     # Meta-SGD without second-order terms

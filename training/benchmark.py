@@ -23,7 +23,8 @@ from training.plots import plot_results
 SUPPORT_K: tuple[int | None, ...] = (0, 1, 3, 5, 10, None)
 
 #: ``run_benchmark(ablations=True)``: (row name, config overrides, fine-tune on support with
-#: the fixed ``meta.inner_lr`` instead of meta-learned step sizes)
+#: the fixed ``meta.inner_lr`` instead of meta-learned step sizes); the last rows swap the
+#: meta-learner (``benchmarks/online_seeds.py --ablation NAME`` runs one)
 ABLATIONS: tuple[tuple[str, dict[str, Any], bool], ...] = (
     ("graph-meta (no graph)", {"model.use_graph": False}, False),
     ("graph-meta (no neighbourhood correction)", {"model.neighbor_k": 0}, False),
@@ -32,6 +33,10 @@ ABLATIONS: tuple[tuple[str, dict[str, Any], bool], ...] = (
     ("graph-meta (no relation files)", {"model.use_relations": False}, False),
     ("graph-meta (no meta-learning)", {"meta.learner": "none"}, False),
     ("graph-meta (pretrained, fine-tuned on support)", {"meta.learner": "none"}, True),
+    # the other meta-learners in place of Meta-SGD (graph_meta/meta/)
+    ("graph-meta (LSTM meta-learner)", {"meta.learner": "lstm"}, False),
+    ("graph-meta (LEO)", {"meta.learner": "leo"}, False),
+    ("graph-meta (prototype attention)", {"meta.learner": "proto"}, False),
 )
 
 

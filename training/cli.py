@@ -562,7 +562,8 @@ def add_items(dataset: Path, run_dir: Path) -> None:
 @click.option("--support-k", default="0,1,3,5,10,all", show_default=True)
 @click.option("--ablations", is_flag=True,
               help="Also train and evaluate graph-meta without the graph, without CO_ENGAGED, "
-                   "without meta-learning, and pretrained + fine-tuned.")
+                   "without meta-learning, pretrained + fine-tuned, and with the LSTM, LEO "
+                   "and prototype-attention meta-learners.")
 @click.option("--online", is_flag=True,
               help="Also run PROTOCOL.md's online replay for every model (rows '... online').")
 @click.option("--seed", type=int, default=None,
