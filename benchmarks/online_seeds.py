@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/online_seeds.py DATASET OUT SEED [--no-baselines] [--ablation NAME ...]
-        [--auto-live-precision]
+        [--auto-live-precision] [--ablations-only]
 
 The rows of ``graph-meta benchmark DATASET --out OUT --online --seed SEED`` for these three
 models alone (no MeLU, no global mean: a shorter run per extra seed), written the same way
@@ -12,7 +12,9 @@ them with full benchmark runs. ``--no-baselines`` leaves the two baselines out (
 not depend on graph-meta's code: reuse an earlier run's); ``--ablation`` adds an offline row
 of :data:`training.benchmark.ABLATIONS` by name (e.g. ``"graph-meta (no graph)"``);
 ``--auto-live-precision`` an online row of graph-meta fitted with ``model.live_precision = 0``
-(the live item precision chosen on held-out items, :mod:`graph_meta.live_tuning`).
+(the live item precision chosen on held-out items, :mod:`graph_meta.live_tuning`);
+``--ablations-only`` fits and writes the ``--ablation`` rows alone (no graph-meta row, no
+baselines, no ``speed.json``): more rows for a run already made.
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ from loaders.folder import read_dataset
 from training.benchmark import ABLATIONS, SUPPORT_K, latency_new_user, latency_observe
 
 
+def _write(res: dict, out: Path) -> None:
+    """``OUT/results/<model>.json`` as soon as a row is measured (a killed run keeps them)."""
+    name = res["model"].replace(" ", "_").replace("/", "_")
+    write_results(res, out / "results" / f"{name}.json")
+
+
 def _rmse(res: dict) -> dict[str, float]:
     return {s: round(b["rmse"], 4) for s, b in res["scenarios"].items()}
 
@@ -45,23 +53,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ablation", action="append", default=[],
                         choices=[name for name, _, _ in ABLATIONS])
     parser.add_argument("--auto-live-precision", action="store_true")
+    parser.add_argument("--ablations-only", action="store_true")
     args = parser.parse_args(argv)
+    if args.ablations_only and (args.auto_live_precision or not args.ablation):
+        parser.error("--ablations-only takes --ablation rows and no --auto-live-precision")
     dataset, out, seed = read_dataset(args.dataset), args.out, args.seed
     (out / "results").mkdir(parents=True, exist_ok=True)
     cfg = load_config(None).replace(**{"train.seed": seed})
-    torch.manual_seed(seed)
-    ours = GraphMetaRecommender(cfg)
-    t = time.perf_counter()
-    ours.fit(dataset, progress=False, checkpoint_dir=out / "run")
-    fit_s = time.perf_counter() - t
     rows = []
-    baselines = [] if args.no_baselines else [(ItemMeanUserBias(tune=True, seed=seed), True),
-                                               (BiasedMF(tune=True, seed=seed), True)]
-    for model, fit in (*baselines, (ours, False)):
+    ours = None
+    if not args.ablations_only:
+        torch.manual_seed(seed)
+        ours = GraphMetaRecommender(cfg)
+        t = time.perf_counter()
+        ours.fit(dataset, progress=False, checkpoint_dir=out / "run")
+        fit_s = time.perf_counter() - t
+    baselines = [] if args.no_baselines or ours is None else [
+        (ItemMeanUserBias(tune=True, seed=seed), True), (BiasedMF(tune=True, seed=seed), True)]
+    for model, fit in (*baselines, *([(ours, False)] if ours is not None else [])):
         offline = evaluate(model, dataset, support_k=SUPPORT_K, fit=fit)
         online = evaluate_online(model, dataset, fit=False)
         online["model"] += " online"
         rows += [offline, online]
+        _write(offline, out)
+        _write(online, out)
         print(offline["model"], _rmse(offline), _rmse(online), flush=True)
     for name, overrides, fine_tune in ABLATIONS:
         if name not in args.ablation:
@@ -73,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         variant.name = name
         variant.fit(dataset, progress=False)
         rows.append(evaluate(variant, dataset, support_k=SUPPORT_K, fit=False))
+        _write(rows[-1], out)
         print(name, _rmse(rows[-1]), flush=True)
     if args.auto_live_precision:
         torch.manual_seed(seed)
@@ -81,11 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         auto.fit(dataset, progress=False)
         rows.append(evaluate_online(auto, dataset, fit=False))
         rows[-1]["model"] += " online"
+        _write(rows[-1], out)
         print(rows[-1]["model"], auto.fit_info.get("live_precision"), _rmse(rows[-1]),
               flush=True)
-    for res in rows:
-        name = res["model"].replace(" ", "_").replace("/", "_")
-        write_results(res, out / "results" / f"{name}.json")
+    if ours is None:
+        return 0
     speed = {"fit_s": round(fit_s, 1), **latency_new_user(ours, dataset),
              **latency_observe(ours, dataset)}
     (out / "speed.json").write_text(json.dumps(speed, indent=2) + "\n")
