@@ -65,13 +65,8 @@ from graph_meta.dataset import Dataset
 from graph_meta.errors import UnknownItemError
 from graph_meta.graph.build import split_multi
 from graph_meta.ials import fold_in
-from graph_meta.implicit_baselines import (
-    ImplicitALS,
-    Interactions,
-    _Base,
-    _masked,
-    carve_implicit,
-)
+from graph_meta.implicit_baselines import ImplicitALS, Interactions, carve_implicit
+from graph_meta.implicit_baselines.data import _Base, _masked
 from graph_meta.schema import ITEM, USER
 
 __all__ = ["RETRAIN_HINT", "GraphMetaImplicit", "path_messages"]

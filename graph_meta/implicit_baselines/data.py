@@ -1,0 +1,142 @@
+"""What every implicit baseline shares: the training positives as sparse matrices
+(:class:`Interactions`), side-feature matrices, the base class of the scorers and the
+pseudo-tasks carved from ``train.csv`` that tuning runs on (:func:`carve_implicit`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from graph_meta.baselines import side_features
+from graph_meta.dataset import ITEM_ID, RATING, USER_ID, WEIGHT, Dataset, confidences_to_weights
+
+
+@dataclass
+class Interactions:
+    """Training positives as integer codes into ``items`` / ``users`` rows (every item of
+    ``items.csv`` and every user of ``users.csv``, whether or not they have a training row).
+    """
+
+    user_ids: pd.Index
+    item_ids: pd.Index
+    by_user: sp.csr_matrix  # [users, items], the confidence weights w (1 without weights)
+    item_count: np.ndarray  # users per item
+    user_count: np.ndarray  # items per user
+
+    @property
+    def item_in_train(self) -> np.ndarray:
+        return self.item_count > 0
+
+    @property
+    def user_in_train(self) -> np.ndarray:
+        return self.user_count > 0
+
+    def items_of(self, positions: list[str] | np.ndarray) -> np.ndarray:
+        """Item positions of ids (-1 where unknown)."""
+        return self.item_ids.get_indexer(list(positions))
+
+    def history(self, user_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """A training user's positives and their weights (empty for a new user)."""
+        u = self.user_ids.get_indexer([user_id])[0]
+        if u < 0 or u >= self.by_user.shape[0]:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        a, b = self.by_user.indptr[u], self.by_user.indptr[u + 1]
+        return self.by_user.indices[a:b].astype(np.int64), self.by_user.data[a:b]
+
+
+def interactions(dataset: Dataset) -> Interactions:
+    """The training positives of ``dataset`` (a repeated pair keeps its last row)."""
+    train = dataset.train.drop_duplicates([USER_ID, ITEM_ID], keep="last")
+    user_ids = pd.Index(dataset.users.index.astype(str), dtype=object)
+    item_ids = pd.Index(dataset.items.index.astype(str), dtype=object)
+    tu = train[USER_ID].astype(str).to_numpy(dtype=object)
+    ti = train[ITEM_ID].astype(str).to_numpy(dtype=object)
+    u, i = user_ids.get_indexer(tu), item_ids.get_indexer(ti)
+    if (u < 0).any() or (i < 0).any():  # hand-built datasets: ids without a side row
+        user_ids = user_ids.append(pd.Index(pd.unique(tu[u < 0]), dtype=object))
+        item_ids = item_ids.append(pd.Index(pd.unique(ti[i < 0]), dtype=object))
+        u, i = user_ids.get_indexer(tu), item_ids.get_indexer(ti)
+    w = (train[WEIGHT].to_numpy(dtype=np.float64) if WEIGHT in train
+         else np.ones(len(train)))
+    by_user = sp.csr_matrix((w, (u, i)), shape=(len(user_ids), len(item_ids)))
+    by_user.sort_indices()
+    return Interactions(user_ids, item_ids, by_user,
+                        np.bincount(i, minlength=len(item_ids)),
+                        np.bincount(u, minlength=len(user_ids)))
+
+
+def _features(table, frame: pd.DataFrame, fit_rows: np.ndarray, n: int) -> sp.csr_matrix:
+    """Side features of every row (``n`` >= rows of ``frame``: extra ids get none)."""
+    rows = np.zeros(len(frame), dtype=bool)
+    rows[:] = fit_rows[:len(frame)]
+    feats = side_features(table, frame, rows)
+    if feats.shape[0] < n:
+        feats = sp.vstack([feats, sp.csr_matrix((n - feats.shape[0], feats.shape[1]))],
+                          format="csr")
+    return feats.tocsr()
+
+
+def item_features(dataset: Dataset, data: Interactions) -> sp.csr_matrix:
+    return _features(dataset.spec.items, dataset.items, data.item_in_train, len(data.item_ids))
+
+
+def user_features(dataset: Dataset, data: Interactions) -> sp.csr_matrix:
+    return _features(dataset.spec.users, dataset.users, data.user_in_train, len(data.user_ids))
+
+
+def _unit_rows(m: sp.csr_matrix) -> sp.csr_matrix:
+    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+    return sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ m
+
+
+class _Base:
+    """What every implicit baseline shares: positions of ids, ``predict`` = scores."""
+
+    name = "implicit baseline"
+    data: Interactions
+
+    def _candidates(self, candidate_item_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(positions, known mask)`` of the candidates (unknown ids score the minimum)."""
+        pos = self.data.items_of(candidate_item_ids)
+        return np.where(pos >= 0, pos, 0), pos >= 0
+
+    def _support(self, support_items: list[str]) -> np.ndarray:
+        pos = self.data.items_of(support_items)
+        return pos[pos >= 0]
+
+    def score_items(self, user_id: str, support_items: list[str],
+                    candidate_item_ids: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, user_id: str, support: list[tuple[str, float]],
+                query_items: list[str]) -> np.ndarray:
+        """The rating protocol's call: the ranking scores of the query items."""
+        return self.score_items(user_id, [str(i) for i, _ in support], list(query_items))
+
+
+def _masked(scores: np.ndarray, known: np.ndarray) -> np.ndarray:
+    if known.all():
+        return scores
+    floor = scores[known].min() - 1.0 if known.any() else 0.0
+    return np.where(known, scores, floor)
+
+
+def carve_implicit(dataset: Dataset, *, seed: int = 0, max_tasks: int | None = 300,
+                   new_item_fraction: float = 0.1) -> Dataset:
+    """Pseudo-tasks carved from ``train.csv`` alone (the benchmark's split applied to the
+    training positives, :func:`graph_meta.eval.protocol.carve_validation`), in the implicit
+    form: confidences kept as ``weight``, every pair rated 1."""
+    from graph_meta.eval.protocol import carve_validation
+
+    train = dataset.train.copy()
+    if WEIGHT in train:  # the splitter carries ratings: let it carry the confidences
+        train[RATING] = train[WEIGHT]
+        train = train.drop(columns=[WEIGHT])
+    view = dataclasses.replace(dataset, train=train)
+    pseudo = carve_validation(view, seed=seed, max_tasks=max_tasks,
+                              new_item_fraction=new_item_fraction)
+    return confidences_to_weights(pseudo)
