@@ -30,15 +30,10 @@ Conventions:
 
 from __future__ import annotations
 
-import bz2
-import csv
-import gzip
 import logging
-import lzma
-import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,386 +43,25 @@ from graph_meta.errors import DataError, short, short_names
 from graph_meta.eval.split import SplitOptions
 from graph_meta.schema import (
     CATEGORY,
-    COLUMN_TYPES,
-    ITEM,
-    MAX_ID_BYTES,
-    USER,
     DatasetSpec,
-    check_column_name,
-    id_too_long,
-    long_id_message,
 )
 from loaders.folder import check_output_folder, write_dataset
+from loaders.tables import (
+    Table,
+    check_label,
+    epoch_seconds,
+    id_values,
+    infer_column_type,
+    number_values,
+    side_table,
+    text_values,
+    timestamp_values,
+)
 
 log = logging.getLogger(__name__)
 
-csv.field_size_limit(1 << 26)
-
-_PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
-_COMPRESSION = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
-_LABEL_RE = re.compile(r"^[A-Z][A-Za-z0-9_]{0,62}$")
-_MULTI_SEPS = ("|", ";", ",", "/", "\t")
-
-# Inference thresholds (see infer_column_type).
-TEXT_MIN_MEAN_LENGTH = 50
-CATEGORICAL_MAX_DISTINCT = 10
-CATEGORICAL_MAX_DISTINCT_RATIO = 0.5
-MULTI_MIN_FRACTION = 0.2
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading tables with exact error locations
-
-
-class _Table:
-    """A CSV or Parquet file read into a frame, able to say where row ``k`` is in the file."""
-
-    def __init__(self, path: str | Path, what: str, encoding: str = "utf-8") -> None:
-        self.path = Path(path)
-        self.what = what
-        self.encoding = encoding
-        if not self.path.is_file():
-            raise DataError(f"{what} file not found", file=self.path)
-        name = self.path.name.lower()
-        suffixes = [s for s in self.path.suffixes if s.lower() not in _COMPRESSION]
-        last = suffixes[-1].lower() if suffixes else ""
-        self.opener = _COMPRESSION.get(self.path.suffix.lower())
-        if name.endswith(_PARQUET_SUFFIXES):
-            self.kind = "parquet"
-            self.sep = ""
-        elif last in (".csv", ".txt", ".tsv"):
-            self.kind = "csv"
-            self.sep = "\t" if last == ".tsv" else ","
-        else:
-            raise DataError(
-                f"unsupported file type {''.join(self.path.suffixes) or '(none)'}; use .csv, "
-                ".tsv or .txt (optionally .gz/.bz2/.xz compressed) or .parquet",
-                file=self.path)
-        self.frame = self._read()
-        self.columns = [str(c) for c in self.frame.columns]
-        self.frame.columns = self.columns
-        if len(set(self.columns)) != len(self.columns):
-            dup = sorted({c for c in self.columns if self.columns.count(c) > 1})
-            raise self.fail(f"duplicate column name(s) {short_names(dup)}", field=dup[0])
-
-    def _read(self) -> pd.DataFrame:
-        if self.kind == "parquet":
-            try:
-                return pd.read_parquet(self.path)
-            except Exception as exc:  # pyarrow raises several unrelated types
-                raise DataError(f"cannot read Parquet: {short(str(exc), 160)}",
-                                file=self.path) from exc
-        try:
-            return pd.read_csv(self.path, sep=self.sep, dtype=str, keep_default_na=False,
-                               na_filter=False, skip_blank_lines=True, encoding=self.encoding,
-                               engine="c")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"not {self.encoding} text ({exc.reason} at byte {exc.start}); "
-                            "pass the file's encoding", file=self.path) from exc
-        except pd.errors.EmptyDataError:
-            raise DataError("empty file (no header)", file=self.path, line=1) from None
-        except pd.errors.ParserError as exc:
-            raise self._malformed(exc) from exc
-
-    def _malformed(self, exc: Exception) -> DataError:
-        """The first row whose field count differs from the header's, else pandas' message."""
-        with self._open() as fh:
-            reader = csv.reader(fh, delimiter=self.sep)
-            width = None
-            prev = 0
-            try:
-                for fields in reader:
-                    start = prev + 1
-                    prev = reader.line_num
-                    if not fields or (len(fields) == 1 and not fields[0].strip()):
-                        continue
-                    if width is None:
-                        width = len(fields)
-                    elif len(fields) > width:
-                        return DataError(f"expected {width} fields (as in the header), found "
-                                         f"{len(fields)}", file=self.path, line=start)
-            except csv.Error as err:
-                return DataError(f"malformed CSV: {short(str(err), 160)}", file=self.path,
-                                 line=reader.line_num)
-        return DataError(f"malformed {self.what} file: {short(str(exc), 160)}",
-                         file=self.path)
-
-    def fail(self, message: str, row: int | None = None, field: str | None = None) -> DataError:
-        """A DataError at data row ``row`` (0-based position in the frame) and ``field``."""
-        if row is None:
-            line = 1 if self.kind == "csv" and field is not None else None
-            return DataError(message, file=self.path, line=line, field=field)
-        if self.kind == "csv":
-            return DataError(message, file=self.path, line=self._line_of(row), field=field)
-        return DataError(f"row {row + 1}: {message}", file=self.path, field=field)
-
-    def require(self, column: str, option: str, hint: str = "") -> None:
-        """Raise naming the existing columns if ``column`` is absent."""
-        if column not in self.columns:
-            raise self.fail(
-                f"no column {short(column)} (set by {option}); the {self.what} file has "
-                f"columns {short_names(self.columns)}{hint}", field=column)
-
-    def _open(self) -> IO[str]:
-        if self.opener is not None:
-            return self.opener(self.path, "rt", encoding=self.encoding, newline="")
-        return self.path.open(encoding=self.encoding, newline="")
-
-    def _line_of(self, row: int) -> int | None:
-        """Physical line where data row ``row`` starts (header = line 1), as pandas counted."""
-        with self._open() as fh:
-            reader = csv.reader(fh, delimiter=self.sep)
-            seen_header = False
-            k = -1
-            prev = 0
-            for fields in reader:
-                start = prev + 1
-                prev = reader.line_num
-                if not fields or (len(fields) == 1 and not fields[0].strip()):
-                    continue
-                if not seen_header:
-                    seen_header = True
-                    continue
-                k += 1
-                if k == row:
-                    return start
-        return None
-
-
-# ---------------------------------------------------------------------------------------------
-# Column helpers
-
-
-def _is_list_column(s: pd.Series) -> bool:
-    if s.dtype != object:
-        return False
-    first = s.dropna()
-    return bool(len(first)) and isinstance(first.iloc[0], list | tuple | np.ndarray)
-
-
-def _strings(s: pd.Series) -> pd.Series:
-    """Column as stripped strings, missing as ``""``; integral floats without ``.0``."""
-    missing = s.isna().to_numpy()
-    if pd.api.types.is_float_dtype(s):
-        finite = s.dropna()
-        if len(finite) and np.isfinite(finite).all() and (finite == np.round(finite)).all():
-            s = s.astype("Int64")
-    if not pd.api.types.is_string_dtype(s) or s.dtype == object:
-        s = s.astype(object).astype(str)
-    out = s.str.strip()
-    if missing.any():
-        out = out.where(~missing, "")
-    return out
-
-
-def _ids(table: _Table, column: str) -> pd.Series:
-    s = table.frame[column]
-    if _is_list_column(s):
-        raise table.fail("an id column cannot hold lists", row=0, field=column)
-    ids = _strings(s)
-    empty = (ids.str.len() == 0).to_numpy()
-    if empty.any():
-        raise table.fail("empty id", row=int(empty.argmax()), field=column)
-    for k in np.flatnonzero((ids.str.len() > MAX_ID_BYTES // 4).to_numpy()):
-        if id_too_long(ids.iat[k]):
-            raise table.fail(long_id_message(ids.iat[k]), row=int(k), field=column)
-    return ids.reset_index(drop=True)
-
-
-def _numbers(table: _Table, column: str, what: str = "number") -> np.ndarray:
-    """A numeric column as float64 (NaN where empty); non-numbers and infinities are errors."""
-    s = table.frame[column]
-    if pd.api.types.is_datetime64_any_dtype(s):
-        return _epoch_seconds(s).astype(np.float64)
-    if pd.api.types.is_bool_dtype(s):
-        return s.astype(np.float64).to_numpy()
-    if pd.api.types.is_numeric_dtype(s):
-        values = s.to_numpy(dtype=np.float64, na_value=np.nan)
-    else:
-        text = _strings(s)
-        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
-        bad = np.isnan(values) & (text.str.len() > 0).to_numpy()
-        if bad.any():
-            k = int(bad.argmax())
-            raise table.fail(f"not a {what}: {short(text.iat[k])}", row=k, field=column)
-    inf = np.isinf(values)
-    if inf.any():
-        k = int(inf.argmax())
-        raise table.fail(f"infinite value {values[k]}", row=k, field=column)
-    return values
-
-
-def _epoch_seconds(s: pd.Series) -> np.ndarray:
-    if getattr(s.dt, "tz", None) is None:
-        s = s.dt.tz_localize("UTC")
-    delta = (s - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-    return delta.to_numpy(dtype=np.float64, na_value=np.nan)
-
-
-def _timestamps(table: _Table, column: str) -> np.ndarray:
-    """Integer seconds: numbers as they are, dates and date-times as Unix time (UTC)."""
-    s = table.frame[column]
-    if pd.api.types.is_datetime64_any_dtype(s):
-        values = _epoch_seconds(s)
-    elif pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-        values = s.to_numpy(dtype=np.float64, na_value=np.nan)
-    else:
-        text = _strings(s)
-        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, copy=True)
-        other = np.isnan(values) & (text.str.len() > 0).to_numpy()
-        if other.any():
-            dates = pd.to_datetime(text[other], utc=True, errors="coerce", format="mixed")
-            values[other] = _epoch_seconds(dates)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        k = int(bad.argmax())
-        raise table.fail(f"timestamp is neither a number nor a date: "
-                         f"{short(_strings(s).iat[k])}", row=k, field=column)
-    return np.floor(values).astype(np.int64)
-
-
-def _normalize_multi(text: pd.Series, sep: str) -> pd.Series:
-    def norm(v: str) -> str:
-        parts = [p.strip() for p in v.split(sep)]
-        return sep.join(dict.fromkeys(p for p in parts if p))
-
-    return text.map(norm).astype(object)
-
-
-def _join_lists(s: pd.Series, sep: str | None = None) -> tuple[pd.Series, str]:
-    """A Parquet list column as ``sep``-joined strings; by default with the first separator
-    of ``|``, ``;``, ``,``, ``/``, tab that occurs in no value."""
-    lists = [[] if not isinstance(v, list | tuple | np.ndarray) else
-             [str(x).strip() for x in v if x is not None] for v in s]
-    tokens = {t for vals in lists for t in vals}
-    candidates = (sep,) if sep is not None else _MULTI_SEPS
-    found = next((c for c in candidates if not any(c in t for t in tokens)), None)
-    if found is None:
-        raise TypeError(f"every separator of {list(candidates)} occurs in the values")
-    return pd.Series([found.join(dict.fromkeys(t for t in v if t)) for v in lists],
-                     index=s.index, dtype=object), found
-
-
-def infer_column_type(values: pd.Series) -> tuple[str, str | None]:
-    """Infer ``(type, sep)`` of a side-information column.
-
-    * Parquet list columns -> ``multi`` (joined with a separator that occurs in no value);
-    * numbers (a numeric/datetime dtype, or text cells that all parse as numbers without
-      leading zeros such as zip codes ``02134``) -> ``numeric``;
-    * booleans -> ``categorical``;
-    * text whose mean length is over 50 characters -> ``text``;
-    * text where at least 20 % of the cells hold ``|`` -> ``multi`` with ``sep="|"``;
-    * at most ``max(10, 0.5 * non-empty cells)`` distinct values -> ``categorical``;
-    * otherwise (mostly distinct short strings: names, titles) -> ``text``.
-    """
-    if _is_list_column(values):
-        return "multi", _join_lists(values)[1]
-    if pd.api.types.is_bool_dtype(values):
-        return "categorical", None
-    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
-        return "numeric", None
-    text = _strings(values)
-    text = text[text.str.len() > 0]
-    n = len(text)
-    if n == 0:
-        return "categorical", None
-    numbers = pd.to_numeric(text, errors="coerce")
-    if numbers.notna().all() and np.isfinite(numbers.to_numpy(dtype=np.float64)).all() \
-            and not text.str.match(r"^[+-]?0\d").any():
-        return "numeric", None
-    if text.str.len().mean() > TEXT_MIN_MEAN_LENGTH:
-        return "text", None
-    if text.str.contains("|", regex=False).mean() >= MULTI_MIN_FRACTION:
-        return "multi", "|"
-    distinct = text.nunique()
-    if distinct <= max(CATEGORICAL_MAX_DISTINCT, CATEGORICAL_MAX_DISTINCT_RATIO * n):
-        return "categorical", None
-    return "text", None
-
-
-def _column_values(table: _Table, column: str, ctype: str, sep: str | None,
-                   ) -> tuple[pd.Series, str | None]:
-    """The column's values in the form ``write_dataset`` expects, and the final ``sep``."""
-    s = table.frame[column]
-    if _is_list_column(s):
-        if ctype != "multi":
-            raise table.fail(f"a list column can only be 'multi', not {ctype!r}", field=column)
-        try:
-            joined, sep = _join_lists(s.reset_index(drop=True), sep)
-        except TypeError as exc:
-            raise table.fail(str(exc), field=column) from None
-        return joined, sep
-    if ctype == "numeric":
-        return pd.Series(_numbers(table, column), dtype=np.float64), None
-    text = _strings(s).reset_index(drop=True)
-    if ctype == "multi":
-        sep = sep or "|"
-        return _normalize_multi(text, sep), sep
-    return text.astype(object), None
-
-
-def _check_label(label: Any, option: str) -> str:
-    if not isinstance(label, str) or not _LABEL_RE.match(label) or label in (USER, ITEM):
-        raise DataError(f"node type {label!r} must match [A-Z][A-Za-z0-9_]* and not be "
-                        f"{USER!r} or {ITEM!r}", field=option)
-    return label
-
-
-def _side_table(table: _Table, id_col: str, out_id: str, declared: Mapping[str, str] | None,
-                nodes: Mapping[str, str], declared_option: str,
-                forced: Mapping[str, tuple[str, str | None]] | None = None,
-                ) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
-    """Typed users/items frame indexed by id, and its ``columns`` of ``dataset.json``."""
-    forced = dict(forced or {})
-    ids = _ids(table, id_col)
-    dup = ids.duplicated().to_numpy()
-    if dup.any():
-        k = int(dup.argmax())
-        first = int(np.flatnonzero((ids == ids.iat[k]).to_numpy())[0])
-        where = (f"line {table._line_of(first)}" if table.kind == "csv" else f"row {first + 1}")
-        raise table.fail(f"duplicate id {short(ids.iat[k])} (first on {where})", row=k,
-                         field=id_col)
-    if declared is None:
-        names = [c for c in table.columns if c != id_col]
-    else:
-        for c in declared:
-            table.require(c, declared_option)
-        names = [c for c in declared if c != id_col]
-        names += [c for c in (*forced, *nodes) if c not in names and c != id_col]
-    specs: dict[str, dict[str, Any]] = {}
-    frame = pd.DataFrame(index=pd.Index(ids.to_numpy(dtype=object), name=out_id, dtype=object))
-    for c in names:
-        if c in (USER_ID, ITEM_ID) and c != id_col:
-            raise table.fail(f"column {short(c)} clashes with an id column of the dataset folder; "
-                             "rename it or leave it out", field=c)
-        why = check_column_name(c)
-        if why:
-            raise table.fail(f"column {short(c)}: {why} (or leave it out)", field=c)
-        node = nodes.get(c)
-        if c in forced:
-            ctype, sep = forced[c]
-        elif declared is not None and c in declared:
-            ctype = declared[c]
-            if ctype not in COLUMN_TYPES:
-                raise DataError(f"unknown column type {ctype!r}; known: {list(COLUMN_TYPES)}",
-                                field=f"{declared_option}[{c!r}]")
-            sep = infer_column_type(table.frame[c])[1] if ctype == "multi" else None
-        else:
-            ctype, sep = infer_column_type(table.frame[c])
-            if node is not None and ctype not in ("categorical", "multi"):
-                ctype, sep = "categorical", None
-        if node is not None and ctype not in ("categorical", "multi"):
-            raise DataError(f"column {c!r} is declared {ctype!r}; only categorical and multi "
-                            "columns can be node types", field=f"node_columns[{c!r}]")
-        values, sep = _column_values(table, c, ctype, sep)
-        frame[c] = values.to_numpy()
-        spec: dict[str, Any] = {"type": ctype}
-        if sep is not None:
-            spec["sep"] = sep
-        if node is not None:
-            spec["node"] = node
-        specs[c] = spec
-    return frame, specs
+__all__ = ["dataset_from_frames", "import_interactions", "infer_column_type",
+           "interactions_dataset"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -520,7 +154,7 @@ def dataset_from_frames(
 # The importer
 
 
-def _unknown_ids(table: _Table, ids: pd.Series, known: pd.Index, noun: str, field: str,
+def _unknown_ids(table: Table, ids: pd.Series, known: pd.Index, noun: str, field: str,
                  other: Path, drop: bool) -> np.ndarray:
     """Mask of rows whose id is unknown; raise at the first one unless ``drop``."""
     unknown = ~ids.isin(known).to_numpy()
@@ -532,11 +166,11 @@ def _unknown_ids(table: _Table, ids: pd.Series, known: pd.Index, noun: str, fiel
     return unknown
 
 
-def _release_times(table: _Table, column: str) -> np.ndarray:
+def _release_times(table: Table, column: str) -> np.ndarray:
     """A release year/time per row as float (NaN where empty); date text becomes Unix time."""
     s = table.frame[column]
     if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_datetime64_any_dtype(s)):
-        text = _strings(s)
+        text = text_values(s)
         present = (text.str.len() > 0).to_numpy()
         if pd.to_numeric(text[present], errors="coerce").isna().any():
             dates = pd.to_datetime(text.where(present), utc=True, errors="coerce",
@@ -546,8 +180,8 @@ def _release_times(table: _Table, column: str) -> np.ndarray:
                 k = int(bad.argmax())
                 raise table.fail(f"neither a number nor a date: {short(text.iat[k])}", row=k,
                                  field=column)
-            return _epoch_seconds(dates)
-    return _numbers(table, column, "number or date")
+            return epoch_seconds(dates)
+    return number_values(table, column, "number or date")
 
 
 def interactions_dataset(
@@ -616,7 +250,7 @@ def interactions_dataset(
     if weight_col is not None and rating_col is not None:
         raise DataError("weight_col is for implicit feedback (rating_col=None)",
                         field="weight_col")
-    nodes = {str(c): _check_label(lbl, f"node_columns[{c!r}]")
+    nodes = {str(c): check_label(lbl, f"node_columns[{c!r}]")
              for c, lbl in (node_columns or {}).items()}
     if category_col is not None and category_col in nodes and nodes[category_col] != CATEGORY:
         raise DataError(f"the category column is always node type {CATEGORY!r}",
@@ -624,9 +258,9 @@ def interactions_dataset(
     if category_sep is not None and not category_sep:
         raise DataError("must be a non-empty separator", field="category_sep")
 
-    inter = _Table(interactions_path, "interactions", encoding)
-    items_t = _Table(items_path, "items", encoding)
-    users_t = _Table(users_path, "users", encoding) if users_path is not None else None
+    inter = Table(interactions_path, "interactions", encoding)
+    items_t = Table(items_path, "items", encoding)
+    users_t = Table(users_path, "users", encoding) if users_path is not None else None
 
     inter.require(user_col, "user_col")
     inter.require(item_col, "item_col")
@@ -669,11 +303,11 @@ def interactions_dataset(
         else:
             ctype, sep = infer_column_type(items_t.frame[category_col])
             forced[category_col] = ("multi", sep) if ctype == "multi" else ("categorical", None)
-    items, item_specs = _side_table(items_t, item_col, ITEM_ID, item_columns, item_nodes,
+    items, item_specs = side_table(items_t, item_col, ITEM_ID, item_columns, item_nodes,
                                     "item_columns", forced)
     if users_t is not None:
         user_nodes = {c: n for c, n in nodes.items() if c in users_t.columns}
-        users, user_specs = _side_table(users_t, user_col, USER_ID, user_columns, user_nodes,
+        users, user_specs = side_table(users_t, user_col, USER_ID, user_columns, user_nodes,
                                         "user_columns")
     else:
         if user_columns:
@@ -684,10 +318,10 @@ def interactions_dataset(
     n_rows = len(inter.frame)
     if n_rows == 0:
         raise inter.fail("no interactions (the file has only a header)")
-    uids = _ids(inter, user_col)
-    iids = _ids(inter, item_col)
+    uids = id_values(inter, user_col)
+    iids = id_values(inter, item_col)
     if rating_col is not None:
-        ratings = _numbers(inter, rating_col, "rating")
+        ratings = number_values(inter, rating_col, "rating")
         missing = np.isnan(ratings)
         if missing.any():
             k = int(missing.argmax())
@@ -696,7 +330,7 @@ def interactions_dataset(
         ratings = _confidences(inter, weight_col, weights)
     else:
         ratings = np.ones(n_rows, dtype=np.float64)
-    ts = _timestamps(inter, timestamp_col) if timestamp_col is not None else None
+    ts = timestamp_values(inter, timestamp_col) if timestamp_col is not None else None
 
     keep = ~_unknown_ids(inter, iids, items.index, "item", item_col, items_t.path,
                          drop_unknown)
@@ -784,19 +418,19 @@ def interactions_dataset(
     return dataset
 
 
-def _confidences(table: _Table, column: str,
+def _confidences(table: Table, column: str,
                  weights: Mapping[str, float] | None) -> np.ndarray:
     """Per row: the event's weight (``weights``), else the column as a number > 0."""
     if weights is not None:
         from loaders.implicit import event_confidences
 
-        values, bad = event_confidences(_strings(table.frame[column]), weights)
+        values, bad = event_confidences(text_values(table.frame[column]), weights)
         if bad is not None:
-            raise table.fail(f"event {short(_strings(table.frame[column]).iat[bad])} has no "
+            raise table.fail(f"event {short(text_values(table.frame[column]).iat[bad])} has no "
                              f"weight (weights: {short_names(list(weights))})", row=bad,
                              field=column)
         return values
-    values = _numbers(table, column, "weight")
+    values = number_values(table, column, "weight")
     bad = ~(np.isfinite(values) & (values > 0))
     if bad.any():
         k = int(bad.argmax())
