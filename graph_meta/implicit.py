@@ -46,6 +46,8 @@ episodes carved from ``train.csv`` (pseudo new users and newest items,
 items when the first leaves fewer than 50 new-item episodes) by recall@20; the ALS settings
 by :class:`~graph_meta.implicit_baselines.ImplicitALS`'s tuning on the same kind of episodes
 (or taken from an iALS model already tuned on the same data: ``als_params``).
+
+The graph prior (paths, messages, cross-fitted weights) lives in :mod:`graph_meta.implicit_prior`.
 """
 
 from __future__ import annotations
@@ -57,155 +59,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
-from graph_meta.baselines import _RidgeMap
 from graph_meta.dataset import Dataset
 from graph_meta.errors import UnknownItemError
-from graph_meta.graph.build import split_multi
 from graph_meta.ials import fold_in
 from graph_meta.implicit_baselines import ImplicitALS, Interactions, carve_implicit
 from graph_meta.implicit_baselines.data import _Base, _masked
+from graph_meta.implicit_prior import GraphPrior, graph_paths, path_messages, side_prior
 from graph_meta.schema import ITEM, USER
 
 __all__ = ["RETRAIN_HINT", "GraphMetaImplicit", "path_messages"]
+
+#: the prior's old place, for models pickled before it moved
+_GraphPrior = GraphPrior
 
 #: what to do about an item the implicit model lacks (it has no ``add_items`` yet)
 RETRAIN_HINT = ("the implicit model scores the items of items.csv known when it was trained; "
                 "a product added since needs a row in items.csv and a retraining "
                 "(`graph-meta train`)")
-
-
-def _incidence(frame: pd.DataFrame, column, ids: pd.Index) -> sp.csr_matrix:
-    """Owner x value incidence of one node column (rows in ``ids`` order)."""
-    parts = split_multi(frame[column.name], column)
-    owners = np.repeat(ids.get_indexer(parts.index.astype(str)),
-                       parts.map(len).to_numpy())
-    values = [v for p in parts for v in p]
-    if not values:
-        return sp.csr_matrix((len(ids), 0))
-    codes, _ = pd.factorize(pd.Series(values, dtype=object))
-    keep = owners >= 0
-    m = sp.csr_matrix((np.ones(int(keep.sum())), (owners[keep], codes[keep])),
-                      shape=(len(ids), int(codes.max()) + 1))
-    m.data[:] = 1.0  # a value listed twice counts once
-    return m
-
-
-def path_messages(incidence: sp.csr_matrix, target: np.ndarray,
-                  trained: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    r"""Two-hop messages owner -> value -> owner: per row, the mean over its values of the
-    mean ``target`` of the *other* trained rows holding that value (module docstring).
-
-    Returns ``(messages [n, d], has [n] bool)``; a row without any such neighbour gets 0.
-    """
-    inc = incidence.tocoo()
-    t = trained.astype(np.float64)
-    sums = np.asarray(incidence.T @ (target * t[:, None]))  # [values, d]
-    counts = np.asarray(incidence.T @ t).ravel()
-    own = t[inc.row]
-    denom = counts[inc.col] - own
-    ok = denom > 0
-    rows, cols, own, denom = inc.row[ok], inc.col[ok], own[ok], denom[ok]
-    per = (sums[cols] - own[:, None] * target[rows]) / denom[:, None]
-    n = incidence.shape[0]
-    out = np.zeros((n, target.shape[1]))
-    np.add.at(out, rows, per)
-    k = np.bincount(rows, minlength=n).astype(np.float64)
-    has = k > 0
-    out[has] /= k[has, None]
-    return out, has
-
-
-def _neighbour_means(adj: sp.csr_matrix, target: np.ndarray,
-                     trained: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One hop: the mean ``target`` of each row's trained neighbours."""
-    a = adj @ sp.diags(trained.astype(np.float64))
-    counts = np.asarray(a.sum(axis=1)).ravel()
-    has = counts > 0
-    out = np.asarray(a @ target)
-    out[has] /= counts[has, None]
-    out[~has] = 0.0
-    return out, has
-
-
-def _combine_weights(blocks: list[np.ndarray], target: np.ndarray, rows: np.ndarray,
-                     weights: np.ndarray, ridge: float = 1e-3) -> np.ndarray:
-    """Least-squares weights :math:`\\beta` of ``target ~ sum_t beta_t blocks[t]`` over
-    ``rows`` (weighted)."""
-    k = len(blocks)
-    g = np.empty((k, k))
-    c = np.empty(k)
-    w = weights[:, None]
-    for s in range(k):
-        bs = blocks[s][rows]
-        c[s] = float((w * bs * target[rows]).sum())
-        for t in range(s, k):
-            g[s, t] = g[t, s] = float((w * bs * blocks[t][rows]).sum())
-    scale = max(np.trace(g) / max(k, 1), 1e-12)
-    return np.linalg.solve(g + ridge * scale * np.eye(k), c)
-
-
-class _GraphPrior:
-    """The learned combination of path messages and the ridge map, for one side."""
-
-    def __init__(self, names: list[str], beta: np.ndarray, beta_pop: np.ndarray | None,
-                 prior: np.ndarray, pop: np.ndarray | None) -> None:
-        self.names, self.beta, self.beta_pop = names, beta, beta_pop
-        self.prior, self.pop = prior, pop
-
-
-def _messages(op: tuple[str, sp.csr_matrix], target: np.ndarray,
-              sources: np.ndarray) -> np.ndarray:
-    """Messages of one path from the ``sources`` rows: two hops through an attribute
-    incidence (``"inc"``) or one hop along a relation (``"adj"``)."""
-    kind, m = op
-    fn = path_messages if kind == "inc" else _neighbour_means
-    return fn(m, target, sources)[0]
-
-
-def _side_prior(feats: sp.csr_matrix, trained: np.ndarray, counts: np.ndarray,
-                target: np.ndarray, paths: list[tuple[str, tuple[str, sp.csr_matrix]]],
-                alpha: float, *, folds: int = 5,
-                seed: int = 0) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """``(names, beta, prior, ridge)``: the graph prior of every row of one side (module
-    docstring) and the plain side-feature ridge map fitted on every training row.
-
-    The weights are learned on the training rows from inputs *cross-fitted* over ``folds``
-    folds: a row's ridge prediction and its path messages both come from the training rows
-    of the other folds only, as a new row's come from training rows that do not include it
-    (leave-one-out messages against a 5-fold ridge would favour the messages unfairly).
-    """
-    n = len(trained)
-    fit = np.flatnonzero(trained)
-    w = np.sqrt(counts.astype(np.float64))
-    fold = np.random.default_rng(seed).integers(0, folds, n)
-    ridge_full = np.zeros_like(target)
-    ridge_cv = np.zeros_like(target)
-    if len(fit) and feats.shape[1]:
-        ridge_full = _RidgeMap(feats, trained, w[trained]).predict(target[trained], alpha)
-        for k in range(folds):
-            rows = trained & (fold != k)
-            if rows.any():
-                pred = _RidgeMap(feats, rows, w[rows]).predict(target[rows], alpha)
-                held = trained & (fold == k)
-                ridge_cv[held] = pred[held]
-    msg_full = [_messages(op, target, trained) for _, op in paths]
-    msg_cv = [np.zeros_like(target) for _ in paths]
-    for k in range(folds):
-        held = trained & (fold == k)
-        if held.any():
-            for t, (_, op) in enumerate(paths):
-                msg_cv[t][held] = _messages(op, target, trained & (fold != k))[held]
-    names = ["side-feature ridge", *[p[0] for p in paths]]
-    blocks_cv = [ridge_cv, *msg_cv]
-    blocks = [np.where(trained[:, None], cv, full)
-              for cv, full in zip(blocks_cv, [ridge_full, *msg_full], strict=True)]
-    beta = (_combine_weights(blocks_cv, target, fit, w[fit]) if len(fit)
-            else np.zeros(len(blocks)))
-    prior = sum(b * blk for b, blk in zip(beta, blocks, strict=True))
-    return names, beta, np.asarray(prior), ridge_full
 
 
 class GraphMetaImplicit(_Base):
@@ -308,21 +180,21 @@ class GraphMetaImplicit(_Base):
         # items: targets [y, log popularity], messages along every item path
         target = np.hstack([als.y_trained, np.log1p(d.item_count.astype(np.float64))[:, None]])
         paths = self._item_paths(dataset, d)
-        names, beta, prior, ridge = _side_prior(als._item_feats, trained, d.item_count,
+        names, beta, prior, ridge = side_prior(als._item_feats, trained, d.item_count,
                                                 target[:, :-1], paths, self.alpha_item,
                                                 seed=self.seed)
-        _, beta_pop, pop, pop_ridge = _side_prior(als._item_feats, trained, d.item_count,
+        _, beta_pop, pop, pop_ridge = side_prior(als._item_feats, trained, d.item_count,
                                                   target[:, -1:], paths, self.alpha_item,
                                                   seed=self.seed)
-        self.item_prior = _GraphPrior(names, beta, beta_pop, prior, pop[:, 0])
+        self.item_prior = GraphPrior(names, beta, beta_pop, prior, pop[:, 0])
         self._cold = (ridge, prior, pop_ridge[:, 0], pop[:, 0])
         self._set_graph_mix(self.graph_mix)
         # users: the prior of a new user
         utrained = d.user_in_train
         upaths = self._user_paths(dataset, d)
-        unames, ubeta, uprior, _ = _side_prior(als._user_feats, utrained, d.user_count, als.x,
+        unames, ubeta, uprior, _ = side_prior(als._user_feats, utrained, d.user_count, als.x,
                                             upaths, self.alpha_user, seed=self.seed)
-        self.user_prior = _GraphPrior(unames, ubeta, None, uprior, None)
+        self.user_prior = GraphPrior(unames, ubeta, None, uprior, None)
         self.x0 = np.where(utrained[:, None], 0.0, uprior)
         self.__dict__.pop("_state_cache", None)
 
@@ -340,12 +212,12 @@ class GraphMetaImplicit(_Base):
     @staticmethod
     def _item_paths(dataset: Dataset,
                     d: Interactions) -> list[tuple[str, tuple[str, sp.csr_matrix]]]:
-        return _paths(dataset, dataset.items, dataset.spec.items, d.item_ids, ITEM)
+        return graph_paths(dataset, dataset.items, dataset.spec.items, d.item_ids, ITEM)
 
     @staticmethod
     def _user_paths(dataset: Dataset,
                     d: Interactions) -> list[tuple[str, tuple[str, sp.csr_matrix]]]:
-        return _paths(dataset, dataset.users, dataset.spec.users, d.user_ids, USER)
+        return graph_paths(dataset, dataset.users, dataset.spec.users, d.user_ids, USER)
 
     def _tune(self, dataset: Dataset) -> dict[str, Any]:
         r"""Choose on carved pseudo-tasks: ``s`` and the fold-in :math:`\lambda` (scenarios
@@ -523,28 +395,3 @@ class GraphMetaImplicit(_Base):
         return model
 
 
-def _paths(dataset: Dataset, frame: pd.DataFrame, table, ids: pd.Index,
-           label: str) -> list[tuple[str, tuple[str, sp.csr_matrix]]]:
-    """Every path of one side: two hops through each node column, one hop along each
-    relation file between two nodes of that side."""
-    out: list[tuple[str, tuple[str, sp.csr_matrix]]] = []
-    for col in table.columns.values():
-        if col.node:
-            inc = _incidence(frame, col, ids)
-            if inc.shape[1]:
-                out.append((f"{label}-{col.node}-{label}", ("inc", inc)))
-    for rel in dataset.spec.relations:
-        if rel.src == label and rel.dst == label:
-            out.append((rel.type, ("adj", _adjacency(dataset.relations[rel.type], ids))))
-    return out
-
-
-def _adjacency(frame: pd.DataFrame, ids: pd.Index) -> sp.csr_matrix:
-    """Symmetric adjacency of a relation file between two nodes of the same type."""
-    s = ids.get_indexer(frame["src"].astype(str))
-    t = ids.get_indexer(frame["dst"].astype(str))
-    ok = (s >= 0) & (t >= 0) & (s != t)
-    n = len(ids)
-    a = sp.csr_matrix((np.ones(int(ok.sum())), (s[ok], t[ok])), shape=(n, n))
-    a = ((a + a.T) > 0).astype(np.float64)
-    return a.tocsr()
