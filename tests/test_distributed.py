@@ -36,9 +36,10 @@ from training.cli import main as cli
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "configs" / "quick.toml"
 WORLD = 2
-# |test RMSE (2 processes) - test RMSE (1 process)|, per scenario: the spread of the
-# one-process model over training seeds on this catalogue is about 0.01-0.02 (README)
-RMSE_TOL = 0.03
+# |RMSE (2 processes) - RMSE (1 process)| per scenario: over training seeds 0-3 the one-process
+# model's test RMSE spans up to 0.005 (user_item_cold) and 2 processes differ from 1 by at
+# most 0.004 (README, "Training on several machines"; scripts/ddp_compare.py)
+RMSE_TOL = 0.01
 OVERRIDES: dict[str, Any] = {"train.epochs": 2, "train.threads": 1, "train.val_epoch0": False,
                              "train.refit": True, "train.device": "cpu"}
 
