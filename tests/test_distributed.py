@@ -176,3 +176,31 @@ def test_two_gloo_processes_match_one(catalog_dir: Path, catalog: Dataset,
     for r in resumed:
         assert r["killed_epochs"] == [1] and r["resumed_epochs"] == [2]
         assert r["resumed"] == r["straight"] == resumed[0]["straight"]
+
+
+@pytest.mark.neo4j
+def test_workers_read_the_same_neo4j_snapshot_without_writing(
+        neo4j_store_factory, neo4j_credentials: dict, catalog: Dataset) -> None:
+    """The workers of a distributed run open the store read-only (``--store neo4j`` under
+    torchrun): an empty database is refused without a write, and every reader's snapshot has
+    the digest the ranks compare before training."""
+    import neo4j
+
+    from graph_meta.errors import GraphMetaError
+    from graph_meta.fitting.distributed import digest
+    from graph_meta.store.neo4j import Neo4jGraphStore
+
+    creds = {k: neo4j_credentials[k] for k in ("uri", "user", "password")}
+    Neo4jGraphStore.wipe(**creds)
+    with pytest.raises(GraphMetaError, match="holds no graph-meta dataset to read"):
+        Neo4jGraphStore(catalog.spec, **creds, read_only=True)
+    with neo4j.GraphDatabase.driver(creds["uri"], auth=(creds["user"], creds["password"])) as d:
+        constraints = d.execute_query("SHOW CONSTRAINTS").records
+        nodes = d.execute_query("MATCH (n) RETURN count(n) AS n").records[0]["n"]
+    assert nodes == 0 and not [c for c in constraints if str(c["name"]).startswith("gm_")]
+    writer = neo4j_store_factory(catalog.spec, reset=False)
+    writer.ingest(catalog)
+    want = digest(writer.snapshot(text_dim=16))
+    for _ in range(2):  # two workers
+        with Neo4jGraphStore(catalog.spec, **creds, read_only=True) as reader:
+            assert digest(reader.snapshot(text_dim=16)) == want

@@ -438,13 +438,17 @@ def train(dataset: Path, config_path: Path | None, quick: bool, out: Path, devic
 
     cfg = load_config(config_path)
     data = read_dataset(dataset)
+    workers = int(os.environ.get("WORLD_SIZE") or 1)
+    if data.spec.implicit and workers > 1:
+        raise click.UsageError(f"{data.spec.name} holds implicit feedback: its model trains in "
+                               "one process (data-parallel training is for rating datasets); "
+                               "run `graph-meta train` without torchrun")
     if data.spec.implicit:  # positives only: the implicit model (graph_meta/implicit.py)
         from training.implicit_cli import train_implicit_run
 
         train_implicit_run(data, out, quick=quick, seed=cfg.train.seed, echo=click.echo)
         return
     model = GraphMetaRecommender(cfg)
-    workers = int(os.environ.get("WORLD_SIZE") or 1)
     if store_kind == "neo4j":  # the graph comes from the server's snapshot
         from graph_meta.store.neo4j import Neo4jGraphStore
 
