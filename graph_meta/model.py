@@ -170,7 +170,12 @@ class GraphMetaRecommender:
             checkpoint_dir: str | Path | None = None, resume: bool = False,
             store: Any = None) -> GraphMetaRecommender:
         """Train on ``dataset.train`` + side information (its tasks are never read); with
-        ``store`` (e.g. a Neo4j store holding the dataset), on that store's graph snapshot."""
+        ``store`` (e.g. a Neo4j store holding the dataset), on that store's graph snapshot.
+
+        Under ``torchrun`` (``WORLD_SIZE > 1``) every process calls this and training is
+        data-parallel (:func:`graph_meta.fitting.train.train_model`): rank 0 ends
+        predict-ready and writes ``checkpoint_dir``; the other ranks end with the trained
+        :attr:`net` only."""
         if config is not None:
             self.config = config.validate()
         self.live.clear()

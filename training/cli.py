@@ -422,7 +422,13 @@ def _parse_k(value: str) -> list[int | None]:
 @store_options
 def train(dataset: Path, config_path: Path | None, quick: bool, out: Path, device: str,
           resume: bool, store_kind: str, neo4j_uri: str | None, neo4j_user: str) -> None:
-    """Meta-train graph-meta on DATASET's train.csv; checkpoints and logs in OUT."""
+    """Meta-train graph-meta on DATASET's train.csv; checkpoints and logs in OUT.
+
+    Data-parallel when launched by torchrun (README, "Training on several machines"):
+    `torchrun --nproc_per_node=N -m training.cli train DATASET --out OUT ...`; rank 0 writes
+    OUT, every rank reads DATASET (and, with --store neo4j, the same server, read-only)."""
+    import os
+
     from graph_meta.config import load_config
     from graph_meta.model import GraphMetaRecommender
 
@@ -432,6 +438,11 @@ def train(dataset: Path, config_path: Path | None, quick: bool, out: Path, devic
 
     cfg = load_config(config_path)
     data = read_dataset(dataset)
+    workers = int(os.environ.get("WORLD_SIZE") or 1)
+    if data.spec.implicit and workers > 1:
+        raise click.UsageError(f"{data.spec.name} holds implicit feedback: its model trains in "
+                               "one process (data-parallel training is for rating datasets); "
+                               "run `graph-meta train` without torchrun")
     if data.spec.implicit:  # positives only: the implicit model (graph_meta/implicit.py)
         from training.implicit_cli import train_implicit_run
 
@@ -441,7 +452,9 @@ def train(dataset: Path, config_path: Path | None, quick: bool, out: Path, devic
     if store_kind == "neo4j":  # the graph comes from the server's snapshot
         from graph_meta.store.neo4j import Neo4jGraphStore
 
-        with Neo4jGraphStore(data.spec, uri=neo4j_uri, user=neo4j_user) as store:
+        # several workers only read (one ingest wrote the graph; none writes while training)
+        with Neo4jGraphStore(data.spec, uri=neo4j_uri, user=neo4j_user,
+                             read_only=workers > 1) as store:
             if store.counts().edges[store.schema.rated] == 0:
                 raise click.UsageError("the Neo4j database holds no ratings: run "
                                        "`graph-meta ingest DATASET --store neo4j` first")
@@ -450,6 +463,8 @@ def train(dataset: Path, config_path: Path | None, quick: bool, out: Path, devic
     else:
         model.fit(data, device=device, progress=True, log_dir=out, checkpoint_dir=out,
                   resume=resume)
+    if int(os.environ.get("RANK") or 0) != 0:
+        return  # rank 0 reports and wrote the model
     click.echo(json.dumps(model.fit_info, default=str))
     click.echo(f"model saved in {out / 'model.pt'}")
 

@@ -22,7 +22,12 @@
    heartbeat (elapsed, detail such as the ALS sweep, RSS) every 10 s while it runs;
 5. every epoch writes ``checkpoint_dir/last.pt`` (weights, optimizer, RNG states, epoch,
    phase, best score; loadable with ``weights_only=True``) and appends to
-   ``log_dir/train_log.csv``; ``resume=True`` continues from ``last.pt`` after a kill.
+   ``log_dir/train_log.csv``; ``resume=True`` continues from ``last.pt`` after a kill;
+6. launched by ``torchrun`` (``WORLD_SIZE > 1``), data-parallel
+   (:mod:`graph_meta.fitting.distributed`): each rank trains on its shard of every
+   meta-batch, gradients are averaged over the ranks, rank 0 validates, decides and writes
+   (checkpoints, logs, ``model.pt``) and alone builds the prediction cache; the ranks'
+   precomputed state (graph, ALS states, priors, initial weights) is checked identical.
 """
 
 from __future__ import annotations
@@ -43,7 +48,9 @@ from torch import Tensor
 from graph_meta.config import Config
 from graph_meta.dataset import Dataset
 from graph_meta.eval.protocol import carve_validation, evaluate, training_view
+from graph_meta.fitting import distributed
 from graph_meta.fitting.als import als
+from graph_meta.fitting.distributed import SINGLE, DistContext
 from graph_meta.fitting.graphs import build_graph, check_snapshot
 from graph_meta.fitting.memory import available_memory_gb, check_memory
 from graph_meta.fitting.priors import release_weights, side_prior
@@ -123,10 +130,13 @@ class _Phase:
     """One training run (carved-train validation phase, or the refit) on one dataset."""
 
     def __init__(self, model: Any, dataset: Dataset, cfg: Config,
-                 device: torch.device, graph: Any = None) -> None:
+                 device: torch.device, graph: Any = None, *, code: int = 0,
+                 ctx: DistContext = SINGLE) -> None:
         self.model = model
         self.cfg = cfg
         self.device = device
+        self.code = code  # 0: the validation phase, 1: the refit / plain training
+        self.ctx = ctx
         progress = current_progress()
         if graph is not None:
             self.data = graph
@@ -147,6 +157,7 @@ class _Phase:
         inner = [p for n, p in named if n.split(".")[-1] in meta_names or ".raw_lr." in n]
         inner_ids = {id(p) for p in inner}
         rest = [p for _, p in named if id(p) not in inner_ids]
+        self.params = [p for _, p in named]  # all-reduced in this order on every rank
         # the inner loop's own parameters (step sizes, precision, head init, mu) are few and
         # need larger steps than the encoder, which overfits quickly
         self.opt = torch.optim.Adam(
@@ -182,12 +193,47 @@ class _Phase:
         self.n_ratings_item = torch.as_tensor(
             np.bincount(self.index.item, minlength=self.index.num_items), dtype=torch.float32,
             device=device)
+        if ctx.active:
+            with progress.step(f"checking the {ctx.world_size} ranks hold the same state"):
+                self.digest = self.state_digest()
+                distributed.check_same(self.digest, "graphs, ALS states, priors or initial "
+                                       "weights", ctx)
 
-    def epoch(self, rng: np.random.Generator, progress: bool, desc: str) -> dict[str, float]:
+    def state_digest(self) -> str:
+        """Digest (:func:`~graph_meta.fitting.distributed.digest`) of what every rank must
+        hold alike before training: the graph, the rating index, the cold-item weights and
+        the net's initial state (ALS item states, closed-form priors, weights)."""
+        net = self.model.net
+        assert net is not None
+        idx = self.index
+        return distributed.digest(self.data, [idx.user, idx.item, idx.rating],
+                                  self.sampler.cold_p, net.state_dict())
+
+    def epoch(self, rng: np.random.Generator, progress: bool, desc: str,
+              epoch: int = 0) -> dict[str, float]:
+        """One pass over the task users in meta-batches of ``episodes.batch_users``.
+
+        ``rng`` (the phase's, alike on every rank) orders the users and holds out the query
+        ratings; in a distributed run each rank trains on its slice of every meta-batch
+        (:func:`~graph_meta.fitting.distributed.shard_batches`) with its share of
+        ``episodes.batch_items``, its episodes drawn from an RNG of ``(seed, phase, epoch,
+        rank)``, and the gradients are averaged over the ranks before each step. Returns the
+        mean losses over the batches (averaged over the ranks), ``seconds`` and
+        ``tasks_per_s`` (all ranks' tasks)."""
         net = self.model.net
         assert net is not None
         cfg = self.cfg
+        ctx = self.ctx
         chunks = self.sampler.epoch_users(rng, cfg.episodes.batch_users)
+        n_items = cfg.episodes.batch_items
+        local = rng
+        if ctx.active:
+            chunks = distributed.shard_batches(chunks, ctx.rank, ctx.world_size)
+            n_items = distributed.share(n_items, ctx.rank, ctx.world_size)
+            key = [cfg.train.seed, self.code, epoch, ctx.rank]
+            local = np.random.default_rng(key)
+            torch.manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
+        self.shard_users = int(sum(len(c) for c in chunks))
         it: Any = chunks
         bar = None
         if progress:
@@ -199,8 +245,7 @@ class _Phase:
         query_mask = self._holdout_states(rng)
         t0 = time.perf_counter()
         for users in it:
-            batch = self.sampler.batch(rng, users, cfg.episodes.batch_items,
-                                       query_edges=query_mask)
+            batch = self.sampler.batch(local, users, n_items, query_edges=query_mask)
             user_loss, task_item_loss, item_prior, warm = self.task_losses(batch)
             w = warm.unsqueeze(-1)
             loss = user_loss
@@ -223,6 +268,7 @@ class _Phase:
                 loss = loss + cfg.train.item_l2 * (shrink * self.has_rating).sum() / n_warm
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.average_gradients(self.params, ctx)
             if cfg.train.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(
                     [p for p in net.parameters() if p.requires_grad], cfg.train.grad_clip)
@@ -236,6 +282,9 @@ class _Phase:
         self._full_states()
         n = max(1, len(chunks))
         dt = time.perf_counter() - t0
+        if ctx.active:  # losses: mean over the ranks; tasks: all ranks'
+            *sums, tasks = distributed.sum_across([*tot.values(), tasks], ctx)
+            tot = {k: v / ctx.world_size for k, v in zip(tot, sums, strict=True)}
         return {k: v / n for k, v in tot.items()} | {"seconds": dt,
                                                       "tasks_per_s": tasks / max(dt, 1e-9)}
 
@@ -320,9 +369,17 @@ def _run_phase(model: Any, dataset: Dataset, cfg: Config,
                device: torch.device, *, name: str, epochs: int, val: Dataset | None,
                progress: bool, log_path: Path | None, ckpt_dir: Path | None,
                resume_state: dict[str, Any] | None, deadline: float,
-               extra_ckpt: dict[str, Any] | None = None, graph: Any = None) -> dict[str, Any]:
-    rng = _seed(cfg.train.seed + (0 if name == "val" else 1))
-    phase = _Phase(model, dataset, cfg, device, graph)
+               extra_ckpt: dict[str, Any] | None = None, graph: Any = None,
+               ctx: DistContext = SINGLE) -> dict[str, Any]:
+    """Train one phase for up to ``epochs`` epochs (early stopping on ``val``).
+
+    In a distributed run (``ctx``) every rank trains; rank 0 alone validates and checks the
+    time limit, and its verdict (the validation row and whether to stop) is broadcast after
+    every epoch, so all ranks keep the same best weights and stop at the same epoch. Only the
+    rank given ``log_path`` / ``ckpt_dir`` (rank 0) writes."""
+    code = 0 if name == "val" else 1
+    rng = _seed(cfg.train.seed + code)
+    phase = _Phase(model, dataset, cfg, device, graph, code=code, ctx=ctx)
     assert model.net is not None
     start, best, best_epoch, bad = 0, math.inf, 0, 0
     best_state: dict[str, torch.Tensor] | None = None
@@ -332,12 +389,17 @@ def _run_phase(model: Any, dataset: Dataset, cfg: Config,
         best, best_epoch, bad = (float(resume_state["best"]), int(resume_state["best_epoch"]),
                                  int(resume_state["bad"]))
         best_state = resume_state.get("best_net")
+        if best_state is not None:
+            best_state = {k: v.to(device) for k, v in best_state.items()}
     stopped = "epochs"
     floor = 1
+    users_per_rank: list[list[int]] = []
     if val is not None and cfg.train.val_epoch0:
         floor = 0  # the untrained model (ALS + closed-form priors + fold-in) is a candidate
         if resume_state is None or resume_state.get("phase") != name:
-            row0: dict[str, Any] = {"phase": name, "epoch": 0, **phase.validate(val)}
+            scores = phase.validate(val) if ctx.is_main else None
+            row0: dict[str, Any] = {"phase": name, "epoch": 0,
+                                    **distributed.broadcast(scores, ctx)}
             best, best_epoch = row0["val_rmse"], 0
             best_state = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
             model.history.append(row0)
@@ -346,10 +408,18 @@ def _run_phase(model: Any, dataset: Dataset, cfg: Config,
             if log_path is not None:
                 write_csv_row(log_path, _rounded(row0))
     for epoch in range(start, epochs):
-        stats = phase.epoch(rng, progress, f"{name} epoch {epoch + 1}/{epochs}")
+        stats = phase.epoch(rng, progress, f"{name} epoch {epoch + 1}/{epochs}", epoch)
+        if ctx.active:
+            users_per_rank.append([int(n) for n in distributed.gather(phase.shard_users, ctx)])
         row: dict[str, Any] = {"phase": name, "epoch": epoch + 1, **stats}
+        # rank 0's verdict: the validation scores, and whether time is up
+        verdict = None
+        if ctx.is_main:
+            verdict = ((phase.validate(val) if val is not None else {}),
+                       time.perf_counter() > deadline)
+        scores, time_up = distributed.broadcast(verdict, ctx)
         if val is not None:
-            row.update(phase.validate(val))
+            row.update(scores)
             score = row["val_rmse"]
             if score < best - 1e-4:
                 best, best_epoch, bad = score, epoch + 1, 0
@@ -375,13 +445,13 @@ def _run_phase(model: Any, dataset: Dataset, cfg: Config,
         if val is not None and bad > cfg.train.patience:
             stopped = "early"
             break
-        if time.perf_counter() > deadline:
+        if time_up:
             stopped = "time"
             break
     if val is not None and best_state is not None:
         model.net.load_state_dict(best_state)
     return {"phase": phase, "best": best, "best_epoch": max(floor, best_epoch),
-            "stopped": stopped}
+            "stopped": stopped, "users_per_rank": users_per_rank}
 
 
 def _fmt(row: dict[str, Any]) -> str:
@@ -411,18 +481,34 @@ def train_model(model: Any, dataset: Dataset, *, device: str = "auto",
     lines on stderr follow every step from the first second on: the estimate, each setup step
     (graph, ALS, priors, validation, caches) as it starts and ends with a heartbeat while it
     runs, the epochs.
+
+    Launched by ``torchrun`` (``WORLD_SIZE > 1`` in the environment) or inside an initialised
+    process group, training is data-parallel (:mod:`graph_meta.fitting.distributed`; the
+    module docstring, item 6): every rank calls this with the same dataset (and a store
+    holding the same graph); rank 0 alone prints, writes ``log_dir`` and ``checkpoint_dir``
+    and ends with a predict-ready model; the others end with the trained :attr:`net` only
+    (no prediction cache). ``model.fit_info["distributed"]`` records the world size, the
+    backend, each rank's digest of the precomputed state and of the final weights, and the
+    task users each rank trained on per epoch.
     """
-    with use_progress(Progress(bool(progress))) as printer:
+    ctx, dev = distributed.setup(resolve_device(device))
+    with use_progress(Progress(bool(progress) and ctx.is_main)) as printer:
         est = check_memory(dataset, model.config)  # up front: refuses what cannot fit
         avail, _ = available_memory_gb()
         printer.say(f"{est.sizes['ratings']:,} ratings, {est.sizes['users']:,} users, "
                     f"{est.sizes['items']:,} items: memory estimate {est.gb:.2f} GB"
                     + (f" of {avail:.1f} GB available" if avail is not None else ""))
-        _train_model(model, dataset, device=device, progress=bool(progress), log_dir=log_dir,
-                     checkpoint_dir=checkpoint_dir, resume=resume, store=store)
+        if ctx.active:
+            printer.say(f"data-parallel over {ctx.world_size} ranks ({ctx.backend}), "
+                        f"device {dev}")
+        _train_model(model, dataset, dev=dev, ctx=ctx,
+                     progress=bool(progress) and ctx.is_main,
+                     log_dir=log_dir if ctx.is_main else None,
+                     checkpoint_dir=checkpoint_dir if ctx.is_main else None, resume=resume,
+                     store=store)
 
 
-def _train_model(model: Any, dataset: Dataset, *, device: str,
+def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistContext,
                  progress: bool, log_dir: str | Path | None,
                  checkpoint_dir: str | Path | None, resume: bool, store: Any) -> None:
     cfg = model.config
@@ -435,7 +521,6 @@ def _train_model(model: Any, dataset: Dataset, *, device: str,
     t_cfg = cfg.train
     if t_cfg.threads > 0:
         torch.set_num_threads(t_cfg.threads)
-    dev = resolve_device(device)
     dataset = training_view(dataset)
     log_path = ckpt_dir = None
     if log_dir is not None:
@@ -449,11 +534,16 @@ def _train_model(model: Any, dataset: Dataset, *, device: str,
         (ckpt_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     resume_state = None
     if resume and ckpt_dir is not None and (ckpt_dir / "last.pt").exists():
-        resume_state = torch.load(ckpt_dir / "last.pt", map_location=dev, weights_only=True)
+        resume_state = torch.load(ckpt_dir / "last.pt",
+                                  map_location="cpu" if ctx.active else dev, weights_only=True)
+    if resume and ctx.active:  # rank 0's checkpoint, on every rank
+        resume_state = distributed.broadcast(resume_state, ctx)
     t0 = time.perf_counter()
     deadline = t0 + (t_cfg.max_minutes * 60 if t_cfg.max_minutes > 0 else math.inf)
     model.history = []
     info: dict[str, Any] = {"device": str(dev)}
+    shards: dict[str, list[list[int]]] = {}  # phase -> per epoch, task users of each rank
+    digests: dict[str, str | None] = {}  # phase -> this rank's digest of its precomputed state
     epochs = t_cfg.epochs
     refit_done = False
     if t_cfg.validate:
@@ -470,17 +560,19 @@ def _train_model(model: Any, dataset: Dataset, *, device: str,
             res = _run_phase(model, training_view(carved), cfg, dev, name="val",
                              epochs=t_cfg.epochs, val=carved, progress=progress,
                              log_path=log_path, ckpt_dir=ckpt_dir, resume_state=resume_state,
-                             deadline=deadline)
+                             deadline=deadline, ctx=ctx)
             epochs = res["best_epoch"]
             info.update(val_best_epoch=epochs, val_rmse=res["best"], val_stopped=res["stopped"])
-            if cfg.model.live_precision == 0:  # auto: chosen on the held-out items
+            shards["val"] = res["users_per_rank"]
+            digests["val"] = getattr(res["phase"], "digest", None)
+            if ctx.is_main and cfg.model.live_precision == 0:  # auto: on the held-out items
                 with current_progress().step("live update precision on held-out items"):
                     val_phase = res["phase"]
                     model.build_cache(val_phase.data_dev, val_phase.index)
                     chosen = choose_live_precision(model, carved, seed=t_cfg.seed)
                 if chosen is not None:
                     info["live_precision"] = chosen[0]
-            if not t_cfg.refit:
+            if not t_cfg.refit and ctx.is_main:
                 with current_progress().step("prediction cache on the full training graph"):
                     full = (full_graph if full_graph is not None
                             else build_graph(dataset, text_dim=cfg.model.text_dim))
@@ -488,13 +580,28 @@ def _train_model(model: Any, dataset: Dataset, *, device: str,
                     # the carved phase's ALS targets miss the held-out items: not extendable
                     model.prior_targets = None
                     model.build_cache(full.to(dev), index)
-                refit_done = True
+            refit_done = not t_cfg.refit
     if not refit_done:
         res = _run_phase(model, dataset, cfg, dev, name="refit" if t_cfg.validate else "train",
                          epochs=epochs, val=None, progress=progress, log_path=log_path,
                          ckpt_dir=ckpt_dir, resume_state=resume_state, deadline=math.inf,
-                         extra_ckpt={"val_best_epoch": epochs}, graph=full_graph)
+                         extra_ckpt={"val_best_epoch": epochs}, graph=full_graph, ctx=ctx)
         phase = res["phase"]
+        name = "refit" if t_cfg.validate else "train"
+        shards[name] = res["users_per_rank"]
+        digests[name] = getattr(phase, "digest", None)
+    if ctx.active:
+        assert model.net is not None
+        info["distributed"] = {
+            "world_size": ctx.world_size, "backend": ctx.backend,
+            "state_digests": {k: distributed.gather(v, ctx) for k, v in digests.items()},
+            "weight_digests": distributed.gather(distributed.digest(model.net.state_dict()),
+                                                 ctx),
+            "users_per_rank": shards}
+        if not ctx.is_main:  # rank 0 builds the prediction cache and writes the model
+            model.fit_info = info
+            return
+    if not refit_done:
         with current_progress().step("prediction cache (neighbours, learned co-rating weights)"):
             model.build_cache(phase.data_dev, phase.index)
     if "live_precision" in info:

@@ -112,6 +112,10 @@ class Neo4jGraphStore(GraphStore):
             ``$GRAPH_META_NEO4J_TIMEOUT``, else :data:`DEFAULT_TIMEOUT`); past it, or when the
             connection is lost, a call raises :class:`Neo4jUnavailable` naming the server
             and the operation.
+        read_only: open without writing anything (no constraints, no spec): the database
+            must already hold the dataset from an earlier ingest (GraphMetaError otherwise).
+            The workers of a distributed training run open the store so, each reading the
+            same snapshot while none writes.
     """
 
     def __init__(
@@ -124,6 +128,7 @@ class Neo4jGraphStore(GraphStore):
         database: str = "neo4j",
         batch_size: int = DEFAULT_BATCH,
         timeout: float | None = None,
+        read_only: bool = False,
     ) -> None:
         uri = uri or os.environ.get("NEO4J_URI")
         user = user or os.environ.get("NEO4J_USER", "neo4j")
@@ -137,6 +142,7 @@ class Neo4jGraphStore(GraphStore):
         self.database = database
         self.batch_size = batch_size
         self.timeout = resolve_timeout(timeout)
+        self.read_only = read_only
         self._bolt = Bolt(uri, user, password, database, self.timeout)
         try:
             self._open(spec)
@@ -167,9 +173,13 @@ class Neo4jGraphStore(GraphStore):
             raise GraphMetaError(
                 f"the Neo4j database at {uri} holds dataset {stored.name!r}, not {spec.name!r};"
                 " clear it first (Neo4jGraphStore.wipe, or graph-meta ingest --wipe)")
+        if self.read_only and stored is None:
+            raise GraphMetaError(f"the Neo4j database at {uri} holds no graph-meta dataset to "
+                                 "read; run `graph-meta ingest DATASET --store neo4j` first")
         self.spec = spec
         self.schema = GraphSchema.from_spec(spec)
-        self._ensure_schema()
+        if not self.read_only:
+            self._ensure_schema()
 
     # --- plumbing: every call bounded (module docstring) ------------------------------------
 
