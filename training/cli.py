@@ -602,7 +602,8 @@ def benchmark(dataset: Path, out: Path, config_path: Path | None, quick: bool, d
 @click.option("--min-query", default=5, show_default=True, type=click.IntRange(1),
               help="A task user needs 10 support + this many query ratings removed.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None)
-@click.option("--quick", is_flag=True, help="Small model, untuned MF (for CI).")
+@click.option("--quick", is_flag=True,
+              help="Small model (configs/quick.toml unless --config), untuned MF (for CI).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 def category_transfer(dataset: Path, out: Path, categories: str | None, top: int,
                       column: str | None, seed: int, keep: float, min_query: int,
@@ -613,8 +614,6 @@ def category_transfer(dataset: Path, out: Path, categories: str | None, top: int
     from loaders.folder import read_dataset
     from training.category_transfer import run_category_transfer
 
-    if quick and config_path is not None:
-        raise click.UsageError("--quick: give either --quick or --config, not both")
     t0 = time.perf_counter()
     names = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
     summary = run_category_transfer(read_dataset(dataset, tasks=False), out,
