@@ -186,3 +186,18 @@ def test_cli_writes_the_tables(shop: Dataset, category: str, tmp_path: Path) -> 
     bad = CliRunner().invoke(cli, ["category-transfer", str(data), "--out",
                                    str(tmp_path / "bad"), "--categories", "apparel"])
     assert bad.exit_code == 2 and "unknown category 'apparel'" in bad.output
+
+
+def test_default_categories_are_a_minority_with_tasks(shop: Dataset) -> None:
+    from training.category_transfer import category_shares, choose_categories
+
+    shares = category_shares(shop)
+    assert set(shares) == {v for vals in shop.items["category"] for v in [vals]}
+    assert choose_categories(shop, ["b", "a", "b"], 3, 15) == ["b", "a"]
+    chosen = choose_categories(shop, None, 2, 15, max_share=1.0)
+    assert chosen == [c for c, n in categories_by_users(shop, 15)[:2]]
+    cap = shares[chosen[0]]
+    small = choose_categories(shop, None, 4, 15, max_share=cap)
+    assert chosen[0] in small and all(shares[c] <= cap for c in small)
+    with pytest.raises(ValueError, match="no category with at most 0%"):
+        choose_categories(shop, None, 2, 15, max_share=0.0)
