@@ -5,10 +5,17 @@ Usage::
     graph-meta benchmark DATASET --out runs/s0 --online --seed 0   # and --seed 1, --seed 2
     python benchmarks/seed_table.py runs/s0 runs/s1 runs/s2 [--metric rmse] [--digits 3]
 
+    graph-meta category-transfer DATASET --out ct/s0 --seed 0      # and --seed 1, --seed 2
+    python benchmarks/seed_table.py ct/s0 ct/s1 ct/s2
+
 Reads ``results/*.json`` of every run folder (PROTOCOL.md's shape), groups them by model name
 (offline rows and ``... online`` rows alike) and prints ``mean ± sd (n)`` per scenario, the
 sample standard deviation over the runs (``ddof = 1``). A model missing from a run is averaged
 over the runs that have it. Also prints ``speed.json``'s latency keys averaged the same way.
+
+Run folders of ``graph-meta category-transfer`` (they hold ``category_transfer.json``) get
+:func:`transfer_table` instead: per model and support size K the metric averaged over the
+held-out categories of each run, then mean ± sd over the runs.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import statistics
 from pathlib import Path
 
 SCENARIOS = ("warm", "user_cold", "item_cold", "user_item_cold")
+TRANSFER_SUMMARY = "category_transfer.json"  # training/category_transfer.py's SUMMARY
 SPEED_KEYS = ("adapt_score_ms_p50", "adapt_score_ms_p99", "observe_rescore_ms_p50",
               "observe_rescore_ms_p99", "fit_s")
 
@@ -60,6 +68,32 @@ def table(runs: list[Path], metric: str, digits: int) -> str:
     return "\n".join(lines)
 
 
+def transfer_table(runs: list[Path], metric: str, digits: int) -> str:
+    """Category-transfer runs: ``metric`` per model and K (the run's mean over its held-out
+    categories), mean ± sd over ``runs``."""
+    by_model: dict[str, dict[str, list[float]]] = {}
+    ks: list[str] = []
+    cats: list[str] = []
+    for run in runs:
+        path = run / TRANSFER_SUMMARY
+        if not path.is_file():
+            raise SystemExit(f"{run}: no {TRANSFER_SUMMARY} (not a category-transfer folder)")
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        ks += [str(k) for k in summary["support_k"] if str(k) not in ks]
+        cats += [c for c in summary["categories"] if c not in cats]
+        for model, per_k in summary["mean"].items():
+            for k, block in per_k.items():
+                if metric in block:
+                    by_model.setdefault(model, {}).setdefault(k, []).append(float(block[metric]))
+    lines = [f"held out: {', '.join(cats)}", "",
+             f"| model ({metric}, mean over categories, mean ± sd over {len(runs)} runs) | "
+             + " | ".join(f"K={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+    for name, per_k in by_model.items():
+        lines.append(f"| {name} | " + " | ".join(_cell(per_k.get(k, []), digits) for k in ks)
+                     + " |")
+    return "\n".join(lines)
+
+
 def speed(runs: list[Path], digits: int) -> str:
     """``speed.json``'s latency and fit-time keys, mean ± sd over the runs."""
     values: dict[str, list[float]] = {k: [] for k in SPEED_KEYS}
@@ -80,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="metric(s) to tabulate (default: rmse, mae, ndcg@5)")
     parser.add_argument("--digits", type=int, default=3)
     args = parser.parse_args(argv)
+    if all((run / TRANSFER_SUMMARY).is_file() for run in args.runs):
+        for metric in args.metric or ["rmse", "mae"]:
+            print(transfer_table(args.runs, metric, args.digits))
+            print()
+        return 0
     for metric in args.metric or ["rmse", "mae", "ndcg@5"]:
         print(table(args.runs, metric, args.digits))
         print()

@@ -2,7 +2,8 @@
 
 Commands: ``synth``, ``import-movielens``, ``import-csv``, ``make-implicit``, ``validate``,
 ``stats``, ``ingest``,
-``candidates``, ``train``, ``evaluate``, ``add-items``, ``benchmark``, ``recommend``,
+``candidates``, ``train``, ``evaluate``, ``add-items``, ``benchmark``,
+``category-transfer``, ``recommend``,
 ``audience``, ``demo``. Data errors
 are printed as one line naming file, line and field, with exit code 2. ``--store neo4j``
 reads the graph from a Neo4j server whose address comes from ``--neo4j-uri``/``NEO4J_URI``
@@ -596,6 +597,48 @@ def benchmark(dataset: Path, out: Path, config_path: Path | None, quick: bool, d
                             online=online, seed=seed)
     click.echo(results_table(results))
     click.echo(f"wrote {out} in {time.perf_counter() - t0:.0f} s")
+
+
+@main.command("category-transfer")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.option("--categories", default=None, metavar="A,B,...",
+              help="Categories to hold out, one at a time (default: the --top categories "
+                   "with the most heavy users).")
+@click.option("--top", default=3, show_default=True, type=click.IntRange(1),
+              help="Without --categories: how many categories to hold out.")
+@click.option("--column", default=None,
+              help="The item column of the categories (default: the one with node "
+                   "'Category' in dataset.json).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0),
+              help="Seed of the split and of the models.")
+@click.option("--keep", default=0.1, show_default=True, type=click.FloatRange(0, 1,
+                                                                             max_open=True),
+              help="Share of the held-out category's training ratings that stays.")
+@click.option("--min-query", default=5, show_default=True, type=click.IntRange(1),
+              help="A task user needs 10 support + this many query ratings removed.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None)
+@click.option("--quick", is_flag=True,
+              help="Small model (configs/quick.toml unless --config), untuned MF (for CI).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+def category_transfer(dataset: Path, out: Path, categories: str | None, top: int,
+                      column: str | None, seed: int, keep: float, min_query: int,
+                      config_path: Path | None, quick: bool, device: str) -> None:
+    """A sparse category learning from dense ones: hold out one category at a time (it keeps
+    --keep of its training ratings), its heavy users' removed ratings become tasks (K = 0, 1,
+    3, 5, 10); graph-meta, no graph, no CO_ENGAGED and the tuned MF, RMSE per K."""
+    from loaders.folder import read_dataset
+    from training.category_transfer import run_category_transfer
+
+    t0 = time.perf_counter()
+    names = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
+    summary = run_category_transfer(read_dataset(dataset, tasks=False), out,
+                                    categories=names, top=top, seed=seed, keep=keep,
+                                    min_query=min_query, column=column, quick=quick,
+                                    config_path=config_path, device=device, echo=click.echo)
+    click.echo((out / "results.md").read_text(encoding="utf-8"))
+    click.echo(f"wrote {out} ({len(summary['categories'])} categories) in "
+               f"{time.perf_counter() - t0:.0f} s")
 
 
 @main.command()
