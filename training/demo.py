@@ -52,14 +52,7 @@ def run_demo(echo: Echo, *, out: Path | None = None, seed: int = 0, store_kind: 
     echo(f"2/6 building the heterogeneous graph ({store_kind} store)")
     store = _open_store(data, store_kind, neo4j_uri, neo4j_user, wipe)
     with store:
-        counts = store.counts()
-        echo("    " + ", ".join(f"{n:,} {t}" for t, n in counts.nodes.items()))
-        echo("    " + ", ".join(f"{n:,} {e.rel}" for e, n in counts.edges.items()))
-        links = _strongest_links(store, 5)
-        if links:
-            echo("    strongest cross-category links (CO_ENGAGED, NPMI of shared users):")
-            for a, b, w in links:
-                echo(f"      {a:>20} -> {b:<20} {w:.2f}")
+        describe_graph(store, echo)
 
         echo("3/6 meta-training graph-meta on train.csv")
         t0 = time.perf_counter()
@@ -126,6 +119,18 @@ def _epochs(info: dict[str, Any]) -> str:
     if best == 0:
         return "validation preferred the untrained start: ALS + closed-form priors"
     return f"{best} epochs, the number validation chose"
+
+
+def describe_graph(store: Any, echo: Echo) -> None:
+    """The demo's graph lines: node and edge counts, the strongest ``CO_ENGAGED`` links."""
+    counts = store.counts()
+    echo("    " + ", ".join(f"{n:,} {t}" for t, n in counts.nodes.items()))
+    echo("    " + ", ".join(f"{n:,} {e.rel}" for e, n in counts.edges.items()))
+    links = _strongest_links(store, 5)
+    if links:
+        echo("    strongest cross-category links (CO_ENGAGED, NPMI of shared users):")
+        for a, b, w in links:
+            echo(f"      {a:>20} -> {b:<20} {w:.2f}")
 
 
 def _open_store(data: Dataset, store_kind: str, uri: str | None, user: str, wipe: bool):

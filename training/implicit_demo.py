@@ -35,7 +35,7 @@ from training.demo import (
     _new_product,
     _open_store,
     _path,
-    _strongest_links,
+    describe_graph,
 )
 
 Echo = Callable[[str], None]
@@ -75,14 +75,7 @@ def run_implicit_demo(echo: Echo, *, out: Path | None = None, seed: int = 0,
     echo(f"2/6 building the heterogeneous graph ({store_kind} store)")
     store = _open_store(data, store_kind, neo4j_uri, neo4j_user, wipe)
     with store:
-        counts = store.counts()
-        echo("    " + ", ".join(f"{n:,} {t}" for t, n in counts.nodes.items()))
-        echo("    " + ", ".join(f"{n:,} {e.rel}" for e, n in counts.edges.items()))
-        links = _strongest_links(store, 5)
-        if links:
-            echo("    strongest cross-category links (CO_ENGAGED, NPMI of shared users):")
-            for a, b, w in links:
-                echo(f"      {a:>20} -> {b:<20} {w:.2f}")
+        describe_graph(store, echo)
 
         echo("3/6 training graph-meta's implicit model on train.csv (tuned on pseudo-tasks "
              "carved from it)")
