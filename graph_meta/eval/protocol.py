@@ -48,11 +48,19 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset, training_view
+from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset
+from graph_meta.dataset import training_view as training_view  # re-exported
 from graph_meta.eval.jsonable import jsonable
 from graph_meta.eval.metrics import METRICS, batch_task_metrics
 from graph_meta.eval.ranking import ranking_table
-from graph_meta.eval.selection import chosen_scenarios, k_label, support_sizes
+from graph_meta.eval.selection import (
+    chosen_scenarios,
+    fit_timed,
+    k_label,
+    model_name,
+    results_frame,
+    support_sizes,
+)
 from graph_meta.eval.split import split_cold_start
 from graph_meta.schema import SCENARIOS
 
@@ -105,30 +113,13 @@ def evaluate(model: ColdStartModel, dataset: Dataset, *,
         PredictionError: a prediction is not finite or has the wrong shape.
         KeyError: an asked scenario has no tasks in the dataset.
     """
-    name = str(getattr(model, "name", type(model).__name__))
+    name = model_name(model)
     chosen = chosen_scenarios(dataset, scenarios)
     ks = support_sizes(support_k)
-
-    fit_s = 0.0
-    if fit:
-        t0 = time.perf_counter()
-        model.fit(training_view(dataset))
-        fit_s = time.perf_counter() - t0
-        if progress:
-            print(f"[{name}] fitted in {fit_s:.1f}s", file=sys.stderr, flush=True)
-
+    fit_s = fit_timed(model, dataset, fit=fit, progress=progress)
     lo, hi = dataset.spec.rating_scale
     run_ks = ks if None in ks else [*ks, None]
-    results: dict[str, Any] = {
-        "dataset": dataset.name,
-        "model": name,
-        "scenarios": {},
-        "support_k": [k_label(k) for k in ks],
-        "fit_s": round(fit_s, 3),
-    }
-    params = getattr(model, "params", None)
-    if isinstance(params, dict):
-        results["params"] = jsonable(params)
+    results = results_frame(model, dataset, fit_s, support_k=[k_label(k) for k in ks])
     few_shot: dict[str, dict[str, Any]] = {}
     clipped: dict[str, int] = {}
     for scenario in chosen:
@@ -180,12 +171,8 @@ def evaluate_online(model: ColdStartModel, dataset: Dataset, *, fit: bool = True
         (whether the model has ``observe``); ``"observe_ms_p50"``/``"observe_ms_p99"`` time
         the absorption of one task's support.
     """
-    name = str(getattr(model, "name", type(model).__name__))
-    fit_s = 0.0
-    if fit:
-        t0 = time.perf_counter()
-        model.fit(training_view(dataset))
-        fit_s = time.perf_counter() - t0
+    name = model_name(model)
+    fit_s = fit_timed(model, dataset, fit=fit)
     observe = getattr(model, "observe", None)
     reset = getattr(model, "reset_observed", None)
     if reset is not None:

@@ -47,9 +47,15 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from graph_meta.dataset import ITEM_ID, USER_ID, Dataset, training_view
-from graph_meta.eval.jsonable import jsonable
-from graph_meta.eval.selection import chosen_scenarios, k_label, support_sizes
+from graph_meta.dataset import ITEM_ID, USER_ID, Dataset
+from graph_meta.eval.selection import (
+    chosen_scenarios,
+    fit_timed,
+    k_label,
+    model_name,
+    results_frame,
+    support_sizes,
+)
 from graph_meta.schema import SCENARIOS
 
 __all__ = [
@@ -301,24 +307,14 @@ def evaluate_implicit(model: Any, dataset: Dataset, *, scenarios: Iterable[str] 
         RankingError: scores of the wrong shape, or not finite.
         KeyError: an asked scenario has no tasks, or has no pool definition.
     """
-    name = str(getattr(model, "name", type(model).__name__))
+    name = model_name(model)
     chosen = chosen_scenarios(dataset, scenarios)
     ks = support_sizes(support_k)
-    fit_s = 0.0
-    if fit:
-        t0 = time.perf_counter()
-        model.fit(training_view(dataset))
-        fit_s = time.perf_counter() - t0
-        if progress:
-            print(f"[{name}] fitted in {fit_s:.1f}s", file=sys.stderr, flush=True)
+    fit_s = fit_timed(model, dataset, fit=fit, progress=progress)
     pools = CandidatePools(dataset)
     run_ks = ks if None in ks else [*ks, None]
-    results: dict[str, Any] = {"dataset": dataset.name, "model": name, "protocol": "implicit",
-                               "top_n": int(top_n), "scenarios": {},
-                               "support_k": [k_label(k) for k in ks], "fit_s": round(fit_s, 3)}
-    params = getattr(model, "params", None)
-    if isinstance(params, dict):
-        results["params"] = jsonable(params)
+    results = results_frame(model, dataset, fit_s, protocol="implicit", top_n=int(top_n),
+                            support_k=[k_label(k) for k in ks])
     few_shot: dict[str, dict[str, Any]] = {}
     for scenario in chosen:
         tasks = dataset.tasks[scenario]

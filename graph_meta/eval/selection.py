@@ -1,14 +1,20 @@
-"""Which scenarios and support sizes a protocol run covers (the rating and the implicit
-protocol alike), and the few-shot key of a support size."""
+"""The frame every protocol run shares (the rating protocol, its online replay and the
+implicit protocol): which scenarios and support sizes it covers, the few-shot key of a
+support size, the model's name and timed fit, and the results dict's common keys."""
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from graph_meta.dataset import Dataset
+from graph_meta.dataset import Dataset, training_view
+from graph_meta.eval.jsonable import jsonable
 from graph_meta.schema import SCENARIOS
 
-__all__ = ["chosen_scenarios", "k_label", "support_sizes"]
+__all__ = ["chosen_scenarios", "fit_timed", "k_label", "model_name", "results_frame",
+           "support_sizes"]
 
 
 def chosen_scenarios(dataset: Dataset, scenarios: Iterable[str] | None) -> list[str]:
@@ -49,3 +55,33 @@ def support_sizes(support_k: Sequence[int | None]) -> list[int | None]:
 def k_label(k: int | None) -> str:
     """The few-shot key of a support size: ``"all"`` for None, else ``str(k)``."""
     return "all" if k is None else str(int(k))
+
+
+def model_name(model: Any) -> str:
+    """The name a model's results carry: its ``name``, else its class name."""
+    return str(getattr(model, "name", type(model).__name__))
+
+
+def fit_timed(model: Any, dataset: Dataset, *, fit: bool, progress: bool = False) -> float:
+    """Seconds ``model.fit`` took on :func:`~graph_meta.dataset.training_view` of ``dataset``
+    (0 without ``fit``: a model already fitted); ``progress`` prints one line to stderr."""
+    if not fit:
+        return 0.0
+    t0 = time.perf_counter()
+    model.fit(training_view(dataset))
+    fit_s = time.perf_counter() - t0
+    if progress:
+        print(f"[{model_name(model)}] fitted in {fit_s:.1f}s", file=sys.stderr, flush=True)
+    return fit_s
+
+
+def results_frame(model: Any, dataset: Dataset, fit_s: float, **keys: Any) -> dict[str, Any]:
+    """A run's results dict before its scenarios: ``dataset``, ``model``, ``keys`` (e.g.
+    ``protocol``, ``support_k``), an empty ``scenarios``, ``fit_s`` and the model's
+    ``params`` where it has a dict of them."""
+    results: dict[str, Any] = {"dataset": dataset.name, "model": model_name(model), **keys,
+                               "scenarios": {}, "fit_s": round(fit_s, 3)}
+    params = getattr(model, "params", None)
+    if isinstance(params, dict):
+        results["params"] = jsonable(params)
+    return results
