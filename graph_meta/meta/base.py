@@ -111,8 +111,11 @@ class MetaLearner(nn.Module):
     @classmethod
     def from_config(cls, loss_fn: LossFn, *, shapes: Mapping[str, tuple[int, ...]],
                     steps: int, inner_lr: float, first_order: bool = False) -> MetaLearner:
-        """The learner ``meta.learner`` names, from the ``[meta]`` settings."""
-        raise NotImplementedError
+        """The learner ``meta.learner`` names, from the ``[meta]`` settings: by default a
+        learner whose step sizes are learned, starting at ``inner_lr`` (its ``init_lr``);
+        a learner with other arguments overrides this."""
+        return cls(loss_fn, shapes=shapes, steps=steps, init_lr=inner_lr,
+                   first_order=first_order)
 
     def adapts(self, name: str) -> bool:
         """Whether the inner loop adapts parameter ``name``."""

@@ -120,12 +120,6 @@ class LEO(MetaLearner):
         self.raw_rate = nn.Parameter(torch.full((max(1, steps), latent),
                                                 _softplus_inverse(init_lr)))
 
-    @classmethod
-    def from_config(cls, loss_fn: LossFn, *, shapes: Mapping[str, tuple[int, ...]],
-                    steps: int, inner_lr: float, first_order: bool = False) -> MetaLearner:
-        return cls(loss_fn, shapes=shapes, steps=steps, init_lr=inner_lr,
-                   first_order=first_order)
-
     def blocks(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """``(dec, enc)``: the decoder's and the encoder's blocks by parameter name."""
         dec, enc, at = {}, {}, 0

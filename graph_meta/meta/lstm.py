@@ -134,12 +134,6 @@ class LSTMLearner(MetaLearner):
         b_gate[:, 0], b_gate[:, 1] = _softplus_inverse(init_lr), FORGET_BIAS
         self.b_gate = nn.Parameter(b_gate)
 
-    @classmethod
-    def from_config(cls, loss_fn: LossFn, *, shapes: Mapping[str, tuple[int, ...]],
-                    steps: int, inner_lr: float, first_order: bool = False) -> MetaLearner:
-        return cls(loss_fn, shapes=shapes, steps=steps, init_lr=inner_lr,
-                   first_order=first_order)
-
     def _trajectory(self, params: Params, batch: Mapping[str, Any],
                     steps: int) -> list[Params]:
         w = {k: getattr(self, k) for k in _WEIGHTS}

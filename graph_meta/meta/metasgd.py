@@ -39,12 +39,6 @@ class MetaSGD(MetaLearner):
         self.raw_lr = nn.ParameterDict({
             k: nn.Parameter(torch.full((n, *shape), raw)) for k, shape in shapes.items()})
 
-    @classmethod
-    def from_config(cls, loss_fn: LossFn, *, shapes: Mapping[str, tuple[int, ...]],
-                    steps: int, inner_lr: float, first_order: bool = False) -> MetaLearner:
-        return cls(loss_fn, shapes=shapes, steps=steps, init_lr=inner_lr,
-                   first_order=first_order)
-
     def lr(self, name: str, step: int) -> Tensor:
         """The positive step size of parameter ``name`` at inner step ``step``."""
         raw = self.raw_lr[name]

@@ -44,7 +44,6 @@ from graph_meta.meta.base import (
     GradFn,
     InnerRule,
     LossFn,
-    MetaLearner,
     Params,
     ServingRule,
     register_learner,
@@ -111,12 +110,6 @@ class ProtoAttention(MetaSGD):
         self.att_a = nn.Parameter(torch.empty(hidden, FEATURES).uniform_(-bound, bound))
         self.att_b = nn.Parameter(torch.empty(hidden).uniform_(-bound, bound))
         self.att_v = nn.Parameter(torch.zeros(hidden))
-
-    @classmethod
-    def from_config(cls, loss_fn: LossFn, *, shapes: Mapping[str, tuple[int, ...]],
-                    steps: int, inner_lr: float, first_order: bool = False) -> MetaLearner:
-        return cls(loss_fn, shapes=shapes, steps=steps, init_lr=inner_lr,
-                   first_order=first_order)
 
     def _trajectory(self, params: Params, batch: Mapping[str, Any],
                     steps: int) -> list[Params]:
