@@ -100,6 +100,40 @@ class Dataset:
         return out
 
 
+@dataclass(frozen=True)
+class IndexedTrain:
+    """``train.csv``'s pairs by position (:func:`indexed_train`): ``frame`` the rows (a
+    repeated ``(user, item)`` pair keeps its last row), ``u``/``i`` ``[E]`` their positions
+    in ``user_ids``/``item_ids`` (the users'/items' table order, then the ids that have no
+    side-information row, ``unlisted_users``/``unlisted_items`` of them, appended)."""
+
+    frame: pd.DataFrame
+    user_ids: pd.Index
+    item_ids: pd.Index
+    u: np.ndarray
+    i: np.ndarray
+    unlisted_users: int
+    unlisted_items: int
+
+
+def indexed_train(dataset: Dataset) -> IndexedTrain:
+    """The training pairs of ``dataset`` by user and item position (:class:`IndexedTrain`);
+    a hand-built dataset's ids without a side row are appended to the index."""
+    train = dataset.train.drop_duplicates([USER_ID, ITEM_ID], keep="last")
+    user_ids = pd.Index(dataset.users.index.astype(str), dtype=object)
+    item_ids = pd.Index(dataset.items.index.astype(str), dtype=object)
+    tu = train[USER_ID].astype(str).to_numpy(dtype=object)
+    ti = train[ITEM_ID].astype(str).to_numpy(dtype=object)
+    u, i = user_ids.get_indexer(tu), item_ids.get_indexer(ti)
+    new_u, new_i = pd.unique(tu[u < 0]), pd.unique(ti[i < 0])
+    if len(new_u) or len(new_i):
+        user_ids = user_ids.append(pd.Index(new_u, dtype=object))
+        item_ids = item_ids.append(pd.Index(new_i, dtype=object))
+        u, i = user_ids.get_indexer(tu), item_ids.get_indexer(ti)
+    return IndexedTrain(train, user_ids, item_ids, u.astype(np.int64), i.astype(np.int64),
+                        len(new_u), len(new_i))
+
+
 def confidences(dataset: Dataset) -> np.ndarray:
     """The confidence of every ``train`` row: its ``weight``, else 1."""
     if WEIGHT in dataset.train:

@@ -75,7 +75,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from graph_meta.dataset import ITEM_ID, RATING, USER_ID, Dataset
+from graph_meta.dataset import RATING, Dataset, indexed_train
 from graph_meta.live import LiveRatings
 from graph_meta.meta import MetaLearner, make_learner
 from graph_meta.schema import TableSpec
@@ -308,17 +308,9 @@ class MeLUStyle:
         spec = dataset.spec
         train = dataset.train
         n_raw = len(train)
-        train = train.drop_duplicates([USER_ID, ITEM_ID], keep="last")
-        user_ids = pd.Index(dataset.users.index.astype(str), dtype=object)
-        item_ids = pd.Index(dataset.items.index.astype(str), dtype=object)
-        tu = train[USER_ID].astype(str).to_numpy(dtype=object)
-        ti = train[ITEM_ID].astype(str).to_numpy(dtype=object)
-        u, i = user_ids.get_indexer(tu), item_ids.get_indexer(ti)
-        no_row = {"users": int(pd.unique(tu[u < 0]).size), "items": int(pd.unique(ti[i < 0]).size)}
-        if (u < 0).any() or (i < 0).any():  # train ids without a side row: zero features
-            user_ids = user_ids.append(pd.Index(pd.unique(tu[u < 0]), dtype=object))
-            item_ids = item_ids.append(pd.Index(pd.unique(ti[i < 0]), dtype=object))
-            u, i = user_ids.get_indexer(tu), item_ids.get_indexer(ti)
+        t = indexed_train(dataset)  # train ids without a side row get zero features
+        train, user_ids, item_ids, u, i = t.frame, t.user_ids, t.item_ids, t.u, t.i
+        no_row = {"users": t.unlisted_users, "items": t.unlisted_items}
         r = train[RATING].to_numpy(dtype=np.float64)
         self.mu = float(r.mean()) if len(r) else float(np.mean(spec.rating_scale))
         self.scale = spec.rating_scale

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from graph_meta.dataset import ITEM_ID, RATING, USER_ID, Dataset
+from graph_meta.dataset import RATING, Dataset, indexed_train
 
 __all__ = ["Ratings", "carve_summary", "clip", "ratings_of"]
 
@@ -36,26 +36,15 @@ class Ratings:
 
 
 def ratings_of(dataset: Dataset) -> Ratings:
-    train = dataset.train.drop_duplicates([USER_ID, ITEM_ID], keep="last")
-    user_ids = pd.Index(dataset.users.index.astype(str), dtype=object)
-    item_ids = pd.Index(dataset.items.index.astype(str), dtype=object)
-    tu = train[USER_ID].astype(str).to_numpy(dtype=object)
-    ti = train[ITEM_ID].astype(str).to_numpy(dtype=object)
-    u = user_ids.get_indexer(tu)
-    i = item_ids.get_indexer(ti)
-    if (u < 0).any() or (i < 0).any():
-        # a train id without a side-information row (hand-built datasets): extend the index
-        user_ids = user_ids.append(pd.Index(pd.unique(tu[u < 0]), dtype=object))
-        item_ids = item_ids.append(pd.Index(pd.unique(ti[i < 0]), dtype=object))
-        u, i = user_ids.get_indexer(tu), item_ids.get_indexer(ti)
+    t = indexed_train(dataset)
     return Ratings(
-        user_ids=user_ids,
-        item_ids=item_ids,
-        u=u.astype(np.int64),
-        i=i.astype(np.int64),
-        r=train[RATING].to_numpy(dtype=np.float64),
-        user_pos={k: j for j, k in enumerate(user_ids)},
-        item_pos={k: j for j, k in enumerate(item_ids)},
+        user_ids=t.user_ids,
+        item_ids=t.item_ids,
+        u=t.u,
+        i=t.i,
+        r=t.frame[RATING].to_numpy(dtype=np.float64),
+        user_pos={k: j for j, k in enumerate(t.user_ids)},
+        item_pos={k: j for j, k in enumerate(t.item_ids)},
     )
 
 

@@ -12,7 +12,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from graph_meta.baselines import side_features
-from graph_meta.dataset import ITEM_ID, RATING, USER_ID, WEIGHT, Dataset, confidences_to_weights
+from graph_meta.dataset import (
+    RATING,
+    WEIGHT,
+    Dataset,
+    confidences_to_weights,
+    indexed_train,
+)
 
 
 @dataclass
@@ -50,16 +56,8 @@ class Interactions:
 
 def interactions(dataset: Dataset) -> Interactions:
     """The training positives of ``dataset`` (a repeated pair keeps its last row)."""
-    train = dataset.train.drop_duplicates([USER_ID, ITEM_ID], keep="last")
-    user_ids = pd.Index(dataset.users.index.astype(str), dtype=object)
-    item_ids = pd.Index(dataset.items.index.astype(str), dtype=object)
-    tu = train[USER_ID].astype(str).to_numpy(dtype=object)
-    ti = train[ITEM_ID].astype(str).to_numpy(dtype=object)
-    u, i = user_ids.get_indexer(tu), item_ids.get_indexer(ti)
-    if (u < 0).any() or (i < 0).any():  # hand-built datasets: ids without a side row
-        user_ids = user_ids.append(pd.Index(pd.unique(tu[u < 0]), dtype=object))
-        item_ids = item_ids.append(pd.Index(pd.unique(ti[i < 0]), dtype=object))
-        u, i = user_ids.get_indexer(tu), item_ids.get_indexer(ti)
+    t = indexed_train(dataset)
+    train, user_ids, item_ids, u, i = t.frame, t.user_ids, t.item_ids, t.u, t.i
     w = (train[WEIGHT].to_numpy(dtype=np.float64) if WEIGHT in train
          else np.ones(len(train)))
     by_user = sp.csr_matrix((w, (u, i)), shape=(len(user_ids), len(item_ids)))
