@@ -55,6 +55,7 @@ from __future__ import annotations
 import itertools
 import pickle
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -243,15 +244,22 @@ class GraphMetaImplicit(_Base):
             res = evaluate_implicit(self, data, scenarios=scen, fit=False)
             return float(np.mean([b["recall@20"] for b in res["scenarios"].values()]))
 
-        best_sl, best = (self.support_weight, self.fold_reg), -1.0
-        for s, lam in itertools.product(grid_s, grid_l):
-            self.support_weight, self.fold_reg = s, (None if lam is None else lam * self.reg)
-            score = recall(pseudo, have)
-            scores.append({"support_weight": s, "fold_reg_factor": lam,
-                           "pseudo_recall@20": round(score, 5)})
-            if score > best:
-                best, best_sl = score, (s, self.fold_reg)
-        self.support_weight, self.fold_reg = best_sl
+        def fold_reg(lam: float | None) -> float | None:
+            return None if lam is None else lam * self.reg
+
+        def set_warm(s: float, lam: float | None) -> None:
+            self.support_weight, self.fold_reg = s, fold_reg(lam)
+
+        def set_cold(s: float, lam: float | None) -> None:
+            self.cold_support_weight, self.cold_fold_reg = s, fold_reg(lam)
+
+        def set_mix(mix: float, g: float) -> None:
+            self._set_graph_mix(mix)
+            self.popularity_weight = g
+
+        best = _grid_search(itertools.product(grid_s, grid_l), set_warm,
+                            lambda: recall(pseudo, have), ("support_weight", "fold_reg_factor"),
+                            "pseudo_recall@20", scores)
         cold_set = pseudo
         cold = [s for s in ("item_cold", "user_item_cold") if pseudo.tasks.get(s)]
         if sum(len(pseudo.tasks[s]) for s in cold) < 50:
@@ -259,27 +267,17 @@ class GraphMetaImplicit(_Base):
             cold = [s for s in ("item_cold", "user_item_cold") if cold_set.tasks.get(s)]
             if cold:
                 self._build(cold_set, self._als(False).fit(cold_set))
-        n_cold = sum(len(cold_set.tasks[s]) for s in cold)
-        best_cold_sl, best_c = (self.support_weight, self.fold_reg), -1.0
-        for s, lam in itertools.product(grid_s, grid_l) if n_cold >= 20 else []:
-            self.cold_support_weight = s
-            self.cold_fold_reg = None if lam is None else lam * self.reg
-            score = recall(cold_set, cold)
-            scores.append({"cold_support_weight": s, "cold_fold_reg_factor": lam,
-                           "pseudo_cold_recall@20": round(score, 5)})
-            if score > best_c:
-                best_c, best_cold_sl = score, (s, self.cold_fold_reg)
-        self.cold_support_weight, self.cold_fold_reg = best_cold_sl
-        best_mg, best_cold = (self.graph_mix, self.popularity_weight), -1.0
-        for mix, g in itertools.product(grid_m, grid_g) if n_cold >= 20 else []:
-            self._set_graph_mix(mix)
-            self.popularity_weight = g
-            score = recall(cold_set, cold)
-            scores.append({"graph_mix": mix, "popularity_weight": g,
-                           "pseudo_cold_recall@20": round(score, 5)})
-            if score > best_cold:
-                best_cold, best_mg = score, (mix, g)
-        self.graph_mix, self.popularity_weight = best_mg
+        enough = sum(len(cold_set.tasks[s]) for s in cold) >= 20
+        # too few cold pseudo-tasks: new items are ranked with the warm choices
+        self.cold_support_weight, self.cold_fold_reg = self.support_weight, self.fold_reg
+        _grid_search(itertools.product(grid_s, grid_l) if enough else [], set_cold,
+                     lambda: recall(cold_set, cold),
+                     ("cold_support_weight", "cold_fold_reg_factor"),
+                     "pseudo_cold_recall@20", scores)
+        best_cold = _grid_search(itertools.product(grid_m, grid_g) if enough else [], set_mix,
+                                 lambda: recall(cold_set, cold),
+                                 ("graph_mix", "popularity_weight"), "pseudo_cold_recall@20",
+                                 scores)
         return {"pseudo_recall@20": round(best, 5), "inner_grid_scores": scores,
                 "pseudo_cold_recall@20": round(best_cold, 5),
                 "tuned_on": {s: len(t) for s, t in pseudo.tasks.items()},
@@ -395,3 +393,19 @@ class GraphMetaImplicit(_Base):
         return model
 
 
+def _grid_search(points: Iterable[tuple[Any, ...]], apply: Callable[..., None],
+                 score: Callable[[], float], names: tuple[str, ...], key: str,
+                 log: list[dict[str, Any]]) -> float:
+    """Try every point: ``apply(*point)``, then ``score()``, each logged as ``{names...:
+    point, key: score}``; the best point (the first among equals) is applied again at the
+    end. Returns its score (-1 for no point: nothing applied)."""
+    best, best_score = None, -1.0
+    for point in points:
+        apply(*point)
+        value = score()
+        log.append({**dict(zip(names, point, strict=True)), key: round(value, 5)})
+        if value > best_score:
+            best, best_score = point, value
+    if best is not None:
+        apply(*best)
+    return best_score
