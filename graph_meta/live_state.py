@@ -29,7 +29,7 @@ import scipy.sparse as sp
 
 from graph_meta.live import posterior_update, rating_triples
 from graph_meta.live_cache import EdgeResiduals, UserRowSums
-from graph_meta.serving.adapt import item_steps
+from graph_meta.serving.adapt import new_item_state, rater_rows_targets
 from graph_meta.serving.state import history_fold_in
 
 if TYPE_CHECKING:
@@ -287,11 +287,6 @@ class LiveState:
                 self._live_item_rows[pos] = got
         return got
 
-    def rater_rows(self, theta: np.ndarray) -> np.ndarray:
-        """``[n, D]`` the rows :math:`(1 + h_1)(1, v_u)` of raters' states in an item step."""
-        head = self.model.state.head0
-        return (1.0 + head[1]) * np.concatenate([np.ones((len(theta), 1)), theta[:, 1:]], 1)
-
     def item_prior_precision(self, pos: int) -> np.ndarray:
         """``[D, D]`` the precision of an item's trained state: the ridge precision (times
         ``model.live_precision``) plus its training raters' rows' outer products."""
@@ -301,7 +296,8 @@ class LiveState:
             p = np.diag(lam * self.precision_scale())
             raters = self.training_raters(pos)
             if len(raters):
-                x = self.rater_rows(self.base_history_states()[raters])
+                theta = self.base_history_states()[raters]
+                x, _ = rater_rows_targets(self.model.state, theta, theta[:, 0])
                 p = p + x.T @ x
             self._item_precision[pos] = p
         return p
@@ -403,25 +399,24 @@ class LiveState:
         self.item_backup[pos] = base
         theta = np.stack([self.rater_state(u) for u in raters])
         y = np.fromiter(raters.values(), np.float64, len(raters))
-        head, mu = c.head0, float(c.mu)
-        t = y - mu - head[0] - (1.0 + head[1]) * theta[:, 0]
-        rows = self.rater_rows(theta)
         precision = self.item_prior_precision(pos)
-        if warm:  # take the replaced training ratings out of the trained state first
-            edges = self.item_major()
-            col = edges.column(pos)
-            hit = np.isin(edges.users[col], self.known_raters(item_id)[0])
-            if hit.any():
-                base_theta = self.base_history_states()[edges.users[col][hit]]
-                x_old = self.rater_rows(base_theta)
-                t_old = (edges.ratings[col][hit] - mu - head[0]
-                         - (1.0 + head[1]) * base_theta[:, 0])
-                rhs = precision @ base - x_old.T @ t_old
-                precision = precision - x_old.T @ x_old
-                base = np.linalg.solve(precision, rhs)
-        state = posterior_update(base, precision, rows, t)
-        if not warm:  # a new item: the item learner's steps, as item tasks trained them
-            state = item_steps(c, state, theta, y, shrink=self.model.config.meta.support_shrink)
+        shrink = self.model.config.meta.support_shrink
+        if not warm:  # a new item: fold-in and the item learner's steps, as item tasks train
+            c.item_states[pos] = new_item_state(c, base, theta, y, shrink=shrink,
+                                                precision=precision)
+            self.item_changed(pos)
+            return
+        # a trained item: take the replaced training ratings out of its trained state first
+        edges = self.item_major()
+        col = edges.column(pos)
+        hit = np.isin(edges.users[col], self.known_raters(item_id)[0])
+        if hit.any():
+            x_old, t_old = rater_rows_targets(c, self.base_history_states()[edges.users[col][hit]],
+                                              edges.ratings[col][hit])
+            rhs = precision @ base - x_old.T @ t_old
+            precision = precision - x_old.T @ x_old
+            base = np.linalg.solve(precision, rhs)
+        state = posterior_update(base, precision, *rater_rows_targets(c, theta, y))
         c.item_states[pos] = state
         self.item_changed(pos)
 

@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 
 from graph_meta.dataset import Dataset
-from graph_meta.live import posterior_update
-from graph_meta.serving.adapt import item_steps
+from graph_meta.serving.adapt import new_item_state, rater_rows_targets
 
 __all__ = ["FIRST_RATINGS", "SCALES", "choose_live_precision"]
 
@@ -53,7 +52,6 @@ def choose_live_precision(model: Any, carved: Dataset, *, seed: int = 0,
     if len(cases) < min_items:
         return None
     theta_all = model.live_state.base_history_states()
-    head, mu = c.head0, float(c.mu)
     lam = c.item_precision
     kappa = model.config.meta.support_shrink
     rng = np.random.default_rng(seed)
@@ -64,17 +62,15 @@ def choose_live_precision(model: Any, carved: Dataset, *, seed: int = 0,
         users = np.array([pairs[k][0] for k in order])
         y = np.array([pairs[k][1] for k in order])
         theta = theta_all[users]
-        rows = (1.0 + head[1]) * np.concatenate([np.ones((len(y), 1)), theta[:, 1:]], 1)
-        offset = mu + head[0] + (1.0 + head[1]) * theta[:, 0]
-        t = y - offset
+        rows, t = rater_rows_targets(c, theta, y)
         prior = c.item_states[p]
         for k in FIRST_RATINGS:
             if k >= len(y):
                 break
             for s in SCALES:
-                state = posterior_update(prior, s * lam, rows[:k], t[:k])
-                state = item_steps(c, state, theta[:k], y[:k], shrink=kappa)
-                errors[s].append(float(np.mean((offset[k:] + rows[k:] @ state - y[k:]) ** 2)))
+                state = new_item_state(c, prior, theta[:k], y[:k], shrink=kappa,
+                                       precision=s * lam)
+                errors[s].append(float(np.mean((rows[k:] @ state - t[k:]) ** 2)))
     mse = {s: float(np.mean(v)) for s, v in errors.items() if v}
     if not mse:
         return None

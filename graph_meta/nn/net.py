@@ -178,19 +178,30 @@ class GraphMetaNet(nn.Module):
             loss = loss + self.user_learner.outer_loss(traj[0], traj[-1])
         return loss
 
+    def adapt_items(self, prior: Tensor, raters: Tensor, y: Tensor, mask: Tensor
+                    ) -> list[dict[str, Tensor]]:
+        """Inner-loop trajectory of a batch of cold items with priors ``prior`` ``[B, D]``
+        rated ``y`` ``[B, K]`` by raters with states ``raters`` ``[B, K, D]``: the ridge
+        fold-in toward the prior (precision :attr:`lam_item`), then the item learner's
+        steps, every score through the users' head before adaptation ``head0`` (fixed here):
+        what :meth:`GraphMetaRecommender.observe` serves with
+        (:func:`~graph_meta.serving.adapt.new_item_state`)."""
+        rows = torch.cat([torch.ones_like(raters[..., :1]), raters[..., 1:]], dim=-1)
+        t = y - self.mu - raters[..., 0]
+        if self.head0 is not None:  # r = mu + h0 + (1 + h1) (b_u + <row, theta>)
+            t = t - self.head0[0] - self.head0[1] * raters[..., 0]
+            rows = (1.0 + self.head0[1]) * rows
+        theta0 = ridge_solve(prior, rows, t, mask, self.lam_item)
+        return self.adapt(theta0, raters, y, mask, self.item_learner, head=True)
+
     def item_loss(self, ep: Mapping[str, Tensor], items: Tensor,
                   user_prior: Tensor) -> Tensor:
-        """Query MSE of a batch of item tasks (items cold, edges hidden): the item's ridge
-        fold-in from its support raters toward its prior (precision :attr:`lam_item`, what
-        :meth:`GraphMetaRecommender.observe` serves with), then the item learner's steps."""
+        """Query MSE of a batch of item tasks (items cold, edges hidden): each item's
+        :meth:`adapt_items` from its support raters, scored on its query raters."""
         ctx = self.fold_in(user_prior[ep["ctx_users"]], items[ep["hist_items"]], ep["hist_y"],
                            ep["hist_mask"])
         sup_u, qry_u = ctx[ep["support_users"]], ctx[ep["query_users"]]
-        rows = torch.cat([torch.ones_like(sup_u[..., :1]), sup_u[..., 1:]], dim=-1)
-        theta0 = ridge_solve(items[ep["items"]], rows, ep["support_y"] - self.mu - sup_u[..., 0],
-                             ep["support_mask"], self.lam_item)
-        traj = self.adapt(theta0, sup_u, ep["support_y"], ep["support_mask"],
-                          self.item_learner, head=False)
+        traj = self.adapt_items(items[ep["items"]], sup_u, ep["support_y"], ep["support_mask"])
         return self._query_mse(traj[-1], qry_u, ep["query_y"], ep["query_mask"])
 
     def serving_rules(self) -> dict[str, np.ndarray]:

@@ -18,10 +18,11 @@ from collections.abc import Iterator
 import numpy as np
 
 from graph_meta.config import MetaConfig
+from graph_meta.live import posterior_update
 from graph_meta.nn.support import support_batch, support_loss_grad
 from graph_meta.serving.state import PredictorState
 
-__all__ = ["item_steps", "user_adaptation"]
+__all__ = ["item_steps", "new_item_state", "rater_rows_targets", "user_adaptation"]
 
 
 def user_adaptation(state: PredictorState, meta: MetaConfig, sums: tuple[np.ndarray,
@@ -60,6 +61,30 @@ def user_adaptation(state: PredictorState, meta: MetaConfig, sums: tuple[np.ndar
                            steps=rule.steps + extra_steps)
     for step, p in enumerate(traj[1:], start=1):
         yield f"step {step}", p["theta"], p["head"]
+
+
+def rater_rows_targets(state: PredictorState, raters: np.ndarray, y: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    r"""``(rows [n, D], targets [n])`` of an item's ratings ``y`` ``[n]`` by raters with
+    states ``raters`` ``[n, D]`` in its ridge fold-in, through the users' head ``head0``:
+    :math:`x_u = (1 + h_1)(1, v_u)`, :math:`t_u = y_u - \mu - h_0 - (1 + h_1) b_u`, so that
+    the score is :math:`\mu + h_0 + (1 + h_1) b_u + \langle x_u, \theta_i\rangle`."""
+    head = state.head0
+    rows = (1.0 + head[1]) * np.concatenate([np.ones((len(raters), 1)), raters[:, 1:]], 1)
+    return rows, y - float(state.mu) - head[0] - (1.0 + head[1]) * raters[:, 0]
+
+
+def new_item_state(state: PredictorState, prior: np.ndarray, raters: np.ndarray,
+                   y: np.ndarray, *, shrink: float, precision: np.ndarray | None = None
+                   ) -> np.ndarray:
+    """``[D]`` a never-rated item's state after its first ratings ``y`` ``[n]`` by raters
+    with states ``raters`` ``[n, D]``: the ridge fold-in toward ``prior`` (``precision``
+    ``[D]`` or ``[D, D]``, by default the trained ``item_precision``), then
+    :func:`item_steps` (:meth:`~graph_meta.nn.net.GraphMetaNet.adapt_items` in training)."""
+    rows, t = rater_rows_targets(state, raters, y)
+    lam = state.item_precision if precision is None else precision
+    theta = posterior_update(prior, lam, rows, t)
+    return item_steps(state, theta, raters, y, shrink=shrink)
 
 
 def item_steps(state: PredictorState, theta: np.ndarray, raters: np.ndarray, y: np.ndarray,
