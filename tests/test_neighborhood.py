@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -148,11 +149,53 @@ def test_residual_regression_is_the_ridge_of_each_item_on_the_others(
     assert _as_dicts(got)[2][7] > 0.5  # the planted dependence is found
 
 
-def test_residual_regression_refuses_a_catalogue_too_large(
+def _residuals_with_a_planted_pair() -> sp.csr_matrix:
+    rng = np.random.default_rng(1)
+    e = rng.normal(size=(60, 9)) * (rng.random((60, 9)) < 0.5)
+    e[:, 4] = 0.0  # nobody rated item 4
+    e[:, 7] = 0.8 * e[:, 2] + 0.1 * rng.normal(size=60) * (e[:, 2] != 0)
+    return sp.csr_matrix(e)
+
+
+def test_the_local_regression_over_every_other_item_is_the_exact_one() -> None:
+    """Past the dense limit each item is its own ridge over candidate items: over every
+    other rated item that is EASE's column, so the weights equal the exact solve's."""
+    e = _residuals_with_a_planted_pair()
+    n = e.shape[1]
+    full = sp.csr_matrix(np.ones((n, n)) - np.eye(n))
+    every = ItemNeighbors(full.indptr.astype(np.int64), full.indices, full.data)
+    exact = ItemNeighbors.from_residuals(e, l2=3.0, top_k=4)
+    local = ItemNeighbors.from_residuals_local(e, l2=3.0, top_k=4, candidates=every)
+    np.testing.assert_array_equal(local.indptr, exact.indptr)
+    np.testing.assert_array_equal(local.indices, exact.indices)
+    np.testing.assert_allclose(local.sim, exact.sim, rtol=1e-5, atol=1e-6)
+
+
+def test_the_local_regression_is_the_ridge_over_each_items_candidates() -> None:
+    e = _residuals_with_a_planted_pair()
+    dense = e.toarray()
+    cand = {0: [2, 7], 2: [7, 4, 2], 7: [0, 2, 3, 5]}  # 4 unrated, 2 itself: both left out
+    rows = [cand.get(j, []) for j in range(9)]
+    lists = ItemNeighbors(np.r_[0, np.cumsum([len(r) for r in rows])].astype(np.int64),
+                          np.array([h for r in rows for h in r], np.int32),
+                          np.ones(sum(len(r) for r in rows), np.float32))
+    got = _as_dicts(ItemNeighbors.from_residuals_local(e, l2=3.0, top_k=10, candidates=lists))
+    for j, regressors in ((0, [2, 7]), (2, [7]), (7, [0, 2, 3, 5])):
+        x = dense[:, regressors]
+        b = np.linalg.solve(x.T @ x + 3.0 * np.eye(len(regressors)), x.T @ dense[:, j])
+        assert sorted(got[j]) == regressors
+        np.testing.assert_allclose([got[j][h] for h in regressors], b, rtol=1e-5, atol=1e-6)
+    assert all(got[j] == {} for j in range(9) if j not in cand)
+    assert got[7][2] > 0.5  # the planted dependence
+
+
+def test_past_the_dense_limit_the_regression_solves_item_by_item(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    e = _residuals_with_a_planted_pair()
     monkeypatch.setattr("graph_meta.graph.neighborhood.MAX_REGRESSION_ITEMS", 3)
-    with pytest.raises(ValueError, match="4 rated items"):
-        ItemNeighbors.from_residuals(sp.csr_matrix(np.eye(4)), l2=1.0, top_k=2)
+    got = _as_dicts(ItemNeighbors.from_residuals(e, l2=3.0, top_k=2))
+    assert got[4] == {} and all(len(got[j]) == 2 for j in range(9) if j != 4)
+    assert 7 in got[2] and got[2][7] > 0.5  # found among its co-rating candidates
     with pytest.raises(ValueError, match="l2 must be > 0"):
         ItemNeighbors.from_residuals(sp.csr_matrix(np.eye(2)), l2=0.0, top_k=2)
 
@@ -280,15 +323,25 @@ def test_correction_is_off_without_the_graph(catalog: Dataset) -> None:
     assert len(model.cache["reg_weight"]) == 0 and model.neighborhood.regression() is None
 
 
-def test_a_catalogue_too_large_for_the_regression_warns_and_trains(
+def test_a_catalogue_past_the_dense_limit_keeps_the_co_rating_regression(
         catalog: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_REGRESSION_ITEMS rated items the learned co-rating weights come from one
+    ridge per item over its co-rating neighbours (no warning, no correction dropped), and
+    they are those of the local solve over the model's co-rating lists."""
     monkeypatch.setattr("graph_meta.graph.neighborhood.MAX_REGRESSION_ITEMS", 5)
     cfg = Config().replace(**{"model.dim": 8, "model.hidden": 16, "model.layers": 1,
                               "train.epochs": 1, "train.validate": False,
                               "episodes.batch_users": 128, "episodes.batch_items": 16})
-    with pytest.warns(UserWarning, match="residual regression skipped: .* at most 5"):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="residual regression")
         model = GraphMetaRecommender(cfg).fit(catalog)
-    assert len(model.cache["reg_weight"]) == 0 and len(model.cache["nbr_sim"]) > 0
+    c = model.cache
+    assert len(c["reg_weight"]) > 0 and model.neighborhood.regression() is not None
+    co_rated = {j: set(r) for j, r in enumerate(_as_dicts(ItemNeighbors(
+        c["nbr_rated_indptr"], c["nbr_rated_indices"], c["nbr_rated_sim"])))}
+    for j, row in enumerate(_as_dicts(ItemNeighbors(c["reg_indptr"], c["reg_indices"],
+                                                     c["reg_weight"]))):
+        assert set(row) <= co_rated[j]
     task = catalog.tasks["warm"][0]
     assert np.isfinite(model.predict(task.user_id, task.support,
                                      [i for i, _ in task.query])).all()

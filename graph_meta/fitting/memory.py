@@ -70,7 +70,8 @@ def estimate_memory(dataset: Dataset, cfg: Config) -> MemoryEstimate:
     ALS and the prediction cache 3 E (1 + dim) 8 plus 2 U (1 + dim)^2 8; the attribute and
     co-rating neighbour lists (``model.neighbor_k``) up to 28 x 2^24 bytes of dense blocks
     and 48 E; the learned co-rating weights (``model.regression_l2``) two dense
-    [R, R] float64 over the R rated items (skipped past 15,000); the encoder's activations
+    [R, R] float64 over the R rated items (up to 15,000; past it one
+    ridge per item over its co-rating neighbours); the encoder's activations
     (U + I + N) hidden 4 (layers + 1) 6 and the episodes ``batch_users`` (``history_fanout``
     + ``max_support`` + ``query_size``) (1 + dim) 4 x 20; 150 MB for torch's runtime. The sum
     of what lives together and the largest transient, times 1.3: on the safe side of the
@@ -119,8 +120,12 @@ def estimate_memory(dataset: Dataset, cfg: Config) -> MemoryEstimate:
             neighbours = max(neighbours, 48.0 * n_edges + 28.0 * block)
     regression = 0.0
     rated = int(dataset.train["item_id"].nunique()) if n_edges else 0
-    if m.regression_l2 > 0 and k > 0 and rated <= MAX_REGRESSION_ITEMS:
-        regression = 2.0 * rated * rated * 8 + 2.0 * n_edges * d * 8 + 24.0 * n_edges
+    if m.regression_l2 > 0 and k > 0:
+        regression = 2.0 * n_edges * d * 8 + 24.0 * n_edges
+        if rated <= MAX_REGRESSION_ITEMS:  # the exact solve; past it one small Gram per item
+            regression += 2.0 * rated * rated * 8
+        elif m.neighbor_rated_weight <= 0:  # its candidates: co-rating lists built for it
+            regression += 48.0 * n_edges + 28.0 * min(float(n_items) ** 2, float(1 << 24))
     transient["prediction cache"] = cache + max(neighbours, regression)
     if k > 0:
         parts["neighbour lists"] = 3.0 * n_items * k * 8

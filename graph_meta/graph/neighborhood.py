@@ -45,7 +45,10 @@ the other items (EASE, Steck 2019, on the residual matrix
 
 and adds :math:`\sum_h e_{uh} B_{hj}` to the prediction of item ``j``. Weights are signed
 (an item's residuals can predict the opposite on another), so they are added as they are,
-without the normalisation of the similarity correction.
+without the normalisation of the similarity correction. The exact solve inverts a dense
+``[R, R]`` over the ``R`` rated items; past :data:`MAX_REGRESSION_ITEMS` each item's column
+is solved alone over its co-rating neighbours (:meth:`ItemNeighbors.from_residuals_local`:
+the same ridge, restricted regressors), so a large catalogue keeps the correction.
 """
 
 from __future__ import annotations
@@ -158,20 +161,23 @@ class ItemNeighbors:
         return cls.from_profiles(inc, top_k=top_k, tie_break=_rating_counts(data))
 
     @classmethod
-    def from_residuals(cls, residuals: sp.spmatrix, *, l2: float, top_k: int
-                       ) -> ItemNeighbors:
+    def from_residuals(cls, residuals: sp.spmatrix, *, l2: float, top_k: int,
+                       candidates: ItemNeighbors | None = None) -> ItemNeighbors:
         r"""Learned co-rating weights (module docstring, *Residual regression*): row ``j``
         keeps the ``top_k`` largest :math:`|B_{hj}|` over items ``h``.
+
+        Up to :data:`MAX_REGRESSION_ITEMS` rated items the exact solve over every rated
+        item (two dense ``[R, R]``); past it :meth:`from_residuals_local` over each item's
+        ``candidates``.
 
         Args:
             residuals: ``[N_U, N_I]`` training residuals :math:`e_{uh}` (stored entries are
                 the ratings; an item nobody rated gets no weights).
             l2: :math:`\lambda > 0`.
             top_k: weights kept per item.
-
-        Raises:
-            ValueError: more than :data:`MAX_REGRESSION_ITEMS` items are rated (the dense
-                inverse would not fit in memory).
+            candidates: past the limit, the items each item is regressed on (CSR
+                ``[N_I, N_I]``; by default its ``top_k`` co-rating neighbours, the cosine of
+                the rater sets, built here).
         """
         if l2 <= 0:
             raise ValueError(f"l2 must be > 0, got {l2}")
@@ -179,8 +185,11 @@ class ItemNeighbors:
         n = e.shape[1]
         rated = np.flatnonzero(np.diff(e.indptr))
         if len(rated) > MAX_REGRESSION_ITEMS:
-            raise ValueError(f"{len(rated)} rated items: the residual regression inverts a "
-                             f"dense [N, N] matrix and takes at most {MAX_REGRESSION_ITEMS}")
+            if candidates is None:
+                pattern = sp.csr_matrix(e.T)
+                pattern.data[:] = 1.0
+                candidates = cls.from_profiles(pattern, top_k=top_k)
+            return cls.from_residuals_local(e, l2=l2, top_k=top_k, candidates=candidates)
         k = min(int(top_k), max(len(rated) - 1, 0))
         indptr = np.zeros(n + 1, dtype=np.int64)
         if k == 0:
@@ -206,6 +215,57 @@ class ItemNeighbors:
             vals.append(v[keep])
         indptr[rated + 1] = np.concatenate(sizes)
         np.cumsum(indptr, out=indptr)
+        return cls(indptr, np.concatenate(cols).astype(np.int32),
+                   np.concatenate(vals).astype(np.float32))
+
+    @classmethod
+    def from_residuals_local(cls, residuals: sp.spmatrix, *, l2: float, top_k: int,
+                             candidates: ItemNeighbors) -> ItemNeighbors:
+        r"""The residual regression restricted to candidate regressors, one small ridge per
+        item: with :math:`C_j` the rated candidates of item ``j`` (``candidates`` row
+        ``j``, ``j`` itself left out),
+
+        .. math:: b_j = \arg\min_b \lVert e_j - E_{C_j} b \rVert^2 + \lambda \lVert b
+                  \rVert^2 = (E_{C_j}^\top E_{C_j} + \lambda I)^{-1} E_{C_j}^\top e_j,
+
+        and row ``j`` keeps the ``top_k`` largest :math:`|b_{jh}|`. EASE's column ``j``
+        is this ridge over every other item, so with :math:`C_j` = every other rated item
+        the weights are those of :meth:`from_residuals`' exact solve. Memory: one
+        ``[|C_j|, |C_j|]`` Gram at a time; time :math:`O(\sum_j \operatorname{nnz}
+        (E_{C_j}) |C_j|)`, linear in the catalogue for bounded candidate lists.
+
+        Args:
+            residuals: ``[N_U, N_I]`` as in :meth:`from_residuals`.
+            l2: :math:`\lambda > 0`.
+            top_k: weights kept per item.
+            candidates: the candidate regressors of every item (CSR ``[N_I, N_I]``).
+        """
+        e = sp.csc_matrix(residuals, dtype=np.float64)
+        n = e.shape[1]
+        has = np.diff(e.indptr) > 0
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        cols: list[np.ndarray] = []
+        vals: list[np.ndarray] = []
+        for j in np.flatnonzero(has).tolist():
+            cand = candidates.indices[candidates.indptr[j]:candidates.indptr[j + 1]]
+            cand = np.unique(cand[(cand != j) & has[cand]].astype(np.int64))
+            if not len(cand):
+                continue
+            ec = e[:, cand]
+            gram = (ec.T @ ec).toarray()
+            gram[np.diag_indices_from(gram)] += l2
+            b = scipy.linalg.solve(gram, (ec.T @ e[:, [j]]).toarray().ravel(),
+                                   assume_a="pos", check_finite=False)
+            if len(b) > top_k:
+                top = np.sort(np.argpartition(-np.abs(b), top_k - 1)[:top_k])
+                cand, b = cand[top], b[top]
+            keep = b != 0.0
+            indptr[j + 1] = int(keep.sum())
+            cols.append(cand[keep])
+            vals.append(b[keep])
+        np.cumsum(indptr, out=indptr)
+        if not cols:
+            return cls(indptr, np.zeros(0, np.int32), np.zeros(0, np.float32))
         return cls(indptr, np.concatenate(cols).astype(np.int32),
                    np.concatenate(vals).astype(np.float32))
 

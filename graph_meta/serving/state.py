@@ -224,8 +224,9 @@ def build_state(net: GraphMetaNet, data: Any, index: RatingIndex, config: Config
 
 def residual_regression(state: PredictorState, config: Config) -> ItemNeighbors:
     """The learned co-rating weights, fitted on the residuals of every training rating under
-    its user's history state (empty lists when off, or when the catalogue is too large for
-    the dense solve, with a warning)."""
+    its user's history state (empty lists when off): the exact solve up to
+    :data:`~graph_meta.graph.neighborhood.MAX_REGRESSION_ITEMS` rated items, past it one ridge
+    per item over its co-rating neighbours (the lists in ``state``, or computed)."""
     m = config.model
     n = len(state.item_states)
     lists = ItemNeighbors(np.zeros(n + 1, np.int64), np.zeros(0, np.int32),
@@ -237,10 +238,14 @@ def residual_regression(state: PredictorState, config: Config) -> ItemNeighbors:
                         state.item_states[state.hist_items])
         residuals = sp.csr_matrix((state.hist_y - fitted, (users, state.hist_items)),
                                   shape=(len(theta), n))
+        candidates = None  # past the dense limit: the co-rating lists, when the model has them
+        if state.nbr_rated_indices is not None and len(state.nbr_rated_indices):
+            candidates = ItemNeighbors(state.nbr_rated_indptr, state.nbr_rated_indices,
+                                       state.nbr_rated_sim)
         try:
             lists = ItemNeighbors.from_residuals(residuals, l2=m.regression_l2,
-                                                 top_k=m.neighbor_k)
-        except (ValueError, MemoryError) as exc:
+                                                 top_k=m.neighbor_k, candidates=candidates)
+        except MemoryError as exc:
             warnings.warn(f"residual regression skipped: {exc!s} (set "
                           "model.regression_l2 = 0 to turn it off)", stacklevel=2)
     return lists
