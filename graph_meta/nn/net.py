@@ -126,12 +126,15 @@ class GraphMetaNet(nn.Module):
         return ridge_solve(prior, rows, t, mask, self.lam)
 
     def adapt(self, theta0: Tensor, items: Tensor, y: Tensor, mask: Tensor,
-              learner: MetaLearner | None, *, head: bool) -> list[dict[str, Tensor]]:
-        """Inner-loop trajectory ``[{theta, head?}, ...]`` of a batch of tasks."""
+              learner: MetaLearner | None, *, head: bool, head0: Tensor | None = None
+              ) -> list[dict[str, Tensor]]:
+        """Inner-loop trajectory ``[{theta, head?}, ...]`` of a batch of tasks (``head``:
+        scored through ``head0``, by default :attr:`head0`)."""
         b = theta0.shape[0]
         start: dict[str, Tensor] = {"theta": theta0}
-        if head and self.head0 is not None:
-            start["head"] = self.head0.expand(b, 2)
+        head0 = self.head0 if head0 is None else head0
+        if head and head0 is not None:
+            start["head"] = head0.expand(b, 2)
         if learner is None:
             return [start]
         params = {k: v for k, v in start.items() if learner.adapts(k)}
@@ -188,11 +191,14 @@ class GraphMetaNet(nn.Module):
         (:func:`~graph_meta.serving.adapt.new_item_state`)."""
         rows = torch.cat([torch.ones_like(raters[..., :1]), raters[..., 1:]], dim=-1)
         t = y - self.mu - raters[..., 0]
-        if self.head0 is not None:  # r = mu + h0 + (1 + h1) (b_u + <row, theta>)
-            t = t - self.head0[0] - self.head0[1] * raters[..., 0]
-            rows = (1.0 + self.head0[1]) * rows
+        # the head is the users': item tasks score through it and do not train it (their
+        # cold items, rated lower than the rest, would pull every user's offset down)
+        head0 = None if self.head0 is None else self.head0.detach()
+        if head0 is not None:  # r = mu + h0 + (1 + h1) (b_u + <row, theta>)
+            t = t - head0[0] - head0[1] * raters[..., 0]
+            rows = (1.0 + head0[1]) * rows
         theta0 = ridge_solve(prior, rows, t, mask, self.lam_item)
-        return self.adapt(theta0, raters, y, mask, self.item_learner, head=True)
+        return self.adapt(theta0, raters, y, mask, self.item_learner, head=True, head0=head0)
 
     def item_loss(self, ep: Mapping[str, Tensor], items: Tensor,
                   user_prior: Tensor) -> Tensor:
