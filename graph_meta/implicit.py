@@ -66,7 +66,7 @@ from graph_meta.dataset import Dataset
 from graph_meta.errors import UnknownItemError
 from graph_meta.ials import fold_in
 from graph_meta.implicit_baselines import ImplicitALS, Interactions, carve_implicit
-from graph_meta.implicit_baselines.data import _Base, _masked
+from graph_meta.implicit_baselines.data import _Base, _masked, interactions
 from graph_meta.implicit_prior import GraphPrior, graph_paths, path_messages, side_prior
 from graph_meta.schema import ITEM, USER
 
@@ -104,6 +104,9 @@ class GraphMetaImplicit(_Base):
     """
 
     name = "graph-meta"
+    #: :math:`\delta`, the offset of new items in a mixed list (a class default for models
+    #: pickled before it existed)
+    mixed_offset: float = 0.0
     #: :func:`graph_meta.recommend.recommend`'s advice for an item the model lacks
     unknown_item_hint = RETRAIN_HINT
 
@@ -156,7 +159,7 @@ class GraphMetaImplicit(_Base):
                        "iters": self.iters, "alpha_item": self.alpha_item,
                        "alpha_user": self.alpha_user, "support_weight": self.support_weight,
                        "popularity_weight": self.popularity_weight,
-                       "graph_mix": self.graph_mix,
+                       "graph_mix": self.graph_mix, "mixed_offset": self.mixed_offset,
                        "cold_support_weight": self.cold_support_weight,
                        "cold_fold_reg": self.cold_fold_reg,
                        "fold_reg": self.fold_reg, "backend": p["backend"],
@@ -278,10 +281,103 @@ class GraphMetaImplicit(_Base):
                                  lambda: recall(cold_set, cold),
                                  ("graph_mix", "popularity_weight"), "pseudo_cold_recall@20",
                                  scores)
-        return {"pseudo_recall@20": round(best, 5), "inner_grid_scores": scores,
+        mixed: dict[str, Any] = {}
+        if enough:
+            mixed = self._tune_mixed_offset(cold_set, self._new_item_share(dataset))
+        return {"pseudo_recall@20": round(best, 5), "inner_grid_scores": scores, **mixed,
                 "pseudo_cold_recall@20": round(best_cold, 5),
                 "tuned_on": {s: len(t) for s, t in pseudo.tasks.items()},
                 "cold_tuned_on": {s: len(cold_set.tasks[s]) for s in cold}}
+
+    def _new_item_share(self, dataset: Dataset) -> float:
+        r"""The share of a user's positives to expect on new items in the catalogue of
+        ``dataset``: with :math:`\rho` the positives per item the carve made new over
+        those per item it kept (both counted in ``dataset``'s training positives),
+        :math:`\rho n_{new} / (\rho n_{new} + n_{old})` over ``dataset``'s items without
+        and with training rows."""
+        full = interactions(dataset)
+        at = self.data.items_of(full.item_ids)
+        carved = np.where(at >= 0, ~self.data.item_in_train[at], False) & full.item_in_train
+        kept = full.item_in_train & ~carved
+        if not carved.any() or not kept.any():
+            return 0.0
+        rho = full.item_count[carved].mean() / full.item_count[kept].mean()
+        n_new = float((~full.item_in_train).sum())
+        return float(rho * n_new / (rho * n_new + kept.sum() + carved.sum()))
+
+    def _tune_mixed_offset(self, data: Dataset, new_share: float, *, top_n: int = 20,
+                           max_tasks: int = 300) -> dict[str, Any]:
+        r"""Choose :math:`\delta` (:meth:`kind_scores`) by recall@``top_n`` of the
+        pseudo-tasks of every scenario of ``data`` ranked over the whole catalogue (the
+        user's training positives and support left out): the queries of the warm scenarios
+        sit on items with training rows, those of the cold-item ones on new items, so too
+        high an offset loses the former and too low one the latter. The tasks whose queries
+        are new items weigh ``new_share`` in all (:meth:`_new_item_share`), the others the
+        rest. Only the two kinds' top
+        ``top_n`` of each task can enter its list, so every offset on a fine grid (401 points
+        over the range where the two kinds' lists cross) is scored at once; kept is the
+        highest offset within one standard error of the best (over the tasks), so new items
+        get every place the carve cannot tell from the best."""
+        self.mixed_offset = 0.0
+        trained = self.data.item_in_train
+        if trained.all() or not trained.any():
+            return {}
+        rows, is_new, hit, n_rel, wants_new = [], [], [], [], []
+        for tasks in data.tasks.values():
+            for task in tasks[:max_tasks]:
+                query = self.data.items_of([str(i) for i, _ in task.query])
+                query = query[query >= 0]
+                if not len(query):
+                    continue
+                support = [str(i) for i, _ in task.support]
+                scores = self.kind_scores(task.user_id, support)
+                drop = np.concatenate([self.data.history(task.user_id)[0],
+                                       self._support(support)])
+                scores[drop] = -np.inf
+                relevant = np.zeros(len(scores), dtype=bool)
+                relevant[query] = True
+                top = np.concatenate([
+                    kind[np.argsort(-scores[kind], kind="stable")[:top_n]]
+                    for kind in (np.flatnonzero(trained), np.flatnonzero(~trained))])
+                rows.append(scores[top])
+                is_new.append(~trained[top])
+                hit.append(relevant[top])
+                n_rel.append(min(len(query), top_n))
+                wants_new.append((~trained[query]).mean() > 0.5)
+        cold = np.asarray(wants_new)
+        if not cold.any() or cold.all():
+            return {}
+        weight = np.where(cold, new_share / cold.sum(), (1.0 - new_share) / (~cold).sum())
+        width = max(len(r) for r in rows)
+
+        def pad(parts: list[np.ndarray], fill: Any) -> np.ndarray:
+            return np.stack([np.pad(p, (0, width - len(p)), constant_values=fill)
+                             for p in parts])
+
+        score, new, rel = pad(rows, -np.inf), pad(is_new, False), pad(hit, False)
+        finite = np.isfinite(score)
+        old_s, new_s = score[finite & ~new], score[finite & new]
+        if not len(old_s) or not len(new_s):
+            return {}
+        grid = np.linspace(old_s.min() - new_s.max(), old_s.max() - new_s.min(), 401)
+        per_task = np.empty((len(grid), len(rows)))
+        for g, delta in enumerate(grid):
+            adj = np.where(new, score + delta, score)
+            top = np.argsort(-adj, axis=1, kind="stable")[:, :top_n]
+            found = np.take_along_axis(rel & np.isfinite(adj), top, axis=1).sum(axis=1)
+            per_task[g] = found / np.asarray(n_rel)
+        recall = per_task @ weight
+        best = int(np.argmax(recall))
+        # one standard error: the highest offset as good as the best within the noise, so
+        # new items get every place the carve cannot tell from the best
+        se = float(np.sqrt(weight ** 2 @ (per_task[best] - recall[best]) ** 2))
+        self.mixed_offset = float(grid[np.flatnonzero(recall >= recall[best] - se)[-1]])
+        return {"mixed_offset": round(self.mixed_offset, 5),
+                "pseudo_mixed_recall@20": round(float(recall[best]), 5),
+                "pseudo_mixed_recall@20_chosen": round(float(
+                    recall[np.argmin(np.abs(grid - self.mixed_offset))]), 5),
+                "pseudo_mixed_recall@20_at_0": round(float(recall[np.argmin(np.abs(grid))]), 5),
+                "mixed_tuned_on": len(rows), "mixed_new_share": round(new_share, 5)}
 
     # -- scoring ------------------------------------------------------------------------------
 
@@ -305,20 +401,35 @@ class GraphMetaImplicit(_Base):
         reg = self.reg if f_reg is None else f_reg
         return fold_in(self.y, self.gram, reg, items, conf, prior)
 
+    def kind_scores(self, user_id: str, support_items: list[str],
+                    positions: np.ndarray | None = None) -> np.ndarray:
+        r"""Scores of the items at ``positions`` (default: every item), each on its own
+        kind's scale: :math:`y_i^\top x_u` for an item with training rows,
+        :math:`\hat y_i^\top x'_u + \gamma \hat b_i + \delta` for a new one. Within a
+        kind the order is the one tuned for pools of that kind; the offset :math:`\delta`
+        (``mixed_offset``, chosen on the carve by whole-catalogue recall@20) sets how the
+        two kinds interleave in a mixed list."""
+        trained = self.data.item_in_train
+        pos = np.arange(len(trained)) if positions is None else np.asarray(positions)
+        warm = trained[pos]
+        out = np.empty(len(pos))
+        if warm.any():
+            out[warm] = self.y[pos[warm]] @ self.user_factors(user_id, support_items)
+        if not warm.all():
+            new = pos[~warm]
+            x_new = self.user_factors(user_id, support_items, new_items=True)
+            out[~warm] = (self.y[new] @ x_new + self.popularity_weight * self.cold_bias[new]
+                          + self.mixed_offset)
+        return out
+
     def score_items(self, user_id: str, support_items: list[str],
                     candidate_item_ids: list[str]) -> np.ndarray:
         pos, known = self._candidates(candidate_item_ids)
-        # a pool mostly of items without training rows (new products) is ranked by the
-        # state adapted for them
-        new = bool(len(pos)) and (~self.data.item_in_train[pos[known]]).mean() > 0.5
-        x = self.user_factors(user_id, support_items, new_items=new)
-        scores = self.y[pos] @ x + self.popularity_weight * self.cold_bias[pos]
-        return _masked(scores, known)
+        return _masked(self.kind_scores(user_id, support_items, pos), known)
 
     def score_all_items(self, user_id: str, support_items: list[str]) -> np.ndarray:
-        """Scores of every item (``data.item_ids`` order)."""
-        x = self.user_factors(user_id, support_items)
-        return self.y @ x + self.popularity_weight * self.cold_bias
+        """Scores of every item (``data.item_ids`` order; :meth:`kind_scores`)."""
+        return self.kind_scores(user_id, support_items)
 
     # -- serving (graph_meta.recommend: recommend, audience) -------------------------------
 
@@ -338,7 +449,7 @@ class GraphMetaImplicit(_Base):
         """The relevance of ``item_id`` for every known user (:attr:`user_ids` order): for
         each user exactly :meth:`score_items` ``(user, [], [item_id])``, i.e. the user's
         state adapted to their training positives (a user without any: their graph prior),
-        the new-item state when the item has no training positive.
+        the new-item state when the item has no training positive (:meth:`kind_scores`).
 
         Raises :class:`~graph_meta.errors.UnknownItemError` for an item not in the model's
         catalogue.
@@ -346,9 +457,10 @@ class GraphMetaImplicit(_Base):
         pos = self.data.item_ids.get_indexer([str(item_id)])[0]
         if pos < 0:
             raise UnknownItemError(item_id, hint=RETRAIN_HINT)
-        new = not bool(self.data.item_in_train[pos])
-        states = self._user_states(new)
-        return states @ self.y[pos] + self.popularity_weight * self.cold_bias[pos]
+        if self.data.item_in_train[pos]:
+            return self._user_states(False) @ self.y[pos]
+        return (self._user_states(True) @ self.y[pos]
+                + self.popularity_weight * self.cold_bias[pos] + self.mixed_offset)
 
     def _unknown_user_prior(self) -> np.ndarray:
         """The prior of a user outside ``users.csv``: the training users' mean factors."""

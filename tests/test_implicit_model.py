@@ -61,6 +61,57 @@ def test_tuned_model_beats_chance_on_the_shop_and_round_trips(tmp_path: Path) ->
                                   model.score_items(task.user_id, sup, items))
 
 
+def _whole_catalogue_recall(model: GraphMetaImplicit, shop) -> dict[str, float]:
+    """recall@20 of every task ranked over the whole catalogue (training positives and
+    support left out), apart for tasks whose queries are items with and without training
+    rows."""
+    trained = model.data.item_in_train
+    out: dict[str, list[float]] = {"items with rows": [], "new items": []}
+    for tasks in shop.tasks.values():
+        for task in tasks:
+            query = model.data.items_of([str(i) for i, _ in task.query])
+            support = [str(i) for i, _ in task.support]
+            scores = model.score_all_items(task.user_id, support)
+            scores[np.concatenate([model.data.history(task.user_id)[0],
+                                   model._support(support)])] = -np.inf
+            top = np.argsort(-scores, kind="stable")[:20]
+            key = "new items" if (~trained[query]).mean() > 0.5 else "items with rows"
+            out[key].append(np.isin(query, top).sum() / min(len(query), 20))
+    return {k: float(np.mean(v)) for k, v in out.items()}
+
+
+def test_a_mixed_list_interleaves_the_two_kinds_by_the_offset_the_carve_chose() -> None:
+    """Items with training rows and new ones are scored on their own states; one offset,
+    chosen on the carve by whole-catalogue recall@20, sets how they interleave. Without it
+    (offset 0) new items, carrying the popularity term the others lack, crowd a list."""
+    shop = generate_implicit_catalog(seed=6).dataset
+    model = GraphMetaImplicit(quick=True, backend="numpy", seed=1).fit(shop)
+    delta = model.mixed_offset
+    assert delta != 0.0 and model.params["mixed_offset"] == pytest.approx(delta, abs=1e-5)
+    assert model.params["pseudo_mixed_recall@20_chosen"] > model.params[
+        "pseudo_mixed_recall@20_at_0"]
+    trained = model.data.item_in_train
+    new = np.flatnonzero(~trained)
+    ids = [str(model.data.item_ids[i]) for i in new]
+    task = shop.tasks["user_cold"][0]
+    x_new = model.user_factors(task.user_id, [], new_items=True)
+    np.testing.assert_allclose(  # a pool of new items alone: the order tuned for it
+        model.score_items(task.user_id, [], ids),
+        model.y[new] @ x_new + model.popularity_weight * model.cold_bias[new] + delta)
+    np.testing.assert_allclose(model.score_all_users(ids[0])[model.user_ids.index(
+        task.user_id)], model.score_items(task.user_id, [], ids[:1])[0])
+    tuned = _whole_catalogue_recall(model, shop)
+    model.mixed_offset = 0.0
+    untuned = _whole_catalogue_recall(model, shop)
+    # on the held-out tasks, not the carve: the offset trades the two kinds' recall; weighed
+    # by the share of positives the model expects on new items, it gains
+    share = model.params["mixed_new_share"]
+    assert 0.05 < share < 0.5
+    gain = tuned["items with rows"] - untuned["items with rows"]
+    loss = untuned["new items"] - tuned["new items"]
+    assert gain > 0 and (1 - share) * gain > 1.2 * share * loss
+
+
 @pytest.mark.slow
 def test_train_and_evaluate_commands_on_an_implicit_folder(tmp_path: Path) -> None:
     cat = generate_implicit_catalog(n_users=400, n_items=120, n_interactions=7000, seed=7)
