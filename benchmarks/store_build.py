@@ -79,8 +79,9 @@ def main() -> None:
             raise AssertionError(f"{item_id} not reachable through {category}")
     out["insert_items"] = args.new_items
     out["insert_total_s"] = round(time.perf_counter() - t, 2)
-    out["insert_ms_p50"] = round(float(np.percentile(latencies, 50)) * 1000, 2)
-    out["insert_ms_p99"] = round(float(np.percentile(latencies, 99)) * 1000, 2)
+    if latencies:  # --new-items 0: the build alone
+        out["insert_ms_p50"] = round(float(np.percentile(latencies, 50)) * 1000, 2)
+        out["insert_ms_p99"] = round(float(np.percentile(latencies, 99)) * 1000, 2)
     out["rated_edges_after"] = store.counts().edges[rated]
     out["peak_rss_mb"] = round(_peak_mb())
     print(json.dumps(out, indent=2))

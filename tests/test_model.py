@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from graph_meta.dataset import Dataset
 from graph_meta.eval.protocol import evaluate, training_view
 from graph_meta.fitting.als import als
 from graph_meta.fitting.priors import linear_prior, release_weights
-from graph_meta.fitting.train import _Phase, episode_tensors
+from graph_meta.fitting.train import _Phase, episode_tensors, write_csv_row
 from graph_meta.graph.features import encode_features, hashed_text
 from graph_meta.model import GraphMetaRecommender
 from graph_meta.nn.net import GraphMetaNet, init_precisions
@@ -206,6 +207,23 @@ def test_resume_after_a_kill_continues_identically(catalog: Dataset, tmp_path: P
     assert len(lines) == 4  # header + 3 epochs
     np.testing.assert_allclose(resumed.cache["item_states"], ref.cache["item_states"],
                                rtol=1e-4, atol=1e-5)
+
+
+def test_the_train_log_keeps_every_column_a_later_row_brings(tmp_path: Path) -> None:
+    """Validation writes epoch 0 before any training row: the loss and seconds of the
+    epochs after it must widen the header, not be dropped."""
+    log = tmp_path / "train_log.csv"
+    write_csv_row(log, {"phase": "val", "epoch": 0, "val_rmse": 0.9})
+    write_csv_row(log, {"phase": "val", "epoch": 1, "loss": 2.2, "seconds": 21.5,
+                        "val_rmse": 0.89})
+    write_csv_row(log, {"phase": "val", "epoch": 2, "loss": 2.1, "seconds": 20.0,
+                        "val_rmse": 0.88})
+    with log.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"]
+    assert [r["loss"] for r in rows] == ["", "2.2", "2.1"]
+    assert [r["seconds"] for r in rows] == ["", "21.5", "20.0"]
+    assert not (tmp_path / "train_log.csv.tmp").exists()
 
 
 def test_config_errors_name_the_key(tmp_path: Path) -> None:

@@ -113,17 +113,27 @@ def resolve_device(device: str) -> torch.device:
 
 
 def write_csv_row(path: Path, row: Mapping[str, Any]) -> None:
-    """Append ``row`` to a CSV log (header written when the file is new)."""
-    new = not path.exists() or path.stat().st_size == 0
-    fields = list(row)
-    if not new:
+    """Append ``row`` to a CSV log (header written when the file is new; a row with a field
+    the header lacks rewrites the log with the header widened, earlier rows blank there)."""
+    rows: list[dict[str, str]] = []
+    fields: list[str] = []
+    if path.exists() and path.stat().st_size:
         with path.open(newline="", encoding="utf-8") as fh:
-            fields = next(csv.reader(fh))
-    with path.open("a", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields, restval="", extrasaction="ignore")
-        if new:
-            w.writeheader()
-        w.writerow(row)
+            reader = csv.DictReader(fh)
+            fields = list(reader.fieldnames or [])
+            if any(k not in fields for k in row):
+                rows = list(reader)
+    extra = [k for k in row if k not in fields]
+    if fields and not extra:
+        with path.open("a", newline="", encoding="utf-8") as fh:
+            csv.DictWriter(fh, fieldnames=fields, restval="").writerow(row)
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields + extra, restval="")
+        w.writeheader()
+        w.writerows([*rows, row])
+    tmp.replace(path)
 
 
 class _Phase:
