@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["EdgeResiduals", "UserRowSums", "ranges"]
+__all__ = ["EdgeResiduals", "RowPart", "UserRowSums", "ranges"]
 
 
 def ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
@@ -35,53 +35,59 @@ def ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
     return offsets + np.arange(total)
 
 
+#: one part of an item's block: ``(users [n] distinct, row [D], targets [n], sign)``, i.e.
+#: :math:`A_u \mathrel{+}= s\,x x^\top`, :math:`c_u \mathrel{+}= s\,x\,t_u` for each user
+RowPart = tuple[np.ndarray, np.ndarray, np.ndarray, float]
+
+
 class UserRowSums:
     """Per-user sums ``A [D, D]`` and ``c [D]`` of signed rating rows, grown on demand."""
 
     def __init__(self, d_state: int) -> None:
         self.d_state = d_state
-        self.slot: dict[int, int] = {}  # user position -> row of a / c
+        self.slot_of = np.zeros(0, np.int64)  # user position -> row of a / c (-1: none)
+        self.used = 0
         self.a = np.zeros((0, d_state, d_state))
         self.c = np.zeros((0, d_state))
 
     def _slots(self, users: np.ndarray) -> np.ndarray:
-        out = np.empty(len(users), np.int64)
-        for k, u in enumerate(users.tolist()):
-            s = self.slot.get(u)
-            if s is None:
-                s = self.slot[u] = len(self.slot)
-            out[k] = s
-        need = len(self.slot)
-        if need > len(self.a):
-            cap = max(need, 2 * len(self.a), 64)
-            a, c = np.zeros((cap, self.d_state, self.d_state)), np.zeros((cap, self.d_state))
-            a[:len(self.a)], c[:len(self.c)] = self.a, self.c
-            self.a, self.c = a, c
-        return out
+        if len(users) and users.max() >= len(self.slot_of):
+            grown = np.full(max(int(users.max()) + 1, 2 * len(self.slot_of)), -1, np.int64)
+            grown[:len(self.slot_of)] = self.slot_of
+            self.slot_of = grown
+        slots = self.slot_of[users]
+        fresh = slots < 0
+        if fresh.any():
+            new = np.unique(users[fresh])
+            self.slot_of[new] = np.arange(self.used, self.used + len(new))
+            self.used += len(new)
+            slots = self.slot_of[users]
+            if self.used > len(self.a):
+                cap = max(self.used, 2 * len(self.a), 64)
+                a, c = np.zeros((cap, self.d_state, self.d_state)), np.zeros((cap, self.d_state))
+                a[:len(self.a)], c[:len(self.c)] = self.a, self.c
+                self.a, self.c = a, c
+        return slots
 
-    def add(self, users: np.ndarray, rows: np.ndarray, targets: np.ndarray,
-            sign: np.ndarray) -> None:
-        """``A_u += s x x^T``, ``c_u += s x t`` for each ``(users[k], rows[k], targets[k],
-        sign[k])`` (a user may appear more than once)."""
+    def add(self, part: RowPart, sign: float = 1.0) -> None:
+        """Add ``part`` (:data:`RowPart`; ``sign = -1`` takes it out again)."""
+        users, row, targets, s = part
         if not len(users):
             return
-        slots = self._slots(users)
-        signed = rows * sign[:, None]
-        outer = signed[:, :, None] * rows[:, None, :]
-        if len(np.unique(slots)) == len(slots):  # the common case: a plain scatter
-            self.a[slots] += outer
-            self.c[slots] += signed * targets[:, None]
-        else:
-            np.add.at(self.a, slots, outer)
-            np.add.at(self.c, slots, signed * targets[:, None])
+        slots = self._slots(np.asarray(users, dtype=np.int64))
+        s = s * sign
+        self.a[slots] += s * np.outer(row, row)
+        self.c[slots] += (s * np.asarray(targets))[:, None] * row
 
     def get(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(A [n, D, D], c [n, D])`` of ``users`` (zeros for a user never added)."""
+        users = np.asarray(users, dtype=np.int64)
+        slots = np.full(len(users), -1, np.int64)
+        inside = users < len(self.slot_of)
+        slots[inside] = self.slot_of[users[inside]]
+        has = slots >= 0
         a = np.zeros((len(users), self.d_state, self.d_state))
         c = np.zeros((len(users), self.d_state))
-        slots = np.fromiter((self.slot.get(u, -1) for u in users.tolist()), np.int64,
-                            len(users))
-        has = slots >= 0
         a[has], c[has] = self.a[slots[has]], self.c[slots[has]]
         return a, c
 
@@ -199,9 +205,19 @@ class EdgeResiduals:
         if self.replaced[edges].any():
             keep = ~self.replaced[edges]
             users, hit, res = users[keep], hit[keep], res[keep]
-        parts = [(j, self.live_ids[j]) for j in cols.tolist() if j in self.live_ids]
-        if not parts:
+        live = self.gather_live(cols, theta, items, mu, head)
+        if live is None:
             return users, hit, res
+        return (np.concatenate([users, live[0]]), np.concatenate([hit, live[1]]),
+                np.concatenate([res, live[2]]))
+
+    def gather_live(self, cols: np.ndarray, theta: np.ndarray, items: np.ndarray, mu: float,
+                    head: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """:meth:`gather`'s observed ratings alone (None when ``cols`` have none)."""
+        parts = [(j, self.live_ids[j]) for j in np.asarray(cols).tolist()
+                 if j in self.live_ids]
+        if not parts:
+            return None
         ids = np.concatenate([p for _, p in parts])
         live_items = np.repeat([j for j, _ in parts], [len(p) for _, p in parts])
         live_users = self.live_user[ids]
@@ -213,8 +229,27 @@ class EdgeResiduals:
             self.live_residual[e] = self.live_rating[e] - _fitted(
                 mu, head, theta, items, live_users[stale], live_items[stale])
             self.live_user_stamp[e], self.live_item_stamp[e] = u_now[stale], i_now[stale]
-        return (np.concatenate([users, live_users]), np.concatenate([hit, live_items]),
-                np.concatenate([res, self.live_residual[ids]]))
+        return live_users, live_items, self.live_residual[ids]
+
+    def neighbour_sums(self, cols: np.ndarray, theta: np.ndarray, items: np.ndarray,
+                       mu: float, head: np.ndarray, w_sim: np.ndarray, w_reg: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        r"""``(num, den, learned)`` ``[N_U]`` each: over the ratings of the items ``cols``
+        (:meth:`gather`), :math:`\sum w^{sim}_i e_{ui}`, :math:`\sum w^{sim}_i` and
+        :math:`\sum w^{reg}_i e_{ui}` per user, with ``w_sim`` and ``w_reg`` ``[N_I]``:
+        one compiled pass where it was built (:mod:`graph_meta.live_kernels`), else
+        :meth:`gather` and three bincounts."""
+        from graph_meta.live_kernels import neighbour_sums
+
+        n = len(theta)
+        cols = np.asarray(cols, dtype=np.int64)
+        sums = neighbour_sums(self, cols, theta, items, mu, head, w_sim, w_reg)
+        if sums is None:
+            users, hit, e = self.gather(cols, theta, items, mu, head)
+            return (np.bincount(users, w_sim[hit] * e, minlength=n),
+                    np.bincount(users, w_sim[hit], minlength=n),
+                    np.bincount(users, w_reg[hit] * e, minlength=n))
+        return sums
 
 
 def _fitted(mu: float, head: np.ndarray, theta: np.ndarray, items: np.ndarray,

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from graph_meta.live import posterior_update, rating_triples
-from graph_meta.live_cache import EdgeResiduals, UserRowSums
+from graph_meta.live_cache import EdgeResiduals, RowPart, UserRowSums
 from graph_meta.serving.adapt import new_item_state, rater_rows_targets
 from graph_meta.serving.state import history_fold_in
 
@@ -134,8 +134,9 @@ class LiveState:
         self._live_item_rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         # observed-rating parts of the known users' fold-ins, one signed block per item
         self._user_sums: UserRowSums | None = None
-        self._item_blocks: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray,
-                                           np.ndarray]] = {}
+        self._item_blocks: dict[int, list[RowPart]] = {}
+        # per item: (its known raters, the part of the training ratings they replaced)
+        self._replaced_parts: dict[int, tuple[object, RowPart | None]] = {}
         if not keep_history:
             self._train_count: np.ndarray | None = None
             self._hist_theta: tuple[np.ndarray, np.ndarray] | None = None  # (hist_c, states)
@@ -149,6 +150,7 @@ class LiveState:
         move, so do the items those raters rated."""
         self._edges = None
         self._user_sums = None
+        self._replaced_parts.clear()
         self._live_pos.clear()
         self._live_count = None
         self._live_version += 1
@@ -424,12 +426,15 @@ class LiveState:
         """Bring the incremental caches up to an item whose state or observed raters moved:
         its block of the users' fold-in sums and the residuals of its training ratings."""
         if self._user_sums is not None:
-            old = self._item_blocks.pop(pos, None)
-            if old is not None:
-                self._user_sums.add(old[0], old[1], old[2], -old[3])
+            old = self._item_blocks.pop(pos, [])
             block = self.item_block(pos)
-            if block is not None:
-                self._user_sums.add(*block)
+            for part in old:  # a part kept as it was (the replaced ratings) stays in the sums
+                if not any(part is q for q in block):
+                    self._user_sums.add(part, -1.0)
+            for part in block:
+                if not any(part is q for q in old):
+                    self._user_sums.add(part)
+            if block:
                 self._item_blocks[pos] = block
         if self._edges is not None:
             self._edges.mark_items(np.array([pos]))
@@ -438,31 +443,34 @@ class LiveState:
                 self._edges.live_source[pos] = known
                 self._edges.set_live(pos, *known)
 
-    def item_block(self, pos: int
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-        """``(users, rows, targets, signs)`` an item adds to its known raters' fold-in sums:
-        each observed rating's row under the item's current state, less the training rating
-        it replaced (under the item's trained state), as :func:`graph_meta.serving.adapt.
-        user_adaptation` folds them in."""
-        users, y = self.known_raters(self.model.item_ids[pos])
+    def item_block(self, pos: int) -> list[RowPart]:
+        """The parts (:data:`~graph_meta.live_cache.RowPart`) an item adds to its known
+        raters' fold-in sums: its observed ratings' rows under its current state, less the
+        training ratings they replaced under its trained state (a part kept, and reused as
+        the same object, until the item's raters change), as :func:`graph_meta.serving.
+        adapt.user_adaptation` folds them in."""
+        item_id = self.model.item_ids[pos]
+        known = self.known_raters(item_id)
+        users, y = known
         if not len(users):
-            return None
+            return []
         c = self.model.state
         mu, x = float(c.mu), c.item_states[pos]
-        rows = np.tile(np.r_[1.0, x[1:]], (len(users), 1))
-        targets = y - mu - x[0]
-        signs = np.ones(len(users))
-        edges = self.item_major()
-        col = edges.column(pos)
-        hit = np.isin(edges.users[col], users)
-        if hit.any():
-            x_tr = self.item_backup.get(pos, x)
-            n_rep = int(hit.sum())
-            users = np.r_[users, edges.users[col][hit]]
-            rows = np.vstack([rows, np.tile(np.r_[1.0, x_tr[1:]], (n_rep, 1))])
-            targets = np.r_[targets, edges.ratings[col][hit] - mu - x_tr[0]]
-            signs = np.r_[signs, -np.ones(n_rep)]
-        return users, rows, targets, signs
+        block: list[RowPart] = [(users, np.r_[1.0, x[1:]], y - mu - x[0], 1.0)]
+        cached = self._replaced_parts.get(pos)
+        if cached is None or cached[0] is not known:
+            edges = self.item_major()
+            col = edges.column(pos)
+            hit = np.isin(edges.users[col], users)
+            part = None
+            if hit.any():
+                x_tr = self.item_backup.get(pos, x)
+                part = (edges.users[col][hit], np.r_[1.0, x_tr[1:]],
+                        edges.ratings[col][hit] - mu - x_tr[0], -1.0)
+            cached = self._replaced_parts[pos] = (known, part)
+        if cached[1] is not None:
+            block.append(cached[1])
+        return block
 
     def user_sums(self) -> UserRowSums:
         """:class:`~graph_meta.live_cache.UserRowSums` of every item's block (built once,
@@ -472,9 +480,10 @@ class LiveState:
             self._item_blocks = {}
             for item in self.model.live.by_item:
                 pos = self.model.item_pos.get(item)
-                block = None if pos is None else self.item_block(pos)
-                if block is not None:
-                    self._user_sums.add(*block)
+                block = [] if pos is None else self.item_block(pos)
+                for part in block:
+                    self._user_sums.add(part)
+                if block:
                     self._item_blocks[pos] = block
         return self._user_sums
 

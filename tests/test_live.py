@@ -14,6 +14,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from graph_meta import live_kernels
 from graph_meta.baselines import BiasedMF, ItemMeanUserBias
 from graph_meta.config import Config
 from graph_meta.dataset import Dataset
@@ -416,6 +417,36 @@ def test_incremental_audience_scores_equal_the_from_scratch_path_after_every_upd
     for item in probe_items:
         np.testing.assert_allclose(model.score_all_users(item), fresh.score_all_users(item),
                                    atol=1e-9)
+
+
+def test_the_compiled_rescoring_loop_equals_the_numpy_path(
+        model: GraphMetaRecommender, catalog: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    """score_all_users through graph_meta/_kernels.c (built by pip install where a C
+    compiler is found) and through numpy alone give the same scores, before and after
+    observed ratings (new pairs, a replaced training rating), with the residual caches
+    shared between the two."""
+    if shutil.which("cc") or shutil.which("gcc"):
+        assert live_kernels.available(), "pip install built no graph_meta._kernels"
+    if not live_kernels.available():
+        pytest.skip("no compiled kernel here")
+    cold, users = _cold_items(catalog), _warm_users(catalog)
+    row = catalog.train.iloc[3]
+    probe = [cold[0], cold[1], str(row["item_id"]), str(catalog.train["item_id"].iloc[7])]
+
+    def both() -> None:
+        for item in probe:
+            fast = model.score_all_users(item)
+            with monkeypatch.context() as m:
+                m.setattr(live_kernels, "_NEIGHBOUR_SUMS", None)
+                slow = model.score_all_users(item)
+            np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-10, err_msg=item)
+
+    both()
+    model.observe([(users[k], cold[k % 3], float(1 + k % 5)) for k in range(12)])
+    both()
+    model.observe([(str(row["user_id"]), str(row["item_id"]),
+                    1.0 if float(row["rating"]) >= 3 else 5.0)])
+    both()
 
 
 def test_auto_live_precision_is_chosen_on_held_out_items_and_kept(catalog: Dataset,

@@ -159,10 +159,8 @@ class Neighborhood:
             row = regression[0][pos]
             w_reg[row.indices] = row.data
         cols = np.flatnonzero((w_sim != 0) | (w_reg != 0))
-        rows, hit, e = self.model.live_state.item_major().gather(cols, theta, items, mu, head)
-        num = np.bincount(rows, w_sim[hit] * e, minlength=len(theta))
-        den = np.bincount(rows, w_sim[hit], minlength=len(theta))
-        learned = np.bincount(rows, w_reg[hit] * e, minlength=len(theta))
+        num, den, learned = self.model.live_state.item_major().neighbour_sums(
+            cols, theta, items, mu, head, w_sim, w_reg)
         return num / (den + self.model.config.model.neighbor_shrink) + learned
 
 
