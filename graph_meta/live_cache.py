@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from graph_meta.live_kernels import neighbour_sums
+
 __all__ = ["EdgeResiduals", "RowPart", "UserRowSums", "ranges"]
 
 
@@ -239,8 +241,6 @@ class EdgeResiduals:
         :math:`\sum w^{reg}_i e_{ui}` per user, with ``w_sim`` and ``w_reg`` ``[N_I]``:
         one compiled pass where it was built (:mod:`graph_meta.live_kernels`), else
         :meth:`gather` and three bincounts."""
-        from graph_meta.live_kernels import neighbour_sums
-
         n = len(theta)
         cols = np.asarray(cols, dtype=np.int64)
         sums = neighbour_sums(self, cols, theta, items, mu, head, w_sim, w_reg)
