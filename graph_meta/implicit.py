@@ -55,7 +55,7 @@ from __future__ import annotations
 import itertools
 import pickle
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,9 @@ from graph_meta.dataset import Dataset
 from graph_meta.errors import UnknownItemError
 from graph_meta.ials import fold_in
 from graph_meta.implicit_baselines import ImplicitALS, Interactions, carve_implicit
-from graph_meta.implicit_baselines.data import _Base, _masked, interactions
+from graph_meta.implicit_baselines.data import _Base, _masked
+from graph_meta.implicit_live import LivePositives, new_item_factors
+from graph_meta.implicit_mixed import new_item_share, tune_mixed_offset
 from graph_meta.implicit_prior import GraphPrior, graph_paths, path_messages, side_prior
 from graph_meta.schema import ITEM, USER
 
@@ -210,6 +212,7 @@ class GraphMetaImplicit(_Base):
         trained = self.data.item_in_train
         cold = (1 - mix) * ridge + mix * graph
         self.y = np.where(trained[:, None], self.y_trained, cold)
+        self._refresh_live_items(list(self._live_log().by_item))
         self.cold_bias = np.where(trained, 0.0, (1 - mix) * pop_ridge + mix * pop_graph)
         self.__dict__.pop("_state_cache", None)
 
@@ -283,101 +286,11 @@ class GraphMetaImplicit(_Base):
                                  scores)
         mixed: dict[str, Any] = {}
         if enough:
-            mixed = self._tune_mixed_offset(cold_set, self._new_item_share(dataset))
+            mixed = tune_mixed_offset(self, cold_set, new_item_share(self, dataset))
         return {"pseudo_recall@20": round(best, 5), "inner_grid_scores": scores, **mixed,
                 "pseudo_cold_recall@20": round(best_cold, 5),
                 "tuned_on": {s: len(t) for s, t in pseudo.tasks.items()},
                 "cold_tuned_on": {s: len(cold_set.tasks[s]) for s in cold}}
-
-    def _new_item_share(self, dataset: Dataset) -> float:
-        r"""The share of a user's positives to expect on new items in the catalogue of
-        ``dataset``: with :math:`\rho` the positives per item the carve made new over
-        those per item it kept (both counted in ``dataset``'s training positives),
-        :math:`\rho n_{new} / (\rho n_{new} + n_{old})` over ``dataset``'s items without
-        and with training rows."""
-        full = interactions(dataset)
-        at = self.data.items_of(full.item_ids)
-        carved = np.where(at >= 0, ~self.data.item_in_train[at], False) & full.item_in_train
-        kept = full.item_in_train & ~carved
-        if not carved.any() or not kept.any():
-            return 0.0
-        rho = full.item_count[carved].mean() / full.item_count[kept].mean()
-        n_new = float((~full.item_in_train).sum())
-        return float(rho * n_new / (rho * n_new + kept.sum() + carved.sum()))
-
-    def _tune_mixed_offset(self, data: Dataset, new_share: float, *, top_n: int = 20,
-                           max_tasks: int = 300) -> dict[str, Any]:
-        r"""Choose :math:`\delta` (:meth:`kind_scores`) by recall@``top_n`` of the
-        pseudo-tasks of every scenario of ``data`` ranked over the whole catalogue (the
-        user's training positives and support left out): the queries of the warm scenarios
-        sit on items with training rows, those of the cold-item ones on new items, so too
-        high an offset loses the former and too low one the latter. The tasks whose queries
-        are new items weigh ``new_share`` in all (:meth:`_new_item_share`), the others the
-        rest. Only the two kinds' top
-        ``top_n`` of each task can enter its list, so every offset on a fine grid (401 points
-        over the range where the two kinds' lists cross) is scored at once; kept is the
-        highest offset within one standard error of the best (over the tasks), so new items
-        get every place the carve cannot tell from the best."""
-        self.mixed_offset = 0.0
-        trained = self.data.item_in_train
-        if trained.all() or not trained.any():
-            return {}
-        rows, is_new, hit, n_rel, wants_new = [], [], [], [], []
-        for tasks in data.tasks.values():
-            for task in tasks[:max_tasks]:
-                query = self.data.items_of([str(i) for i, _ in task.query])
-                query = query[query >= 0]
-                if not len(query):
-                    continue
-                support = [str(i) for i, _ in task.support]
-                scores = self.kind_scores(task.user_id, support)
-                drop = np.concatenate([self.data.history(task.user_id)[0],
-                                       self._support(support)])
-                scores[drop] = -np.inf
-                relevant = np.zeros(len(scores), dtype=bool)
-                relevant[query] = True
-                top = np.concatenate([
-                    kind[np.argsort(-scores[kind], kind="stable")[:top_n]]
-                    for kind in (np.flatnonzero(trained), np.flatnonzero(~trained))])
-                rows.append(scores[top])
-                is_new.append(~trained[top])
-                hit.append(relevant[top])
-                n_rel.append(min(len(query), top_n))
-                wants_new.append((~trained[query]).mean() > 0.5)
-        cold = np.asarray(wants_new)
-        if not cold.any() or cold.all():
-            return {}
-        weight = np.where(cold, new_share / cold.sum(), (1.0 - new_share) / (~cold).sum())
-        width = max(len(r) for r in rows)
-
-        def pad(parts: list[np.ndarray], fill: Any) -> np.ndarray:
-            return np.stack([np.pad(p, (0, width - len(p)), constant_values=fill)
-                             for p in parts])
-
-        score, new, rel = pad(rows, -np.inf), pad(is_new, False), pad(hit, False)
-        finite = np.isfinite(score)
-        old_s, new_s = score[finite & ~new], score[finite & new]
-        if not len(old_s) or not len(new_s):
-            return {}
-        grid = np.linspace(old_s.min() - new_s.max(), old_s.max() - new_s.min(), 401)
-        per_task = np.empty((len(grid), len(rows)))
-        for g, delta in enumerate(grid):
-            adj = np.where(new, score + delta, score)
-            top = np.argsort(-adj, axis=1, kind="stable")[:, :top_n]
-            found = np.take_along_axis(rel & np.isfinite(adj), top, axis=1).sum(axis=1)
-            per_task[g] = found / np.asarray(n_rel)
-        recall = per_task @ weight
-        best = int(np.argmax(recall))
-        # one standard error: the highest offset as good as the best within the noise, so
-        # new items get every place the carve cannot tell from the best
-        se = float(np.sqrt(weight ** 2 @ (per_task[best] - recall[best]) ** 2))
-        self.mixed_offset = float(grid[np.flatnonzero(recall >= recall[best] - se)[-1]])
-        return {"mixed_offset": round(self.mixed_offset, 5),
-                "pseudo_mixed_recall@20": round(float(recall[best]), 5),
-                "pseudo_mixed_recall@20_chosen": round(float(
-                    recall[np.argmin(np.abs(grid - self.mixed_offset))]), 5),
-                "pseudo_mixed_recall@20_at_0": round(float(recall[np.argmin(np.abs(grid))]), 5),
-                "mixed_tuned_on": len(rows), "mixed_new_share": round(new_share, 5)}
 
     # -- scoring ------------------------------------------------------------------------------
 
@@ -388,6 +301,13 @@ class GraphMetaImplicit(_Base):
         (its own support weight and regularisation)."""
         d = self.data
         hist, w = d.history(user_id)
+        live = self._live_log().user(str(user_id))
+        if live:  # positives observed since training (an observed weight replaces its own)
+            pos = d.items_of(list(live))
+            keep = pos >= 0
+            lw = np.fromiter(live.values(), np.float64, len(live))[keep]
+            old = ~np.isin(hist, pos[keep])
+            hist, w = np.concatenate([hist[old], pos[keep]]), np.concatenate([w[old], lw])
         sup = self._support(support_items)
         sup = sup[~np.isin(sup, hist)]
         items = np.concatenate([hist, sup])
@@ -485,7 +405,81 @@ class GraphMetaImplicit(_Base):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_state_cache", None)  # derived: rebuilt on demand
+        if state.pop("_live", None):  # observed positives are not saved: the graph has them
+            ridge, graph, _, _ = self._cold
+            cold = (1 - self.graph_mix) * ridge + self.graph_mix * graph
+            state["y"] = np.where(self.data.item_in_train[:, None], self.y_trained, cold)
         return state
+
+    # -- positives observed after training (graph_meta/implicit_live.py) ----------------------
+
+    def _live_log(self) -> LivePositives:
+        return self.__dict__.setdefault("_live", LivePositives())
+
+    def observe(self, positives: Iterable[Sequence[Any]]) -> int:
+        """Take in positives that arrived after training, ``(user, item)`` or ``(user, item,
+        weight)`` rows (weight 1 when absent), without retraining: the users' states and the
+        new items' factors move (:mod:`graph_meta.implicit_live`). The same positive twice
+        is one positive; a new weight replaces the old. Returns how many pairs changed.
+
+        Raises:
+            UnknownItemError: an item outside the model's catalogue.
+            ValueError: a weight that is not a finite number > 0.
+        """
+        rows = [tuple(r) for r in positives]
+        items = [str(r[1]) for r in rows if len(r) >= 2]
+        unknown = np.flatnonzero(self.data.items_of(items) < 0)
+        if len(unknown):
+            raise UnknownItemError(items[int(unknown[0])], hint=RETRAIN_HINT)
+        changed = self._live_log().add(rows)
+        if changed:
+            self._refresh_live_items(sorted({item for _, item in changed}))
+        return len(changed)
+
+    def observe_store(self, store: Any) -> int:
+        """Observe every positive of ``store`` (its ``RATED`` edges) that is not a training
+        positive, with weight 1 (the graph keeps no confidence; :meth:`observe` takes one).
+        Calling it again observes only what is new, so a saved model plus the store's
+        current graph ranks as the live model does. Returns how many pairs changed."""
+        batch = store.edge_batch(store.schema.rated)
+        d = self.data
+        u = d.user_ids.get_indexer(batch.src.astype(str))
+        i = d.item_ids.get_indexer(batch.dst.astype(str))
+        ok = (u >= 0) & (i >= 0)
+        trained = d.by_user[u[ok], i[ok]].A1 != 0 if ok.any() else np.zeros(0, bool)
+        new = np.flatnonzero(ok)[~trained]
+        return self.observe([(str(batch.src[k]), str(batch.dst[k])) for k in new])
+
+    def reset_observed(self) -> None:
+        """Forget every observed positive: the model ranks as trained."""
+        items = list(self._live_log().by_item)
+        self._live_log().clear()
+        self._refresh_live_items(items)
+
+    def _refresh_live_items(self, item_ids: list[str]) -> None:
+        """Recompute the factors of the new items among ``item_ids`` from their prior and
+        observed takers; drop the cached user states."""
+        self.__dict__.pop("_state_cache", None)
+        if not item_ids or not hasattr(self, "_cold"):
+            return
+        d = self.data
+        ridge, graph, _, _ = self._cold
+        pos = d.items_of(item_ids)
+        pos = pos[(pos >= 0)]
+        pos = pos[~d.item_in_train[pos]]
+        if not len(pos):
+            return
+        states = np.where(d.user_in_train[:, None], self.x, self.x0)
+        gram = self.x.T @ self.x
+        live = self._live_log()
+        for p in pos.tolist():
+            prior = (1 - self.graph_mix) * ridge[p] + self.graph_mix * graph[p]
+            takers = live.item(str(d.item_ids[p]))
+            users = d.user_ids.get_indexer(list(takers))
+            weights = np.fromiter(takers.values(), np.float64, len(takers))
+            known = users >= 0
+            self.y[p] = (new_item_factors(states, gram, self.reg, self.alpha, users[known],
+                                          weights[known], prior) if known.any() else prior)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

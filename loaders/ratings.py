@@ -4,7 +4,8 @@
 ``train.csv`` format) and checks it against a dataset's users, items and rating scale with the
 same errors as ``train.csv`` (file, line, field). :func:`merge_into_train` writes them into the
 folder's ``train.csv`` for the embedded store, which is built from the folder: a pair already
-there gets the new rating (one rating per pair), new pairs are appended, and the file is
+there gets the new rating (one rating per pair; on an implicit folder, a positive given without
+a ``weight`` weighs 1), new pairs are appended, and the file is
 replaced atomically (a temporary sibling renamed into place), so an interrupted run leaves
 the old file whole.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, Dataset
+from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, WEIGHT, Dataset
 from graph_meta.errors import DataError
 from loaders.folder import _read_train
 
@@ -58,16 +59,19 @@ def merge_into_train(dataset: Dataset, ratings: pd.DataFrame) -> tuple[int, int]
     train[USER_ID] = train[USER_ID].astype(str)
     train[ITEM_ID] = train[ITEM_ID].astype(str)
     key = [USER_ID, ITEM_ID]
-    old = train.drop_duplicates(key, keep="last").set_index(key)[RATING]
-    new = ratings.set_index(key)[RATING]
+    values = [RATING] + ([WEIGHT] if WEIGHT in train and WEIGHT in ratings else [])
+    old = train.drop_duplicates(key, keep="last").set_index(key)[values]
+    new = ratings.set_index(key)[values]
     both = new.index.intersection(old.index)
-    changed = int((old.loc[both] != new.loc[both]).sum())
+    changed = int((old.loc[both] != new.loc[both]).any(axis=1).sum())
     added = len(new) - len(both)
     if not added and not changed:
         return 0, 0
     columns = list(train.columns)
     merged = pd.concat([train, ratings.reindex(columns=columns)], ignore_index=True)
     merged = merged.drop_duplicates(key, keep="last")
+    if WEIGHT in columns:  # implicit feedback: a positive given without a weight weighs 1
+        merged[WEIGHT] = pd.to_numeric(merged[WEIGHT], errors="coerce").fillna(1.0)
     if TIMESTAMP in columns:  # rows given without a time are stamped now
         stamps = pd.to_numeric(merged[TIMESTAMP], errors="coerce")
         merged[TIMESTAMP] = stamps.fillna(int(time.time())).astype("int64")

@@ -240,3 +240,71 @@ def test_demo_implicit_runs_end_to_end(tmp_path: Path) -> None:
     for command in suggested:  # the commands it suggests work, and show relevance
         done = CliRunner().invoke(cli, command.split())
         assert done.exit_code == 0 and "relevance" in done.output, (command, done.output)
+
+
+def test_positives_observed_after_training_move_the_model_and_nothing_unrelated(
+        shop: tuple[Path, Path]) -> None:
+    """A new product taken by five users after training: its factors follow its takers
+    (their neighbours' relevance for it rises), the takers' states take it in, and every
+    other user's scores of the other items stay exactly as they were. The same positive twice
+    is one; forgetting the log restores the trained model."""
+    _, run = shop
+    model = load_run_model(run)
+    d = model.data
+    new = [str(i) for i in d.item_ids[~d.item_in_train]]
+    item = new[0]
+    users = [str(u) for u in d.user_ids[d.user_in_train]]
+    takers, others = users[:5], users[5:]
+    before_item = model.score_all_users(item)
+    other_item = str(d.item_ids[d.item_in_train][0])
+    before_other = model.score_all_users(other_item)
+    assert model.observe([(u, item, 3.0) for u in takers]) == 5
+    assert model.observe([(u, item, 3.0) for u in takers]) == 0  # idempotent
+    after_item = model.score_all_users(item)
+    at = [model.user_ids.index(u) for u in takers]
+    assert after_item[at].mean() > before_item[at].mean()
+    assert not np.allclose(after_item, before_item)
+    rest = [model.user_ids.index(u) for u in others]
+    np.testing.assert_array_equal(model.score_all_users(other_item)[rest], before_other[rest])
+    model.reset_observed()
+    np.testing.assert_array_equal(model.score_all_users(item), before_item)
+    with pytest.raises(UnknownItemError):
+        model.observe([(takers[0], "no-such-item")])
+    with pytest.raises(ValueError, match="weight must be a finite number > 0"):
+        model.observe([(takers[0], item, -1.0)])
+
+
+def test_observe_store_reads_the_graphs_new_positives_and_a_saved_model_agrees(
+        shop: tuple[Path, Path], tmp_path: Path) -> None:
+    """``ingest-ratings`` on the folder, then ``observe_store`` on the store built from it:
+    the new positives (and only they) are observed, with weight 1; a model saved before and
+    loaded again, plus the same store, ranks exactly as the live one; recommend reads them."""
+    folder, run = shop
+    model = load_run_model(run)
+    d = model.data
+    new = [str(i) for i in d.item_ids[~d.item_in_train]][:2]
+    users = [str(u) for u in d.user_ids[d.user_in_train]][:4]
+    rows = [(u, i) for u in users for i in new]
+    copy = tmp_path / "shop"
+    data = read_dataset(folder, tasks=False)
+    write_dataset(data, copy)
+    csv = tmp_path / "new.csv"
+    csv.write_text("user_id,item_id,rating\n" + "".join(f"{u},{i},1\n" for u, i in rows))
+    result = CliRunner().invoke(cli, ["ingest-ratings", str(copy), str(csv)])
+    assert result.exit_code == 0, result.output
+    store = EmbeddedGraphStore.from_dataset(read_dataset(copy, tasks=False))
+    saved = model.save(tmp_path / "m.pkl")
+    assert model.observe_store(store) == len(rows)
+    assert model.observe_store(store) == 0
+    direct = load_run_model(run)
+    direct.observe(rows)
+    again = type(model).load(saved)
+    again.observe_store(store)
+    for item in new:
+        np.testing.assert_allclose(model.score_all_users(item), direct.score_all_users(item))
+        np.testing.assert_allclose(again.score_all_users(item), model.score_all_users(item))
+    result = CliRunner().invoke(cli, ["recommend", str(copy), "--run", str(run), "--user",
+                                      users[0], "-k", "5"])
+    assert result.exit_code == 0, result.output
+    assert "newer than the model; read live" in result.output
+    assert all(i not in {r for r, _ in _ranked(result.output)} for i in new)
