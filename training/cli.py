@@ -458,8 +458,8 @@ def _add_newer_items(model, data, dataset: Path) -> None:
 
 def _observe_graph(model, store) -> None:
     """The ratings the store holds that the model was not trained on (ingest-ratings) move
-    its predictions now (:meth:`GraphMetaRecommender.observe_store`), with a note. An
-    implicit model reads only its training positives (and the user's given ones)."""
+    its predictions now (:meth:`GraphMetaRecommender.observe_store`, or an implicit model's
+    :meth:`~graph_meta.implicit.GraphMetaImplicit.observe_store`), with a note."""
     if not hasattr(model, "observe_store"):
         return
     n = model.observe_store(store)
