@@ -54,6 +54,9 @@ class ModelConfig:
     neighbor_shrink: float = 1.0  # beta: correction = sum s^p e / (beta + sum s^p)
     neighbor_rated_weight: float = 1.0  # weight of the co-rating neighbours (0: attributes only)
     regression_l2: float = 300.0  # ridge of the learned co-rating residual regression (0: off)
+    # "auto": exact (EASE) up to 15,000 rated items, one ridge per item over its co-rating
+    # neighbours past it; "exact" | "local": always that one
+    regression_solver: str = "auto"
     collab_inputs: bool = False   # warm items' learned states enter message passing (DropoutNet)
     live_precision: float = 1.0   # item precision scale of live updates (0: chosen at fit)
     live_warm_items: bool = True  # ... also update items that had training ratings
@@ -71,6 +74,7 @@ class ModelConfig:
                 raise ConfigError(f"model.{key}: must be >= 0, got {getattr(self, key)}")
         _at_least(self, "model", "min_attr_degree", 1)
         _choice(self, "model", "conv", conv_names())
+        _choice(self, "model", "regression_solver", ("auto", "exact", "local"))
         _unit(self, "model", "dropout")
 
 

@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from graph_meta.config import Config
+from graph_meta.config import Config, ConfigError
 from graph_meta.dataset import Dataset
 from graph_meta.fitting.graphs import build_graph
 from graph_meta.graph.neighborhood import ItemNeighbors, residual_correction
@@ -198,6 +198,8 @@ def test_past_the_dense_limit_the_regression_solves_item_by_item(
     assert 7 in got[2] and got[2][7] > 0.5  # found among its co-rating candidates
     with pytest.raises(ValueError, match="l2 must be > 0"):
         ItemNeighbors.from_residuals(sp.csr_matrix(np.eye(2)), l2=0.0, top_k=2)
+    with pytest.raises(ConfigError, match=r"model\.regression_solver"):
+        Config().replace(**{"model.regression_solver": "dense"})
 
 
 def test_store_snapshots_give_the_same_neighbours(store, catalog: Dataset) -> None:
@@ -323,15 +325,20 @@ def test_correction_is_off_without_the_graph(catalog: Dataset) -> None:
     assert len(model.cache["reg_weight"]) == 0 and model.neighborhood.regression() is None
 
 
+@pytest.mark.parametrize("how", ["past the limit", "model.regression_solver = local"])
 def test_a_catalogue_past_the_dense_limit_keeps_the_co_rating_regression(
-        catalog: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Past MAX_REGRESSION_ITEMS rated items the learned co-rating weights come from one
-    ridge per item over its co-rating neighbours (no warning, no correction dropped), and
-    they are those of the local solve over the model's co-rating lists."""
-    monkeypatch.setattr("graph_meta.graph.neighborhood.MAX_REGRESSION_ITEMS", 5)
-    cfg = Config().replace(**{"model.dim": 8, "model.hidden": 16, "model.layers": 1,
-                              "train.epochs": 1, "train.validate": False,
-                              "episodes.batch_users": 128, "episodes.batch_items": 16})
+        catalog: Dataset, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """Past MAX_REGRESSION_ITEMS rated items (or when the config asks for it) the learned
+    co-rating weights come from one ridge per item over its co-rating neighbours (no warning,
+    no correction dropped), and they are those of the local solve over the model's co-rating
+    lists."""
+    over = {"model.dim": 8, "model.hidden": 16, "model.layers": 1, "train.epochs": 1,
+            "train.validate": False, "episodes.batch_users": 128, "episodes.batch_items": 16}
+    if how == "past the limit":
+        monkeypatch.setattr("graph_meta.graph.neighborhood.MAX_REGRESSION_ITEMS", 5)
+    else:
+        over["model.regression_solver"] = "local"
+    cfg = Config().replace(**over)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="residual regression")
         model = GraphMetaRecommender(cfg).fit(catalog)

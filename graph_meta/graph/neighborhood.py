@@ -162,13 +162,14 @@ class ItemNeighbors:
 
     @classmethod
     def from_residuals(cls, residuals: sp.spmatrix, *, l2: float, top_k: int,
-                       candidates: ItemNeighbors | None = None) -> ItemNeighbors:
+                       candidates: ItemNeighbors | None = None, solver: str = "auto"
+                       ) -> ItemNeighbors:
         r"""Learned co-rating weights (module docstring, *Residual regression*): row ``j``
         keeps the ``top_k`` largest :math:`|B_{hj}|` over items ``h``.
 
         Up to :data:`MAX_REGRESSION_ITEMS` rated items the exact solve over every rated
         item (two dense ``[R, R]``); past it :meth:`from_residuals_local` over each item's
-        ``candidates``.
+        ``candidates`` (``solver``: ``"auto"`` that rule, ``"exact"`` or ``"local"`` always).
 
         Args:
             residuals: ``[N_U, N_I]`` training residuals :math:`e_{uh}` (stored entries are
@@ -184,7 +185,9 @@ class ItemNeighbors:
         e = sp.csc_matrix(residuals, dtype=np.float64)
         n = e.shape[1]
         rated = np.flatnonzero(np.diff(e.indptr))
-        if len(rated) > MAX_REGRESSION_ITEMS:
+        if solver not in ("auto", "exact", "local"):
+            raise ValueError(f"solver must be 'auto', 'exact' or 'local', got {solver!r}")
+        if solver == "local" or (solver == "auto" and len(rated) > MAX_REGRESSION_ITEMS):
             if candidates is None:
                 pattern = sp.csr_matrix(e.T)
                 pattern.data[:] = 1.0

@@ -244,7 +244,8 @@ def residual_regression(state: PredictorState, config: Config) -> ItemNeighbors:
                                        state.nbr_rated_sim)
         try:
             lists = ItemNeighbors.from_residuals(residuals, l2=m.regression_l2,
-                                                 top_k=m.neighbor_k, candidates=candidates)
+                                                 top_k=m.neighbor_k, candidates=candidates,
+                                                 solver=m.regression_solver)
         except MemoryError as exc:
             warnings.warn(f"residual regression skipped: {exc!s} (set "
                           "model.regression_l2 = 0 to turn it off)", stacklevel=2)
