@@ -15,9 +15,9 @@ snapshot), the Neo4j ingest (``graph-meta ingest --store neo4j --wipe``, when ``
 set and the size is at most ``--neo4j-max`` interactions), ``train`` (its per-epoch seconds and
 epochs to early stop read from ``RUN/train_log.csv``), ``evaluate`` (the protocol's four
 scenarios, whole support), and the latency of adapting to a new user from 10 ratings and
-scoring every item (p50/p99 ms). Each size's record is written to ``OUT/scale.json`` as soon as
-it is measured (a killed run keeps the sizes done); a stage that fails is recorded with its
-exit status and the rest of that size is skipped.
+scoring every item (p50/p99 ms). Each size's record is written to ``OUT/scale.json`` after every
+stage (a killed run keeps what it measured; a size not finished says ``"complete": false``);
+a stage that fails is recorded with its exit status and the rest of that size is skipped.
 """
 
 from __future__ import annotations
@@ -76,12 +76,13 @@ def _epochs(run: Path) -> dict[str, Any]:
 
 
 def measure(out: Path, users: int, items: int, interactions: int, *, config: Path | None,
-            neo4j_max: int) -> dict[str, Any]:
-    """Every stage of one size (module docstring)."""
+            neo4j_max: int, save: Any = None) -> dict[str, Any]:
+    """Every stage of one size (module docstring); ``save(record)`` after each stage, so a
+    size stopped midway keeps the stages it finished (``"complete": false``)."""
     data, run, log = out / f"data-{interactions}", out / f"run-{interactions}", out / "scale.log"
     gm = [sys.executable, "-m", "training.cli"]
     rec: dict[str, Any] = {"users": users, "items": items, "interactions": interactions,
-                           "stages": {}}
+                           "complete": False, "stages": {}}
     train = [*gm, "train", str(data), "--out", str(run)]
     if config is not None:
         train += ["--config", str(config)]
@@ -115,7 +116,14 @@ def measure(out: Path, users: int, items: int, interactions: int, *, config: Pat
               f"{got['peak_rss_gb']:>7.2f} GB rc={got['rc']}", flush=True)
         if got["rc"] != 0:
             rec["failed"] = name
+        if save is not None:
+            save(rec)
+        if got["rc"] != 0:
             break
+    else:
+        rec["complete"] = True
+        if save is not None:
+            save(rec)
     return rec
 
 
@@ -167,16 +175,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give at least one --size USERS,ITEMS,INTERACTIONS (or --plot)")
     path = args.out / "scale.json"
     records = json.loads(path.read_text()) if path.exists() else []
+
+    def save(rec: dict[str, Any]) -> None:
+        nonlocal records
+        records = [r for r in records if r["interactions"] != rec["interactions"]] + [rec]
+        path.write_text(json.dumps(sorted(records, key=lambda r: r["interactions"]),
+                                   indent=1))
+
     for spec in args.size:
         try:
             users, items, interactions = (int(v) for v in spec.split(","))
         except ValueError:
             parser.error(f"--size {spec!r}: expected USERS,ITEMS,INTERACTIONS")
-        rec = measure(args.out, users, items, interactions, config=args.config,
-                      neo4j_max=args.neo4j_max)
-        records = [r for r in records if r["interactions"] != interactions] + [rec]
-        path.write_text(json.dumps(sorted(records, key=lambda r: r["interactions"]),
-                                   indent=1))
+        measure(args.out, users, items, interactions, config=args.config,
+                neo4j_max=args.neo4j_max, save=save)
     return 0
 
 
