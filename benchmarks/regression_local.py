@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from graph_meta.eval.protocol import evaluate
 from graph_meta.graph.neighborhood import ItemNeighbors
 from graph_meta.model import GraphMetaRecommender
-from graph_meta.serving.state import history_fold_in, rating
+from graph_meta.serving.state import co_rating_lists, training_residuals
 from loaders.folder import read_dataset
 from training.benchmark import SUPPORT_K
 
@@ -37,18 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     data = read_dataset(args.dataset)
     model = GraphMetaRecommender.load(args.run / "model.pt")
     c, m = model.state, model.config.model
-    theta = history_fold_in(c)
-    users = np.repeat(np.arange(len(theta)), np.diff(c.hist_indptr))
-    fitted = rating(float(c.mu), c.head0, theta[users], c.item_states[c.hist_items])
-    res = sp.csr_matrix((c.hist_y - fitted, (users, c.hist_items)),
-                        shape=(len(theta), len(c.item_states)))
+    res = training_residuals(c)
     t = time.perf_counter()
-    exact = ItemNeighbors.from_residuals(res, l2=m.regression_l2, top_k=m.neighbor_k)
+    exact = ItemNeighbors.from_residuals(res, l2=m.regression_l2, top_k=m.neighbor_k,
+                                         solver="exact")
     t_exact = time.perf_counter() - t
-    candidates = ItemNeighbors(c.nbr_rated_indptr, c.nbr_rated_indices, c.nbr_rated_sim)
     t = time.perf_counter()
-    local = ItemNeighbors.from_residuals_local(res, l2=m.regression_l2, top_k=m.neighbor_k,
-                                               candidates=candidates)
+    local = ItemNeighbors.from_residuals(res, l2=m.regression_l2, top_k=m.neighbor_k,
+                                         candidates=co_rating_lists(c), solver="local")
     t_local = time.perf_counter() - t
     out = {"exact_s": round(t_exact, 1), "local_s": round(t_local, 1),
            "rated_items": int((np.diff(sp.csc_matrix(res).indptr) > 0).sum())}

@@ -47,6 +47,14 @@ items when the first leaves fewer than 50 new-item episodes) by recall@20; the A
 by :class:`~graph_meta.implicit_baselines.ImplicitALS`'s tuning on the same kind of episodes
 (or taken from an iALS model already tuned on the same data: ``als_params``).
 
+**Positives after training** (:meth:`GraphMetaImplicit.observe`, kept in a
+:class:`graph_meta.live.LiveRatings` log with the weight as the value) join their users'
+training positives in the user step; a new item's factors become the iALS item step over its
+observed takers toward its prior, :math:`y_i = (X^\top X + \lambda I + \sum_u \alpha w_{ui}
+x_u x_u^\top)^{-1}(\sum_u (1 + \alpha w_{ui}) x_u + \lambda \hat y_i)`, with :math:`x_u` the
+takers' states at training (:func:`graph_meta.ials.fold_in` with the roles swapped); an item
+with training positives keeps its factors.
+
 The graph prior (paths, messages, cross-fitted weights) lives in :mod:`graph_meta.implicit_prior`.
 """
 
@@ -67,9 +75,9 @@ from graph_meta.errors import UnknownItemError
 from graph_meta.ials import fold_in
 from graph_meta.implicit_baselines import ImplicitALS, Interactions, carve_implicit
 from graph_meta.implicit_baselines.data import _Base, _masked
-from graph_meta.implicit_live import LivePositives, new_item_factors
 from graph_meta.implicit_mixed import new_item_share, tune_mixed_offset
 from graph_meta.implicit_prior import GraphPrior, graph_paths, path_messages, side_prior
+from graph_meta.live import LiveRatings, rating_triples
 from graph_meta.schema import ITEM, USER
 
 __all__ = ["RETRAIN_HINT", "GraphMetaImplicit", "path_messages"]
@@ -203,6 +211,7 @@ class GraphMetaImplicit(_Base):
         self.user_prior = GraphPrior(unames, ubeta, None, uprior, None)
         self.x0 = np.where(utrained[:, None], 0.0, uprior)
         self.__dict__.pop("_state_cache", None)
+        self.__dict__.pop("_item_step_basis", None)
 
     def _set_graph_mix(self, mix: float) -> None:
         r"""Items without training rows get :math:`(1 - \mu)` ridge + :math:`\mu` graph
@@ -405,35 +414,41 @@ class GraphMetaImplicit(_Base):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_state_cache", None)  # derived: rebuilt on demand
+        state.pop("_item_step_basis", None)
         if state.pop("_live", None):  # observed positives are not saved: the graph has them
             ridge, graph, _, _ = self._cold
             cold = (1 - self.graph_mix) * ridge + self.graph_mix * graph
             state["y"] = np.where(self.data.item_in_train[:, None], self.y_trained, cold)
         return state
 
-    # -- positives observed after training (graph_meta/implicit_live.py) ----------------------
+    # -- positives observed after training (module docstring) ---------------------------------
 
-    def _live_log(self) -> LivePositives:
-        return self.__dict__.setdefault("_live", LivePositives())
+    def _live_log(self) -> LiveRatings:
+        return self.__dict__.setdefault("_live", LiveRatings())
 
     def observe(self, positives: Iterable[Sequence[Any]]) -> int:
         """Take in positives that arrived after training, ``(user, item)`` or ``(user, item,
         weight)`` rows (weight 1 when absent), without retraining: the users' states and the
-        new items' factors move (:mod:`graph_meta.implicit_live`). The same positive twice
-        is one positive; a new weight replaces the old. Returns how many pairs changed.
+        new items' factors move (module docstring). The same positive twice is one positive;
+        a new weight replaces the old. Returns how many pairs changed.
 
         Raises:
             UnknownItemError: an item outside the model's catalogue.
-            ValueError: a weight that is not a finite number > 0.
+            ValueError: a malformed row, or a weight that is not a finite number > 0.
         """
         rows = [tuple(r) for r in positives]
-        items = [str(r[1]) for r in rows if len(r) >= 2]
+        triples = rating_triples([(*r, 1.0) if len(r) == 2 else r for r in rows])
+        for k, (user, item, w) in enumerate(triples):
+            if w <= 0:
+                raise ValueError(f"positive {k} ({user}, {item}): weight must be a finite "
+                                 f"number > 0, got {w:g}")
+        items = [item for _, item, _ in triples]
         unknown = np.flatnonzero(self.data.items_of(items) < 0)
         if len(unknown):
             raise UnknownItemError(items[int(unknown[0])], hint=RETRAIN_HINT)
-        changed = self._live_log().add(rows)
+        changed = self._live_log().add(triples)
         if changed:
-            self._refresh_live_items(sorted({item for _, item in changed}))
+            self._refresh_live_items(sorted({item for _, item, _ in changed}))
         return len(changed)
 
     def observe_store(self, store: Any) -> int:
@@ -469,8 +484,11 @@ class GraphMetaImplicit(_Base):
         pos = pos[~d.item_in_train[pos]]
         if not len(pos):
             return
-        states = np.where(d.user_in_train[:, None], self.x, self.x0)
-        gram = self.x.T @ self.x
+        basis = self.__dict__.get("_item_step_basis")
+        if basis is None:  # the takers' states at training and X^T X: fixed until a refit
+            basis = self.__dict__["_item_step_basis"] = (
+                np.where(d.user_in_train[:, None], self.x, self.x0), self.x.T @ self.x)
+        states, gram = basis
         live = self._live_log()
         for p in pos.tolist():
             prior = (1 - self.graph_mix) * ridge[p] + self.graph_mix * graph[p]
@@ -478,8 +496,8 @@ class GraphMetaImplicit(_Base):
             users = d.user_ids.get_indexer(list(takers))
             weights = np.fromiter(takers.values(), np.float64, len(takers))
             known = users >= 0
-            self.y[p] = (new_item_factors(states, gram, self.reg, self.alpha, users[known],
-                                          weights[known], prior) if known.any() else prior)
+            self.y[p] = (fold_in(states, gram, self.reg, users[known],
+                                 self.alpha * weights[known], prior) if known.any() else prior)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

@@ -213,15 +213,24 @@ class EdgeResiduals:
         return (np.concatenate([users, live[0]]), np.concatenate([hit, live[1]]),
                 np.concatenate([res, live[2]]))
 
-    def gather_live(self, cols: np.ndarray, theta: np.ndarray, items: np.ndarray, mu: float,
-                    head: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """:meth:`gather`'s observed ratings alone (None when ``cols`` have none)."""
+    def live_edges(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(edge ids, item positions)`` of the observed ratings of the items ``cols`` (None
+        when they have none)."""
         parts = [(j, self.live_ids[j]) for j in np.asarray(cols).tolist()
                  if j in self.live_ids]
         if not parts:
             return None
-        ids = np.concatenate([p for _, p in parts])
-        live_items = np.repeat([j for j, _ in parts], [len(p) for _, p in parts])
+        ids = np.concatenate([p for _, p in parts]).astype(np.int64, copy=False)
+        return ids, np.repeat(np.array([j for j, _ in parts], dtype=np.int64),
+                              [len(p) for _, p in parts])
+
+    def gather_live(self, cols: np.ndarray, theta: np.ndarray, items: np.ndarray, mu: float,
+                    head: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """:meth:`gather`'s observed ratings alone (None when ``cols`` have none)."""
+        edges = self.live_edges(cols)
+        if edges is None:
+            return None
+        ids, live_items = edges
         live_users = self.live_user[ids]
         u_now, i_now = self.user_version[live_users], self.item_version[live_items]
         stale = np.flatnonzero((self.live_user_stamp[ids] != u_now)

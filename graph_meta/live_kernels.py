@@ -87,12 +87,10 @@ def neighbour_sums(edges: EdgeResiduals, cols: np.ndarray, theta: np.ndarray,
           _ptr(edges.users, np.int64), _ptr(edges.ratings, np.float64),
           _ptr(edges.residual, np.float64), _ptr(edges.dirty, np.bool_),
           _ptr(edges.replaced, np.bool_), *common)
-    parts = [(j, edges.live_ids[j]) for j in cols.tolist() if j in edges.live_ids]
-    if parts:
-        ids = np.ascontiguousarray(np.concatenate([p for _, p in parts]), dtype=np.int64)
-        hit = np.repeat(np.array([j for j, _ in parts], dtype=np.int64),
-                        [len(p) for _, p in parts])
-        live(ids.ctypes.data, hit.ctypes.data, len(ids), _ptr(edges.live_user, np.int64),
+    observed = edges.live_edges(cols)
+    if observed is not None:
+        ids, hit = observed
+        live(_ptr(ids, np.int64), _ptr(hit, np.int64), len(ids), _ptr(edges.live_user, np.int64),
              _ptr(edges.live_rating, np.float64), _ptr(edges.live_residual, np.float64),
              _ptr(edges.live_user_stamp, np.int64), _ptr(edges.live_item_stamp, np.int64),
              _ptr(edges.user_version, np.int64), _ptr(edges.item_version, np.int64),

@@ -132,7 +132,7 @@ def test_numpy_inner_loop_matches_torch_func(fitted: GraphMetaRecommender,
         prior = torch.from_numpy(c["user_prior"][uidx]).float()[None]
         theta0 = net.fold_in(prior, x, y, torch.ones_like(y))
     traj = net.adapt(theta0, items[s_idx][None], s_y[None], torch.ones_like(s_y)[None],
-                     net.user_learner, head=True)
+                     net.user_learner, head0=net.head0)
     theta_np, head_np = fitted.adapt_user(task.user_id, task.support)
     np.testing.assert_allclose(traj[-1]["theta"][0].detach().numpy(), theta_np, atol=2e-3)
     np.testing.assert_allclose(traj[-1]["head"][0].detach().numpy(), head_np, atol=2e-3)

@@ -190,7 +190,7 @@ def test_new_item_steps_equal_the_item_learner(graph, learner: str) -> None:
     with torch.no_grad():
         want = net.adapt(torch.from_numpy(theta0)[None], torch.from_numpy(raters)[None],
                          torch.from_numpy(y)[None], torch.ones(1, 7, dtype=torch.float64),
-                         net.item_learner, head=False)[-1]["theta"][0].numpy()
+                         net.item_learner, head0=None)[-1]["theta"][0].numpy()
     np.testing.assert_allclose(got, want, atol=1e-9)
     assert np.abs(got - theta0).sum() > 1e-3
 

@@ -126,14 +126,13 @@ class GraphMetaNet(nn.Module):
         return ridge_solve(prior, rows, t, mask, self.lam)
 
     def adapt(self, theta0: Tensor, items: Tensor, y: Tensor, mask: Tensor,
-              learner: MetaLearner | None, *, head: bool, head0: Tensor | None = None
+              learner: MetaLearner | None, *, head0: Tensor | None
               ) -> list[dict[str, Tensor]]:
-        """Inner-loop trajectory ``[{theta, head?}, ...]`` of a batch of tasks (``head``:
-        scored through ``head0``, by default :attr:`head0`)."""
+        """Inner-loop trajectory ``[{theta, head?}, ...]`` of a batch of tasks, scored
+        through ``head0`` ``[2]`` (None: without a head)."""
         b = theta0.shape[0]
         start: dict[str, Tensor] = {"theta": theta0}
-        head0 = self.head0 if head0 is None else head0
-        if head and head0 is not None:
+        if head0 is not None:
             start["head"] = head0.expand(b, 2)
         if learner is None:
             return [start]
@@ -165,7 +164,7 @@ class GraphMetaNet(nn.Module):
             x, y, m = hist_x, ep["hist_y"], ep["hist_mask"]
         theta0 = self.fold_in(user_prior[ep["users"]], x, y, m)
         traj = self.adapt(theta0, sup_x, ep["support_y"], ep["support_mask"],
-                          self.user_learner, head=True)
+                          self.user_learner, head0=self.head0)
         return theta0, traj
 
     def user_loss(self, ep: Mapping[str, Tensor], items: Tensor,
@@ -198,7 +197,7 @@ class GraphMetaNet(nn.Module):
             t = t - head0[0] - head0[1] * raters[..., 0]
             rows = (1.0 + head0[1]) * rows
         theta0 = ridge_solve(prior, rows, t, mask, self.lam_item)
-        return self.adapt(theta0, raters, y, mask, self.item_learner, head=True, head0=head0)
+        return self.adapt(theta0, raters, y, mask, self.item_learner, head0=head0)
 
     def item_loss(self, ep: Mapping[str, Tensor], items: Tensor,
                   user_prior: Tensor) -> Tensor:

@@ -222,30 +222,38 @@ def build_state(net: GraphMetaNet, data: Any, index: RatingIndex, config: Config
     return state
 
 
+def training_residuals(state: PredictorState) -> sp.csr_matrix:
+    """``[N_U, N_I]`` the residual of every training rating under its user's history
+    fold-in (what the learned co-rating weights regress on)."""
+    theta = history_fold_in(state)
+    users = np.repeat(np.arange(len(theta)), np.diff(state.hist_indptr))
+    fitted = rating(float(state.mu), state.head0, theta[users],
+                    state.item_states[state.hist_items])
+    return sp.csr_matrix((state.hist_y - fitted, (users, state.hist_items)),
+                         shape=(len(theta), len(state.item_states)))
+
+
+def co_rating_lists(state: PredictorState) -> ItemNeighbors | None:
+    """The co-rating neighbour lists of ``state`` (None when it has none)."""
+    if state.nbr_rated_indices is None or not len(state.nbr_rated_indices):
+        return None
+    return ItemNeighbors(state.nbr_rated_indptr, state.nbr_rated_indices, state.nbr_rated_sim)
+
+
 def residual_regression(state: PredictorState, config: Config) -> ItemNeighbors:
-    """The learned co-rating weights, fitted on the residuals of every training rating under
-    its user's history state (empty lists when off): the exact solve up to
-    :data:`~graph_meta.graph.neighborhood.MAX_REGRESSION_ITEMS` rated items, past it one ridge
-    per item over its co-rating neighbours (the lists in ``state``, or computed)."""
+    """The learned co-rating weights, fitted on :func:`training_residuals` (empty lists when
+    off): the exact solve up to :data:`~graph_meta.graph.neighborhood.MAX_REGRESSION_ITEMS`
+    rated items, past it (or with ``model.regression_solver``) one ridge per item over its
+    co-rating neighbours (the lists in ``state``, or computed)."""
     m = config.model
     n = len(state.item_states)
     lists = ItemNeighbors(np.zeros(n + 1, np.int64), np.zeros(0, np.int32),
                           np.zeros(0, np.float32))
     if m.regression_l2 > 0 and m.neighbor_k > 0 and m.use_graph and len(state.hist_y):
-        theta = history_fold_in(state)
-        users = np.repeat(np.arange(len(theta)), np.diff(state.hist_indptr))
-        fitted = rating(float(state.mu), state.head0, theta[users],
-                        state.item_states[state.hist_items])
-        residuals = sp.csr_matrix((state.hist_y - fitted, (users, state.hist_items)),
-                                  shape=(len(theta), n))
-        candidates = None  # past the dense limit: the co-rating lists, when the model has them
-        if state.nbr_rated_indices is not None and len(state.nbr_rated_indices):
-            candidates = ItemNeighbors(state.nbr_rated_indptr, state.nbr_rated_indices,
-                                       state.nbr_rated_sim)
         try:
-            lists = ItemNeighbors.from_residuals(residuals, l2=m.regression_l2,
-                                                 top_k=m.neighbor_k, candidates=candidates,
-                                                 solver=m.regression_solver)
+            lists = ItemNeighbors.from_residuals(
+                training_residuals(state), l2=m.regression_l2, top_k=m.neighbor_k,
+                candidates=co_rating_lists(state), solver=m.regression_solver)
         except MemoryError as exc:
             warnings.warn(f"residual regression skipped: {exc!s} (set "
                           "model.regression_l2 = 0 to turn it off)", stacklevel=2)
