@@ -121,7 +121,7 @@ class LiveState:
         """Drop every derived cache (``keep_history``: keep those of the training ratings,
         which observed ratings do not change)."""
         self.item_backup: dict[int, np.ndarray] = {}  # trained rows of updated items
-        self._rater_theta: dict[str, np.ndarray] = {}
+        self._rater_theta: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._item_precision: dict[int, np.ndarray] = {}
         self._hist_theta_live: np.ndarray | None = None
         self._live_count: np.ndarray | None = None  # raters per item, training + observed
@@ -184,8 +184,13 @@ class LiveState:
         history and observed ratings toward their graph prior, with the items' *trained*
         states, so that it depends on that user's ratings alone (the updates are then the
         same whatever order the ratings came in)."""
-        theta = self._rater_theta.get(user_id)
-        if theta is None:
+        return self._rater_fold(user_id)[0]
+
+    def _rater_fold(self, user_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(theta [D], A [D, D], c [D])``: :meth:`rater_state` and the system it solves,
+        ``A theta = c`` (cached until the user's next observed rating)."""
+        cached = self._rater_theta.get(user_id)
+        if cached is None:
             c = self.model.state
             pos, y = self.user_rows(user_id)
             x = c.item_states[pos]
@@ -196,9 +201,27 @@ class LiveState:
             rows = np.concatenate([np.ones((len(x), 1)), x[:, 1:]], axis=1)
             a += rows.T @ rows + np.diag(c.lam)
             rhs += rows.T @ (y - float(c.mu) - x[:, 0]) + c.lam * prior
-            theta = np.linalg.solve(a, rhs)
-            self._rater_theta[user_id] = theta
-        return theta
+            cached = self._rater_theta[user_id] = (np.linalg.solve(a, rhs), a, rhs)
+        return cached
+
+    def rater_states_without(self, pos: int, raters: Sequence[str], y: np.ndarray
+                             ) -> np.ndarray:
+        r"""``[n, D]`` the :meth:`rater_state` of each of item ``pos``'s observed raters
+        without their own rating ``y`` ``[n]`` of it: an item task in meta-training hides
+        the task item's ratings from every history its raters are folded in from
+        (:mod:`graph_meta.sampling.episodes`), and a rater state that had already absorbed
+        the rating would explain part of it away before the item update sees it (a new
+        user with three ratings most). One rank-one downdate per rater,
+        :math:`(A - x x^\top)^{-1}(c - x t)`, with the item's trained row :math:`x`."""
+        folds = [self._rater_fold(u) for u in raters]
+        if not folds:
+            return np.zeros((0, self.model.state.item_states.shape[1]))
+        c = self.model.state
+        base = self.item_backup.get(pos, c.item_states[pos])
+        row = np.r_[1.0, base[1:]]
+        a = np.stack([f[1] for f in folds]) - np.outer(row, row)
+        rhs = np.stack([f[2] for f in folds]) - (y - float(c.mu) - base[0])[:, None] * row
+        return np.linalg.solve(a, rhs[..., None])[..., 0]
 
     def fold_in_sums(self, user_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(A [D, D], c [D], prior [D])`` a user's fold-in starts from: their training
@@ -399,8 +422,8 @@ class LiveState:
             self.item_changed(pos)
             return
         self.item_backup[pos] = base
-        theta = np.stack([self.rater_state(u) for u in raters])
         y = np.fromiter(raters.values(), np.float64, len(raters))
+        theta = self.rater_states_without(pos, list(raters), y)
         precision = self.item_prior_precision(pos)
         shrink = self.model.config.meta.support_shrink
         if not warm:  # a new item: fold-in and the item learner's steps, as item tasks train

@@ -21,6 +21,7 @@ from graph_meta.dataset import Dataset
 from graph_meta.eval.protocol import evaluate, evaluate_online, replay_order, training_view
 from graph_meta.live import LiveRatings, posterior_update
 from graph_meta.model import GraphMetaRecommender
+from graph_meta.serving.adapt import new_item_state
 from training.cli import main as cli
 
 _SMALL = {"model.dim": 8, "model.hidden": 16, "model.layers": 1, "train.epochs": 1,
@@ -132,6 +133,33 @@ def test_a_users_observed_ratings_join_their_history(model: GraphMetaRecommender
     model.reset_observed()
     with_support = model.predict(task.user_id, task.support, query)
     assert np.corrcoef(informed - blind, with_support - blind)[0, 1] > 0.5
+
+
+def test_an_item_update_reads_each_rater_without_their_rating_of_it(
+        model: GraphMetaRecommender, catalog: Dataset) -> None:
+    """As in an item task, where the task item's ratings are hidden from every history its
+    raters are folded in from: a new item's live state is the item-task path over raters
+    whose states leave out their own rating of it."""
+    ratings = _new_ratings(catalog)
+    item = _cold_items(catalog)[0]
+    pos = model.item_pos[item]
+    model.observe(ratings)
+    raters = model.live.item(item)
+    y = np.fromiter(raters.values(), np.float64, len(raters))
+    assert len(raters) >= 3 and str(catalog.tasks["user_cold"][0].user_id) in raters
+    live = model.live_state
+    without = live.rater_states_without(pos, list(raters), y)
+    with_own = np.stack([live.rater_state(u) for u in raters])
+    state = model.state.item_states[pos].copy()
+    model.reset_observed()
+    model.observe([r for r in ratings if r[1] != item])
+    expected = np.stack([live.rater_state(u) for u in raters])
+    np.testing.assert_allclose(without, expected, atol=1e-9)
+    assert np.abs(with_own - expected).max() > 1e-3  # the new user's one rating weighs
+    path = new_item_state(model.state, model.state.item_states[pos], expected, y,
+                          shrink=model.config.meta.support_shrink,
+                          precision=live.item_prior_precision(pos))
+    np.testing.assert_allclose(state, path, atol=1e-9)
 
 
 def test_observation_order_does_not_matter(model: GraphMetaRecommender,

@@ -265,7 +265,7 @@ class BiasedMF:
         r"""Ratings that arrived after training: the same closed-form updates as graph-meta's
         (:func:`graph_meta.live.posterior_update`). An item's :math:`(b_i, q_i)` is the ALS item
         step over its training and observed raters, from its trained state (or side-feature
-        prior) with the precision it was fitted with; a rater's :math:`	heta_u` is the fold-in
+        prior) with the precision it was fitted with; a rater's :math:`\theta_u` is the fold-in
         of their history and observed ratings on the trained item table; a task's user folds
         in their observed ratings as more history."""
         changed = self.live.add(ratings)
