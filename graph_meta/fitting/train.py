@@ -23,7 +23,13 @@
 5. every epoch writes ``checkpoint_dir/last.pt`` (weights, optimizer, RNG states, epoch,
    phase, best score; loadable with ``weights_only=True``) and appends to
    ``log_dir/train_log.csv``; ``resume=True`` continues from ``last.pt`` after a kill;
-6. launched by ``torchrun`` (``WORLD_SIZE > 1``), data-parallel
+6. each meta-batch encodes (``train.encode``) the whole graph, or on a large graph (``"auto"``:
+   more than ``train.auto_sample_nodes`` users + items) only the sampled k-hop
+   neighbourhoods (``train.fanouts`` in-edges per node and edge type at each hop) of the
+   users and items whose priors its tasks read (:meth:`_Phase.task_losses`); the
+   ``prior_match`` / ``item_l2`` regularisers then run over those items only. Validation and
+   the prediction cache always encode the whole graph;
+7. launched by ``torchrun`` (``WORLD_SIZE > 1``), data-parallel
    (:mod:`graph_meta.fitting.distributed`): each rank trains on its shard of every
    meta-batch, gradients are averaged over the ranks, rank 0 validates, decides and writes
    (checkpoints, logs, ``model.pt``) and alone builds the prediction cache; the ranks'
