@@ -23,8 +23,10 @@ from typing import Any
 from graph_meta.meta import learner_names
 from graph_meta.nn.convs import conv_names
 
-__all__ = ["Config", "ConfigError", "EpisodeConfig", "MetaConfig", "ModelConfig",
-           "TrainConfig", "load_config"]
+__all__ = ["DEFAULT_FANOUT", "Config", "ConfigError", "EpisodeConfig", "MetaConfig",
+           "ModelConfig", "TrainConfig", "load_config"]
+
+DEFAULT_FANOUT = 20  # train.fanouts = []: in-edges kept per node and edge type at every hop
 
 
 class ConfigError(ValueError):
@@ -172,6 +174,13 @@ class TrainConfig:
     patience: int = 3
     refit: bool = True             # retrain on all of train for the best epoch count
     max_minutes: float = 0.0       # stop training after this long (0 = no limit)
+    # what a meta-batch encodes: "full" graph, "sampled" k-hop neighbourhoods of the nodes
+    # whose priors it reads, or "auto": sampled above auto_sample_nodes User + Item nodes
+    encode: str = "auto"
+    fanouts: list[int] = field(default_factory=list)  # sampled: in-edges kept per node and
+    #                               edge type at each hop, one per model.layers (-1: all);
+    #                               [] = DEFAULT_FANOUT at every hop
+    auto_sample_nodes: int = 50_000  # "auto" samples above this many User + Item nodes
     memory_limit_gb: float = 0.0   # refuse to train when the estimate exceeds it (0: available)
 
     def check(self) -> None:
@@ -189,6 +198,11 @@ class TrainConfig:
                 raise ConfigError(f"train.{key}: must be >= 0, got {getattr(self, key)}")
         _unit(self, "train", "query_holdout")
         _at_least(self, "train", "holdout_als_iters", 1)
+        _choice(self, "train", "encode", ("auto", "full", "sampled"))
+        for k, f in enumerate(self.fanouts):
+            if f < 1 and f != -1:
+                raise ConfigError(f"train.fanouts[{k}]: must be >= 1 (or -1: all), got {f!r}")
+        _at_least(self, "train", "auto_sample_nodes", 0)
         _unit(self, "train", "val_new_user_fraction", "val_new_item_fraction",
               "val_warm_task_fraction")
 
@@ -207,6 +221,9 @@ class Config:
         self.meta.check()
         self.episodes.check()
         self.train.check()
+        if self.train.fanouts and len(self.train.fanouts) != self.model.layers:
+            raise ConfigError(f"train.fanouts: one per model.layers ({self.model.layers}), got "
+                              f"{len(self.train.fanouts)}: {self.train.fanouts}")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -23,7 +23,13 @@
 5. every epoch writes ``checkpoint_dir/last.pt`` (weights, optimizer, RNG states, epoch,
    phase, best score; loadable with ``weights_only=True``) and appends to
    ``log_dir/train_log.csv``; ``resume=True`` continues from ``last.pt`` after a kill;
-6. launched by ``torchrun`` (``WORLD_SIZE > 1``), data-parallel
+6. each meta-batch encodes (``train.encode``) the whole graph, or on a large graph (``"auto"``:
+   more than ``train.auto_sample_nodes`` users + items) only the sampled k-hop
+   neighbourhoods (``train.fanouts`` in-edges per node and edge type at each hop) of the
+   users and items whose priors its tasks read (:meth:`_Phase.task_losses`); the
+   ``prior_match`` / ``item_l2`` regularisers then run over those items only. Validation and
+   the prediction cache always encode the whole graph;
+7. launched by ``torchrun`` (``WORLD_SIZE > 1``), data-parallel
    (:mod:`graph_meta.fitting.distributed`): each rank trains on its shard of every
    meta-batch, gradients are averaged over the ranks, rank 0 validates, decides and writes
    (checkpoints, logs, ``model.pt``) and alone builds the prediction cache; the ranks'
@@ -39,13 +45,13 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from graph_meta.config import Config
+from graph_meta.config import DEFAULT_FANOUT, Config
 from graph_meta.dataset import Dataset
 from graph_meta.eval.protocol import carve_validation, evaluate, training_view
 from graph_meta.fitting import distributed
@@ -58,8 +64,30 @@ from graph_meta.fitting.progress import Progress, current_progress, use_progress
 from graph_meta.live_tuning import choose_live_precision
 from graph_meta.nn.net import GraphMetaNet, init_precisions
 from graph_meta.sampling.episodes import EpisodeBatch, EpisodeSampler, RatingIndex
+from graph_meta.sampling.subgraph import NeighbourhoodSampler
 
-__all__ = ["episode_tensors", "resolve_device", "train_model", "write_csv_row"]
+__all__ = ["BatchLosses", "encode_mode", "episode_tensors", "resolve_device", "train_model",
+           "write_csv_row"]
+
+
+class BatchLosses(NamedTuple):
+    """What :meth:`_Phase.task_losses` returns for one meta-batch."""
+
+    user_loss: Tensor            # scalar
+    item_loss: Tensor | None     # scalar; None without item tasks (or their weight 0)
+    item_prior: Tensor           # [N_I, D]
+    warm: Tensor                 # [N_I]: 1 for an item whose learned state the batch uses
+    prior_rows: Tensor | None    # [S_I] the seed items of sampled encoding (None: full graph)
+
+
+def encode_mode(cfg: Config, data: Any) -> str:
+    """``"full"`` or ``"sampled"``: ``train.encode``, with ``"auto"`` sampled when the graph
+    has more than ``train.auto_sample_nodes`` User + Item nodes."""
+    mode = cfg.train.encode
+    if mode == "auto":
+        n = int(data["User"].num_nodes) + int(data["Item"].num_nodes)
+        mode = "sampled" if n > cfg.train.auto_sample_nodes else "full"
+    return mode
 
 
 def _seed(seed: int) -> np.random.Generator:
@@ -160,6 +188,15 @@ class _Phase:
             cfg.episodes.cold_newest_bias))
         self.data_dev = self.data.to(device)
         model.net = GraphMetaNet(self.data, cfg, mu=self.index.mean).to(device)
+        self.encode = encode_mode(cfg, self.data)
+        self.nbhd: NeighbourhoodSampler | None = None
+        self.fanouts: list[int] = []
+        if self.encode == "sampled":
+            hop_types = model.net.encoder.layer_edge_types[::-1]  # hop k: round L - k
+            self.nbhd = NeighbourhoodSampler(self.data, hop_types)
+            self.fanouts = (list(cfg.train.fanouts) or
+                            [DEFAULT_FANOUT] * cfg.model.layers)[:len(hop_types)]
+        self.nbhd_rng = np.random.default_rng([cfg.train.seed, code, 0, ctx.rank])
         if cfg.train.freeze_item_emb:
             model.net.item_emb.weight.requires_grad_(False)
         meta_names = ("raw_lr", "log_lam", "head0", "mu")
@@ -243,6 +280,8 @@ class _Phase:
             key = [cfg.train.seed, self.code, epoch, ctx.rank]
             local = np.random.default_rng(key)
             torch.manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
+        # the neighbourhoods' own stream: the episodes are those of full-graph encoding
+        self.nbhd_rng = np.random.default_rng([cfg.train.seed, self.code, epoch, ctx.rank])
         self.shard_users = int(sum(len(c) for c in chunks))
         it: Any = chunks
         bar = None
@@ -256,26 +295,32 @@ class _Phase:
         t0 = time.perf_counter()
         for users in it:
             batch = self.sampler.batch(local, users, n_items, query_edges=query_mask)
-            user_loss, task_item_loss, item_prior, warm = self.task_losses(batch)
-            w = warm.unsqueeze(-1)
+            out = self.task_losses(batch)
+            user_loss, task_item_loss, warm = out.user_loss, out.item_loss, out.warm
+            # the regularisers' items: all (full graph), the seed items (sampled)
+            rows: Any = slice(None) if out.prior_rows is None else out.prior_rows
+            item_prior = out.item_prior[rows]
+            emb = net.item_emb.weight[rows]
+            has_rating = self.has_rating[rows]
+            w = warm[rows].unsqueeze(-1)
             loss = user_loss
             item_loss = torch.zeros((), device=self.device)
             if task_item_loss is not None:
                 item_loss = task_item_loss
                 loss = loss + cfg.episodes.item_task_weight * item_loss
-            hr = self.has_rating.unsqueeze(-1)
-            n_warm = self.has_rating.sum().clamp(min=1.0)
+            hr = has_rating.unsqueeze(-1)
+            n_warm = has_rating.sum().clamp(min=1.0)
             if cfg.train.prior_match > 0:
                 # the prior regresses onto the learned states of warm items (with
                 # collaborative inputs, of those playing cold: rebuilt from their neighbours)
                 target = hr * (1.0 - w) if net.collab else hr
-                gap = (((item_prior - net.item_emb.weight.detach()) ** 2 * target).sum()
+                gap = (((item_prior - emb.detach()) ** 2 * target).sum()
                        / target.sum().clamp(min=1.0))
                 loss = loss + cfg.train.prior_match * gap
             if cfg.train.item_l2 > 0 and net.item_emb.weight.requires_grad:
                 # warm states shrink toward their prior, more so with few ratings
-                shrink = ((net.item_emb.weight - item_prior.detach()) ** 2).sum(1)
-                loss = loss + cfg.train.item_l2 * (shrink * self.has_rating).sum() / n_warm
+                shrink = ((emb - item_prior.detach()) ** 2).sum(1)
+                loss = loss + cfg.train.item_l2 * (shrink * has_rating).sum() / n_warm
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             distributed.average_gradients(self.params, ctx)
@@ -298,28 +343,63 @@ class _Phase:
         return {k: v / n for k, v in tot.items()} | {"seconds": dt,
                                                       "tasks_per_s": tasks / max(dt, 1e-9)}
 
-    def task_losses(self, batch: EpisodeBatch, data: Any = None
-                    ) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
-        """The query losses of a meta-batch as :meth:`epoch` trains on them: ``(user_loss,
-        item_loss, item_prior, warm)`` (``item_loss`` None without item tasks or weight).
+    def task_losses(self, batch: EpisodeBatch, data: Any = None) -> BatchLosses:
+        """The query losses of a meta-batch as :meth:`epoch` trains on them
+        (:class:`BatchLosses`; ``item_loss`` None without item tasks or weight).
 
         Items playing new (``batch.cold_items``) take their graph prior, computed over
         ``data`` (default: the phase's graph), in place of their learned state (``warm``
         ``[N_I]`` is 0 for them); every rating a task reads comes from the episode tensors
-        (:func:`episode_tensors`), none from the graph."""
+        (:func:`episode_tensors`), none from the graph.
+
+        With sampled encoding (:attr:`encode`, and no ``data`` given) the encoder runs on the
+        sampled neighbourhoods (:class:`~graph_meta.sampling.subgraph.NeighbourhoodSampler`,
+        fan-outs :attr:`fanouts`) of the seeds: the users whose prior the tasks read (task
+        users, and item tasks' raters) and the items read with ``warm`` 0 (the cold items
+        the tasks read, item tasks' items); ``item_prior`` / ``user_prior`` hold the seeds'
+        priors scattered into the closed-form bases, whose other rows no loss reads, and
+        ``prior_rows`` the seed items (the rows the regularisers use)."""
         net = self.model.net
         assert net is not None
         u_ep, i_ep = episode_tensors(batch, self.device)
         warm = self.has_rating * torch.as_tensor(~batch.cold_items, dtype=torch.float32,
                                                  device=self.device)
-        item_prior, user_prior = net.priors(self.data_dev if data is None else data, warm)
+        with_items = i_ep is not None and self.cfg.episodes.item_task_weight > 0
+        prior_rows = None
+        if data is None and self.nbhd is not None:
+            seeds = self._seeds(batch, warm, with_items)
+            nbhd = self.nbhd.sample(seeds, self.fanouts, self.nbhd_rng, self.data_dev)
+            seed_items, seed_users = nbhd.n_id("Item")[:len(seeds["Item"])], \
+                nbhd.n_id("User")[:len(seeds["User"])]
+            p_item, p_user = net.seed_priors(nbhd, warm)
+            item_prior = net.item_base.index_copy(0, seed_items, p_item)
+            user_prior = net.user_base.index_copy(0, seed_users, p_user)
+            prior_rows = seed_items
+        else:
+            item_prior, user_prior = net.priors(self.data_dev if data is None else data, warm)
         w = warm.unsqueeze(-1)
         items = w * net.item_emb.weight + (1.0 - w) * item_prior
         user_loss = net.user_loss(u_ep, items, user_prior)
         item_loss = None
-        if i_ep is not None and self.cfg.episodes.item_task_weight > 0:
+        if with_items:
             item_loss = net.item_loss(i_ep, items, user_prior)
-        return user_loss, item_loss, item_prior, warm
+        return BatchLosses(user_loss, item_loss, item_prior, warm, prior_rows)
+
+    def _seeds(self, batch: EpisodeBatch, warm: Tensor, with_items: bool
+               ) -> dict[str, np.ndarray]:
+        """The nodes whose graph priors a meta-batch reads: ``{"User": [S_U], "Item":
+        [S_I]}`` (sorted global indices): the task users (and item tasks' raters), and of
+        every item a task reads (support, query, history, item tasks' items; padding
+        included) those read through their prior (``warm`` 0)."""
+        u = batch.users
+        users = [u.users]
+        items = [u.support_items.ravel(), u.query_items.ravel(), u.hist_items.ravel()]
+        if with_items and batch.items is not None:
+            users.append(batch.items.ctx_users)
+            items += [batch.items.items, batch.items.hist_items.ravel()]
+        item_ids = np.unique(np.concatenate(items))
+        cold = warm.cpu().numpy()[item_ids] == 0
+        return {"User": np.unique(np.concatenate(users)), "Item": item_ids[cold]}
 
     def _holdout_states(self, rng: np.random.Generator) -> np.ndarray | None:
         """Hold out ``query_holdout`` of the ratings for this epoch's query sets and refit the
@@ -391,6 +471,11 @@ def _run_phase(model: Any, dataset: Dataset, cfg: Config,
     rng = _seed(cfg.train.seed + code)
     phase = _Phase(model, dataset, cfg, device, graph, code=code, ctx=ctx)
     assert model.net is not None
+    if progress:
+        print(f"[graph-meta] {name}: meta-batches encode the "
+              + ("whole graph" if phase.encode == "full" else
+                 f"sampled neighbourhoods (fan-outs {phase.fanouts})"),
+              file=sys.stderr, flush=True)
     start, best, best_epoch, bad = 0, math.inf, 0, 0
     best_state: dict[str, torch.Tensor] | None = None
     if resume_state is not None and resume_state.get("phase") == name:
@@ -573,6 +658,7 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
                              deadline=deadline, ctx=ctx)
             epochs = res["best_epoch"]
             info.update(val_best_epoch=epochs, val_rmse=res["best"], val_stopped=res["stopped"])
+            info.update(encode=res["phase"].encode, fanouts=res["phase"].fanouts)
             shards["val"] = res["users_per_rank"]
             digests["val"] = getattr(res["phase"], "digest", None)
             if ctx.is_main and cfg.model.live_precision == 0:  # auto: on the held-out items
@@ -597,6 +683,7 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
                          ckpt_dir=ckpt_dir, resume_state=resume_state, deadline=math.inf,
                          extra_ckpt={"val_best_epoch": epochs}, graph=full_graph, ctx=ctx)
         phase = res["phase"]
+        info.update(encode=phase.encode, fanouts=phase.fanouts)
         name = "refit" if t_cfg.validate else "train"
         shards[name] = res["users_per_rank"]
         digests[name] = getattr(phase, "digest", None)

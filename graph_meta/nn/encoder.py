@@ -26,6 +26,10 @@ the attribute graph only, so a node without rating edges (a new item, a new
 user) is embedded exactly like a warm one, and no episode can see its own query ratings
 through the encoder (inductive by construction). Output: ``{node_type: [N_type, H]}``.
 
+The input may be the whole graph or a sampled neighbourhood
+(:class:`~graph_meta.sampling.subgraph.Neighbourhood`, nodes relabelled, ``n_id`` the global
+index of each), which training uses for its meta-batches on large graphs.
+
 Switches: ``use_graph=False`` skips message passing (features only); ``use_co_engaged=False``
 drops the ``CO_ENGAGED`` edges; ``use_relations=False`` the user-user and item-item relation
 files' edges.
@@ -103,8 +107,11 @@ class _NodeInput(nn.Module):
         self.bias = nn.Parameter(torch.zeros(hidden))
 
     def forward(self, store, extra: Tensor | None = None) -> Tensor:
+        """``[N, H]`` for the store's ``N`` nodes; a sampled neighbourhood's store holds
+        ``n_id`` ``[N]``, the global index of each node (its id embedding's row)."""
         if self.ids is not None:
-            return self.ids(self.id_map) + self.bias
+            ids = self.id_map if "n_id" not in store else self.id_map[store["n_id"]]
+            return self.ids(ids) + self.bias
         h = self.bias.expand(store["x_cat"].shape[0] if "x_cat" in store else
                              store.num_nodes, -1)
         if self.extra is not None:

@@ -20,6 +20,7 @@ from graph_meta.meta.base import rule_arrays
 from graph_meta.nn.encoder import HeteroEncoder
 from graph_meta.nn.heads import PriorHead, ridge_solve, score
 from graph_meta.nn.support import support_loss
+from graph_meta.sampling.subgraph import Neighbourhood
 
 __all__ = ["GraphMetaNet", "init_precisions"]
 
@@ -107,10 +108,35 @@ class GraphMetaNet(nn.Module):
             extra = {"Item": torch.cat([self.item_emb.weight.detach() * w,
                                         self.item_log_count.unsqueeze(-1) * w, w], dim=1)}
         h = self.encoder(data, extra)
-        d_item, d_user = self.item_head(h["Item"]), self.user_head(h["User"])
+        d_item, d_user = self._corrections(h["Item"], h["User"])
+        return self.item_base + d_item, self.user_base + d_user
+
+    def seed_priors(self, nbhd: Neighbourhood, warm_items: Tensor | None = None
+                    ) -> tuple[Tensor, Tensor]:
+        """Graph priors of the seeds of a sampled neighbourhood (:class:`~graph_meta.sampling.
+        subgraph.Neighbourhood`): ``(item_prior [S_I, D], user_prior [S_U, D])``, rows in the
+        seeds' order; ``warm_items`` ``[N_I]`` (global) as in :meth:`priors`. With whole
+        neighbourhoods these are the rows of :meth:`priors` at the seeds."""
+        sub = nbhd.data
+        item_ids, user_ids = nbhd.n_id("Item"), nbhd.n_id("User")
+        extra = None
+        if self.collab:
+            w = (self.item_trained if warm_items is None else warm_items)[item_ids].unsqueeze(-1)
+            extra = {"Item": torch.cat([self.item_emb.weight.detach()[item_ids] * w,
+                                        self.item_log_count[item_ids].unsqueeze(-1) * w, w],
+                                       dim=1)}
+        h = self.encoder(sub, extra)
+        n_i, n_u = nbhd.num_seeds.get("Item", 0), nbhd.num_seeds.get("User", 0)
+        d_item, d_user = self._corrections(h["Item"][:n_i], h["User"][:n_u])
+        return (self.item_base[item_ids[:n_i]] + d_item,
+                self.user_base[user_ids[:n_u]] + d_user)
+
+    def _corrections(self, h_item: Tensor, h_user: Tensor) -> tuple[Tensor, Tensor]:
+        """The gated prior heads on encoder rows ``[N, H]``: ``([N_I, D], [N_U, D])``."""
+        d_item, d_user = self.item_head(h_item), self.user_head(h_user)
         if self.prior_gate is not None:
             d_item, d_user = d_item * self.prior_gate[0], d_user * self.prior_gate[1]
-        return self.item_base + d_item, self.user_base + d_user
+        return d_item, d_user
 
     def states(self, data: Any, warm_items: Tensor) -> tuple[Tensor, Tensor]:
         """``(item_states [N_I, D], user_prior [N_U, D])``: the learned embedding of a warm
