@@ -11,7 +11,9 @@ what it touches. :class:`LiveState` applies them to a fitted model's
   the item learner's steps, :func:`graph_meta.serving.adapt.item_steps`); a training rating an
   observed one replaced is taken out first;
 * a rater's state is the fold-in of their history and observed ratings over the *trained*
-  item table (:meth:`LiveState.rater_state`), so the result depends on the log alone;
+  item table (:meth:`LiveState.rater_state`), so the result depends on the log alone; an
+  item's update reads it without the rater's own rating of that item
+  (:meth:`LiveState.rater_states_without`), as item tasks train;
 * a user's observed ratings join their history (:meth:`LiveState.history_sums`,
   :meth:`LiveState.user_rows`; all users at once: :meth:`LiveState.history_states`);
 * a new item's co-rating neighbours follow its observed raters (:meth:`LiveState.corating`).
