@@ -259,15 +259,15 @@ class BiasedMF:
         self.live.clear()
         self._trained_items = self._items.copy()
         self._by_item = prep.by_item
-        self._rater_theta: dict[str, np.ndarray] = {}
+        self._rater_theta: dict[str, dict[str, np.ndarray]] = {}  # user -> item updated -> state
 
     def observe(self, ratings: Sequence[tuple[str, str, float]]) -> int:
         r"""Ratings that arrived after training: the same closed-form updates as graph-meta's
         (:func:`graph_meta.live.posterior_update`). An item's :math:`(b_i, q_i)` is the ALS item
         step over its training and observed raters, from its trained state (or side-feature
         prior) with the precision it was fitted with; a rater's :math:`\theta_u` is the fold-in
-        of their history and observed ratings on the trained item table; a task's user folds
-        in their observed ratings as more history."""
+        of their history and observed ratings (but their rating of that item) on the trained
+        item table; a task's user folds in their observed ratings as more history."""
         changed = self.live.add(ratings)
         items = {i for _, i, _ in changed}
         for user in {u for u, _, _ in changed}:
@@ -279,7 +279,7 @@ class BiasedMF:
             if p is None:
                 continue
             raters = self.live.item(item)
-            theta = np.stack([self._rater_state(u) for u in raters])
+            theta = np.stack([self._rater_state(u, item) for u in raters])
             x = np.hstack([np.ones((len(theta), 1)), theta[:, 1:]])
             t = np.fromiter(raters.values(), np.float64, len(raters)) - self.mu - theta[:, 0]
             old = self._by_item[p].indices if p < self._by_item.shape[0] else []
@@ -289,15 +289,20 @@ class BiasedMF:
             self._items[p, 0], self._items[p, 2:] = new[0], new[1:]
         return len(changed)
 
-    def _rater_state(self, user_id: str) -> np.ndarray:
-        theta = self._rater_theta.get(user_id)
+    def _rater_state(self, user_id: str, without: str) -> np.ndarray:
+        """A rater's state in the update of item ``without``: the fold-in of their observed
+        ratings but that item's on the trained item table (as graph-meta's,
+        :meth:`graph_meta.live_state.LiveState.rater_states_without`)."""
+        per_item = self._rater_theta.setdefault(user_id, {})
+        theta = per_item.get(without)
         if theta is None:
             table, self._items = self._items, self._trained_items
             try:
-                theta = self._fold_in(user_id, list(self.live.user(user_id).items()))
+                theta = self._fold_in(user_id, [(i, r) for i, r in
+                                                self.live.user(user_id).items() if i != without])
             finally:
                 self._items = table
-            self._rater_theta[user_id] = theta
+            per_item[without] = theta
         return theta
 
     def reset_observed(self) -> None:
