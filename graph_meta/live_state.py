@@ -123,7 +123,8 @@ class LiveState:
         """Drop every derived cache (``keep_history``: keep those of the training ratings,
         which observed ratings do not change)."""
         self.item_backup: dict[int, np.ndarray] = {}  # trained rows of updated items
-        self._rater_theta: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._rater_theta: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray,
+                                           dict[int, np.ndarray]]] = {}
         self._item_precision: dict[int, np.ndarray] = {}
         self._hist_theta_live: np.ndarray | None = None
         self._live_count: np.ndarray | None = None  # raters per item, training + observed
@@ -188,9 +189,11 @@ class LiveState:
         same whatever order the ratings came in)."""
         return self._rater_fold(user_id)[0]
 
-    def _rater_fold(self, user_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(theta [D], A [D, D], c [D])``: :meth:`rater_state` and the system it solves,
-        ``A theta = c`` (cached until the user's next observed rating)."""
+    def _rater_fold(self, user_id: str
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, np.ndarray]]:
+        """``(theta [D], A [D, D], c [D], without)``: :meth:`rater_state`, the system it
+        solves, ``A theta = c``, and the states :meth:`rater_states_without` derived from it
+        per item position (all kept until the user's next observed rating)."""
         cached = self._rater_theta.get(user_id)
         if cached is None:
             c = self.model.state
@@ -203,7 +206,7 @@ class LiveState:
             rows = np.concatenate([np.ones((len(x), 1)), x[:, 1:]], axis=1)
             a += rows.T @ rows + np.diag(c.lam)
             rhs += rows.T @ (y - float(c.mu) - x[:, 0]) + c.lam * prior
-            cached = self._rater_theta[user_id] = (np.linalg.solve(a, rhs), a, rhs)
+            cached = self._rater_theta[user_id] = (np.linalg.solve(a, rhs), a, rhs, {})
         return cached
 
     def rater_states_without(self, pos: int, raters: Sequence[str], y: np.ndarray
@@ -215,15 +218,26 @@ class LiveState:
         the rating would explain part of it away before the item update sees it (a new
         user with three ratings most). One rank-one downdate per rater,
         :math:`(A - x x^\top)^{-1}(c - x t)`, with the item's trained row :math:`x`."""
-        folds = [self._rater_fold(u) for u in raters]
-        if not folds:
-            return np.zeros((0, self.model.state.item_states.shape[1]))
         c = self.model.state
-        base = self.item_backup.get(pos, c.item_states[pos])
-        row = np.r_[1.0, base[1:]]
-        a = np.stack([f[1] for f in folds]) - np.outer(row, row)
-        rhs = np.stack([f[2] for f in folds]) - (y - float(c.mu) - base[0])[:, None] * row
-        return np.linalg.solve(a, rhs[..., None])[..., 0]
+        out = np.empty((len(raters), c.item_states.shape[1]))
+        missing = []
+        for k, u in enumerate(raters):
+            got = self._rater_fold(u)[3].get(pos)
+            if got is None:
+                missing.append(k)
+            else:
+                out[k] = got
+        if missing:  # kept per (rater, item) until the rater's next observed rating
+            base = self.item_backup.get(pos, c.item_states[pos])
+            row = np.r_[1.0, base[1:]]
+            folds = [self._rater_fold(raters[k]) for k in missing]
+            a = np.stack([f[1] for f in folds]) - np.outer(row, row)
+            rhs = (np.stack([f[2] for f in folds])
+                   - (y[missing] - float(c.mu) - base[0])[:, None] * row)
+            out[missing] = np.linalg.solve(a, rhs[..., None])[..., 0]
+            for k, f in zip(missing, folds, strict=True):
+                f[3][pos] = out[k]
+        return out
 
     def fold_in_sums(self, user_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(A [D, D], c [D], prior [D])`` a user's fold-in starts from: their training
