@@ -198,7 +198,7 @@ def test_add_items_errors_leave_the_model_as_it_was(
         model.add_items(shop)
 
 
-def test_cli_add_items_audience_and_recommend_on_an_implicit_run(
+def test_cli_add_items_audience_recommend_and_evaluate_on_an_implicit_run(
         trained: GraphMetaImplicit, split: tuple[Dataset, list[str]], shop: Dataset,
         tmp_path: Path) -> None:
     new = split[1]
@@ -210,6 +210,10 @@ def test_cli_add_items_audience_and_recommend_on_an_implicit_run(
                                "-k", "3", "--json"])
     assert fans.exit_code == 0, fans.output
     assert f"{len(new)} item(s) of {folder} are newer than the model; scored" in fans.output
+    evaluated = runner.invoke(cli, ["evaluate", str(folder), "--run", str(run), "--out",
+                                    str(tmp_path / "results.json")])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert f"{len(new)} item(s) of {folder} are newer than the model; scored" in evaluated.output
     added = runner.invoke(cli, ["add-items", str(folder), "--run", str(run)])
     assert added.exit_code == 0, added.output
     assert f"added {len(new)} item(s)" in added.output
