@@ -55,6 +55,12 @@ x_u x_u^\top)^{-1}(\sum_u (1 + \alpha w_{ui}) x_u + \lambda \hat y_i)`, with :ma
 takers' states at training (:func:`graph_meta.ials.fold_in` with the roles swapped); an item
 with training positives keeps its factors.
 
+**Products added after training** (:meth:`GraphMetaImplicit.add_items`, in
+:mod:`graph_meta.implicit_catalogue`) join the catalogue without retraining, with what an item
+without training positives gets at fit time: :math:`\hat y_i` and :math:`\hat b_i` from the
+side-feature ridge map and the graph prior computed over the extended catalogue from the
+model's own training positives and factors (every other item and user unchanged).
+
 The graph prior (paths, messages, cross-fitted weights) lives in :mod:`graph_meta.implicit_prior`.
 """
 
@@ -70,6 +76,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from graph_meta import implicit_catalogue
 from graph_meta.dataset import Dataset
 from graph_meta.errors import UnknownItemError
 from graph_meta.ials import fold_in
@@ -80,15 +87,10 @@ from graph_meta.implicit_prior import GraphPrior, graph_paths, path_messages, si
 from graph_meta.live import LiveRatings, rating_triples
 from graph_meta.schema import ITEM, USER
 
-__all__ = ["RETRAIN_HINT", "GraphMetaImplicit", "path_messages"]
+__all__ = ["GraphMetaImplicit", "path_messages"]
 
 #: the prior's old place, for models pickled before it moved
 _GraphPrior = GraphPrior
-
-#: what to do about an item the implicit model lacks (it has no ``add_items`` yet)
-RETRAIN_HINT = ("the implicit model scores the items of items.csv known when it was trained; "
-                "a product added since needs a row in items.csv and a retraining "
-                "(`graph-meta train`)")
 
 
 class GraphMetaImplicit(_Base):
@@ -117,8 +119,9 @@ class GraphMetaImplicit(_Base):
     #: :math:`\delta`, the offset of new items in a mixed list (a class default for models
     #: pickled before it existed)
     mixed_offset: float = 0.0
-    #: :func:`graph_meta.recommend.recommend`'s advice for an item the model lacks
-    unknown_item_hint = RETRAIN_HINT
+    #: :func:`graph_meta.recommend.recommend`'s advice for an item the model lacks (None:
+    #: :class:`~graph_meta.errors.UnknownItemError`'s, which points to :meth:`add_items`)
+    unknown_item_hint: str | None = None
 
     def __init__(self, factors: int = 64, reg: float = 10.0, alpha: float = 5.0,
                  iters: int = 15, *, alpha_item: float = 10.0, alpha_user: float = 10.0,
@@ -190,18 +193,8 @@ class GraphMetaImplicit(_Base):
         """Warm states from ``als`` (fitted on ``dataset``), then the graph priors."""
         self.data = d = als.data
         self.x, self.y_trained, self.gram = als.x, als.y_trained, als.gram
-        trained = d.item_in_train
-        # items: targets [y, log popularity], messages along every item path
-        target = np.hstack([als.y_trained, np.log1p(d.item_count.astype(np.float64))[:, None]])
-        paths = self._item_paths(dataset, d)
-        names, beta, prior, ridge = side_prior(als._item_feats, trained, d.item_count,
-                                                target[:, :-1], paths, self.alpha_item,
-                                                seed=self.seed)
-        _, beta_pop, pop, pop_ridge = side_prior(als._item_feats, trained, d.item_count,
-                                                  target[:, -1:], paths, self.alpha_item,
-                                                  seed=self.seed)
-        self.item_prior = GraphPrior(names, beta, beta_pop, prior, pop[:, 0])
-        self._cold = (ridge, prior, pop_ridge[:, 0], pop[:, 0])
+        self.item_prior, self._cold = self._item_priors(dataset, d, als._item_feats,
+                                                        als.y_trained)
         self._set_graph_mix(self.graph_mix)
         # users: the prior of a new user
         utrained = d.user_in_train
@@ -212,6 +205,26 @@ class GraphMetaImplicit(_Base):
         self.x0 = np.where(utrained[:, None], 0.0, uprior)
         self.__dict__.pop("_state_cache", None)
         self.__dict__.pop("_item_step_basis", None)
+
+    def _item_priors(self, dataset: Dataset, d: Interactions, item_feats: sp.csr_matrix,
+                     y_trained: np.ndarray) -> tuple[GraphPrior, tuple[np.ndarray, ...]]:
+        """``(item_prior, _cold)`` of every item of ``d`` (``d.item_ids`` order, features
+        ``item_feats`` in that order): the graph prior and the side-feature ridge map of the
+        factors and of the log popularity, fitted on the items with training positives
+        (module docstring; :func:`graph_meta.implicit_prior.side_prior`). Used at fit time
+        and by :meth:`add_items`."""
+        trained = d.item_in_train
+        # items: targets [y, log popularity], messages along every item path
+        target = np.hstack([y_trained, np.log1p(d.item_count.astype(np.float64))[:, None]])
+        paths = self._item_paths(dataset, d)
+        names, beta, prior, ridge = side_prior(item_feats, trained, d.item_count,
+                                                target[:, :-1], paths, self.alpha_item,
+                                                seed=self.seed)
+        _, beta_pop, pop, pop_ridge = side_prior(item_feats, trained, d.item_count,
+                                                  target[:, -1:], paths, self.alpha_item,
+                                                  seed=self.seed)
+        return (GraphPrior(names, beta, beta_pop, prior, pop[:, 0]),
+                (ridge, prior, pop_ridge[:, 0], pop[:, 0]))
 
     def _set_graph_mix(self, mix: float) -> None:
         r"""Items without training rows get :math:`(1 - \mu)` ridge + :math:`\mu` graph
@@ -385,7 +398,7 @@ class GraphMetaImplicit(_Base):
         """
         pos = self.data.item_ids.get_indexer([str(item_id)])[0]
         if pos < 0:
-            raise UnknownItemError(item_id, hint=RETRAIN_HINT)
+            raise UnknownItemError(item_id)
         if self.data.item_in_train[pos]:
             return self._user_states(False) @ self.y[pos]
         return (self._user_states(True) @ self.y[pos]
@@ -408,6 +421,40 @@ class GraphMetaImplicit(_Base):
             cache[new_items] = (np.stack(states) if states
                                 else np.zeros((0, self.y.shape[1])))
         return cache[new_items]
+
+    # -- products added after training -------------------------------------------------------
+
+    def add_items(self, dataset: Dataset) -> list[str]:
+        r"""Give the items of ``dataset.items`` that the model lacks (products added to the
+        catalogue after training) factors and a popularity bias, without retraining.
+
+        A new item gets exactly what an item without training positives gets at fit time
+        (:meth:`_build`): :math:`\hat y_i = (1 - \mu) r(i) + \mu g_i` and the same for its
+        log popularity :math:`\hat b_i` (module docstring), the side-feature ridge map
+        :math:`r` and the graph prior :math:`g` (weights learned on the training items,
+        paths through the dataset's item node columns and item-item relation files)
+        computed over the model's items followed by the new ones, from the model's training
+        positives and factors; it is ranked as a new item (:meth:`kind_scores`). Items
+        already in the model keep their factors and bias, users their states. The new items
+        go after the existing ones, in ``dataset.items`` order; positives observed on them
+        (:meth:`observe`, :meth:`observe_store`) count from now on. Adding the same items
+        again adds nothing.
+
+        Args:
+            dataset: a dataset whose ``items`` hold every item of the model plus the new
+                ones, with the columns of training (``train`` and ``users`` are not read:
+                new positives are observed, not trained on).
+
+        Returns:
+            The ids added, in the order they now have in :attr:`item_pos`.
+
+        Raises:
+            RuntimeError: the model is not fitted, or was saved by a version without the
+                item prior (retrain it).
+            KeyError: an item of the model is missing from ``dataset.items`` (nothing is
+                changed).
+        """
+        return implicit_catalogue.add_items(self, dataset)
 
     # -- persistence --------------------------------------------------------------------------
 
@@ -445,7 +492,7 @@ class GraphMetaImplicit(_Base):
         items = [item for _, item, _ in triples]
         unknown = np.flatnonzero(self.data.items_of(items) < 0)
         if len(unknown):
-            raise UnknownItemError(items[int(unknown[0])], hint=RETRAIN_HINT)
+            raise UnknownItemError(items[int(unknown[0])])
         changed = self._live_log().add(triples)
         if changed:
             self._refresh_live_items(sorted({item for _, item, _ in changed}))

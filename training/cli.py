@@ -207,7 +207,8 @@ def evaluate(dataset: Path, run_dir: Path, out: Path, support_k: str, online: bo
     if data.spec.implicit:  # PROTOCOL.md, "Implicit feedback": rank the candidate pools
         from training.implicit_cli import evaluate_implicit_run
 
-        evaluate_implicit_run(data, run_dir, out, ks, online=online, echo=click.echo)
+        evaluate_implicit_run(data, run_dir, out, ks, online=online, echo=click.echo,
+                              prepare=lambda model: _add_newer_items(model, data, dataset))
         return
     model = _load_model(run_dir)
     _add_newer_items(model, data, dataset)
@@ -263,10 +264,13 @@ def ingest_ratings(dataset: Path, ratings: Path, store_kind: str, neo4j_uri: str
 @click.option("--run", "run_dir", required=True, type=click.Path(path_type=Path),
               help="Run directory written by `graph-meta train` (its model is updated).")
 def add_items(dataset: Path, run_dir: Path) -> None:
-    """Score the items of DATASET/items.csv added after training, without retraining."""
+    """Score the items of DATASET/items.csv added after training, without retraining (a
+    rating model or an implicit one)."""
+    from graph_meta.recommend import is_implicit_model
     from loaders.folder import read_dataset
+    from training.implicit_cli import IMPLICIT_MODEL, load_run_model
 
-    model = _load_model(run_dir)
+    model = load_run_model(run_dir)
     t0 = time.perf_counter()
     try:
         added = model.add_items(read_dataset(dataset, tasks=False))
@@ -274,6 +278,11 @@ def add_items(dataset: Path, run_dir: Path) -> None:
         fail(exc)
     if not added:
         click.echo("no new items: the model already knows every item of the dataset")
+        return
+    if is_implicit_model(model):  # one pickle, written beside and renamed (model.save)
+        path = model.save(run_dir / IMPLICIT_MODEL)
+        click.echo(f"added {len(added)} item(s) in {time.perf_counter() - t0:.1f} s "
+                   f"(first: {', '.join(added[:5])}); model saved in {path}")
         return
     # written beside, then renamed (tensors first: they carry the ids load() trusts), so a
     # failure leaves a loadable model
@@ -409,8 +418,7 @@ def _load_model(run_dir: Path):
     model_path = run_dir / "model.pt"
     if not model_path.is_file() and (run_dir / IMPLICIT_MODEL).is_file():
         raise GraphMetaError(f"{run_dir} holds an implicit model ({IMPLICIT_MODEL}); this "
-                             "command needs a rating model (model.pt): an implicit model "
-                             "scores the items known at training, retrain it to add items")
+                             "command needs a rating model (model.pt)")
     if not model_path.is_file():
         raise GraphMetaError(f"{model_path} not found: train first (graph-meta train)")
     return GraphMetaRecommender.load(model_path)
@@ -418,8 +426,9 @@ def _load_model(run_dir: Path):
 
 def _load_model_with_dataset(run_dir: Path, dataset: Path | None):
     """``(model, dataset read or None)``: the run's model (rating or implicit); the items of
-    DATASET/items.csv that are newer than a rating model are added in memory
-    (:meth:`GraphMetaRecommender.add_items`) with a note."""
+    DATASET/items.csv that are newer than the model are added in memory
+    (:meth:`GraphMetaRecommender.add_items`, :meth:`GraphMetaImplicit.add_items`) with a
+    note."""
     from training.implicit_cli import load_run_model
 
     model = load_run_model(run_dir)
@@ -434,16 +443,7 @@ def _load_model_with_dataset(run_dir: Path, dataset: Path | None):
 
 def _add_newer_items(model, data, dataset: Path) -> None:
     """Score ``data``'s items that the model has not seen (added after training); a model
-    that cannot (see :meth:`GraphMetaRecommender.add_items`; an implicit model) goes on
-    without them."""
-    if not hasattr(model, "add_items"):  # the implicit model: retraining adds items
-        known = model.item_pos
-        newer = [i for i in data.items.index.astype(str) if i not in known]
-        if newer:
-            click.secho(f"note: {len(newer)} item(s) of {dataset} are newer than the model, "
-                        "left unscored (an implicit model adds items by retraining)",
-                        fg="yellow", err=True)
-        return
+    that cannot (see :meth:`GraphMetaRecommender.add_items`) goes on without them."""
     try:
         added = model.add_items(data)
     except RuntimeError as exc:

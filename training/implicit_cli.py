@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from graph_meta.dataset import Dataset
 from graph_meta.errors import GraphMetaError
@@ -67,15 +68,20 @@ def synth_implicit(*, n_users: int, n_items: int, n_interactions: int, seed: int
 
 def evaluate_implicit_run(data: Dataset, run_dir: Path, out: Path,
                           support_k: Sequence[int | None], *, online: bool,
-                          echo: Callable[[str], None]) -> None:
+                          echo: Callable[[str], None],
+                          prepare: Callable[[Any], None] | None = None) -> None:
     """``graph-meta evaluate`` on an implicit folder: the run's model ranks the candidate
-    pools (its ``score_items``, or a rating model's predictions with the support rated 1)."""
+    pools (its ``score_items``, or a rating model's predictions with the support rated 1);
+    ``prepare(model)`` runs first (the command line's: the items newer than the model are
+    added in memory)."""
     from graph_meta.eval.protocol import write_results
     from graph_meta.eval.ranking import evaluate_implicit, ranking_table
 
     if online:
         raise GraphMetaError("--online: the online replay is defined for ratings only")
     model = load_run_model(run_dir)
+    if prepare is not None:
+        prepare(model)
     results = evaluate_implicit(model, data, support_k=support_k, fit=False, progress=True)
     write_results(results, out)
     echo(ranking_table([results]))
