@@ -219,19 +219,26 @@ def evaluate_online(model: ColdStartModel, dataset: Dataset, *, fit: bool = True
 COUNT_BUCKETS: tuple[int, ...] = (0, 1, 3, 10, 30, 100, 300)
 
 
-def _rmse_by_count(rows: Sequence[tuple[int, float]]) -> dict[str, dict[str, float]]:
-    """Rating-level RMSE of query predictions grouped by how many ratings their item had
-    received in the replay when it was asked (``"0"``, ``"1-2"``, ..., ``"300+"``)."""
-    counts = np.array([c for c, _ in rows], dtype=np.int64)
-    sq = np.array([e for _, e in rows])
-    out = {}
+def count_buckets(counts: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """``(label, mask)`` of every non-empty :data:`COUNT_BUCKETS` bucket of ``counts`` (how
+    many positives or ratings an item had received): ``"0"``, ``"1-2"``, ..., ``"300+"``."""
+    counts = np.asarray(counts, dtype=np.int64)
+    out = []
     edges = [*COUNT_BUCKETS, np.iinfo(np.int64).max]
     for a, b in itertools.pairwise(edges):
         sel = (counts >= a) & (counts < b)
         if sel.any():
             label = str(a) if b == a + 1 else (f"{a}+" if b == edges[-1] else f"{a}-{b - 1}")
-            out[label] = {"n": int(sel.sum()), "rmse": float(np.sqrt(sq[sel].mean()))}
+            out.append((label, sel))
     return out
+
+
+def _rmse_by_count(rows: Sequence[tuple[int, float]]) -> dict[str, dict[str, float]]:
+    """Rating-level RMSE of query predictions grouped by how many ratings their item had
+    received in the replay when it was asked (``"0"``, ``"1-2"``, ..., ``"300+"``)."""
+    sq = np.array([e for _, e in rows])
+    return {label: {"n": int(sel.sum()), "rmse": float(np.sqrt(sq[sel].mean()))}
+            for label, sel in count_buckets(np.array([c for c, _ in rows], dtype=np.int64))}
 
 
 def _replay(model: ColdStartModel, name: str, dataset: Dataset, order: list[tuple[str, int]],

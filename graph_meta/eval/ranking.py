@@ -34,6 +34,11 @@ and every pair of a task's support and query is a positive. A task is a ranking:
 :func:`evaluate_implicit` returns PROTOCOL.md's JSON shape with ``recall@20``, ``ndcg@20``
 and ``hit@20`` in place of the rating metrics (plus ``"protocol": "implicit"``, the mean
 pool and query sizes, and ``few_shot`` curves as for ratings).
+
+:func:`evaluate_implicit_online` is PROTOCOL.md's online replay on this protocol: every task
+in the rating replay's seeded order (:func:`graph_meta.eval.protocol.replay_order`), each
+ranked as above, after which its support positives go to the model's ``observe``; the pools
+stay the catalogue's.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ __all__ = [
     "CandidatePools",
     "RankingModel",
     "evaluate_implicit",
+    "evaluate_implicit_online",
     "hit_at_k",
     "ndcg_at_k_binary",
     "ranking_metrics",
@@ -355,6 +361,33 @@ def rank_task(model: Any, name: str, scenario: str, index: int, task: Any, k: in
     return [candidates[j] for j in best], pool, ms
 
 
+def _task_hits(task: Any, top: list[str], pool: np.ndarray, pools: CandidatePools,
+               top_n: int) -> tuple[np.ndarray, int, int]:
+    """One ranked task against its query: ``(hits [top_n], |Q|, query items outside the
+    pool)``."""
+    query = {str(i) for i, _ in task.query}
+    hits = np.zeros(top_n, dtype=bool)
+    hits[:len(top)] = [t in query for t in top]
+    q = pools.item_ids.get_indexer(list(query))
+    return hits, len(query), int((~np.isin(q, pool)).sum())
+
+
+def _ranking_block(hits: np.ndarray, n_rel: np.ndarray, times: np.ndarray,
+                   pool_sizes: np.ndarray, outside: int, top_n: int) -> dict[str, Any]:
+    """A scenario's results block from its tasks' hits, query sizes, times and pools."""
+    n = len(n_rel)
+    block: dict[str, Any] = {"tasks": n}
+    per = ranking_metrics(hits, n_rel, top_n) if n else {}
+    for metric in (f"recall@{top_n}", f"ndcg@{top_n}", f"hit@{top_n}"):
+        block[metric] = float(per[metric].mean()) if n else math.nan
+    block["adapt_ms_p50"] = float(np.percentile(times, 50)) if n else math.nan
+    block["adapt_ms_p99"] = float(np.percentile(times, 99)) if n else math.nan
+    block["pool_size"] = float(np.mean(pool_sizes)) if n else math.nan
+    block["query_items"] = float(np.mean(n_rel)) if n else math.nan
+    block["query_outside_pool"] = int(outside)
+    return block
+
+
 def _rank_scenario(model: Any, name: str, scenario: str, tasks: Sequence[Any], k: int | None,
                    pools: CandidatePools, top_n: int) -> dict[str, Any]:
     n = len(tasks)
@@ -365,22 +398,110 @@ def _rank_scenario(model: Any, name: str, scenario: str, tasks: Sequence[Any], k
     outside = 0
     for j, task in enumerate(tasks):
         top, pool, times[j] = rank_task(model, name, scenario, j, task, k, pools, top_n)
-        query = {str(i) for i, _ in task.query}
-        hits[j, :len(top)] = [t in query for t in top]
-        n_rel[j] = len(query)
+        hits[j], n_rel[j], out = _task_hits(task, top, pool, pools, top_n)
         pool_sizes[j] = len(pool)
-        q = pools.item_ids.get_indexer(list(query))
-        outside += int((~np.isin(q, pool)).sum())
-    block: dict[str, Any] = {"tasks": n}
-    per = ranking_metrics(hits, n_rel, top_n) if n else {}
-    for metric in (f"recall@{top_n}", f"ndcg@{top_n}", f"hit@{top_n}"):
-        block[metric] = float(per[metric].mean()) if n else math.nan
-    block["adapt_ms_p50"] = float(np.percentile(times, 50)) if n else math.nan
-    block["adapt_ms_p99"] = float(np.percentile(times, 99)) if n else math.nan
-    block["pool_size"] = float(pool_sizes.mean()) if n else math.nan
-    block["query_items"] = float(n_rel.mean()) if n else math.nan
-    block["query_outside_pool"] = int(outside)
-    return block
+        outside += out
+    return _ranking_block(hits, n_rel, times, pool_sizes, outside, top_n)
+
+
+def evaluate_implicit_online(model: Any, dataset: Dataset, *, fit: bool = True,
+                             progress: bool = False, top_n: int = TOP_N) -> dict[str, Any]:
+    """PROTOCOL.md's online replay ("Online replay") on the implicit protocol.
+
+    Every task of the four scenario files, in :func:`graph_meta.eval.protocol.replay_order`
+    (the rating replay's seeded order), is ranked exactly as :func:`evaluate_implicit` ranks
+    it (:func:`rank_task`: its own whole support, its own pool, its query hidden), after
+    which its **support** positives are handed to the model's ``observe`` as ``(user_id,
+    item_id, 1.0)`` rows (every task pair is ``[item, 1]``), where the model has one: the
+    graph grows while tasks arrive. Query positives are never handed over, and the model is
+    not refitted. A model without ``observe`` answers blind (``"reads_graph": false``).
+    Before and after the replay the observed positives are cleared (``reset_observed``
+    where the model has it), so the model starts from training and leaves as it came.
+
+    The candidate pools stay the protocol's (:class:`CandidatePools`, built from
+    ``train.csv`` and ``items.csv`` once): a fact of the catalogue, minus the task's support
+    items and the user's ``train.csv`` items. They do **not** grow or shrink with the
+    observed positives: a new item taken during the replay stays in the new-item pool of
+    ``item_cold`` and ``user_item_cold`` (it still has no training row), and a user's
+    positives observed in an earlier task are not removed from their later pools. Only what
+    the model knows changes, never what it is asked.
+
+    Returns:
+        :func:`evaluate_implicit`'s results (whole supports only) with ``"online": true``,
+        ``"reads_graph"``, ``"observed"`` (positives handed to ``observe``), ``"replay_s"``,
+        ``"observe_ms_p50"`` / ``"observe_ms_p99"`` (absorbing one task's support) and
+        ``"by_item_positives"``: per scenario and bucket of how many support positives the
+        query item had received in the replay when it was asked (``"0"``, ``"1-2"``, ...),
+        ``{"n": query items, "found@20": the share of them in the top 20}``.
+
+    Raises:
+        RankingError: scores of the wrong shape, or not finite.
+    """
+    from graph_meta.eval.protocol import count_buckets, replay_order  # it imports this module
+
+    name = model_name(model)
+    fit_s = fit_timed(model, dataset, fit=fit, progress=progress)
+    observe = getattr(model, "observe", None)
+    reset = getattr(model, "reset_observed", None)
+    pools = CandidatePools(dataset)
+    order = replay_order(dataset)
+    rows: dict[str, list[tuple[int, np.ndarray, int, float, int, int]]] = {}
+    found: dict[str, list[tuple[int, bool]]] = {}  # (positives received, in the top n)
+    received: dict[str, int] = {}
+    observe_ms: list[float] = []
+    observed = 0
+    t_start = time.perf_counter()
+    if reset is not None:
+        reset()
+    try:
+        for step, (scenario, j) in enumerate(order):
+            task = dataset.tasks[scenario][j]
+            top, pool, ms = rank_task(model, name, scenario, j, task, None, pools, top_n)
+            hits, n_rel, outside = _task_hits(task, top, pool, pools, top_n)
+            rows.setdefault(scenario, []).append((j, hits, n_rel, ms, len(pool), outside))
+            chosen = set(top)
+            found.setdefault(scenario, []).extend(
+                (received.get(str(i), 0), str(i) in chosen) for i, _ in task.query)
+            support = [(str(task.user_id), str(i), float(r)) for i, r in task.support]
+            for _, i, _ in support:
+                received[i] = received.get(i, 0) + 1
+            if observe is not None and support:
+                t0 = time.perf_counter()
+                observe(support)
+                observe_ms.append((time.perf_counter() - t0) * 1e3)
+                observed += len(support)
+            if progress and (step + 1) % 1000 == 0:
+                print(f"[{name}] online replay: {step + 1}/{len(order)} tasks",
+                      file=sys.stderr, flush=True)
+    finally:  # the model leaves as it came, whatever happened
+        if reset is not None:
+            reset()
+    results = results_frame(model, dataset, fit_s, protocol="implicit", top_n=int(top_n),
+                            online=True, reads_graph=observe is not None, observed=observed,
+                            replay_s=round(time.perf_counter() - t_start, 2))
+    if observe_ms:
+        results["observe_ms_p50"] = float(np.percentile(observe_ms, 50))
+        results["observe_ms_p99"] = float(np.percentile(observe_ms, 99))
+    for scenario in [s for s in [*SCENARIOS, *sorted(rows)] if s in rows]:
+        if scenario in results["scenarios"]:
+            continue
+        r = sorted(rows[scenario], key=lambda row: row[0])  # file order, as offline
+        block = _ranking_block(np.array([x[1] for x in r]).reshape(len(r), top_n),
+                               np.array([x[2] for x in r], dtype=np.int64),
+                               np.array([x[3] for x in r]), np.array([x[4] for x in r]),
+                               sum(x[5] for x in r), top_n)
+        results["scenarios"][scenario] = block
+        if progress:
+            print(f"[{name}] online {scenario}: recall@{top_n} {block[f'recall@{top_n}']:.4f} "
+                  f"ndcg@{top_n} {block[f'ndcg@{top_n}']:.4f}", file=sys.stderr, flush=True)
+    results["by_item_positives"] = {}
+    for scenario, pairs in found.items():
+        counts = np.array([c for c, _ in pairs], dtype=np.int64)
+        hit = np.array([h for _, h in pairs], dtype=bool)
+        results["by_item_positives"][scenario] = {
+            label: {"n": int(sel.sum()), f"found@{top_n}": float(hit[sel].mean())}
+            for label, sel in count_buckets(counts)}
+    return results
 
 
 def is_ranking_result(result: dict[str, Any]) -> bool:
