@@ -29,6 +29,15 @@ hashed text, multi-hot node columns such as categories, brands, genres, director
   their support items) and each candidate's centred side-feature row; a user with no
   positive at all (a new user with K = 0) gets the :class:`Popularity` order.
 
+**Positives after training** (the online replay, :func:`graph_meta.eval.ranking.
+evaluate_implicit_online`): :class:`Popularity`, :class:`ImplicitALS` and
+:class:`LightFMBaseline` have ``observe(positives)`` / ``reset_observed()``. Popularity counts
+grow (a new item's predicted count plus its own observed takers); implicit ALS folds the
+positives into its users' states and gives a new item the item step over its takers; LightFM
+puts them into its users' bags (its items stay as trained). :class:`ContentProfile` stays
+blind: it ranks by item attributes, which no positive changes, and the one thing it could
+take in (a user's own earlier positives in their profile) is not what the replay measures.
+
 With ``tune=True`` :class:`ImplicitALS` chooses its factors, regularisation, confidence scale
 and ridge strengths on a grid by the mean recall@20 on pseudo-tasks carved from ``train.csv``
 (:func:`carve_implicit`; never on task files).

@@ -1,5 +1,14 @@
-"""Implicit ALS with confidences, per-task fold-in and side-feature priors for new users and
-new items (the ``implicit`` package where installed, else :mod:`graph_meta.ials`)."""
+r"""Implicit ALS with confidences, per-task fold-in and side-feature priors for new users and
+new items (the ``implicit`` package where installed, else :mod:`graph_meta.ials`).
+
+Positives observed after training (:meth:`ImplicitALS.observe`, the online replay) are folded
+in where it is cheap: they join their users' training positives in the fold-in (an observed
+weight replaces a training one), and an item without training rows gets the iALS item step
+over its observed takers toward its side-feature prior,
+:math:`y_i = (X^\top X + \lambda I + \sum_u \alpha w_{ui} x_u x_u^\top)^{-1}
+(\sum_u (1 + \alpha w_{ui}) x_u + \lambda \hat y_i)`, with :math:`x_u` the takers' states
+at training (a new user's: their prior). Items with training rows keep their factors (moving
+them is a retraining)."""
 
 from __future__ import annotations
 
@@ -16,6 +25,7 @@ from graph_meta.implicit_baselines.data import (
     Interactions,
     _Base,
     _masked,
+    _Observing,
     carve_implicit,
     interactions,
     item_features,
@@ -31,7 +41,7 @@ def _implicit_package() -> Any:
     return AlternatingLeastSquares
 
 
-class ImplicitALS(_Base):
+class ImplicitALS(_Observing, _Base):
     r"""Implicit ALS with confidences, fold-in, and side-feature priors
     (:mod:`graph_meta.implicit_baselines`).
 
@@ -150,6 +160,9 @@ class ImplicitALS(_Base):
                 and self._user_feats.shape[1]):
             prior = self._ridge("user").predict(x[d.user_in_train], alpha_user)
             self.x0[new] = prior[new]
+        self.y_fit = y.copy()
+        self.__dict__.pop("_item_step_basis", None)
+        self._refresh_live_items(list(self._live_log().by_item))
 
     def _tune(self, dataset: Dataset) -> dict[str, Any]:
         from graph_meta.eval.ranking import evaluate_implicit
@@ -207,6 +220,10 @@ class ImplicitALS(_Base):
         """The fold-in: the user step on the training positives plus the support."""
         d = self.data
         hist, w = d.history(user_id)
+        live, lw = self._live_items(user_id)
+        if len(live):  # observed positives (an observed weight replaces its training one)
+            old = ~np.isin(hist, live)
+            hist, w = np.concatenate([hist[old], live]), np.concatenate([w[old], lw])
         sup = self._support(support_items)
         sup = sup[~np.isin(sup, hist)]
         items = np.concatenate([hist, sup])
@@ -216,6 +233,28 @@ class ImplicitALS(_Base):
         if not len(items):
             return prior if prior is not None else np.zeros(self.y.shape[1])
         return fold_in(self.y, self.gram, self.reg, items, conf, prior)
+
+    def _refresh_live_items(self, item_ids: list[str]) -> None:
+        """The factors of the new items among ``item_ids``: the item step over their
+        observed takers toward their prior (module docstring)."""
+        if not hasattr(self, "y_fit"):
+            return
+        d = self.data
+        pos = d.items_of(item_ids)
+        pos = pos[pos >= 0]
+        for p in pos[~d.item_in_train[pos]].tolist():
+            users, weights = self._new_takers(p)
+            known = users >= 0
+            if not known.any():
+                self.y[p] = self.y_fit[p]
+                continue
+            basis = self.__dict__.get("_item_step_basis")
+            if basis is None:  # the takers' states at training and X^T X
+                basis = self.__dict__["_item_step_basis"] = (
+                    np.where(d.user_in_train[:, None], self.x, self.x0), self.x.T @ self.x)
+            states, gram = basis
+            self.y[p] = fold_in(states, gram, self.reg, users[known],
+                                self.alpha * weights[known], self.y_fit[p])
 
     def score_items(self, user_id: str, support_items: list[str],
                     candidate_item_ids: list[str]) -> np.ndarray:

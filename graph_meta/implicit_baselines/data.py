@@ -5,7 +5,9 @@ pseudo-tasks carved from ``train.csv`` that tuning runs on (:func:`carve_implici
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +21,8 @@ from graph_meta.dataset import (
     confidences_to_weights,
     indexed_train,
 )
+from graph_meta.errors import UnknownItemError
+from graph_meta.live import LiveRatings, rating_triples
 
 
 @dataclass
@@ -114,6 +118,72 @@ class _Base:
                 query_items: list[str]) -> np.ndarray:
         """The rating protocol's call: the ranking scores of the query items."""
         return self.score_items(user_id, [str(i) for i, _ in support], list(query_items))
+
+
+class _Observing:
+    """Positives observed after training (the online replay's support positives; a
+    :class:`graph_meta.live.LiveRatings` log with the weight as the value). A baseline that
+    reads them mixes this in before :class:`_Base` and overrides :meth:`_refresh_live_items`.
+    """
+
+    data: Interactions
+
+    def _live_log(self) -> LiveRatings:
+        return self.__dict__.setdefault("_live", LiveRatings())
+
+    def observe(self, positives: Iterable[Sequence[Any]]) -> int:
+        """Take in ``(user, item)`` or ``(user, item, weight)`` rows (weight 1 when absent)
+        without retraining. The same positive twice is one; a new weight replaces the old.
+        Returns how many pairs changed.
+
+        Raises:
+            UnknownItemError: an item outside the model's catalogue.
+            ValueError: a malformed row, or a weight that is not a finite number > 0.
+        """
+        rows = [tuple(r) for r in positives]
+        triples = rating_triples([(*r, 1.0) if len(r) == 2 else r for r in rows])
+        for k, (user, item, w) in enumerate(triples):
+            if w <= 0:
+                raise ValueError(f"positive {k} ({user}, {item}): weight must be a finite "
+                                 f"number > 0, got {w:g}")
+        items = [item for _, item, _ in triples]
+        unknown = np.flatnonzero(self.data.items_of(items) < 0)
+        if len(unknown):
+            raise UnknownItemError(items[int(unknown[0])])
+        changed = self._live_log().add(triples)
+        if changed:
+            self._refresh_live_items(sorted({item for _, item, _ in changed}))
+        return len(changed)
+
+    def reset_observed(self) -> None:
+        """Forget every observed positive: the model ranks as trained."""
+        items = list(self._live_log().by_item)
+        self._live_log().clear()
+        self._refresh_live_items(items)
+
+    def _live_items(self, user_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """A user's observed positives: item positions and weights."""
+        live = self._live_log().user(str(user_id))
+        if not live:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        pos = self.data.items_of(list(live)).astype(np.int64)
+        keep = pos >= 0
+        return pos[keep], np.fromiter(live.values(), np.float64, len(live))[keep]
+
+    def _new_takers(self, position: int) -> tuple[np.ndarray, np.ndarray]:
+        """The observed takers of the item at ``position`` that are not training takers:
+        user positions (-1 for a user outside the model) and weights."""
+        takers = self._live_log().item(str(self.data.item_ids[position]))
+        users = self.data.user_ids.get_indexer(list(takers))
+        weights = np.fromiter(takers.values(), np.float64, len(takers))
+        known = users >= 0
+        trained = np.zeros(len(users), dtype=bool)
+        if known.any():
+            trained[known] = self.data.by_user[users[known], position].toarray().ravel() != 0
+        return users[~trained], weights[~trained]
+
+    def _refresh_live_items(self, item_ids: list[str]) -> None:
+        """Bring the scores of ``item_ids`` up to the observed log (default: nothing)."""
 
 
 def _masked(scores: np.ndarray, known: np.ndarray) -> np.ndarray:

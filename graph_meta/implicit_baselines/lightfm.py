@@ -1,5 +1,10 @@
 """LightFM (WARP) with side features; a new user is their side features plus the bag of
-their support items (needs the ``lightfm`` package: :func:`lightfm_available`)."""
+their support items (needs the ``lightfm`` package: :func:`lightfm_available`).
+
+Positives observed after training (:meth:`LightFMBaseline.observe`, the online replay) join
+their users' bags; the item side stays blind to them: an item's representation is its
+learned features' embeddings, and a new item's (side features only) would move only with
+gradient steps, i.e. retraining."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from graph_meta.dataset import Dataset
 from graph_meta.implicit_baselines.data import (
     _Base,
     _masked,
+    _Observing,
     _unit_rows,
     interactions,
     item_features,
@@ -28,7 +34,7 @@ def lightfm_available() -> bool:
     return True
 
 
-class LightFMBaseline(_Base):
+class LightFMBaseline(_Observing, _Base):
     r"""LightFM (WARP) with item and user features (:mod:`graph_meta.implicit_baselines`).
 
     Args:
@@ -89,7 +95,8 @@ class LightFMBaseline(_Base):
                     candidate_item_ids: list[str]) -> np.ndarray:
         d = self.data
         hist, _ = d.history(user_id)
-        items = np.union1d(hist, self._support(support_items))
+        items = np.union1d(np.union1d(hist, self._live_items(user_id)[0]),
+                           self._support(support_items))
         bag = sp.csr_matrix((np.ones(len(items)), (np.zeros(len(items), dtype=np.int64),
                                                    items)), shape=(1, self._n_items))
         u = d.user_ids.get_indexer([user_id])[0]
