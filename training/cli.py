@@ -195,7 +195,8 @@ def train(dataset: Path, config_path: Path | None, quick: bool, out: Path, devic
               help="Support sizes, e.g. 0,1,3,5,10,all.")
 @click.option("--online", is_flag=True,
               help="PROTOCOL.md's online replay: every task in one seeded order, each task's "
-                   "support ratings observed by the model after it is answered.")
+                   "support ratings (positives, on an implicit folder) observed by the model "
+                   "after it is answered.")
 def evaluate(dataset: Path, run_dir: Path, out: Path, support_k: str, online: bool) -> None:
     """Evaluate a trained model on DATASET's tasks exactly as PROTOCOL.md says."""
     from graph_meta.eval.protocol import evaluate as run_protocol

@@ -5,7 +5,9 @@ Evaluates every implicit model on PROTOCOL.md's implicit protocol
 hit@20, few-shot curves) and writes into the output folder ``results/<model>.json``,
 ``results.md`` (the tables), ``scenarios.png`` (recall@20 per scenario and model),
 ``few_shot.png`` (recall@20 against K) and ``speed.json`` (fit times; the latency of ranking
-the whole pool for a new user with K = 10).
+the whole pool for a new user with K = 10). With ``online`` every model also runs PROTOCOL.md's
+online replay (:func:`graph_meta.eval.ranking.evaluate_implicit_online`), a row
+``"<model> online"`` each (``results/<model>_online.json``, ``online.md``).
 
 The models: popularity (attribute popularity for new items), implicit ALS + fold-in (tuned on
 pseudo-tasks carved from train unless ``quick``), LightFM with features (where the ``lightfm``
@@ -100,18 +102,17 @@ def run_implicit_benchmark(dataset: Dataset, out: Path, *, config_path: Path | N
     """Evaluate the implicit models on ``dataset``'s tasks; write JSON, tables and plots.
 
     ``config_path``, ``device`` and ``ablations`` concern graph-meta's rating model and are
-    not used here; ``online`` (the rating replay) has no implicit counterpart yet: a note.
-    ``models`` replaces the default list (:func:`implicit_models`).
+    not used here. ``online``: every model also runs the online replay after its offline
+    evaluation (rows ``"<model> online"``, returned after the offline ones, and
+    ``online.md``). ``models`` replaces the default list (:func:`implicit_models`).
     """
     from graph_meta.eval.protocol import write_results
-    from graph_meta.eval.ranking import evaluate_implicit, ranking_table
+    from graph_meta.eval.ranking import evaluate_implicit, evaluate_implicit_online, ranking_table
 
     def note(text: str) -> None:
         if progress:
             print(f"note: {text}", file=sys.stderr, flush=True)
 
-    if online:
-        note("--online: the online replay is defined for ratings only; skipped")
     if ablations:
         note("--ablations: graph-meta's rating ablations do not apply to implicit data; "
              "skipped")
@@ -128,6 +129,7 @@ def run_implicit_benchmark(dataset: Dataset, out: Path, *, config_path: Path | N
             note("graph-meta has no implicit model in this version (graph_meta.implicit): "
                  "its row is left out")
     results = []
+    online_rows: list[dict[str, Any]] = []
     speed: dict[str, Any] = {}
     als_params = None
     for m in chosen:
@@ -140,12 +142,20 @@ def run_implicit_benchmark(dataset: Dataset, out: Path, *, config_path: Path | N
         speed[res["model"]] = {"fit_s": res["fit_s"], **latency_pool(m, dataset, seed=seed)}
         if type(m).__name__ == "ImplicitALS":
             als_params = dict(m.params)
+        if online:
+            row = evaluate_implicit_online(m, dataset, fit=False, progress=progress)
+            row["model"] = f"{row['model']} online"
+            online_rows.append(row)
+    for res in [*results, *online_rows]:
         name = res["model"].replace(" ", "_").replace("/", "_")
         write_results(res, out / "results" / f"{name}.json")
+    if online_rows:
+        (out / "online.md").write_text(f"# {dataset.name}: online replay (implicit protocol, "
+                                       f"seed {seed})\n\n{ranking_table(online_rows)}\n")
     (out / "speed.json").write_text(json.dumps(speed, indent=2, default=str) + "\n")
     table = ranking_table(results)
     (out / "results.md").write_text(
         f"# {dataset.name} (implicit protocol, seed {seed})\n\n{table}\n\nspeed (rank the "
         f"whole pool for a new user, K = 10): {json.dumps(speed)}\n")
     plot_ranking(results, out)
-    return results
+    return [*results, *online_rows]

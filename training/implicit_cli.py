@@ -73,16 +73,20 @@ def evaluate_implicit_run(data: Dataset, run_dir: Path, out: Path,
     """``graph-meta evaluate`` on an implicit folder: the run's model ranks the candidate
     pools (its ``score_items``, or a rating model's predictions with the support rated 1);
     ``prepare(model)`` runs first (the command line's: the items newer than the model are
-    added in memory)."""
+    added in memory). ``online``: PROTOCOL.md's online replay instead
+    (:func:`graph_meta.eval.ranking.evaluate_implicit_online`; whole supports, so
+    ``support_k`` is not used)."""
     from graph_meta.eval.protocol import write_results
-    from graph_meta.eval.ranking import evaluate_implicit, ranking_table
+    from graph_meta.eval.ranking import evaluate_implicit, evaluate_implicit_online, ranking_table
 
-    if online:
-        raise GraphMetaError("--online: the online replay is defined for ratings only")
     model = load_run_model(run_dir)
     if prepare is not None:
         prepare(model)
-    results = evaluate_implicit(model, data, support_k=support_k, fit=False, progress=True)
+    if online:
+        results = evaluate_implicit_online(model, data, fit=False, progress=True)
+    else:
+        results = evaluate_implicit(model, data, support_k=support_k, fit=False,
+                                    progress=True)
     write_results(results, out)
     echo(ranking_table([results]))
     echo(f"wrote {out}")
