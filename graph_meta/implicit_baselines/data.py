@@ -176,10 +176,12 @@ class _Observing:
         takers = self._live_log().item(str(self.data.item_ids[position]))
         users = self.data.user_ids.get_indexer(list(takers))
         weights = np.fromiter(takers.values(), np.float64, len(takers))
-        known = users >= 0
-        trained = np.zeros(len(users), dtype=bool)
-        if known.any():
-            trained[known] = self.data.by_user[users[known], position].toarray().ravel() != 0
+        cached = self.__dict__.get("_by_item")
+        if cached is None or cached[0] is not self.data.by_user:  # refitted: new positives
+            cached = self.__dict__["_by_item"] = (self.data.by_user, self.data.by_user.tocsc())
+        by_item = cached[1]
+        a, b = by_item.indptr[position], by_item.indptr[position + 1]
+        trained = np.isin(users, by_item.indices[a:b])
         return users[~trained], weights[~trained]
 
     def _refresh_live_items(self, item_ids: list[str]) -> None:
