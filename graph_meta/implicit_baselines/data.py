@@ -173,13 +173,15 @@ class _Observing:
     def _new_takers(self, position: int) -> tuple[np.ndarray, np.ndarray]:
         """The observed takers of the item at ``position`` that are not training takers:
         user positions (-1 for a user outside the model) and weights."""
-        takers = self._live_log().item(str(self.data.item_ids[position]))
-        users = self.data.user_ids.get_indexer(list(takers))
-        weights = np.fromiter(takers.values(), np.float64, len(takers))
         cached = self.__dict__.get("_by_item")
         if cached is None or cached[0] is not self.data.by_user:  # refitted: new positives
-            cached = self.__dict__["_by_item"] = (self.data.by_user, self.data.by_user.tocsc())
-        by_item = cached[1]
+            cached = self.__dict__["_by_item"] = (
+                self.data.by_user, self.data.by_user.tocsc(),
+                {str(u): k for k, u in enumerate(self.data.user_ids)})
+        _, by_item, user_pos = cached
+        takers = self._live_log().item(str(self.data.item_ids[position]))
+        users = np.fromiter((user_pos.get(u, -1) for u in takers), np.int64, len(takers))
+        weights = np.fromiter(takers.values(), np.float64, len(takers))
         a, b = by_item.indptr[position], by_item.indptr[position + 1]
         trained = np.isin(users, by_item.indices[a:b])
         return users[~trained], weights[~trained]
