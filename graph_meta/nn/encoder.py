@@ -14,8 +14,10 @@ Input per node type (``h^{(0)}_v \in \mathbb{R}^{H}``, ``H = hidden``):
   film could only memorise that film).
 
 Then ``layers`` rounds of message passing over the attribute edges (``HAS_*`` and their
-reverses, relation files, ``CO_ENGAGED`` with its NPMI weight folded in by a separate conv)
-with :class:`torch_geometric.nn.HeteroConv` over ``SAGEConv`` (or one ``HGTConv``):
+reverses, relation files, ``CO_ENGAGED``) with :class:`torch_geometric.nn.HeteroConv` over
+``SAGEConv`` (or one ``HGTConv``). Edge weights (``CO_ENGAGED``'s NPMI, ``PART_OF``) are
+carried in the graph but reach no convolution: a ``CO_ENGAGED`` link counts as much as any
+other of its type (issue 14):
 
 .. math:: h^{(l+1)}_v = h^{(l)}_v + \mathrm{ReLU}\Big(\sum_{r} \mathrm{SAGE}_r
           \big(h^{(l)}_v, \{h^{(l)}_u : u \in N_r(v)\}\big)\Big).
