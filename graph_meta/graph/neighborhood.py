@@ -46,7 +46,8 @@ the other items (EASE, Steck 2019, on the residual matrix
 and adds :math:`\sum_h e_{uh} B_{hj}` to the prediction of item ``j``. Weights are signed
 (an item's residuals can predict the opposite on another), so they are added as they are,
 without the normalisation of the similarity correction. The exact solve inverts a dense
-``[R, R]`` over the ``R`` rated items; past :data:`MAX_REGRESSION_ITEMS` each item's column
+``[R, R]`` over the ``R`` rated items, in place (Cholesky, :math:`O(R^3)` time, one
+``[R, R]`` of memory); past :data:`MAX_REGRESSION_ITEMS` each item's column
 is solved alone over its co-rating neighbours (:meth:`ItemNeighbors.from_residuals_local`:
 the same ridge, restricted regressors), so a large catalogue keeps the correction.
 """
@@ -65,8 +66,8 @@ from graph_meta.schema import ITEM, RATED, USER
 __all__ = ["MAX_REGRESSION_ITEMS", "ItemNeighbors", "residual_correction"]
 
 _CHUNK_ENTRIES = 1 << 24  # dense similarity entries computed at a time (128 MB of float64)
-MAX_REGRESSION_ITEMS = 15_000  # rated items of the dense [N, N] solve (two float64 [N, N]:
-                               # 3.6 GB at the limit)
+MAX_REGRESSION_ITEMS = 15_000  # rated items of the dense [N, N] solve (one float64 [N, N],
+                               # inverted in place: 1.8 GB at the limit)
 
 
 def _row_normalised(m: sp.csr_matrix) -> sp.csr_matrix:
@@ -168,7 +169,8 @@ class ItemNeighbors:
         keeps the ``top_k`` largest :math:`|B_{hj}|` over items ``h``.
 
         Up to :data:`MAX_REGRESSION_ITEMS` rated items the exact solve over every rated
-        item (two dense ``[R, R]``); past it :meth:`from_residuals_local` over each item's
+        item (one dense ``[R, R]``, inverted in place); past it
+        :meth:`from_residuals_local` over each item's
         ``candidates`` (``solver``: ``"auto"`` that rule, ``"exact"`` or ``"local"`` always).
 
         Args:
@@ -200,7 +202,7 @@ class ItemNeighbors:
         e = e[:, rated]
         gram = (e.T @ e).toarray()
         gram[np.diag_indices_from(gram)] += l2
-        w = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
+        w = _spd_inverse_inplace(gram)
         del gram
         w /= -np.diag(w).copy()[:, None]  # w[j, h] = B[h, j] (P is symmetric)
         np.fill_diagonal(w, 0.0)
@@ -276,6 +278,36 @@ class ItemNeighbors:
         """The CSR ``[N_I, N_I]`` of :math:`s_{ij}^{p}`."""
         n = self.num_items
         return sp.csr_matrix((self.sim ** power, self.indices, self.indptr), shape=(n, n))
+
+
+def _spd_inverse_inplace(a: np.ndarray) -> np.ndarray:
+    """The inverse of the symmetric positive definite ``a`` ``[R, R]`` (C-contiguous
+    float64), written over ``a`` and returned: a Cholesky factor and its inverse
+    (LAPACK ``potrf`` / ``potri``, about half the flops of an LU inverse) in one triangle,
+    then mirrored onto the other in row blocks, so no second ``[R, R]`` is ever allocated
+    (``scipy.linalg.inv`` held two)."""
+    n = a.shape[0]
+    if n == 0:
+        return a
+    # a is symmetric, so its transpose (a Fortran-ordered view of the same memory) is a;
+    # LAPACK's lower triangle of that view is the upper triangle of ``a``
+    potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (a,))
+    c, info = potrf(a.T, lower=1, clean=1, overwrite_a=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"potrf: the Gram matrix is not positive definite "
+                                    f"(info {info})")
+    inv, info = potri(c, lower=1, overwrite_c=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"potri failed (info {info})")
+    a = np.ascontiguousarray(inv.T)  # a view of ``a`` again: its upper triangle is the inverse
+    step = max(1, _CHUNK_ENTRIES // n)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        # the rows' left part (below the diagonal) from the upper triangle's columns
+        a[start:stop, :start] = a[:start, start:stop].T
+        block = a[start:stop, start:stop]
+        block[...] = np.triu(block) + np.triu(block, 1).T
+    return a
 
 
 def _rating_counts(data: Any) -> np.ndarray:

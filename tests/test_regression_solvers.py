@@ -1,0 +1,79 @@
+"""The co-rating residual regression's solvers at scale (issue 17): the exact solve inverts in
+place (one ``[R, R]``), and its weights equal those of the former LU inverse."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.sparse as sp
+
+import graph_meta.graph.neighborhood as nbh
+from graph_meta.graph.neighborhood import ItemNeighbors
+
+
+def _residuals(seed: int, users: int = 80, items: int = 30, density: float = 0.3
+               ) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    e = rng.normal(size=(users, items)) * (rng.random((users, items)) < density)
+    e[:, 3] = 0.0  # an unrated item
+    e[:, 5] = 0.7 * e[:, 1] + 0.1 * rng.normal(size=users) * (e[:, 1] != 0)
+    return sp.csr_matrix(e)
+
+
+def _exact_with_lu_inverse(residuals: sp.spmatrix, l2: float, top_k: int) -> ItemNeighbors:
+    """The exact solve as it was before the in-place inverse (``scipy.linalg.inv``)."""
+    e = sp.csc_matrix(residuals, dtype=np.float64)
+    n = e.shape[1]
+    rated = np.flatnonzero(np.diff(e.indptr))
+    k = min(int(top_k), max(len(rated) - 1, 0))
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    e = e[:, rated]
+    gram = (e.T @ e).toarray()
+    gram[np.diag_indices_from(gram)] += l2
+    w = scipy.linalg.inv(gram)
+    w /= -np.diag(w).copy()[:, None]
+    np.fill_diagonal(w, 0.0)
+    top = np.argpartition(-np.abs(w), k - 1, axis=1)[:, :k]
+    top.sort(axis=1)
+    v = np.take_along_axis(w, top, axis=1)
+    keep = v != 0.0
+    indptr[rated + 1] = keep.sum(axis=1)
+    np.cumsum(indptr, out=indptr)
+    return ItemNeighbors(indptr, rated[top[keep]].astype(np.int32), v[keep].astype(np.float32))
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 64])
+@pytest.mark.parametrize("chunk", [1, 5 * 8, 1 << 24])
+def test_the_in_place_inverse_is_the_inverse_in_the_same_memory(
+        n: int, chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(nbh, "_CHUNK_ENTRIES", chunk)  # mirrored 1, 5 or every row at a time
+    rng = np.random.default_rng(n)
+    x = rng.normal(size=(n + 3, n))
+    a = x.T @ x + 2.0 * np.eye(n)
+    want = np.linalg.inv(a)
+    work = a.copy()
+    got = nbh._spd_inverse_inplace(work)
+    assert np.shares_memory(got, work)  # no second [R, R]
+    assert got.flags.c_contiguous
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(got, got.T)  # exactly symmetric
+
+
+def test_the_in_place_inverse_refuses_a_matrix_that_is_not_positive_definite() -> None:
+    with pytest.raises(np.linalg.LinAlgError, match="positive definite"):
+        nbh._spd_inverse_inplace(np.array([[1.0, 2.0], [2.0, 1.0]]))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("k", [1, 4, 100])
+def test_the_exact_regression_equals_the_former_lu_inverse(
+        seed: int, k: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(nbh, "_CHUNK_ENTRIES", 4 * 8)
+    e = _residuals(seed)
+    want = _exact_with_lu_inverse(e, 3.0, k)
+    got = ItemNeighbors.from_residuals(e, l2=3.0, top_k=k, solver="exact")
+    np.testing.assert_array_equal(got.indptr, want.indptr)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_allclose(got.sim, want.sim, rtol=1e-6, atol=1e-7)
+    assert got.indptr[4] == got.indptr[3]  # the unrated item has no weights
