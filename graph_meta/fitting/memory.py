@@ -123,7 +123,8 @@ def estimate_memory(dataset: Dataset, cfg: Config) -> MemoryEstimate:
     if m.regression_l2 > 0 and k > 0:
         regression = 2.0 * n_edges * d * 8 + 24.0 * n_edges
         if rated <= MAX_REGRESSION_ITEMS:  # the exact solve; past it one small Gram per item
-            regression += 1.0 * rated * rated * 8 + 8.0 * (1 << 24)  # in place
+            # inverted in place; mirrored through a scratch of at most 2^24 entries
+            regression += 8.0 * rated * rated + 8.0 * min(rated * rated, 1 << 24)
         elif m.neighbor_rated_weight <= 0:  # its candidates: co-rating lists built for it
             regression += 48.0 * n_edges + 28.0 * min(float(n_items) ** 2, float(1 << 24))
     transient["prediction cache"] = cache + max(neighbours, regression)
