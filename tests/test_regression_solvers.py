@@ -77,3 +77,34 @@ def test_the_exact_regression_equals_the_former_lu_inverse(
     np.testing.assert_array_equal(got.indices, want.indices)
     np.testing.assert_allclose(got.sim, want.sim, rtol=1e-6, atol=1e-7)
     assert got.indptr[4] == got.indptr[3]  # the unrated item has no weights
+
+
+def test_the_exact_limit_is_a_setting_auto_goes_local_past_it() -> None:
+    from graph_meta.config import Config, ConfigError
+
+    e = _residuals(0)
+    rated = int((np.diff(sp.csc_matrix(e).indptr) > 0).sum())
+    exact = ItemNeighbors.from_residuals(e, l2=3.0, top_k=4, solver="exact")
+    local = ItemNeighbors.from_residuals(e, l2=3.0, top_k=4, solver="local")
+    for limit, want in ((rated, exact), (rated - 1, local), (0, local)):
+        got = ItemNeighbors.from_residuals(e, l2=3.0, top_k=4, exact_max=limit)
+        np.testing.assert_array_equal(got.indices, want.indices)
+        np.testing.assert_array_equal(got.sim, want.sim)
+    assert not np.array_equal(exact.sim, local.sim)  # the two solvers do differ here
+    assert Config().model.regression_exact_max == nbh.MAX_REGRESSION_ITEMS
+    with pytest.raises(ConfigError, match=r"model\.regression_exact_max"):
+        Config().replace(**{"model.regression_exact_max": -1})
+
+
+def test_the_memory_estimate_follows_the_exact_limit() -> None:
+    from graph_meta.config import Config
+    from graph_meta.fitting.memory import estimate_memory
+    from loaders.synthetic import generate_catalog
+
+    many = generate_catalog(n_users=1000, n_items=12000, n_interactions=60000, seed=1)
+    cfg = Config()
+    exact = estimate_memory(many, cfg).total
+    local = estimate_memory(many, cfg.replace(**{"model.regression_exact_max": 100})).total
+    assert local < exact
+    assert estimate_memory(many, cfg.replace(**{"model.regression_solver": "local"})).total \
+        == local

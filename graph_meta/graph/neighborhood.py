@@ -163,15 +163,16 @@ class ItemNeighbors:
 
     @classmethod
     def from_residuals(cls, residuals: sp.spmatrix, *, l2: float, top_k: int,
-                       candidates: ItemNeighbors | None = None, solver: str = "auto"
-                       ) -> ItemNeighbors:
+                       candidates: ItemNeighbors | None = None, solver: str = "auto",
+                       exact_max: int | None = None) -> ItemNeighbors:
         r"""Learned co-rating weights (module docstring, *Residual regression*): row ``j``
         keeps the ``top_k`` largest :math:`|B_{hj}|` over items ``h``.
 
         Up to :data:`MAX_REGRESSION_ITEMS` rated items the exact solve over every rated
         item (one dense ``[R, R]``, inverted in place); past it
         :meth:`from_residuals_local` over each item's
-        ``candidates`` (``solver``: ``"auto"`` that rule, ``"exact"`` or ``"local"`` always).
+        ``candidates`` (``solver``: ``"auto"`` that rule, ``"exact"`` or ``"local"`` always;
+        ``exact_max``: the limit of ``"auto"``, by default :data:`MAX_REGRESSION_ITEMS`).
 
         Args:
             residuals: ``[N_U, N_I]`` training residuals :math:`e_{uh}` (stored entries are
@@ -189,7 +190,8 @@ class ItemNeighbors:
         rated = np.flatnonzero(np.diff(e.indptr))
         if solver not in ("auto", "exact", "local"):
             raise ValueError(f"solver must be 'auto', 'exact' or 'local', got {solver!r}")
-        if solver == "local" or (solver == "auto" and len(rated) > MAX_REGRESSION_ITEMS):
+        limit = MAX_REGRESSION_ITEMS if exact_max is None else int(exact_max)
+        if solver == "local" or (solver == "auto" and len(rated) > limit):
             if candidates is None:
                 pattern = sp.csr_matrix(e.T)
                 pattern.data[:] = 1.0

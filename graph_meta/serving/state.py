@@ -242,9 +242,9 @@ def co_rating_lists(state: PredictorState) -> ItemNeighbors | None:
 
 def residual_regression(state: PredictorState, config: Config) -> ItemNeighbors:
     """The learned co-rating weights, fitted on :func:`training_residuals` (empty lists when
-    off): the exact solve up to :data:`~graph_meta.graph.neighborhood.MAX_REGRESSION_ITEMS`
-    rated items, past it (or with ``model.regression_solver``) one ridge per item over its
-    co-rating neighbours (the lists in ``state``, or computed)."""
+    off): the exact solve up to ``model.regression_exact_max`` rated items, past it (or with
+    ``model.regression_solver``) one ridge per item over its co-rating neighbours (the lists
+    in ``state``, or computed)."""
     m = config.model
     n = len(state.item_states)
     lists = ItemNeighbors(np.zeros(n + 1, np.int64), np.zeros(0, np.int32),
@@ -253,7 +253,8 @@ def residual_regression(state: PredictorState, config: Config) -> ItemNeighbors:
         try:
             lists = ItemNeighbors.from_residuals(
                 training_residuals(state), l2=m.regression_l2, top_k=m.neighbor_k,
-                candidates=co_rating_lists(state), solver=m.regression_solver)
+                candidates=co_rating_lists(state), solver=m.regression_solver,
+                exact_max=m.regression_exact_max)
         except MemoryError as exc:
             warnings.warn(f"residual regression skipped: {exc!s} (set "
                           "model.regression_l2 = 0 to turn it off)", stacklevel=2)
