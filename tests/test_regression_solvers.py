@@ -108,3 +108,52 @@ def test_the_memory_estimate_follows_the_exact_limit() -> None:
     assert local < exact
     assert estimate_memory(many, cfg.replace(**{"model.regression_solver": "local"})).total \
         == local
+
+
+def _lists(nb: ItemNeighbors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return nb.indptr, nb.indices, nb.sim
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("k", [1, 3, 50])
+@pytest.mark.parametrize("chunk_rows", [1, 7, 200])
+def test_the_sparse_top_k_selection_gives_the_dense_lists(
+        seed: int, k: int, chunk_rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ties (binary profiles: many equal cosines, ordered by tie_break), rows with fewer
+    than k neighbours and an empty row: the same lists, value for value."""
+    rng = np.random.default_rng(seed)
+    n = 120
+    profiles = sp.csr_matrix((rng.random((n, 40)) < 0.06).astype(float))
+    profiles[5] = 0.0  # an item with no profile: no neighbours
+    tie_break = rng.integers(0, 20, n)
+    monkeypatch.setattr(nbh, "_CHUNK_ENTRIES", chunk_rows * n)
+    monkeypatch.setattr(nbh, "_SPARSE_TOP_K_RATIO", 10 ** 9)  # always dense
+    dense = ItemNeighbors.from_profiles(profiles, top_k=k, tie_break=tie_break)
+    monkeypatch.setattr(nbh, "_SPARSE_TOP_K_RATIO", 0)  # always sparse
+    sparse = ItemNeighbors.from_profiles(profiles, top_k=k, tie_break=tie_break)
+    for got, want in zip(_lists(sparse), _lists(dense), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert sparse.sim.dtype == np.float32 and sparse.indices.dtype == np.int32
+    assert sparse.indptr[6] == sparse.indptr[5]
+    if k == 50:
+        assert (np.diff(sparse.indptr) < k).any()  # rows short of k were covered
+    # the neighbours are real: no item is its own neighbour
+    rows = np.repeat(np.arange(n), np.diff(sparse.indptr))
+    assert not (rows == sparse.indices).any()
+
+
+def test_co_rating_lists_of_a_catalogue_are_the_dense_ones(
+        catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    from graph_meta.fitting.graphs import build_graph
+
+    data = build_graph(catalog)
+    monkeypatch.setattr(nbh, "_SPARSE_TOP_K_RATIO", 10 ** 9)
+    dense = [ItemNeighbors.from_ratings(data, top_k=20), ItemNeighbors.from_graph(data,
+                                                                                 top_k=20)]
+    monkeypatch.setattr(nbh, "_SPARSE_TOP_K_RATIO", 0)
+    sparse = [ItemNeighbors.from_ratings(data, top_k=20), ItemNeighbors.from_graph(data,
+                                                                                  top_k=20)]
+    for a, b in zip(sparse, dense, strict=True):
+        assert len(b.sim) > 0
+        for got, want in zip(_lists(a), _lists(b), strict=True):
+            np.testing.assert_array_equal(got, want)
