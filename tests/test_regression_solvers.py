@@ -157,3 +157,54 @@ def test_co_rating_lists_of_a_catalogue_are_the_dense_ones(
         assert len(b.sim) > 0
         for got, want in zip(_lists(a), _lists(b), strict=True):
             np.testing.assert_array_equal(got, want)
+
+
+def test_the_local_solve_of_some_rows_is_those_rows_of_the_full_one() -> None:
+    e = _residuals(2)
+    n = e.shape[1]
+    full_lists = sp.csr_matrix(np.ones((n, n)) - np.eye(n))
+    cand = ItemNeighbors(full_lists.indptr.astype(np.int64), full_lists.indices,
+                         full_lists.data.astype(np.float32))
+    full = ItemNeighbors.from_residuals(e, l2=3.0, top_k=5, candidates=cand, solver="local")
+    rows = np.array([0, 3, 5, 17])  # 3 is unrated: no weights either way
+    part = ItemNeighbors.from_residuals(e, l2=3.0, top_k=5, candidates=cand, solver="local",
+                                       rows=rows)
+    w_full, w_part = full.weights(1.0).toarray(), part.weights(1.0).toarray()
+    np.testing.assert_array_equal(w_part[rows], w_full[rows])
+    others = np.setdiff1d(np.arange(n), rows)
+    assert not w_part[others].any() and w_full[others].any()
+
+
+@pytest.mark.parametrize("solver", ["local", "exact"])
+def test_validation_scores_are_those_of_the_full_prediction_cache(catalog, solver: str
+                                                                   ) -> None:
+    """_Phase.validate solves the co-rating weights of the pseudo-tasks' query items only;
+    its scores are those of the full state."""
+    import torch
+
+    from graph_meta.config import Config
+    from graph_meta.eval.protocol import carve_validation, evaluate, training_view
+    from graph_meta.fitting.train import _Phase
+    from graph_meta.model import GraphMetaRecommender
+
+    cfg = Config().replace(**{
+        "model.dim": 8, "model.hidden": 16, "model.layers": 1, "train.epochs": 1,
+        "train.als_iters": 3, "model.regression_solver": solver})
+    carved = carve_validation(catalog, max_tasks=40, seed=0)
+    model = GraphMetaRecommender(cfg)
+    torch.manual_seed(0)
+    phase = _Phase(model, training_view(carved), cfg, torch.device("cpu"))
+    rows = phase.query_items(carved)
+    assert 0 < len(rows) < phase.index.num_items
+    got = phase.validate(carved)
+    reg = model.cache["reg_indptr"]
+    solved = np.flatnonzero(np.diff(reg))
+    if solver == "local":
+        assert set(solved.tolist()) <= set(rows.tolist())
+    model.build_cache(phase.data_dev, phase.index)  # every row
+    assert len(model.cache["reg_weight"]) > 0
+    if solver == "local":
+        assert len(np.flatnonzero(np.diff(model.cache["reg_indptr"]))) > len(solved)
+    res = evaluate(model, carved, fit=False)
+    want = {f"val_rmse_{s}": b["rmse"] for s, b in res["scenarios"].items()}
+    assert {k: v for k, v in got.items() if k != "val_rmse"} == want

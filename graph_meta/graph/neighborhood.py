@@ -179,7 +179,8 @@ class ItemNeighbors:
     @classmethod
     def from_residuals(cls, residuals: sp.spmatrix, *, l2: float, top_k: int,
                        candidates: ItemNeighbors | None = None, solver: str = "auto",
-                       exact_max: int | None = None) -> ItemNeighbors:
+                       exact_max: int | None = None, rows: np.ndarray | None = None
+                       ) -> ItemNeighbors:
         r"""Learned co-rating weights (module docstring, *Residual regression*): row ``j``
         keeps the ``top_k`` largest :math:`|B_{hj}|` over items ``h``.
 
@@ -187,7 +188,8 @@ class ItemNeighbors:
         item (one dense ``[R, R]``, inverted in place); past it
         :meth:`from_residuals_local` over each item's
         ``candidates`` (``solver``: ``"auto"`` that rule, ``"exact"`` or ``"local"`` always;
-        ``exact_max``: the limit of ``"auto"``, by default :data:`MAX_REGRESSION_ITEMS`).
+        ``exact_max``: the limit of ``"auto"``, by default :data:`MAX_REGRESSION_ITEMS`;
+        ``rows``: the local solve fills only those items' rows, the exact one every row).
 
         Args:
             residuals: ``[N_U, N_I]`` training residuals :math:`e_{uh}` (stored entries are
@@ -211,7 +213,8 @@ class ItemNeighbors:
                 pattern = sp.csr_matrix(e.T)
                 pattern.data[:] = 1.0
                 candidates = cls.from_profiles(pattern, top_k=top_k)
-            return cls.from_residuals_local(e, l2=l2, top_k=top_k, candidates=candidates)
+            return cls.from_residuals_local(e, l2=l2, top_k=top_k, candidates=candidates,
+                                            rows=rows)
         k = min(int(top_k), max(len(rated) - 1, 0))
         indptr = np.zeros(n + 1, dtype=np.int64)
         if k == 0:
@@ -242,7 +245,8 @@ class ItemNeighbors:
 
     @classmethod
     def from_residuals_local(cls, residuals: sp.spmatrix, *, l2: float, top_k: int,
-                             candidates: ItemNeighbors) -> ItemNeighbors:
+                             candidates: ItemNeighbors, rows: np.ndarray | None = None
+                             ) -> ItemNeighbors:
         r"""The residual regression restricted to candidate regressors, one small ridge per
         item: with :math:`C_j` the rated candidates of item ``j`` (``candidates`` row
         ``j``, ``j`` itself left out),
@@ -261,6 +265,9 @@ class ItemNeighbors:
             l2: :math:`\lambda > 0`.
             top_k: weights kept per item.
             candidates: the candidate regressors of every item (CSR ``[N_I, N_I]``).
+            rows: the items whose weights are wanted (the others get none; the rows solved
+                are those of every item): predictions of those items read only their rows,
+                so a validation over some query items needs no more. None: every item.
         """
         e = sp.csc_matrix(residuals, dtype=np.float64)
         n = e.shape[1]
@@ -268,7 +275,10 @@ class ItemNeighbors:
         indptr = np.zeros(n + 1, dtype=np.int64)
         cols: list[np.ndarray] = []
         vals: list[np.ndarray] = []
-        for j in np.flatnonzero(has).tolist():
+        todo = np.flatnonzero(has)
+        if rows is not None:
+            todo = np.intersect1d(todo, np.asarray(rows, dtype=np.int64))
+        for j in todo.tolist():
             cand = candidates.indices[candidates.indptr[j]:candidates.indptr[j + 1]]
             cand = np.unique(cand[(cand != j) & has[cand]].astype(np.int64))
             if not len(cand):

@@ -176,12 +176,14 @@ def history_fold_in(state: PredictorState) -> np.ndarray:
 @torch.no_grad()
 def build_state(net: GraphMetaNet, data: Any, index: RatingIndex, config: Config,
                 neighbors: tuple[ItemNeighbors, ItemNeighbors],
-                prior_targets: np.ndarray | None) -> PredictorState:
+                prior_targets: np.ndarray | None,
+                regression_rows: np.ndarray | None = None) -> PredictorState:
     """The predictor state of the trained ``net`` on graph ``data`` with training ratings
     ``index``: item states and user priors from one forward pass, the users' history sums,
     the learners' inner loops (:meth:`~graph_meta.nn.net.GraphMetaNet.serving_rules`), the
     ``(attribute-path, co-rating)`` ``neighbors`` and the learned co-rating weights
-    (:func:`residual_regression`)."""
+    (:func:`residual_regression`; ``regression_rows``: only those items' weights, which is
+    all that predicting them reads: a state for scoring some items only, as validation)."""
     net.eval()
     items_t, users_t = net.states(data, net.item_trained)
     items = items_t.double().cpu().numpy()
@@ -214,7 +216,7 @@ def build_state(net: GraphMetaNet, data: Any, index: RatingIndex, config: Config
         nbr_rated_indices=co_rated.indices,
         nbr_rated_sim=co_rated.sim)
     state.update(net.serving_rules())  # step sizes are fields, a learner's own rule extra
-    lists = residual_regression(state, config)
+    lists = residual_regression(state, config, regression_rows)
     state.reg_indptr, state.reg_indices, state.reg_weight = lists.indptr, lists.indices, lists.sim
     if prior_targets is not None and prior_targets.shape == items.shape:
         state.prior_targets = np.asarray(prior_targets, dtype=np.float64)
@@ -240,11 +242,13 @@ def co_rating_lists(state: PredictorState) -> ItemNeighbors | None:
     return ItemNeighbors(state.nbr_rated_indptr, state.nbr_rated_indices, state.nbr_rated_sim)
 
 
-def residual_regression(state: PredictorState, config: Config) -> ItemNeighbors:
+def residual_regression(state: PredictorState, config: Config,
+                        rows: np.ndarray | None = None) -> ItemNeighbors:
     """The learned co-rating weights, fitted on :func:`training_residuals` (empty lists when
     off): the exact solve up to ``model.regression_exact_max`` rated items, past it (or with
     ``model.regression_solver``) one ridge per item over its co-rating neighbours (the lists
-    in ``state``, or computed)."""
+    in ``state``, or computed). ``rows``: only those items' weights are needed (the local
+    solve skips the others; :func:`build_state`)."""
     m = config.model
     n = len(state.item_states)
     lists = ItemNeighbors(np.zeros(n + 1, np.int64), np.zeros(0, np.int32),
@@ -254,7 +258,7 @@ def residual_regression(state: PredictorState, config: Config) -> ItemNeighbors:
             lists = ItemNeighbors.from_residuals(
                 training_residuals(state), l2=m.regression_l2, top_k=m.neighbor_k,
                 candidates=co_rating_lists(state), solver=m.regression_solver,
-                exact_max=m.regression_exact_max)
+                exact_max=m.regression_exact_max, rows=rows)
         except MemoryError as exc:
             warnings.warn(f"residual regression skipped: {exc!s} (set "
                           "model.regression_l2 = 0 to turn it off)", stacklevel=2)
