@@ -208,3 +208,32 @@ def test_validation_scores_are_those_of_the_full_prediction_cache(catalog, solve
     res = evaluate(model, carved, fit=False)
     want = {f"val_rmse_{s}": b["rmse"] for s, b in res["scenarios"].items()}
     assert {k: v for k, v in got.items() if k != "val_rmse"} == want
+
+
+def test_fold_ins_and_residuals_in_blocks_are_the_one_pass_values(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from graph_meta.serving import state as st
+
+    rng = np.random.default_rng(3)
+    n_users, n_items, d = 11, 9, 4
+    counts = rng.integers(0, 5, n_users)
+    indptr = np.r_[0, np.cumsum(counts)]
+    items = rng.integers(0, n_items, indptr[-1])
+    x = rng.normal(size=(n_users, 6, d))
+    state = st.PredictorState(
+        item_states=rng.normal(size=(n_items, d)), mu=np.array(3.5),
+        user_prior=rng.normal(size=(n_users, d)), lam=rng.random(d) + 0.5,
+        head0=np.array([0.1, -0.2]), hist_indptr=indptr, hist_items=items,
+        hist_y=rng.integers(1, 6, indptr[-1]).astype(float),
+        hist_a=np.einsum("uki,ukj->uij", x, x), hist_c=rng.normal(size=(n_users, d)))
+    # the one-pass formulas these replaced
+    a = state.hist_a + np.diag(state.lam)
+    theta = np.linalg.solve(a, (state.hist_c + state.lam * state.user_prior)[..., None])[..., 0]
+    users = np.repeat(np.arange(n_users), counts)
+    fitted = st.rating(3.5, state.head0, theta[users], state.item_states[items])
+    for block in (1, 4, 1 << 16):
+        monkeypatch.setattr(st, "_ROWS_PER_BLOCK", block)
+        np.testing.assert_array_equal(st.history_fold_in(state), theta)
+        e = st.training_residuals(state)
+        want = sp.csr_matrix((state.hist_y - fitted, (users, items)), shape=e.shape)
+        np.testing.assert_array_equal(e.toarray(), want.toarray())

@@ -165,12 +165,25 @@ def rating(mu: float, head: np.ndarray, theta: np.ndarray, x: np.ndarray) -> np.
     return mu + head[0] + (1.0 + head[1]) * (theta[..., 0] + x[:, 0] + dot)
 
 
+#: users (fold-ins) or ratings (residuals) computed at a time: bounds the ``[B, D, D]`` and
+#: ``[B, D]`` temporaries of :func:`history_fold_in` and :func:`training_residuals`
+_ROWS_PER_BLOCK = 1 << 16
+
+
 def history_fold_in(state: PredictorState) -> np.ndarray:
     """``[N_U, D]`` every known user's ridge fold-in of their training history toward their
-    graph prior (one batched ``D x D`` solve)."""
+    graph prior (batched ``D x D`` solves, :data:`_ROWS_PER_BLOCK` users at a time: each
+    user's solve is its own, so the blocks change no value)."""
     lam = state.lam
-    a = state.hist_a + np.diag(lam)
-    return np.linalg.solve(a, (state.hist_c + lam * state.user_prior)[..., None])[..., 0]
+    n = len(state.hist_a)
+    out = np.empty((n, len(lam)))
+    diag = np.diag(lam)
+    for start in range(0, n, _ROWS_PER_BLOCK):
+        stop = min(start + _ROWS_PER_BLOCK, n)
+        a = state.hist_a[start:stop] + diag
+        b = state.hist_c[start:stop] + lam * state.user_prior[start:stop]
+        out[start:stop] = np.linalg.solve(a, b[..., None])[..., 0]
+    return out
 
 
 @torch.no_grad()
@@ -229,8 +242,11 @@ def training_residuals(state: PredictorState) -> sp.csr_matrix:
     fold-in (what the learned co-rating weights regress on)."""
     theta = history_fold_in(state)
     users = np.repeat(np.arange(len(theta)), np.diff(state.hist_indptr))
-    fitted = rating(float(state.mu), state.head0, theta[users],
-                    state.item_states[state.hist_items])
+    fitted = np.empty(len(users))
+    for start in range(0, len(users), _ROWS_PER_BLOCK):  # no [E, D] temporaries
+        stop = min(start + _ROWS_PER_BLOCK, len(users))
+        fitted[start:stop] = rating(float(state.mu), state.head0, theta[users[start:stop]],
+                                    state.item_states[state.hist_items[start:stop]])
     return sp.csr_matrix((state.hist_y - fitted, (users, state.hist_items)),
                          shape=(len(theta), len(state.item_states)))
 
