@@ -56,9 +56,12 @@ class ModelConfig:
     neighbor_shrink: float = 1.0  # beta: correction = sum s^p e / (beta + sum s^p)
     neighbor_rated_weight: float = 1.0  # weight of the co-rating neighbours (0: attributes only)
     regression_l2: float = 300.0  # ridge of the learned co-rating residual regression (0: off)
-    # "auto": exact (EASE) up to 15,000 rated items, one ridge per item over its co-rating
-    # neighbours past it; "exact" | "local": always that one
+    # "auto": exact (EASE) up to regression_exact_max rated items, one ridge per item over its
+    # co-rating neighbours past it; "exact" | "local": always that one
     regression_solver: str = "auto"
+    # "auto"'s limit: the exact solve holds one float64 [R, R] (1.8 GB at 15,000) and costs
+    # O(R^3) time (about 80 s at 14,000 on one core); the local one is linear in the items
+    regression_exact_max: int = 15_000
     collab_inputs: bool = False   # warm items' learned states enter message passing (DropoutNet)
     live_precision: float = 1.0   # item precision scale of live updates (0: chosen at fit)
     live_warm_items: bool = True  # ... also update items that had training ratings
@@ -68,6 +71,7 @@ class ModelConfig:
                   "neighbor_power", "neighbor_shrink")
         _at_least(self, "model", "layers", 0)
         _at_least(self, "model", "neighbor_k", 0)
+        _at_least(self, "model", "regression_exact_max", 0)
         if not self.live_precision >= 0:
             raise ConfigError(f"model.live_precision: must be >= 0 (0: chosen at fit time), "
                               f"got {self.live_precision!r}")

@@ -396,15 +396,18 @@ class GraphMetaRecommender:
         return catalogue.add_items(self, dataset)
 
     # ------------------------------------------------------------------ training's output
-    def build_cache(self, data: Any, index: RatingIndex) -> None:
+    def build_cache(self, data: Any, index: RatingIndex, *,
+                    regression_rows: np.ndarray | None = None) -> None:
         """The predictor state of the trained :attr:`net` on graph ``data`` (training ratings
         ``index``; :func:`graph_meta.serving.state.build_state`); observed ratings belong to
-        the previous states and are dropped."""
+        the previous states and are dropped. ``regression_rows``: item positions whose
+        learned co-rating weights are needed (training's validation passes its query items;
+        the state then predicts those items only as the full one would)."""
         assert self.net is not None
         self.live.clear()
         self.live_state.reset()
         self.state = build_state(self.net, data, index, self.config, self._graph_neighbors(data),
-                                 self.prior_targets)
+                                 self.prior_targets, regression_rows)
         self.item_ids = [str(i) for i in data.node_ids["Item"]]
         self.item_pos = {i: k for k, i in enumerate(self.item_ids)}
         self.user_pos = {str(u): k for k, u in enumerate(data.node_ids["User"])}

@@ -328,14 +328,14 @@ def test_correction_is_off_without_the_graph(catalog: Dataset) -> None:
 @pytest.mark.parametrize("how", ["past the limit", "model.regression_solver = local"])
 def test_a_catalogue_past_the_dense_limit_keeps_the_co_rating_regression(
         catalog: Dataset, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
-    """Past MAX_REGRESSION_ITEMS rated items (or when the config asks for it) the learned
+    """Past model.regression_exact_max rated items (or when the config asks for it) the learned
     co-rating weights come from one ridge per item over its co-rating neighbours (no warning,
     no correction dropped), and they are those of the local solve over the model's co-rating
     lists."""
     over = {"model.dim": 8, "model.hidden": 16, "model.layers": 1, "train.epochs": 1,
             "train.validate": False, "episodes.batch_users": 128, "episodes.batch_items": 16}
     if how == "past the limit":
-        monkeypatch.setattr("graph_meta.graph.neighborhood.MAX_REGRESSION_ITEMS", 5)
+        over["model.regression_exact_max"] = 5  # the limit is a setting
     else:
         over["model.regression_solver"] = "local"
     cfg = Config().replace(**over)

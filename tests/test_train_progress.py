@@ -72,7 +72,7 @@ def test_the_estimate_grows_with_the_data_and_shrinks_with_the_suggestions() -> 
         smaller = estimate_memory(large, cfg.replace(**{key: value})).total
         assert smaller < big.total or (key == "model.regression_l2" and smaller == big.total)
     # where the co-rating regression is the peak (many rated items), turning it off saves
-    many = generate_catalog(n_users=1000, n_items=9000, n_interactions=60000, seed=1)
+    many = generate_catalog(n_users=1000, n_items=12000, n_interactions=60000, seed=1)
     assert (estimate_memory(many, cfg.replace(**{"model.regression_l2": 0.0})).total
             < estimate_memory(many, cfg).total)
 

@@ -12,7 +12,6 @@ from graph_meta.config import Config
 from graph_meta.dataset import Dataset
 from graph_meta.errors import GraphMetaError
 from graph_meta.graph.build import split_multi
-from graph_meta.graph.neighborhood import MAX_REGRESSION_ITEMS
 
 __all__ = ["MemoryEstimate", "MemoryLimitError", "available_memory_gb", "check_memory",
            "estimate_memory"]
@@ -122,8 +121,11 @@ def estimate_memory(dataset: Dataset, cfg: Config) -> MemoryEstimate:
     rated = int(dataset.train["item_id"].nunique()) if n_edges else 0
     if m.regression_l2 > 0 and k > 0:
         regression = 2.0 * n_edges * d * 8 + 24.0 * n_edges
-        if rated <= MAX_REGRESSION_ITEMS:  # the exact solve; past it one small Gram per item
-            regression += 2.0 * rated * rated * 8
+        exact = (m.regression_solver == "exact" or
+                 (m.regression_solver == "auto" and rated <= m.regression_exact_max))
+        if exact:  # the exact solve; past it one small Gram per item
+            # inverted in place; mirrored through a scratch of at most 2^24 entries
+            regression += 8.0 * rated * rated + 8.0 * min(rated * rated, 1 << 24)
         elif m.neighbor_rated_weight <= 0:  # its candidates: co-rating lists built for it
             regression += 48.0 * n_edges + 28.0 * min(float(n_items) ** 2, float(1 << 24))
     transient["prediction cache"] = cache + max(neighbours, regression)

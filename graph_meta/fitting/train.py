@@ -419,6 +419,14 @@ class _Phase:
             net.item_emb.weight.copy_(torch.from_numpy(states).float())
         return mask
 
+    def query_items(self, val: Dataset) -> np.ndarray:
+        """Positions in this phase's graph of the query items of ``val``'s tasks."""
+        pos = {str(i): k for k, i in enumerate(self.data.node_ids["Item"])}
+        found = {pos.get(str(i), -1) for tasks in val.tasks.values() for t in tasks
+                 for i, _ in t.query}
+        found.discard(-1)
+        return np.array(sorted(found), dtype=np.int64)
+
     def _full_states(self) -> None:
         net = self.model.net
         if getattr(self, "als_full", None) is not None and net is not None and \
@@ -428,7 +436,10 @@ class _Phase:
 
     def validate(self, val: Dataset) -> dict[str, float]:
         with current_progress().step("validation: prediction cache and pseudo-tasks"):
-            self.model.build_cache(self.data_dev, self.index)
+            # the pseudo-tasks predict their query items only: the learned co-rating weights
+            # of the other items are not solved (the local solver; the exact one solves all)
+            self.model.build_cache(self.data_dev, self.index,
+                                   regression_rows=self.query_items(val))
             res = evaluate(self.model, val, fit=False)
         out = {f"val_rmse_{s}": b["rmse"] for s, b in res["scenarios"].items()}
         vals = [v for v in out.values() if np.isfinite(v)]

@@ -14,8 +14,10 @@ so every attribute type an item has weighs the same, and :math:`s_{ij}` is the c
 the two profiles (:math:`s_{ii} = 0`). :class:`ItemNeighbors` keeps the ``top_k`` largest
 :math:`s_{ij}` of every item (a CSR ``[N_I, N_I]``); among items tied at the cut (films
 sharing only their genres have equal similarity) the most rated are kept, since those are the
-items a user is likely to have rated. Building the lists costs :math:`O(N_I^2)` time (in
-chunks of bounded memory): fine for catalogues of up to some 10^5 items.
+items a user is likely to have rated. Building the lists costs :math:`O(N_I^2)` time where
+most items share some attribute (in chunks of bounded memory): fine for catalogues of up to
+some 10^5 items; where few pairs of items share one (a chunk's similarity at most 1/8
+stored) the selection runs over the stored pairs only, :math:`O(\text{pairs})`.
 :meth:`ItemNeighbors.from_ratings` does the same along ``Item <-RATED- User -RATED-> Item``
 (the cosine of the items' rater sets: co-rating neighbours, which a never-rated item does
 not have).
@@ -46,7 +48,8 @@ the other items (EASE, Steck 2019, on the residual matrix
 and adds :math:`\sum_h e_{uh} B_{hj}` to the prediction of item ``j``. Weights are signed
 (an item's residuals can predict the opposite on another), so they are added as they are,
 without the normalisation of the similarity correction. The exact solve inverts a dense
-``[R, R]`` over the ``R`` rated items; past :data:`MAX_REGRESSION_ITEMS` each item's column
+``[R, R]`` over the ``R`` rated items, in place (Cholesky, :math:`O(R^3)` time, one
+``[R, R]`` of memory); past :data:`MAX_REGRESSION_ITEMS` each item's column
 is solved alone over its co-rating neighbours (:meth:`ItemNeighbors.from_residuals_local`:
 the same ridge, restricted regressors), so a large catalogue keeps the correction.
 """
@@ -65,8 +68,11 @@ from graph_meta.schema import ITEM, RATED, USER
 __all__ = ["MAX_REGRESSION_ITEMS", "ItemNeighbors", "residual_correction"]
 
 _CHUNK_ENTRIES = 1 << 24  # dense similarity entries computed at a time (128 MB of float64)
-MAX_REGRESSION_ITEMS = 15_000  # rated items of the dense [N, N] solve (two float64 [N, N]:
-                               # 3.6 GB at the limit)
+# a chunk of the similarity whose stored pairs are at most 1 / this of its entries is
+# selected sparse (the same lists; time O(nnz log nnz) instead of O(rows * N_I))
+_SPARSE_TOP_K_RATIO = 8
+MAX_REGRESSION_ITEMS = 15_000  # rated items of the dense [N, N] solve (one float64 [N, N],
+                               # inverted in place: 1.8 GB at the limit)
 
 
 def _row_normalised(m: sp.csr_matrix) -> sp.csr_matrix:
@@ -135,7 +141,17 @@ class ItemNeighbors:
         cols, vals = [], []
         for start in range(0, n, rows_per_chunk):
             stop = min(start + rows_per_chunk, n)
-            s = (f[start:stop] @ ft).toarray()
+            prod = f[start:stop] @ ft
+            if prod.nnz * _SPARSE_TOP_K_RATIO <= (stop - start) * n:
+                # few pairs share a profile entry (co-rating lists of a large catalogue):
+                # the same selection over the stored pairs only, O(nnz log nnz)
+                sizes, top_cols, top_vals = _sparse_top_k(sp.csr_matrix(prod), start, k, nudge)
+                indptr[start + 1:stop + 1] = sizes
+                cols.append(top_cols)
+                vals.append(top_vals)
+                continue
+            s = prod.toarray()
+            del prod
             s[np.arange(stop - start), np.arange(start, stop)] = 0.0
             s += nudge
             top = np.argpartition(s, n - k, axis=1)[:, n - k:]
@@ -162,14 +178,18 @@ class ItemNeighbors:
 
     @classmethod
     def from_residuals(cls, residuals: sp.spmatrix, *, l2: float, top_k: int,
-                       candidates: ItemNeighbors | None = None, solver: str = "auto"
+                       candidates: ItemNeighbors | None = None, solver: str = "auto",
+                       exact_max: int | None = None, rows: np.ndarray | None = None
                        ) -> ItemNeighbors:
         r"""Learned co-rating weights (module docstring, *Residual regression*): row ``j``
         keeps the ``top_k`` largest :math:`|B_{hj}|` over items ``h``.
 
         Up to :data:`MAX_REGRESSION_ITEMS` rated items the exact solve over every rated
-        item (two dense ``[R, R]``); past it :meth:`from_residuals_local` over each item's
-        ``candidates`` (``solver``: ``"auto"`` that rule, ``"exact"`` or ``"local"`` always).
+        item (one dense ``[R, R]``, inverted in place); past it
+        :meth:`from_residuals_local` over each item's
+        ``candidates`` (``solver``: ``"auto"`` that rule, ``"exact"`` or ``"local"`` always;
+        ``exact_max``: the limit of ``"auto"``, by default :data:`MAX_REGRESSION_ITEMS`;
+        ``rows``: the local solve fills only those items' rows, the exact one every row).
 
         Args:
             residuals: ``[N_U, N_I]`` training residuals :math:`e_{uh}` (stored entries are
@@ -187,12 +207,14 @@ class ItemNeighbors:
         rated = np.flatnonzero(np.diff(e.indptr))
         if solver not in ("auto", "exact", "local"):
             raise ValueError(f"solver must be 'auto', 'exact' or 'local', got {solver!r}")
-        if solver == "local" or (solver == "auto" and len(rated) > MAX_REGRESSION_ITEMS):
+        limit = MAX_REGRESSION_ITEMS if exact_max is None else int(exact_max)
+        if solver == "local" or (solver == "auto" and len(rated) > limit):
             if candidates is None:
                 pattern = sp.csr_matrix(e.T)
                 pattern.data[:] = 1.0
                 candidates = cls.from_profiles(pattern, top_k=top_k)
-            return cls.from_residuals_local(e, l2=l2, top_k=top_k, candidates=candidates)
+            return cls.from_residuals_local(e, l2=l2, top_k=top_k, candidates=candidates,
+                                            rows=rows)
         k = min(int(top_k), max(len(rated) - 1, 0))
         indptr = np.zeros(n + 1, dtype=np.int64)
         if k == 0:
@@ -200,7 +222,7 @@ class ItemNeighbors:
         e = e[:, rated]
         gram = (e.T @ e).toarray()
         gram[np.diag_indices_from(gram)] += l2
-        w = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
+        w = _spd_inverse_inplace(gram)
         del gram
         w /= -np.diag(w).copy()[:, None]  # w[j, h] = B[h, j] (P is symmetric)
         np.fill_diagonal(w, 0.0)
@@ -223,7 +245,8 @@ class ItemNeighbors:
 
     @classmethod
     def from_residuals_local(cls, residuals: sp.spmatrix, *, l2: float, top_k: int,
-                             candidates: ItemNeighbors) -> ItemNeighbors:
+                             candidates: ItemNeighbors, rows: np.ndarray | None = None
+                             ) -> ItemNeighbors:
         r"""The residual regression restricted to candidate regressors, one small ridge per
         item: with :math:`C_j` the rated candidates of item ``j`` (``candidates`` row
         ``j``, ``j`` itself left out),
@@ -242,6 +265,9 @@ class ItemNeighbors:
             l2: :math:`\lambda > 0`.
             top_k: weights kept per item.
             candidates: the candidate regressors of every item (CSR ``[N_I, N_I]``).
+            rows: the items whose weights are wanted (the others get none; the rows solved
+                are those of every item): predictions of those items read only their rows,
+                so a validation over some query items needs no more. None: every item.
         """
         e = sp.csc_matrix(residuals, dtype=np.float64)
         n = e.shape[1]
@@ -249,7 +275,10 @@ class ItemNeighbors:
         indptr = np.zeros(n + 1, dtype=np.int64)
         cols: list[np.ndarray] = []
         vals: list[np.ndarray] = []
-        for j in np.flatnonzero(has).tolist():
+        todo = np.flatnonzero(has)
+        if rows is not None:
+            todo = np.intersect1d(todo, np.asarray(rows, dtype=np.int64))
+        for j in todo.tolist():
             cand = candidates.indices[candidates.indptr[j]:candidates.indptr[j + 1]]
             cand = np.unique(cand[(cand != j) & has[cand]].astype(np.int64))
             if not len(cand):
@@ -276,6 +305,73 @@ class ItemNeighbors:
         """The CSR ``[N_I, N_I]`` of :math:`s_{ij}^{p}`."""
         n = self.num_items
         return sp.csr_matrix((self.sim ** power, self.indices, self.indptr), shape=(n, n))
+
+
+def _sparse_top_k(prod: sp.csr_matrix, start: int, k: int, nudge: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:meth:`ItemNeighbors.from_profiles`' selection on a chunk of rows ``start ...`` of the
+    similarity held sparse: per row the ``k`` largest ``s + nudge`` among the stored pairs
+    (the diagonal left out), values ``(s + nudge) - nudge`` above 1e-12, by column. A pair
+    that is not stored has ``s = 0``, which the dense selection drops too, so the lists are
+    the dense ones (the same float operations give the same values).
+
+    Returns:
+        ``(entries per row [m], columns, values)``.
+    """
+    m = prod.shape[0]
+    sizes = np.zeros(m, np.int64)
+    cols_out: list[np.ndarray] = []
+    vals_out: list[np.ndarray] = []
+    ptr, indices, data = prod.indptr, prod.indices, prod.data
+    for r in range(m):
+        cols = indices[ptr[r]:ptr[r + 1]]
+        sim = data[ptr[r]:ptr[r + 1]]
+        off = cols != start + r
+        cols, sim = cols[off], sim[off]
+        key = sim + nudge[cols]
+        if len(key) > k:
+            top = np.argpartition(key, len(key) - k)[len(key) - k:]
+            cols, key = cols[top], key[top]
+        v = key - nudge[cols]
+        keep = v > 1e-12
+        cols, v = cols[keep], v[keep]
+        order = np.argsort(cols)
+        sizes[r] = len(cols)
+        cols_out.append(cols[order])
+        vals_out.append(v[order])
+    if not cols_out:
+        return sizes, np.zeros(0, np.int64), np.zeros(0)
+    return sizes, np.concatenate(cols_out), np.concatenate(vals_out)
+
+
+def _spd_inverse_inplace(a: np.ndarray) -> np.ndarray:
+    """The inverse of the symmetric positive definite ``a`` ``[R, R]`` (C-contiguous
+    float64), written over ``a`` and returned: a Cholesky factor and its inverse
+    (LAPACK ``potrf`` / ``potri``, about half the flops of an LU inverse) in one triangle,
+    then mirrored onto the other in row blocks, so no second ``[R, R]`` is ever allocated
+    (``scipy.linalg.inv`` held two)."""
+    n = a.shape[0]
+    if n == 0:
+        return a
+    # a is symmetric, so its transpose (a Fortran-ordered view of the same memory) is a;
+    # LAPACK's lower triangle of that view is the upper triangle of ``a``
+    potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (a,))
+    c, info = potrf(a.T, lower=1, clean=1, overwrite_a=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"potrf: the Gram matrix is not positive definite "
+                                    f"(info {info})")
+    inv, info = potri(c, lower=1, overwrite_c=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"potri failed (info {info})")
+    a = np.ascontiguousarray(inv.T)  # a view of ``a`` again: its upper triangle is the inverse
+    step = max(1, _CHUNK_ENTRIES // n)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        # the rows' left part (below the diagonal) from the upper triangle's columns
+        a[start:stop, :start] = a[:start, start:stop].T
+        block = a[start:stop, start:stop]
+        block[...] = np.triu(block) + np.triu(block, 1).T
+    return a
 
 
 def _rating_counts(data: Any) -> np.ndarray:

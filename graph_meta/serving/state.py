@@ -165,23 +165,38 @@ def rating(mu: float, head: np.ndarray, theta: np.ndarray, x: np.ndarray) -> np.
     return mu + head[0] + (1.0 + head[1]) * (theta[..., 0] + x[:, 0] + dot)
 
 
+#: users (fold-ins) or ratings (residuals) computed at a time: bounds the ``[B, D, D]`` and
+#: ``[B, D]`` temporaries of :func:`history_fold_in` and :func:`training_residuals`
+_ROWS_PER_BLOCK = 1 << 16
+
+
 def history_fold_in(state: PredictorState) -> np.ndarray:
     """``[N_U, D]`` every known user's ridge fold-in of their training history toward their
-    graph prior (one batched ``D x D`` solve)."""
+    graph prior (batched ``D x D`` solves, :data:`_ROWS_PER_BLOCK` users at a time: each
+    user's solve is its own, so the blocks change no value)."""
     lam = state.lam
-    a = state.hist_a + np.diag(lam)
-    return np.linalg.solve(a, (state.hist_c + lam * state.user_prior)[..., None])[..., 0]
+    n = len(state.hist_a)
+    out = np.empty((n, len(lam)))
+    diag = np.diag(lam)
+    for start in range(0, n, _ROWS_PER_BLOCK):
+        stop = min(start + _ROWS_PER_BLOCK, n)
+        a = state.hist_a[start:stop] + diag
+        b = state.hist_c[start:stop] + lam * state.user_prior[start:stop]
+        out[start:stop] = np.linalg.solve(a, b[..., None])[..., 0]
+    return out
 
 
 @torch.no_grad()
 def build_state(net: GraphMetaNet, data: Any, index: RatingIndex, config: Config,
                 neighbors: tuple[ItemNeighbors, ItemNeighbors],
-                prior_targets: np.ndarray | None) -> PredictorState:
+                prior_targets: np.ndarray | None,
+                regression_rows: np.ndarray | None = None) -> PredictorState:
     """The predictor state of the trained ``net`` on graph ``data`` with training ratings
     ``index``: item states and user priors from one forward pass, the users' history sums,
     the learners' inner loops (:meth:`~graph_meta.nn.net.GraphMetaNet.serving_rules`), the
     ``(attribute-path, co-rating)`` ``neighbors`` and the learned co-rating weights
-    (:func:`residual_regression`)."""
+    (:func:`residual_regression`; ``regression_rows``: only those items' weights, which is
+    all that predicting them reads: a state for scoring some items only, as validation)."""
     net.eval()
     items_t, users_t = net.states(data, net.item_trained)
     items = items_t.double().cpu().numpy()
@@ -214,7 +229,7 @@ def build_state(net: GraphMetaNet, data: Any, index: RatingIndex, config: Config
         nbr_rated_indices=co_rated.indices,
         nbr_rated_sim=co_rated.sim)
     state.update(net.serving_rules())  # step sizes are fields, a learner's own rule extra
-    lists = residual_regression(state, config)
+    lists = residual_regression(state, config, regression_rows)
     state.reg_indptr, state.reg_indices, state.reg_weight = lists.indptr, lists.indices, lists.sim
     if prior_targets is not None and prior_targets.shape == items.shape:
         state.prior_targets = np.asarray(prior_targets, dtype=np.float64)
@@ -227,8 +242,11 @@ def training_residuals(state: PredictorState) -> sp.csr_matrix:
     fold-in (what the learned co-rating weights regress on)."""
     theta = history_fold_in(state)
     users = np.repeat(np.arange(len(theta)), np.diff(state.hist_indptr))
-    fitted = rating(float(state.mu), state.head0, theta[users],
-                    state.item_states[state.hist_items])
+    fitted = np.empty(len(users))
+    for start in range(0, len(users), _ROWS_PER_BLOCK):  # no [E, D] temporaries
+        stop = min(start + _ROWS_PER_BLOCK, len(users))
+        fitted[start:stop] = rating(float(state.mu), state.head0, theta[users[start:stop]],
+                                    state.item_states[state.hist_items[start:stop]])
     return sp.csr_matrix((state.hist_y - fitted, (users, state.hist_items)),
                          shape=(len(theta), len(state.item_states)))
 
@@ -240,11 +258,13 @@ def co_rating_lists(state: PredictorState) -> ItemNeighbors | None:
     return ItemNeighbors(state.nbr_rated_indptr, state.nbr_rated_indices, state.nbr_rated_sim)
 
 
-def residual_regression(state: PredictorState, config: Config) -> ItemNeighbors:
+def residual_regression(state: PredictorState, config: Config,
+                        rows: np.ndarray | None = None) -> ItemNeighbors:
     """The learned co-rating weights, fitted on :func:`training_residuals` (empty lists when
-    off): the exact solve up to :data:`~graph_meta.graph.neighborhood.MAX_REGRESSION_ITEMS`
-    rated items, past it (or with ``model.regression_solver``) one ridge per item over its
-    co-rating neighbours (the lists in ``state``, or computed)."""
+    off): the exact solve up to ``model.regression_exact_max`` rated items, past it (or with
+    ``model.regression_solver``) one ridge per item over its co-rating neighbours (the lists
+    in ``state``, or computed). ``rows``: only those items' weights are needed (the local
+    solve skips the others; :func:`build_state`)."""
     m = config.model
     n = len(state.item_states)
     lists = ItemNeighbors(np.zeros(n + 1, np.int64), np.zeros(0, np.int32),
@@ -253,7 +273,8 @@ def residual_regression(state: PredictorState, config: Config) -> ItemNeighbors:
         try:
             lists = ItemNeighbors.from_residuals(
                 training_residuals(state), l2=m.regression_l2, top_k=m.neighbor_k,
-                candidates=co_rating_lists(state), solver=m.regression_solver)
+                candidates=co_rating_lists(state), solver=m.regression_solver,
+                exact_max=m.regression_exact_max, rows=rows)
         except MemoryError as exc:
             warnings.warn(f"residual regression skipped: {exc!s} (set "
                           "model.regression_l2 = 0 to turn it off)", stacklevel=2)
