@@ -318,8 +318,7 @@ class GraphMetaImplicit(_Base):
         mixed: dict[str, Any] = {}
         if enough:
             mixed = tune_mixed_offset(self, cold_set, new_item_share(self, dataset))
-        self.exposure_weight, exposure = choose_exposure_weight(self, cold_set,
-                                                                seed=self.seed)
+        self.exposure_weight, exposure = choose_exposure_weight(self, cold_set)
         return {"pseudo_recall@20": round(best, 5), "inner_grid_scores": scores, **mixed,
                 **exposure,
                 "pseudo_cold_recall@20": round(best_cold, 5),
@@ -559,18 +558,6 @@ class GraphMetaImplicit(_Base):
                                  self.alpha * weights[known], prior,
                                  gram_weight=self.exposure_weight)
                          if known.any() else prior)
-
-    def _new_item_view(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        r"""How new items are ranked, for :func:`~graph_meta.implicit_exposure.
-        choose_exposure_weight`: every item's factors before any observed positive (a new
-        item's: its prior), the new-item states of the users at ``users`` (no support) and
-        every item's added score :math:`\gamma \hat b_i`."""
-        ridge, graph, _, _ = self._cold
-        cold = (1 - self.graph_mix) * ridge + self.graph_mix * graph
-        priors = np.where(self.data.item_in_train[:, None], self.y_trained, cold)
-        ids = self.data.user_ids[np.asarray(users)]
-        states = np.stack([self.user_factors(str(u), [], new_items=True) for u in ids])
-        return priors, states, self.popularity_weight * self.cold_bias
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

@@ -9,8 +9,8 @@ over its observed takers toward its side-feature prior,
 (\sum_u (1 + \alpha w_{ui}) x_u + \lambda \hat y_i)`, with :math:`x_u` the takers' states
 at training (a new user's: their prior). Items with training rows keep their factors (moving
 them is a retraining). As in graph-meta, the non-takers' term :math:`X^\top X` carries the
-exposure weight :math:`\omega` (:mod:`graph_meta.implicit_exposure`), chosen on the tuning
-carve when ``tune`` (else 1, the plain step)."""
+exposure weight :math:`\omega` (:mod:`graph_meta.implicit_exposure`): 1 (the plain step) by
+default, chosen on a carve with ``exposure_weight=None`` (as the benchmark builds it)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from graph_meta.implicit_baselines.data import (
     item_features,
     user_features,
 )
-from graph_meta.implicit_exposure import choose_exposure_weight
+from graph_meta.implicit_exposure import choose_exposure_weight, cold_carve
 
 
 def _implicit_package() -> Any:
@@ -62,14 +62,14 @@ class ImplicitALS(_Observing, _Base):
         grid: for ``tune``; missing keys take :attr:`default_grid`'s.
         seed: of the initial factors and the carving.
         exposure_weight: :math:`\omega` of the live item step (module docstring), or None:
-            chosen on a carve (:func:`graph_meta.implicit_exposure.choose_exposure_weight`;
-            the tuning carve when ``tune``, else one carve fitted once with the settings
-            given).
+            chosen on a carve (:func:`graph_meta.implicit_exposure.choose_exposure_weight`,
+            after the other settings: one more fit, on
+            :func:`~graph_meta.implicit_exposure.cold_carve`).
     """
 
     name = "implicit ALS + fold-in"
     #: :math:`\omega`, the weight of the non-takers in a new item's live step
-    #: (:mod:`graph_meta.implicit_exposure`; chosen on the carve when ``tune``, else 1: the
+    #: (:mod:`graph_meta.implicit_exposure`; chosen on a carve with ``exposure_weight=None``, else
     #: plain iALS step, also for models pickled before it existed)
     exposure_weight: float = 1.0
     #: whether :meth:`fit` chooses :attr:`exposure_weight` (``exposure_weight=None``)
@@ -138,8 +138,8 @@ class ImplicitALS(_Observing, _Base):
         tuning: dict[str, Any] = {}
         if self.tune:
             tuning = self._tune(dataset)
-        elif self.choose_exposure:
-            tuning = self._tune_exposure(dataset)
+        if self.choose_exposure:
+            tuning.update(self._tune_exposure(dataset))
         self._prepare(dataset)
         x, y = self._train(self.data, self.factors, self.reg, self.alpha)
         self._set(x, y, self.alpha_item, self.alpha_user)
@@ -229,27 +229,23 @@ class ImplicitALS(_Observing, _Base):
             scores.append({**config, "pseudo_recall@20": round(score, 5),
                            **{s: round(v, 5) for s, v in per.items()}})
             if best is None or score > best[0]:
-                best = (score, config, (x, y))
+                best = (score, config)
         assert best is not None
         c = best[1]
         self.factors, self.reg, self.alpha = c["factors"], c["reg"], c["alpha"]
         self.alpha_item, self.alpha_user = c["alpha_item"], c["alpha_user"]
-        exposure: dict[str, Any] = {}
-        if self.choose_exposure:  # the live item step's weight, on the same carve
-            self._set(*best[2], self.alpha_item, self.alpha_user)
-            self.exposure_weight, exposure = choose_exposure_weight(self, pseudo,
-                                                                    seed=self.seed)
-        return {"pseudo_recall@20": round(best[0], 5), "grid_scores": scores, **exposure,
+        return {"pseudo_recall@20": round(best[0], 5), "grid_scores": scores,
                 "tuned_on": {s: len(t) for s, t in pseudo.tasks.items()}}
 
     def _tune_exposure(self, dataset: Dataset) -> dict[str, Any]:
-        r"""Choose :math:`\omega` alone (no tuning): on a carve, fitted once with the
-        settings given."""
-        pseudo = carve_implicit(dataset, seed=self.seed)
+        r"""Choose :math:`\omega` (after the other settings): on a carve with enough
+        new-item pseudo-tasks (:func:`graph_meta.implicit_exposure.cold_carve`, graph-meta's),
+        fitted once with the settings chosen."""
+        pseudo = cold_carve(dataset, seed=self.seed)
         self._prepare(pseudo)
         x, y = self._train(self.data, self.factors, self.reg, self.alpha)
         self._set(x, y, self.alpha_item, self.alpha_user)
-        self.exposure_weight, report = choose_exposure_weight(self, pseudo, seed=self.seed)
+        self.exposure_weight, report = choose_exposure_weight(self, pseudo)
         return report
 
     # -- scoring ------------------------------------------------------------------------------
@@ -294,14 +290,6 @@ class ImplicitALS(_Observing, _Base):
             self.y[p] = fold_in(states, gram, self.reg, users[known],
                                 self.alpha * weights[known], self.y_fit[p],
                                 gram_weight=self.exposure_weight)
-
-    def _new_item_view(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """How new items are ranked, for :func:`~graph_meta.implicit_exposure.
-        choose_exposure_weight`: every item's factors before any observed positive, the
-        states of the users at ``users`` (no support), no added score."""
-        ids = self.data.user_ids[np.asarray(users)]
-        states = np.stack([self.user_factors(str(u), []) for u in ids])
-        return self.y_fit, states, np.zeros(len(self.y_fit))
 
     def score_items(self, user_id: str, support_items: list[str],
                     candidate_item_ids: list[str]) -> np.ndarray:
