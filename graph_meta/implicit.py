@@ -262,7 +262,9 @@ class GraphMetaImplicit(_Base):
         with at least 20 pseudo-tasks), then on the cold-item pseudo-tasks the same two for
         ranking new items, and :math:`\mu` and :math:`\gamma`. When the default carve
         (10 % newest items) leaves fewer than 50 cold-item pseudo-tasks, a second carve
-        holding out 30 % of the items serves for the cold-item choices."""
+        holding out 30 % of the items serves for the cold-item choices, last of them the
+        exposure weight :math:`\omega` of a new item's live step, by the online replay of
+        the carve's new-item pseudo-tasks (:mod:`graph_meta.implicit_exposure`)."""
         from graph_meta.eval.ranking import evaluate_implicit
 
         pseudo = carve_implicit(dataset, seed=self.seed)

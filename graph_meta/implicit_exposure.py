@@ -22,7 +22,10 @@ carve's new-item pool when its task comes, so an item already taken by a few use
 with those not taken yet, as in the benchmark's replay. Kept is the largest :math:`\omega`
 whose mean recall@20 over those scenarios is within one standard error (over the tasks) of
 the best: the plain iALS step (:math:`\omega = 1`) unless the carve tells a smaller weight
-apart from it.
+apart from it. (On the synthetic shops the carve's best lies at 0 to 0.03 and the test
+replay's at 0.03 to 0.1, so the rule's lean toward 1 helps. A cheaper simulation, every
+held-out item folded in with its first :math:`k` takers and the rest asked, chose
+:math:`\omega = 0` there: it misses how items already taken crowd out those not taken yet.)
 """
 
 from __future__ import annotations
