@@ -84,14 +84,28 @@ def fit_ials(conf: sp.csr_matrix, factors: int, reg: float, iters: int, *,
 
 
 def fold_in(item_factors: np.ndarray, gram: np.ndarray, reg: float, items: np.ndarray,
-            conf: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
+            conf: np.ndarray, prior: np.ndarray | None = None, *,
+            gram_weight: float = 1.0) -> np.ndarray:
     r"""The user step for one user: positives ``items`` (rows of ``item_factors``) with
     confidence increments ``conf`` (:math:`\alpha w`), toward ``prior`` (:math:`x^0`, 0 when
-    None); ``gram`` is :math:`Y^\top Y`."""
+    None); ``gram`` is :math:`Y^\top Y`.
+
+    ``gram_weight`` :math:`\omega \in [0, 1]` is the confidence of every *non*-positive
+    (1 in iALS): the positives keep theirs, :math:`1 + \alpha w`, so the system is
+    :math:`\omega Y^\top Y + \sum_{i \in S} (1 - \omega + \alpha w_i)\, y_i y_i^\top
+    + \lambda I`. :math:`\omega = 1` is the iALS step exactly; :math:`\omega = 0` a ridge
+    over the positives alone, :math:`\big(\sum_i (1 + \alpha w_i) y_i y_i^\top + \lambda
+    I\big)^{-1} \big(\sum_i (1 + \alpha w_i) y_i + \lambda x^0\big)` (the exposure weight of
+    a new item's live step, :mod:`graph_meta.implicit_exposure`)."""
+    if not 0.0 <= gram_weight <= 1.0:
+        raise ValueError(f"gram_weight must be in [0, 1], got {gram_weight!r}")
     f = item_factors.shape[1]
     y = item_factors[items]
     w = np.asarray(conf, dtype=np.float64)
-    a = gram + reg * np.eye(f) + (y * w[:, None]).T @ y
+    # 1 - omega is 0.0 at omega = 1, so w + 0.0 == w: the iALS step bit for bit
+    wy = w + (1.0 - gram_weight)
+    g = gram if gram_weight == 1.0 else gram_weight * gram
+    a = g + reg * np.eye(f) + (y * wy[:, None]).T @ y
     b = y.T @ (1.0 + w)
     if prior is not None:
         b = b + reg * prior

@@ -50,10 +50,13 @@ by :class:`~graph_meta.implicit_baselines.ImplicitALS`'s tuning on the same kind
 **Positives after training** (:meth:`GraphMetaImplicit.observe`, kept in a
 :class:`graph_meta.live.LiveRatings` log with the weight as the value) join their users'
 training positives in the user step; a new item's factors become the iALS item step over its
-observed takers toward its prior, :math:`y_i = (X^\top X + \lambda I + \sum_u \alpha w_{ui}
-x_u x_u^\top)^{-1}(\sum_u (1 + \alpha w_{ui}) x_u + \lambda \hat y_i)`, with :math:`x_u` the
-takers' states at training (:func:`graph_meta.ials.fold_in` with the roles swapped); an item
-with training positives keeps its factors.
+observed takers toward its prior, :math:`y_i = (\omega X^\top X + \lambda I + \sum_u
+(1 - \omega + \alpha w_{ui}) x_u x_u^\top)^{-1}(\sum_u (1 + \alpha w_{ui}) x_u + \lambda
+\hat y_i)`, with :math:`x_u` the takers' states at training (:func:`graph_meta.ials.fold_in`
+with the roles swapped); an item with training positives keeps its factors. The exposure
+weight :math:`\omega` scales the implicit "no" of every user who did not take the item (most
+of whom have not been shown it yet): 1 is the plain iALS step, 0 a ridge over the takers
+alone; it is chosen on the carve at fit time (:mod:`graph_meta.implicit_exposure`).
 
 **Products added after training** (:meth:`GraphMetaImplicit.add_items`, in
 :mod:`graph_meta.implicit_catalogue`) join the catalogue without retraining, with what an item
@@ -82,6 +85,7 @@ from graph_meta.errors import UnknownItemError
 from graph_meta.ials import fold_in
 from graph_meta.implicit_baselines import ImplicitALS, Interactions, carve_implicit
 from graph_meta.implicit_baselines.data import _Base, _masked
+from graph_meta.implicit_exposure import choose_exposure_weight
 from graph_meta.implicit_mixed import new_item_share, tune_mixed_offset
 from graph_meta.implicit_prior import GraphPrior, graph_paths, path_messages, side_prior
 from graph_meta.live import LiveRatings, rating_triples
@@ -119,6 +123,10 @@ class GraphMetaImplicit(_Base):
     #: :math:`\delta`, the offset of new items in a mixed list (a class default for models
     #: pickled before it existed)
     mixed_offset: float = 0.0
+    #: :math:`\omega`, the weight of the non-takers in a new item's live step
+    #: (:mod:`graph_meta.implicit_exposure`; a class default, the plain iALS step, for models
+    #: pickled before it existed)
+    exposure_weight: float = 1.0
     #: :func:`graph_meta.recommend.recommend`'s advice for an item the model lacks (None:
     #: :class:`~graph_meta.errors.UnknownItemError`'s, which points to :meth:`add_items`)
     unknown_item_hint: str | None = None
@@ -173,6 +181,7 @@ class GraphMetaImplicit(_Base):
                        "alpha_user": self.alpha_user, "support_weight": self.support_weight,
                        "popularity_weight": self.popularity_weight,
                        "graph_mix": self.graph_mix, "mixed_offset": self.mixed_offset,
+                       "exposure_weight": self.exposure_weight,
                        "cold_support_weight": self.cold_support_weight,
                        "cold_fold_reg": self.cold_fold_reg,
                        "fold_reg": self.fold_reg, "backend": p["backend"],
@@ -253,7 +262,9 @@ class GraphMetaImplicit(_Base):
         with at least 20 pseudo-tasks), then on the cold-item pseudo-tasks the same two for
         ranking new items, and :math:`\mu` and :math:`\gamma`. When the default carve
         (10 % newest items) leaves fewer than 50 cold-item pseudo-tasks, a second carve
-        holding out 30 % of the items serves for the cold-item choices."""
+        holding out 30 % of the items serves for the cold-item choices, last of them the
+        exposure weight :math:`\omega` of a new item's live step, by the online replay of
+        the carve's new-item pseudo-tasks (:mod:`graph_meta.implicit_exposure`)."""
         from graph_meta.eval.ranking import evaluate_implicit
 
         pseudo = carve_implicit(dataset, seed=self.seed)
@@ -309,7 +320,9 @@ class GraphMetaImplicit(_Base):
         mixed: dict[str, Any] = {}
         if enough:
             mixed = tune_mixed_offset(self, cold_set, new_item_share(self, dataset))
+        self.exposure_weight, exposure = choose_exposure_weight(self, cold_set)
         return {"pseudo_recall@20": round(best, 5), "inner_grid_scores": scores, **mixed,
+                **exposure,
                 "pseudo_cold_recall@20": round(best_cold, 5),
                 "tuned_on": {s: len(t) for s, t in pseudo.tasks.items()},
                 "cold_tuned_on": {s: len(cold_set.tasks[s]) for s in cold}}
@@ -544,7 +557,9 @@ class GraphMetaImplicit(_Base):
             weights = np.fromiter(takers.values(), np.float64, len(takers))
             known = users >= 0
             self.y[p] = (fold_in(states, gram, self.reg, users[known],
-                                 self.alpha * weights[known], prior) if known.any() else prior)
+                                 self.alpha * weights[known], prior,
+                                 gram_weight=self.exposure_weight)
+                         if known.any() else prior)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

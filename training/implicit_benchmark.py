@@ -44,7 +44,8 @@ def implicit_models(*, quick: bool = False, seed: int = 0,
     )
 
     models: list[Any] = [Popularity(), ImplicitALS(tune=not quick, seed=seed,
-                                                   iters=5 if quick else 15)]
+                                                   iters=5 if quick else 15,
+                                                   exposure_weight=None)]
     if lightfm_available():
         models.append(LightFMBaseline(epochs=3 if quick else 10, seed=seed))
     elif note is not None:

@@ -405,7 +405,8 @@ def _rank_scenario(model: Any, name: str, scenario: str, tasks: Sequence[Any], k
 
 
 def evaluate_implicit_online(model: Any, dataset: Dataset, *, fit: bool = True,
-                             progress: bool = False, top_n: int = TOP_N) -> dict[str, Any]:
+                             progress: bool = False, top_n: int = TOP_N,
+                             per_task: bool = False) -> dict[str, Any]:
     """PROTOCOL.md's online replay ("Online replay") on the implicit protocol.
 
     Every task of the four scenario files, in :func:`graph_meta.eval.protocol.replay_order`
@@ -432,7 +433,8 @@ def evaluate_implicit_online(model: Any, dataset: Dataset, *, fit: bool = True,
         ``"observe_ms_p50"`` / ``"observe_ms_p99"`` (absorbing one task's support) and
         ``"by_item_positives"``: per scenario and bucket of how many support positives the
         query item had received in the replay when it was asked (``"0"``, ``"1-2"``, ...),
-        ``{"n": query items, "found@20": the share of them in the top 20}``.
+        ``{"n": query items, "found@20": the share of them in the top 20}``. ``per_task``:
+        each scenario block also holds ``"recall@20_per_task"`` (file order).
 
     Raises:
         RankingError: scores of the wrong shape, or not finite.
@@ -486,10 +488,14 @@ def evaluate_implicit_online(model: Any, dataset: Dataset, *, fit: bool = True,
         if scenario in results["scenarios"]:
             continue
         r = sorted(rows[scenario], key=lambda row: row[0])  # file order, as offline
-        block = _ranking_block(np.array([x[1] for x in r]).reshape(len(r), top_n),
-                               np.array([x[2] for x in r], dtype=np.int64),
-                               np.array([x[3] for x in r]), np.array([x[4] for x in r]),
-                               sum(x[5] for x in r), top_n)
+        hits = np.array([x[1] for x in r]).reshape(len(r), top_n)
+        n_rel = np.array([x[2] for x in r], dtype=np.int64)
+        block = _ranking_block(hits, n_rel, np.array([x[3] for x in r]),
+                               np.array([x[4] for x in r]), sum(x[5] for x in r), top_n)
+        if per_task:
+            block[f"recall@{top_n}_per_task"] = (
+                ranking_metrics(hits, n_rel, top_n)[f"recall@{top_n}"].tolist() if len(r)
+                else [])
         results["scenarios"][scenario] = block
         if progress:
             print(f"[{name}] online {scenario}: recall@{top_n} {block[f'recall@{top_n}']:.4f} "

@@ -8,7 +8,9 @@ over its observed takers toward its side-feature prior,
 :math:`y_i = (X^\top X + \lambda I + \sum_u \alpha w_{ui} x_u x_u^\top)^{-1}
 (\sum_u (1 + \alpha w_{ui}) x_u + \lambda \hat y_i)`, with :math:`x_u` the takers' states
 at training (a new user's: their prior). Items with training rows keep their factors (moving
-them is a retraining)."""
+them is a retraining). As in graph-meta, the non-takers' term :math:`X^\top X` carries the
+exposure weight :math:`\omega` (:mod:`graph_meta.implicit_exposure`): 1 (the plain step) by
+default, chosen on a carve with ``exposure_weight=None`` (as the benchmark builds it)."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from graph_meta.implicit_baselines.data import (
     item_features,
     user_features,
 )
+from graph_meta.implicit_exposure import choose_exposure_weight, cold_carve
 
 
 def _implicit_package() -> Any:
@@ -58,9 +61,19 @@ class ImplicitALS(_Observing, _Base):
         tune: choose the hyper-parameters on pseudo-tasks carved from train.
         grid: for ``tune``; missing keys take :attr:`default_grid`'s.
         seed: of the initial factors and the carving.
+        exposure_weight: :math:`\omega` of the live item step (module docstring), or None:
+            chosen on a carve (:func:`graph_meta.implicit_exposure.choose_exposure_weight`,
+            after the other settings: one more fit, on
+            :func:`~graph_meta.implicit_exposure.cold_carve`).
     """
 
     name = "implicit ALS + fold-in"
+    #: :math:`\omega`, the weight of the non-takers in a new item's live step
+    #: (:mod:`graph_meta.implicit_exposure`; chosen on a carve with ``exposure_weight=None``, else
+    #: plain iALS step, also for models pickled before it existed)
+    exposure_weight: float = 1.0
+    #: whether :meth:`fit` chooses :attr:`exposure_weight` (``exposure_weight=None``)
+    choose_exposure: bool = False
     default_grid: ClassVar[dict[str, list[Any]]] = {
         "factors": [32, 64],
         "reg": [1.0, 10.0, 50.0],
@@ -72,7 +85,8 @@ class ImplicitALS(_Observing, _Base):
     def __init__(self, factors: int = 64, reg: float = 10.0, alpha: float = 5.0,
                  iters: int = 15, *, alpha_item: float = 10.0,
                  alpha_user: float | None = 10.0, backend: str = "auto", tune: bool = False,
-                 grid: dict[str, list[Any]] | None = None, seed: int = 0) -> None:
+                 grid: dict[str, list[Any]] | None = None, seed: int = 0,
+                 exposure_weight: float | None = 1.0) -> None:
         if backend not in ("auto", "implicit", "numpy"):
             raise ValueError(f"backend must be auto, implicit or numpy, got {backend!r}")
         self.factors = int(factors)
@@ -85,6 +99,12 @@ class ImplicitALS(_Observing, _Base):
         self.tune = tune
         self.grid = {**self.default_grid, **(grid or {})}
         self.seed = int(seed)
+        self.choose_exposure = exposure_weight is None
+        if exposure_weight is not None:
+            if not 0.0 <= exposure_weight <= 1.0:
+                raise ValueError(f"exposure_weight must be in [0, 1] or None, got "
+                                 f"{exposure_weight!r}")
+            self.exposure_weight = float(exposure_weight)
         self.params: dict[str, Any] = {}
 
     # -- fitting ------------------------------------------------------------------------------
@@ -118,12 +138,15 @@ class ImplicitALS(_Observing, _Base):
         tuning: dict[str, Any] = {}
         if self.tune:
             tuning = self._tune(dataset)
+        if self.choose_exposure:
+            tuning.update(self._tune_exposure(dataset))
         self._prepare(dataset)
         x, y = self._train(self.data, self.factors, self.reg, self.alpha)
         self._set(x, y, self.alpha_item, self.alpha_user)
         self.params = {"factors": self.factors, "reg": self.reg, "alpha": self.alpha,
                        "iters": self.iters, "alpha_item": self.alpha_item,
                        "alpha_user": self.alpha_user, "backend": self._backend(),
+                       "exposure_weight": self.exposure_weight,
                        "fit_s": round(time.perf_counter() - t0, 3), **tuning}
         return self
 
@@ -214,6 +237,17 @@ class ImplicitALS(_Observing, _Base):
         return {"pseudo_recall@20": round(best[0], 5), "grid_scores": scores,
                 "tuned_on": {s: len(t) for s, t in pseudo.tasks.items()}}
 
+    def _tune_exposure(self, dataset: Dataset) -> dict[str, Any]:
+        r"""Choose :math:`\omega` (after the other settings): on a carve with enough
+        new-item pseudo-tasks (:func:`graph_meta.implicit_exposure.cold_carve`, graph-meta's),
+        fitted once with the settings chosen."""
+        pseudo = cold_carve(dataset, seed=self.seed)
+        self._prepare(pseudo)
+        x, y = self._train(self.data, self.factors, self.reg, self.alpha)
+        self._set(x, y, self.alpha_item, self.alpha_user)
+        self.exposure_weight, report = choose_exposure_weight(self, pseudo)
+        return report
+
     # -- scoring ------------------------------------------------------------------------------
 
     def user_factors(self, user_id: str, support_items: list[str]) -> np.ndarray:
@@ -254,7 +288,8 @@ class ImplicitALS(_Observing, _Base):
                     np.where(d.user_in_train[:, None], self.x, self.x0), self.x.T @ self.x)
             states, gram = basis
             self.y[p] = fold_in(states, gram, self.reg, users[known],
-                                self.alpha * weights[known], self.y_fit[p])
+                                self.alpha * weights[known], self.y_fit[p],
+                                gram_weight=self.exposure_weight)
 
     def score_items(self, user_id: str, support_items: list[str],
                     candidate_item_ids: list[str]) -> np.ndarray:
