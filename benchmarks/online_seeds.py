@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/online_seeds.py DATASET OUT SEED [--no-baselines] [--ablation NAME ...]
-        [--auto-live-precision] [--ablations-only]
+        [--fixed-live-precision] [--ablations-only]
 
 The rows of ``graph-meta benchmark DATASET --out OUT --online --seed SEED`` for these three
 models alone (no MeLU, no global mean: a shorter run per extra seed), written the same way
@@ -11,8 +11,9 @@ models alone (no MeLU, no global mean: a shorter run per extra seed), written th
 them with full benchmark runs. ``--no-baselines`` leaves the two baselines out (their rows do
 not depend on graph-meta's code: reuse an earlier run's); ``--ablation`` adds an offline row
 of :data:`training.benchmark.ABLATIONS` by name (e.g. ``"graph-meta (no graph)"``);
-``--auto-live-precision`` an online row of graph-meta fitted with ``model.live_precision = 0``
-(the live item precision chosen on held-out items, :mod:`graph_meta.live_tuning`);
+``--fixed-live-precision`` an online row of graph-meta fitted with ``model.live_precision =
+1`` (the learned item precision as it is; the default, 0, chooses its scale on held-out items,
+:mod:`graph_meta.live_tuning`);
 ``--ablations-only`` fits and writes the ``--ablation`` rows alone (no graph-meta row, no
 baselines, no ``speed.json``): more rows for a run already made.
 """
@@ -52,11 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--ablation", action="append", default=[],
                         choices=[name for name, _, _ in ABLATIONS])
-    parser.add_argument("--auto-live-precision", action="store_true")
+    parser.add_argument("--fixed-live-precision", action="store_true")
     parser.add_argument("--ablations-only", action="store_true")
     args = parser.parse_args(argv)
-    if args.ablations_only and (args.auto_live_precision or not args.ablation):
-        parser.error("--ablations-only takes --ablation rows and no --auto-live-precision")
+    if args.ablations_only and (args.fixed_live_precision or not args.ablation):
+        parser.error("--ablations-only takes --ablation rows and no --fixed-live-precision")
     dataset, out, seed = read_dataset(args.dataset), args.out, args.seed
     (out / "results").mkdir(parents=True, exist_ok=True)
     cfg = load_config(None).replace(**{"train.seed": seed})
@@ -90,15 +91,15 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(evaluate(variant, dataset, support_k=SUPPORT_K, fit=False))
         _write(rows[-1], out)
         print(name, _rmse(rows[-1]), flush=True)
-    if args.auto_live_precision:
+    if args.fixed_live_precision:
         torch.manual_seed(seed)
-        auto = GraphMetaRecommender(cfg.replace(**{"model.live_precision": 0.0}))
-        auto.name = "graph-meta (live precision chosen at fit)"
-        auto.fit(dataset, progress=False)
-        rows.append(evaluate_online(auto, dataset, fit=False))
+        fixed = GraphMetaRecommender(cfg.replace(**{"model.live_precision": 1.0}))
+        fixed.name = "graph-meta (live precision 1)"
+        fixed.fit(dataset, progress=False)
+        rows.append(evaluate_online(fixed, dataset, fit=False))
         rows[-1]["model"] += " online"
         _write(rows[-1], out)
-        print(rows[-1]["model"], auto.fit_info.get("live_precision"), _rmse(rows[-1]),
+        print(rows[-1]["model"], fixed.fit_info.get("live_precision"), _rmse(rows[-1]),
               flush=True)
     if ours is None:
         return 0

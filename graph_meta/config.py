@@ -63,7 +63,7 @@ class ModelConfig:
     # O(R^3) time (about 80 s at 14,000 on one core); the local one is linear in the items
     regression_exact_max: int = 15_000
     collab_inputs: bool = False   # warm items' learned states enter message passing (DropoutNet)
-    live_precision: float = 1.0   # item precision scale of live updates (0: chosen at fit)
+    live_precision: float = 0.0   # item precision scale of live updates (0: chosen at fit)
     live_warm_items: bool = True  # ... also update items that had training ratings
 
     def check(self) -> None:
