@@ -37,7 +37,7 @@ import numpy as np
 
 from graph_meta.dataset import Dataset
 
-__all__ = ["FALLBACK", "SCENARIOS", "WEIGHTS", "choose_exposure_weight", "cold_carve"]
+__all__ = ["FALLBACK", "SCENARIOS", "WEIGHTS", "choose_exposure_weight"]
 
 #: candidate :math:`\omega`
 WEIGHTS: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
@@ -45,19 +45,6 @@ WEIGHTS: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
 SCENARIOS: tuple[str, ...] = ("item_cold", "user_item_cold")
 #: :math:`\omega` when the carve has too few new-item pseudo-tasks: the iALS step as it was
 FALLBACK = 1.0
-
-
-def cold_carve(dataset: Dataset, *, seed: int = 0, enough: int = 50) -> Dataset:
-    """The carve new items are tuned on (graph-meta's rule,
-    :meth:`graph_meta.implicit.GraphMetaImplicit._tune`): the default one (10 % newest
-    items), or one holding out 30 % of the items when that leaves fewer than ``enough``
-    new-item pseudo-tasks."""
-    from graph_meta.implicit_baselines.data import carve_implicit
-
-    pseudo = carve_implicit(dataset, seed=seed)
-    if sum(len(pseudo.tasks.get(s, [])) for s in SCENARIOS) < enough:
-        pseudo = carve_implicit(dataset, seed=seed, new_item_fraction=0.3)
-    return pseudo
 
 
 def choose_exposure_weight(model: Any, carved: Dataset, *,

@@ -34,7 +34,6 @@ the same cold-start split as the benchmark's, applied to ``train.csv`` alone.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import math
 import os
@@ -53,6 +52,9 @@ from graph_meta.dataset import training_view as training_view  # re-exported
 from graph_meta.eval.jsonable import jsonable
 from graph_meta.eval.metrics import METRICS, batch_task_metrics
 from graph_meta.eval.ranking import ranking_table
+from graph_meta.eval.replay import COUNT_BUCKETS as COUNT_BUCKETS  # re-exported
+from graph_meta.eval.replay import REPLAY_SEED as REPLAY_SEED  # re-exported
+from graph_meta.eval.replay import count_buckets, replay_order
 from graph_meta.eval.selection import (
     chosen_scenarios,
     fit_timed,
@@ -142,22 +144,6 @@ def evaluate(model: ColdStartModel, dataset: Dataset, *,
     return results
 
 
-#: the seed of the online replay's task order (PROTOCOL.md, "Online replay")
-REPLAY_SEED = 20261130
-
-
-def replay_order(dataset: Dataset) -> list[tuple[str, int]]:
-    """``(scenario, task index)`` in the online replay's order: the scenario files
-    concatenated in PROTOCOL.md's order (file order within each), then shuffled once with
-    ``random.Random(REPLAY_SEED)``."""
-    import random
-
-    seq = [(s, j) for s in [*SCENARIOS, *sorted(set(dataset.tasks) - set(SCENARIOS))]
-           if s in dataset.tasks for j in range(len(dataset.tasks[s]))]
-    random.Random(REPLAY_SEED).shuffle(seq)
-    return seq
-
-
 def evaluate_online(model: ColdStartModel, dataset: Dataset, *, fit: bool = True,
                     progress: bool = False) -> dict[str, Any]:
     """The online replay (module docstring): one pass over every task, the graph growing.
@@ -213,24 +199,6 @@ def evaluate_online(model: ColdStartModel, dataset: Dataset, *, fit: bool = True
     results["clipped"] = clipped
     results["by_item_ratings"] = {s: _rmse_by_count(rows) for s, rows in by_count.items()}
     return results
-
-
-#: bucket edges of ``by_item_ratings``: how many ratings a query item had received
-COUNT_BUCKETS: tuple[int, ...] = (0, 1, 3, 10, 30, 100, 300)
-
-
-def count_buckets(counts: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """``(label, mask)`` of every non-empty :data:`COUNT_BUCKETS` bucket of ``counts`` (how
-    many positives or ratings an item had received): ``"0"``, ``"1-2"``, ..., ``"300+"``."""
-    counts = np.asarray(counts, dtype=np.int64)
-    out = []
-    edges = [*COUNT_BUCKETS, np.iinfo(np.int64).max]
-    for a, b in itertools.pairwise(edges):
-        sel = (counts >= a) & (counts < b)
-        if sel.any():
-            label = str(a) if b == a + 1 else (f"{a}+" if b == edges[-1] else f"{a}-{b - 1}")
-            out.append((label, sel))
-    return out
 
 
 def _rmse_by_count(rows: Sequence[tuple[int, float]]) -> dict[str, dict[str, float]]:

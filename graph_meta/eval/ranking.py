@@ -36,7 +36,7 @@ and ``hit@20`` in place of the rating metrics (plus ``"protocol": "implicit"``, 
 pool and query sizes, and ``few_shot`` curves as for ratings).
 
 :func:`evaluate_implicit_online` is PROTOCOL.md's online replay on this protocol: every task
-in the rating replay's seeded order (:func:`graph_meta.eval.protocol.replay_order`), each
+in the rating replay's seeded order (:func:`graph_meta.eval.replay.replay_order`), each
 ranked as above, after which its support positives go to the model's ``observe``; the pools
 stay the catalogue's.
 """
@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from graph_meta.dataset import ITEM_ID, USER_ID, Dataset
+from graph_meta.eval.replay import count_buckets, replay_order
 from graph_meta.eval.selection import (
     chosen_scenarios,
     fit_timed,
@@ -409,7 +410,7 @@ def evaluate_implicit_online(model: Any, dataset: Dataset, *, fit: bool = True,
                              per_task: bool = False) -> dict[str, Any]:
     """PROTOCOL.md's online replay ("Online replay") on the implicit protocol.
 
-    Every task of the four scenario files, in :func:`graph_meta.eval.protocol.replay_order`
+    Every task of the four scenario files, in :func:`graph_meta.eval.replay.replay_order`
     (the rating replay's seeded order), is ranked exactly as :func:`evaluate_implicit` ranks
     it (:func:`rank_task`: its own whole support, its own pool, its query hidden), after
     which its **support** positives are handed to the model's ``observe`` as ``(user_id,
@@ -439,7 +440,6 @@ def evaluate_implicit_online(model: Any, dataset: Dataset, *, fit: bool = True,
     Raises:
         RankingError: scores of the wrong shape, or not finite.
     """
-    from graph_meta.eval.protocol import count_buckets, replay_order  # it imports this module
 
     name = model_name(model)
     fit_s = fit_timed(model, dataset, fit=fit, progress=progress)

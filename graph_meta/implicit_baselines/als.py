@@ -29,11 +29,12 @@ from graph_meta.implicit_baselines.data import (
     _masked,
     _Observing,
     carve_implicit,
+    cold_carve,
     interactions,
     item_features,
     user_features,
 )
-from graph_meta.implicit_exposure import choose_exposure_weight, cold_carve
+from graph_meta.implicit_exposure import choose_exposure_weight
 
 
 def _implicit_package() -> Any:
@@ -64,7 +65,7 @@ class ImplicitALS(_Observing, _Base):
         exposure_weight: :math:`\omega` of the live item step (module docstring), or None:
             chosen on a carve (:func:`graph_meta.implicit_exposure.choose_exposure_weight`,
             after the other settings: one more fit, on
-            :func:`~graph_meta.implicit_exposure.cold_carve`).
+            :func:`~graph_meta.implicit_baselines.data.cold_carve`).
     """
 
     name = "implicit ALS + fold-in"
@@ -239,7 +240,7 @@ class ImplicitALS(_Observing, _Base):
 
     def _tune_exposure(self, dataset: Dataset) -> dict[str, Any]:
         r"""Choose :math:`\omega` (after the other settings): on a carve with enough
-        new-item pseudo-tasks (:func:`graph_meta.implicit_exposure.cold_carve`, graph-meta's),
+        new-item pseudo-tasks (:func:`graph_meta.implicit_baselines.data.cold_carve`, graph-meta's),
         fitted once with the settings chosen."""
         pseudo = cold_carve(dataset, seed=self.seed)
         self._prepare(pseudo)

@@ -22,6 +22,7 @@ from graph_meta.dataset import (
     indexed_train,
 )
 from graph_meta.errors import UnknownItemError
+from graph_meta.implicit_exposure import SCENARIOS as EXPOSURE_SCENARIOS
 from graph_meta.live import LiveRatings, rating_triples
 
 
@@ -212,3 +213,14 @@ def carve_implicit(dataset: Dataset, *, seed: int = 0, max_tasks: int | None = 3
     pseudo = carve_validation(view, seed=seed, max_tasks=max_tasks,
                               new_item_fraction=new_item_fraction)
     return confidences_to_weights(pseudo)
+
+
+def cold_carve(dataset: Dataset, *, seed: int = 0, enough: int = 50) -> Dataset:
+    """The carve new items are tuned on (graph-meta's rule,
+    :meth:`graph_meta.implicit.GraphMetaImplicit._tune`): the default one (10 % newest
+    items), or one holding out 30 % of the items when that leaves fewer than ``enough``
+    new-item pseudo-tasks."""
+    pseudo = carve_implicit(dataset, seed=seed)
+    if sum(len(pseudo.tasks.get(s, [])) for s in EXPOSURE_SCENARIOS) < enough:
+        pseudo = carve_implicit(dataset, seed=seed, new_item_fraction=0.3)
+    return pseudo
