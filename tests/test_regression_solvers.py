@@ -123,8 +123,9 @@ def test_the_sparse_top_k_selection_gives_the_dense_lists(
     than k neighbours and an empty row: the same lists, value for value."""
     rng = np.random.default_rng(seed)
     n = 120
-    profiles = sp.csr_matrix((rng.random((n, 40)) < 0.06).astype(float))
-    profiles[5] = 0.0  # an item with no profile: no neighbours
+    dense_profiles = (rng.random((n, 40)) < 0.06).astype(float)
+    dense_profiles[5] = 0.0  # an item with no profile: no neighbours
+    profiles = sp.csr_matrix(dense_profiles)
     tie_break = rng.integers(0, 20, n)
     monkeypatch.setattr(nbh, "_CHUNK_ENTRIES", chunk_rows * n)
     monkeypatch.setattr(nbh, "_SPARSE_TOP_K_RATIO", 10 ** 9)  # always dense
