@@ -72,7 +72,7 @@ from __future__ import annotations
 import itertools
 import pickle
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +84,10 @@ from graph_meta.dataset import Dataset
 from graph_meta.errors import UnknownItemError
 from graph_meta.ials import fold_in
 from graph_meta.implicit_baselines import ImplicitALS, Interactions, carve_implicit
-from graph_meta.implicit_baselines.data import _Base, _masked
+from graph_meta.implicit_baselines.data import _Base, _masked, _Observing
 from graph_meta.implicit_exposure import choose_exposure_weight
 from graph_meta.implicit_mixed import new_item_share, tune_mixed_offset
 from graph_meta.implicit_prior import GraphPrior, graph_paths, path_messages, side_prior
-from graph_meta.live import LiveRatings, rating_triples
 from graph_meta.schema import ITEM, USER
 
 __all__ = ["GraphMetaImplicit", "path_messages"]
@@ -97,7 +96,7 @@ __all__ = ["GraphMetaImplicit", "path_messages"]
 _GraphPrior = GraphPrior
 
 
-class GraphMetaImplicit(_Base):
+class GraphMetaImplicit(_Observing, _Base):
     r"""graph-meta's implicit model (module docstring).
 
     Args:
@@ -475,6 +474,7 @@ class GraphMetaImplicit(_Base):
         state = dict(self.__dict__)
         state.pop("_state_cache", None)  # derived: rebuilt on demand
         state.pop("_item_step_basis", None)
+        state.pop("_by_item", None)  # taker look-ups: rebuilt on demand
         if state.pop("_live", None):  # observed positives are not saved: the graph has them
             ridge, graph, _, _ = self._cold
             cold = (1 - self.graph_mix) * ridge + self.graph_mix * graph
@@ -482,34 +482,6 @@ class GraphMetaImplicit(_Base):
         return state
 
     # -- positives observed after training (module docstring) ---------------------------------
-
-    def _live_log(self) -> LiveRatings:
-        return self.__dict__.setdefault("_live", LiveRatings())
-
-    def observe(self, positives: Iterable[Sequence[Any]]) -> int:
-        """Take in positives that arrived after training, ``(user, item)`` or ``(user, item,
-        weight)`` rows (weight 1 when absent), without retraining: the users' states and the
-        new items' factors move (module docstring). The same positive twice is one positive;
-        a new weight replaces the old. Returns how many pairs changed.
-
-        Raises:
-            UnknownItemError: an item outside the model's catalogue.
-            ValueError: a malformed row, or a weight that is not a finite number > 0.
-        """
-        rows = [tuple(r) for r in positives]
-        triples = rating_triples([(*r, 1.0) if len(r) == 2 else r for r in rows])
-        for k, (user, item, w) in enumerate(triples):
-            if w <= 0:
-                raise ValueError(f"positive {k} ({user}, {item}): weight must be a finite "
-                                 f"number > 0, got {w:g}")
-        items = [item for _, item, _ in triples]
-        unknown = np.flatnonzero(self.data.items_of(items) < 0)
-        if len(unknown):
-            raise UnknownItemError(items[int(unknown[0])])
-        changed = self._live_log().add(triples)
-        if changed:
-            self._refresh_live_items(sorted({item for _, item, _ in changed}))
-        return len(changed)
 
     def observe_store(self, store: Any) -> int:
         """Observe every positive of ``store`` (its ``RATED`` edges) that is not a training
@@ -525,41 +497,15 @@ class GraphMetaImplicit(_Base):
         new = np.flatnonzero(ok)[~trained]
         return self.observe([(str(batch.src[k]), str(batch.dst[k])) for k in new])
 
-    def reset_observed(self) -> None:
-        """Forget every observed positive: the model ranks as trained."""
-        items = list(self._live_log().by_item)
-        self._live_log().clear()
-        self._refresh_live_items(items)
-
     def _refresh_live_items(self, item_ids: list[str]) -> None:
         """Recompute the factors of the new items among ``item_ids`` from their prior and
         observed takers; drop the cached user states."""
         self.__dict__.pop("_state_cache", None)
         if not item_ids or not hasattr(self, "_cold"):
             return
-        d = self.data
         ridge, graph, _, _ = self._cold
-        pos = d.items_of(item_ids)
-        pos = pos[(pos >= 0)]
-        pos = pos[~d.item_in_train[pos]]
-        if not len(pos):
-            return
-        basis = self.__dict__.get("_item_step_basis")
-        if basis is None:  # the takers' states at training and X^T X: fixed until a refit
-            basis = self.__dict__["_item_step_basis"] = (
-                np.where(d.user_in_train[:, None], self.x, self.x0), self.x.T @ self.x)
-        states, gram = basis
-        live = self._live_log()
-        for p in pos.tolist():
-            prior = (1 - self.graph_mix) * ridge[p] + self.graph_mix * graph[p]
-            takers = live.item(str(d.item_ids[p]))
-            users = d.user_ids.get_indexer(list(takers))
-            weights = np.fromiter(takers.values(), np.float64, len(takers))
-            known = users >= 0
-            self.y[p] = (fold_in(states, gram, self.reg, users[known],
-                                 self.alpha * weights[known], prior,
-                                 gram_weight=self.exposure_weight)
-                         if known.any() else prior)
+        self._step_new_items(item_ids, lambda p: (1 - self.graph_mix) * ridge[p]
+                             + self.graph_mix * graph[p])
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

@@ -274,23 +274,7 @@ class ImplicitALS(_Observing, _Base):
         observed takers toward their prior (module docstring)."""
         if not hasattr(self, "y_fit"):
             return
-        d = self.data
-        pos = d.items_of(item_ids)
-        pos = pos[pos >= 0]
-        for p in pos[~d.item_in_train[pos]].tolist():
-            users, weights = self._new_takers(p)
-            known = users >= 0
-            if not known.any():
-                self.y[p] = self.y_fit[p]
-                continue
-            basis = self.__dict__.get("_item_step_basis")
-            if basis is None:  # the takers' states at training and X^T X
-                basis = self.__dict__["_item_step_basis"] = (
-                    np.where(d.user_in_train[:, None], self.x, self.x0), self.x.T @ self.x)
-            states, gram = basis
-            self.y[p] = fold_in(states, gram, self.reg, users[known],
-                                self.alpha * weights[known], self.y_fit[p],
-                                gram_weight=self.exposure_weight)
+        self._step_new_items(item_ids, lambda p: self.y_fit[p])
 
     def score_items(self, user_id: str, support_items: list[str],
                     candidate_item_ids: list[str]) -> np.ndarray:

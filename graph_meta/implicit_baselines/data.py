@@ -5,7 +5,7 @@ pseudo-tasks carved from ``train.csv`` that tuning runs on (:func:`carve_implici
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from graph_meta.dataset import (
     indexed_train,
 )
 from graph_meta.errors import UnknownItemError
+from graph_meta.ials import fold_in
 from graph_meta.implicit_exposure import SCENARIOS as EXPOSURE_SCENARIOS
 from graph_meta.live import LiveRatings, rating_triples
 
@@ -186,6 +187,32 @@ class _Observing:
         a, b = by_item.indptr[position], by_item.indptr[position + 1]
         trained = np.isin(users, by_item.indices[a:b])
         return users[~trained], weights[~trained]
+
+    def _step_new_items(self, item_ids: list[str], prior: Callable[[int], np.ndarray]
+                        ) -> None:
+        r"""Set the factors ``self.y[p]`` of the new items (no training takers) among
+        ``item_ids`` to the iALS item step over their observed takers toward ``prior(p)``
+        ``[f]``, the non-takers weighted by ``self.exposure_weight``
+        (:func:`graph_meta.ials.fold_in`); to ``prior(p)`` without takers the model knows.
+        The takers' states are the training ones (``x``, ``x0`` for users outside training),
+        kept with :math:`X^\top X` until a refit drops ``_item_step_basis``."""
+        d = self.data
+        pos = d.items_of(item_ids)
+        pos = pos[pos >= 0]
+        for p in pos[~d.item_in_train[pos]].tolist():
+            users, weights = self._new_takers(p)
+            known = users >= 0
+            if not known.any():
+                self.y[p] = prior(p)
+                continue
+            basis = self.__dict__.get("_item_step_basis")
+            if basis is None:
+                basis = self.__dict__["_item_step_basis"] = (
+                    np.where(d.user_in_train[:, None], self.x, self.x0), self.x.T @ self.x)
+            states, gram = basis
+            self.y[p] = fold_in(states, gram, self.reg, users[known],
+                                self.alpha * weights[known], prior(p),
+                                gram_weight=self.exposure_weight)
 
     def _refresh_live_items(self, item_ids: list[str]) -> None:
         """Bring the scores of ``item_ids`` up to the observed log (default: nothing)."""
