@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 
 from graph_meta.dataset import Dataset
+from graph_meta.eval.protocol import training_view
+from graph_meta.implicit import GraphMetaImplicit
 from loaders.folder import read_dataset, write_dataset
+from loaders.synthetic_implicit import generate_implicit_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MOVIELENS = ROOT.parent / "shared" / "data" / "movielens-1m"
@@ -123,3 +126,18 @@ def movielens_dir() -> Path:
     if not (SHARED_MOVIELENS / "dataset.json").is_file():
         pytest.skip(f"movielens-1m is not at {SHARED_MOVIELENS}")
     return SHARED_MOVIELENS
+
+
+@pytest.fixture(scope="module")
+def planted_shop() -> Dataset:
+    """A planted implicit shop with tasks in every scenario (52 item_cold, 8
+    user_item_cold), one per test module."""
+    return generate_implicit_catalog(n_users=1000, n_items=250, n_interactions=20000,
+                                     seed=6).dataset
+
+
+@pytest.fixture(scope="module")
+def planted_ours(planted_shop: Dataset) -> GraphMetaImplicit:
+    """graph-meta's implicit model fitted (quick) on :func:`planted_shop`'s training view."""
+    return GraphMetaImplicit(quick=True, backend="numpy", seed=1).fit(
+        training_view(planted_shop))

@@ -17,19 +17,6 @@ from graph_meta.ials import fold_in
 from graph_meta.implicit import GraphMetaImplicit
 from graph_meta.implicit_baselines import ImplicitALS
 from graph_meta.implicit_exposure import FALLBACK, WEIGHTS, choose_exposure_weight
-from loaders.synthetic_implicit import generate_implicit_catalog
-
-
-@pytest.fixture(scope="module")
-def shop() -> Dataset:
-    """The planted shop of tests/test_implicit_online.py (52 item_cold tasks)."""
-    return generate_implicit_catalog(n_users=1000, n_items=250, n_interactions=20000,
-                                     seed=6).dataset
-
-
-@pytest.fixture(scope="module")
-def ours(shop: Dataset) -> GraphMetaImplicit:
-    return GraphMetaImplicit(quick=True, backend="numpy", seed=1).fit(training_view(shop))
 
 
 def _system(n: int = 40, f: int = 5, seed: int = 0):
@@ -87,78 +74,82 @@ def _new_item_and_takers(model, n: int = 1) -> tuple[int, str, np.ndarray]:
     return new, str(d.item_ids[new]), np.flatnonzero(d.user_in_train)[:n]
 
 
-def test_graph_meta_live_item_step_carries_the_chosen_weight(ours: GraphMetaImplicit) -> None:
-    d = ours.data
-    new, item, users = _new_item_and_takers(ours, 3)
-    prior = ours.y[new].copy()
-    states = np.where(d.user_in_train[:, None], ours.x, ours.x0)
-    conf = ours.alpha * np.ones(len(users))
-    omega = ours.exposure_weight
+def test_graph_meta_live_item_step_carries_the_chosen_weight(
+        planted_ours: GraphMetaImplicit) -> None:
+    d = planted_ours.data
+    new, item, users = _new_item_and_takers(planted_ours, 3)
+    prior = planted_ours.y[new].copy()
+    states = np.where(d.user_in_train[:, None], planted_ours.x, planted_ours.x0)
+    conf = planted_ours.alpha * np.ones(len(users))
+    omega = planted_ours.exposure_weight
     try:
-        ours.observe([(str(d.user_ids[u]), item) for u in users])
+        planted_ours.observe([(str(d.user_ids[u]), item) for u in users])
         np.testing.assert_allclose(
-            ours.y[new], fold_in(states, ours.x.T @ ours.x, ours.reg, users, conf, prior,
-                                 gram_weight=omega), atol=1e-12)
-        ours.exposure_weight = 1.0  # today's step, exactly
-        ours._refresh_live_items([item])
+            planted_ours.y[new],
+            fold_in(states, planted_ours.x.T @ planted_ours.x, planted_ours.reg, users, conf,
+                    prior, gram_weight=omega), atol=1e-12)
+        planted_ours.exposure_weight = 1.0  # today's step, exactly
+        planted_ours._refresh_live_items([item])
         np.testing.assert_array_equal(
-            ours.y[new], fold_in(states, ours.x.T @ ours.x, ours.reg, users, conf, prior))
+            planted_ours.y[new],
+            fold_in(states, planted_ours.x.T @ planted_ours.x, planted_ours.reg, users, conf,
+                    prior))
     finally:
-        ours.exposure_weight = omega
-        ours.reset_observed()
-    np.testing.assert_array_equal(ours.y[new], prior)
+        planted_ours.exposure_weight = omega
+        planted_ours.reset_observed()
+    np.testing.assert_array_equal(planted_ours.y[new], prior)
 
 
 def test_the_weight_is_chosen_on_the_carve_and_below_one_on_the_shop(
-        ours: GraphMetaImplicit) -> None:
-    p = ours.params
-    assert p["exposure_weight"] == ours.exposure_weight
-    assert ours.exposure_weight in WEIGHTS
+        planted_ours: GraphMetaImplicit) -> None:
+    p = planted_ours.params
+    assert p["exposure_weight"] == planted_ours.exposure_weight
+    assert planted_ours.exposure_weight in WEIGHTS
     scores = {float(w): v for w, v in p["pseudo_online_recall@20"].items()}
     assert set(scores) == set(WEIGHTS)
     # the shop's new items sink with the plain step: the carve tells a smaller weight apart
-    assert ours.exposure_weight < 1.0
-    assert scores[1.0] < scores[ours.exposure_weight] - p["pseudo_online_recall@20_se"]
+    assert planted_ours.exposure_weight < 1.0
+    assert scores[1.0] < scores[planted_ours.exposure_weight] - p["pseudo_online_recall@20_se"]
 
 
 def test_one_taker_keeps_a_new_item_nearer_its_prior_than_the_plain_step(
-        ours: GraphMetaImplicit) -> None:
-    d = ours.data
-    omega = ours.exposure_weight
+        planted_ours: GraphMetaImplicit) -> None:
+    d = planted_ours.data
+    omega = planted_ours.exposure_weight
     new = np.flatnonzero(~d.item_in_train)[:20]
     users = np.flatnonzero(d.user_in_train)
     rng = np.random.default_rng(0)
     moved = {}
     try:
         for w in (omega, 1.0):
-            ours.exposure_weight = w
+            planted_ours.exposure_weight = w
             dist = []
             for p in new.tolist():
-                prior = ours.y[p].copy()
-                ours.observe([(str(d.user_ids[rng.choice(users)]), str(d.item_ids[p]))])
-                dist.append(np.linalg.norm(ours.y[p] - prior) / np.linalg.norm(prior))
-                ours.reset_observed()
+                prior = planted_ours.y[p].copy()
+                planted_ours.observe([(str(d.user_ids[rng.choice(users)]), str(d.item_ids[p]))])
+                dist.append(np.linalg.norm(planted_ours.y[p] - prior) / np.linalg.norm(prior))
+                planted_ours.reset_observed()
             moved[w] = np.array(dist)
     finally:
-        ours.exposure_weight = omega
-        ours.reset_observed()
+        planted_ours.exposure_weight = omega
+        planted_ours.reset_observed()
     assert (moved[omega] < moved[1.0]).mean() >= 0.9
     assert np.median(moved[omega]) < 0.5 * np.median(moved[1.0])
 
 
 def test_the_weight_survives_save_and_load_and_old_pickles_step_as_before(
-        ours: GraphMetaImplicit, tmp_path: Path) -> None:
-    d = ours.data
-    new, item, users = _new_item_and_takers(ours, 2)
+        planted_ours: GraphMetaImplicit, tmp_path: Path) -> None:
+    d = planted_ours.data
+    new, item, users = _new_item_and_takers(planted_ours, 2)
     rows = [(str(d.user_ids[u]), item) for u in users]
-    back = GraphMetaImplicit.load(ours.save(tmp_path / "m.pkl"))
-    assert back.exposure_weight == ours.exposure_weight < 1.0
+    back = GraphMetaImplicit.load(planted_ours.save(tmp_path / "m.pkl"))
+    assert back.exposure_weight == planted_ours.exposure_weight < 1.0
     try:
-        ours.observe(rows)
+        planted_ours.observe(rows)
         back.observe(rows)
-        np.testing.assert_array_equal(back.y[new], ours.y[new])
+        np.testing.assert_array_equal(back.y[new], planted_ours.y[new])
     finally:
-        ours.reset_observed()
+        planted_ours.reset_observed()
     # a model pickled before the weight existed has no attribute: the plain iALS step
     del back.__dict__["exposure_weight"]
     old = GraphMetaImplicit.load(back.save(tmp_path / "old.pkl"))
@@ -172,27 +163,29 @@ def test_the_weight_survives_save_and_load_and_old_pickles_step_as_before(
                             old.alpha * np.ones(len(users)), prior))
 
 
-def test_a_carve_without_enough_new_item_tasks_falls_back(ours: GraphMetaImplicit,
-                                                          shop: Dataset) -> None:
-    omega = ours.exposure_weight
-    few = dataclasses.replace(shop, tasks={"item_cold": shop.tasks["item_cold"][:3]})
+def test_a_carve_without_enough_new_item_tasks_falls_back(planted_ours: GraphMetaImplicit,
+                                                          planted_shop: Dataset) -> None:
+    omega = planted_ours.exposure_weight
+    few = dataclasses.replace(planted_shop,
+                              tasks={"item_cold": planted_shop.tasks["item_cold"][:3]})
     try:
-        chosen, report = choose_exposure_weight(ours, few)
-        assert chosen == FALLBACK == ours.exposure_weight
+        chosen, report = choose_exposure_weight(planted_ours, few)
+        assert chosen == FALLBACK == planted_ours.exposure_weight
         assert report["exposure_tuning"].startswith("fallback")
     finally:
-        ours.exposure_weight = omega
+        planted_ours.exposure_weight = omega
 
 
-def test_per_task_recall_of_the_online_replay(ours: GraphMetaImplicit, shop: Dataset) -> None:
-    res = evaluate_implicit_online(ours, shop, fit=False, per_task=True)
+def test_per_task_recall_of_the_online_replay(planted_ours: GraphMetaImplicit,
+                                              planted_shop: Dataset) -> None:
+    res = evaluate_implicit_online(planted_ours, planted_shop, fit=False, per_task=True)
     for block in res["scenarios"].values():
         assert len(block["recall@20_per_task"]) == block["tasks"]
         assert np.mean(block["recall@20_per_task"]) == pytest.approx(block["recall@20"])
 
 
-def test_implicit_als_keeps_the_plain_step_unless_asked(shop: Dataset) -> None:
-    view = training_view(shop)
+def test_implicit_als_keeps_the_plain_step_unless_asked(planted_shop: Dataset) -> None:
+    view = training_view(planted_shop)
     plain = ImplicitALS(factors=16, backend="numpy", iters=3)
     assert plain.exposure_weight == 1.0 and not plain.choose_exposure
     chosen = ImplicitALS(factors=16, backend="numpy", iters=3, exposure_weight=None).fit(view)

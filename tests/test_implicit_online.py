@@ -31,18 +31,6 @@ METRICS = ("recall@20", "ndcg@20", "hit@20", "pool_size", "query_items",
            "query_outside_pool", "tasks")
 
 
-@pytest.fixture(scope="module")
-def shop() -> Dataset:
-    """A planted shop with tasks in every scenario (52 item_cold, 8 user_item_cold)."""
-    return generate_implicit_catalog(n_users=1000, n_items=250, n_interactions=20000,
-                                     seed=6).dataset
-
-
-@pytest.fixture(scope="module")
-def ours(shop: Dataset) -> GraphMetaImplicit:
-    return GraphMetaImplicit(quick=True, backend="numpy", seed=1).fit(training_view(shop))
-
-
 class _Spy:
     """Records what the replay hands over; scores by a fixed random key."""
 
@@ -70,18 +58,18 @@ class _Spy:
         self.calls.append(("reset", None))
 
 
-def test_the_replay_never_hands_a_query_positive_to_observe(shop: Dataset) -> None:
-    order = replay_order(shop)
-    assert sorted(order) == sorted((s, j) for s, ts in shop.tasks.items()
+def test_the_replay_never_hands_a_query_positive_to_observe(planted_shop: Dataset) -> None:
+    order = replay_order(planted_shop)
+    assert sorted(order) == sorted((s, j) for s, ts in planted_shop.tasks.items()
                                    for j in range(len(ts)))
     spy = _Spy()
-    res = evaluate_implicit_online(spy, shop, fit=False)
-    pools = CandidatePools(shop)
+    res = evaluate_implicit_online(spy, planted_shop, fit=False)
+    pools = CandidatePools(planted_shop)
     calls = iter(spy.calls)
     assert next(calls) == ("reset", None)  # starts from training
     seen: set[tuple[str, str]] = set()
     for scenario, j in order:
-        task = shop.tasks[scenario][j]
+        task = planted_shop.tasks[scenario][j]
         kind, (user, support, candidates) = next(calls)
         assert kind == "score" and user == task.user_id
         assert support == [str(i) for i, _ in task.support]
@@ -95,32 +83,32 @@ def test_the_replay_never_hands_a_query_positive_to_observe(shop: Dataset) -> No
             seen.update((u, i) for u, i, _ in observed)
     assert next(calls) == ("reset", None)  # and leaves as it came
     assert next(calls, None) is None
-    query_pairs = {(t.user_id, str(i)) for ts in shop.tasks.values() for t in ts
+    query_pairs = {(t.user_id, str(i)) for ts in planted_shop.tasks.values() for t in ts
                    for i, _ in t.query}
     assert seen and not seen & query_pairs
-    assert res["observed"] == sum(len(t.support) for ts in shop.tasks.values() for t in ts)
+    assert res["observed"] == sum(len(t.support) for ts in planted_shop.tasks.values() for t in ts)
     assert res["online"] and res["reads_graph"] and res["protocol"] == "implicit"
-    assert set(res["scenarios"]) == set(shop.tasks)
+    assert set(res["scenarios"]) == set(planted_shop.tasks)
     assert res["observe_ms_p50"] >= 0
     received = res["by_item_positives"]["item_cold"]
     assert sum(b["n"] for b in received.values()) == sum(
-        len(t.query) for t in shop.tasks["item_cold"])
+        len(t.query) for t in planted_shop.tasks["item_cold"])
 
 
-def test_the_model_is_reset_even_when_the_replay_fails(shop: Dataset) -> None:
+def test_the_model_is_reset_even_when_the_replay_fails(planted_shop: Dataset) -> None:
     spy = _Spy(fail_at=5)
     with pytest.raises(RuntimeError, match="boom"):
-        evaluate_implicit_online(spy, shop, fit=False)
+        evaluate_implicit_online(spy, planted_shop, fit=False)
     assert spy.calls[0] == ("reset", None) and spy.calls[-1] == ("reset", None)
 
 
-def test_a_blind_model_scores_online_exactly_as_offline(shop: Dataset) -> None:
+def test_a_blind_model_scores_online_exactly_as_offline(planted_shop: Dataset) -> None:
     """A model without ``observe`` learns nothing in the replay: each task is ranked as the
     offline protocol ranks it (same support, same pool, same tie-breaking)."""
-    model = ContentProfile().fit(training_view(shop))
+    model = ContentProfile().fit(training_view(planted_shop))
     assert not hasattr(model, "observe")
-    offline = evaluate_implicit(model, shop, fit=False)["scenarios"]
-    online = evaluate_implicit_online(model, shop, fit=False)
+    offline = evaluate_implicit(model, planted_shop, fit=False)["scenarios"]
+    online = evaluate_implicit_online(model, planted_shop, fit=False)
     assert not online["reads_graph"] and online["observed"] == 0
     for scenario, block in offline.items():
         for key in METRICS:
@@ -147,41 +135,41 @@ class _Recorder:
 
 @pytest.mark.parametrize("which", ["graph-meta", "ials", "popularity"])
 def test_each_task_is_ranked_by_the_model_that_observed_the_supports_before_it(
-        shop: Dataset, ours: GraphMetaImplicit, which: str) -> None:
+        planted_shop: Dataset, planted_ours: GraphMetaImplicit, which: str) -> None:
     """The replay's scores of task t are the model's after observing exactly the supports of
     tasks 1 .. t-1; afterwards the model ranks as trained."""
-    model = {"graph-meta": lambda: ours,
+    model = {"graph-meta": lambda: planted_ours,
              "ials": lambda: ImplicitALS(factors=16, backend="numpy", iters=5).fit(
-                 training_view(shop)),
-             "popularity": lambda: Popularity().fit(training_view(shop))}[which]()
-    order = replay_order(shop)
-    before = evaluate_implicit(model, shop, fit=False)["scenarios"]
+                 training_view(planted_shop)),
+             "popularity": lambda: Popularity().fit(training_view(planted_shop))}[which]()
+    order = replay_order(planted_shop)
+    before = evaluate_implicit(model, planted_shop, fit=False)["scenarios"]
     rec = _Recorder(model)
-    online = evaluate_implicit_online(rec, shop, fit=False)["scenarios"]
-    pools = CandidatePools(shop)
+    online = evaluate_implicit_online(rec, planted_shop, fit=False)["scenarios"]
+    pools = CandidatePools(planted_shop)
     cold = [t for t, (s, _) in enumerate(order) if s == "item_cold"]
     for t in [0, cold[len(cold) // 2], cold[-1], len(order) - 1]:
         model.reset_observed()
         for s, j in order[:t]:
-            task = shop.tasks[s][j]
+            task = planted_shop.tasks[s][j]
             if task.support:
                 model.observe([(task.user_id, str(i), 1.0) for i, _ in task.support])
         s, j = order[t]
-        task = shop.tasks[s][j]
+        task = planted_shop.tasks[s][j]
         support = [str(i) for i, _ in task.support]
         candidates = pools.ids(pools.pool(s, task.user_id, support))
         np.testing.assert_allclose(model.score_items(task.user_id, support, candidates),
                                    rec.scores[t], rtol=1e-9, atol=1e-9)
     model.reset_observed()
-    after = evaluate_implicit(model, shop, fit=False)["scenarios"]
+    after = evaluate_implicit(model, planted_shop, fit=False)["scenarios"]
     assert {s: {k: b[k] for k in METRICS} for s, b in after.items()} == {
         s: {k: b[k] for k in METRICS} for s, b in before.items()}
     # the supports moved the new items: the replay's item_cold ranking is not the offline one
     assert online["item_cold"]["recall@20"] != before["item_cold"]["recall@20"]
 
 
-def test_popularity_counts_grow_with_observed_takers(shop: Dataset) -> None:
-    model = Popularity().fit(training_view(shop))
+def test_popularity_counts_grow_with_observed_takers(planted_shop: Dataset) -> None:
+    model = Popularity().fit(training_view(planted_shop))
     d = model.data
     new = int(np.flatnonzero(~d.item_in_train)[0])
     old = int(np.flatnonzero(d.item_in_train)[0])
@@ -199,8 +187,8 @@ def test_popularity_counts_grow_with_observed_takers(shop: Dataset) -> None:
     assert model.scores[new] == b and model.scores[old] == np.log1p(n)
 
 
-def test_ials_gives_a_new_item_the_item_step_over_its_takers(shop: Dataset) -> None:
-    model = ImplicitALS(factors=16, backend="numpy", iters=5).fit(training_view(shop))
+def test_ials_gives_a_new_item_the_item_step_over_its_takers(planted_shop: Dataset) -> None:
+    model = ImplicitALS(factors=16, backend="numpy", iters=5).fit(training_view(planted_shop))
     d = model.data
     new = int(np.flatnonzero(~d.item_in_train)[0])
     item = str(d.item_ids[new])
