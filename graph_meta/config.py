@@ -55,6 +55,10 @@ class ModelConfig:
     neighbor_power: float = 2.0   # p: neighbour weights s^p
     neighbor_shrink: float = 1.0  # beta: correction = sum s^p e / (beta + sum s^p)
     neighbor_rated_weight: float = 1.0  # weight of the co-rating neighbours (0: attributes only)
+    # the path types' weights in the attribute-path lists: "auto" chosen on the carved
+    # validation (graph_meta.fitting.path_weights); "equal": every attribute type 1, no
+    # CO_ENGAGED paths
+    path_weights: str = "auto"
     regression_l2: float = 300.0  # ridge of the learned co-rating residual regression (0: off)
     # "auto": exact (EASE) up to regression_exact_max rated items, one ridge per item over its
     # co-rating neighbours past it; "exact" | "local": always that one
@@ -81,6 +85,7 @@ class ModelConfig:
         _at_least(self, "model", "min_attr_degree", 1)
         _choice(self, "model", "conv", conv_names())
         _choice(self, "model", "regression_solver", ("auto", "exact", "local"))
+        _choice(self, "model", "path_weights", ("auto", "equal"))
         _unit(self, "model", "dropout")
 
 

@@ -417,10 +417,19 @@ class GraphMetaRecommender:
         per graph and setting."""
         m = self.config.model
         k = m.neighbor_k if m.use_graph else 0
-        key = (k, k if m.neighbor_rated_weight > 0 else 0)
+        weights = self.path_weights
+        key = (k, k if m.neighbor_rated_weight > 0 else 0, tuple(sorted(weights.items())))
         if self._nbr_graph is None or self._nbr_graph[0] is not data or self._nbr_graph[1] != key:
-            self._nbr_graph = (data, key, graph_neighbors(data, self.config))
+            self._nbr_graph = (data, key, graph_neighbors(data, self.config, weights))
         return self._nbr_graph[2]
+
+    @property
+    def path_weights(self) -> dict[str, float]:
+        """The weight of every path type in the attribute-path neighbour lists (attribute node
+        types and ``CO_ENGAGED``), as chosen at fit time on the carved validation
+        (``model.path_weights = "auto"``, :mod:`graph_meta.fitting.path_weights`); empty:
+        every attribute type 1, ``CO_ENGAGED`` 0."""
+        return dict(self.fit_info.get("path_weights", {}))
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:

@@ -94,7 +94,8 @@ def test_new_items_get_the_training_prior_and_their_path_neighbours(
     # its neighbours are its attribute-path neighbours in the whole catalogue's graph
     data = build_graph(catalog)
     graph_ids = [str(i) for i in data.node_ids["Item"]]
-    lists = ItemNeighbors.from_graph(data, top_k=model.config.model.neighbor_k)
+    lists = ItemNeighbors.from_graph(data, top_k=model.config.model.neighbor_k,
+                                     type_weights=model.path_weights)
     c = model.cache
     for item in new:
         g, p = graph_ids.index(item), model.item_pos[item]

@@ -59,6 +59,7 @@ from graph_meta.fitting.als import als
 from graph_meta.fitting.distributed import SINGLE, DistContext
 from graph_meta.fitting.graphs import build_graph, check_snapshot
 from graph_meta.fitting.memory import available_memory_gb, check_memory
+from graph_meta.fitting.path_weights import choose_path_weights
 from graph_meta.fitting.priors import release_weights, side_prior
 from graph_meta.fitting.progress import Progress, current_progress, use_progress
 from graph_meta.live_tuning import choose_live_precision
@@ -648,6 +649,7 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
     deadline = t0 + (t_cfg.max_minutes * 60 if t_cfg.max_minutes > 0 else math.inf)
     model.history = []
     info: dict[str, Any] = {"device": str(dev)}
+    model.fit_info = {}  # a refit starts from equal path weights (chosen again below)
     shards: dict[str, list[list[int]]] = {}  # phase -> per epoch, task users of each rank
     digests: dict[str, str | None] = {}  # phase -> this rank's digest of its precomputed state
     epochs = t_cfg.epochs
@@ -672,10 +674,18 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
             info.update(encode=res["phase"].encode, fanouts=res["phase"].fanouts)
             shards["val"] = res["users_per_rank"]
             digests["val"] = getattr(res["phase"], "digest", None)
+            search_paths = cfg.model.path_weights == "auto"
+            if ctx.is_main and (cfg.model.live_precision == 0 or search_paths):
+                val_phase = res["phase"]
+                model.build_cache(val_phase.data_dev, val_phase.index)
+            if ctx.is_main and search_paths:  # on the carved tasks of every scenario
+                with current_progress().step("path-type weights on the carved tasks"):
+                    paths = choose_path_weights(model, carved, val_phase.data)
+                if paths is not None:
+                    info["path_weights"], info["path_weight_search"] = paths
+                    model.fit_info["path_weights"] = paths[0]
             if ctx.is_main and cfg.model.live_precision == 0:  # auto: on the held-out items
                 with current_progress().step("live update precision on held-out items"):
-                    val_phase = res["phase"]
-                    model.build_cache(val_phase.data_dev, val_phase.index)
                     chosen = choose_live_precision(model, carved, seed=t_cfg.seed)
                 if chosen is not None:
                     info["live_precision"] = chosen[0]

@@ -56,6 +56,7 @@ the same ridge, restricted regressors), so a large catalogue keeps the correctio
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,9 +64,10 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from graph_meta.schema import ITEM, RATED, USER
+from graph_meta.schema import CATEGORY, CO_ENGAGED, ITEM, RATED, USER
 
-__all__ = ["MAX_REGRESSION_ITEMS", "ItemNeighbors", "residual_correction"]
+__all__ = ["MAX_REGRESSION_ITEMS", "ItemNeighbors", "path_blocks", "rating_counts",
+           "residual_correction"]
 
 _CHUNK_ENTRIES = 1 << 24  # dense similarity entries computed at a time (128 MB of float64)
 # a chunk of the similarity whose stored pairs are at most 1 / this of its entries is
@@ -102,23 +104,28 @@ class ItemNeighbors:
         return len(self.indptr) - 1
 
     @classmethod
-    def from_graph(cls, data: Any, *, top_k: int = 200) -> ItemNeighbors:
-        """Neighbours from a ``HeteroData`` snapshot (every edge type between ``Item`` and an
-        attribute node type ``X``, neither ``User`` nor ``Item``, in either direction)."""
-        n = int(data[ITEM].num_nodes)
-        blocks = []
-        for src, rel, dst in data.edge_types:
-            if rel.startswith("rev_") or (src == ITEM) == (dst == ITEM) or USER in (src, dst):
-                continue
-            ei = data[src, rel, dst].edge_index.cpu().numpy()
-            items, attrs, other = (ei[0], ei[1], dst) if src == ITEM else (ei[1], ei[0], src)
-            inc = sp.csr_matrix((np.ones(ei.shape[1]), (items, attrs)),
-                                shape=(n, int(data[other].num_nodes)))
-            inc.data[:] = 1.0  # an edge listed twice is still one path
-            blocks.append(_row_normalised(inc))
-        return cls.from_profiles(sp.hstack(blocks, format="csr") if blocks
-                                 else sp.csr_matrix((n, 0)), top_k=top_k,
-                                 tie_break=_rating_counts(data))
+    def from_graph(cls, data: Any, *, top_k: int = 200,
+                   type_weights: Mapping[str, float] | None = None,
+                   use_co_engaged: bool = True) -> ItemNeighbors:
+        """Neighbours from a ``HeteroData`` snapshot: the cosine of the items' path profiles
+        (:func:`path_blocks`, weighted by :meth:`from_blocks`)."""
+        return cls.from_blocks(path_blocks(data, use_co_engaged), type_weights, top_k=top_k,
+                               tie_break=rating_counts(data))
+
+    @classmethod
+    def from_blocks(cls, blocks: Mapping[str, sp.csr_matrix],
+                    type_weights: Mapping[str, float] | None, *, top_k: int,
+                    tie_break: np.ndarray | None = None) -> ItemNeighbors:
+        """Neighbours from the profile ``blocks`` of :func:`path_blocks`, each scaled by its
+        ``type_weights`` entry before the cosine (an attribute type missing from it weighs 1,
+        ``CO_ENGAGED`` 0; a weight of 0 drops the block)."""
+        weights = dict(type_weights or {})
+        scaled = [w * block for name, block in blocks.items()
+                  if (w := float(weights.get(name, 0.0 if name == CO_ENGAGED else 1.0))) > 0]
+        n = len(tie_break) if tie_break is not None else (
+            next(iter(blocks.values())).shape[0] if blocks else 0)
+        return cls.from_profiles(sp.hstack(scaled, format="csr") if scaled
+                                 else sp.csr_matrix((n, 0)), top_k=top_k, tie_break=tie_break)
 
     @classmethod
     def from_profiles(cls, profiles: sp.spmatrix, *, top_k: int,
@@ -174,7 +181,7 @@ class ItemNeighbors:
         inc = sp.csr_matrix((np.ones(ei.shape[1]), (ei[1], ei[0])),
                             shape=(int(data[ITEM].num_nodes), int(data[USER].num_nodes)))
         inc.data[:] = 1.0
-        return cls.from_profiles(inc, top_k=top_k, tie_break=_rating_counts(data))
+        return cls.from_profiles(inc, top_k=top_k, tie_break=rating_counts(data))
 
     @classmethod
     def from_residuals(cls, residuals: sp.spmatrix, *, l2: float, top_k: int,
@@ -307,6 +314,42 @@ class ItemNeighbors:
         return sp.csr_matrix((self.sim ** power, self.indices, self.indptr), shape=(n, n))
 
 
+def path_blocks(data: Any, use_co_engaged: bool = True) -> dict[str, sp.csr_matrix]:
+    r"""The blocks of the items' path profiles in ``data``, by name, each ``[N_I, N_X]`` and
+    row-normalised: for every attribute node type ``X`` joined to ``Item`` (neither ``User``
+    nor ``Item``, either direction) its incidence :math:`A_X`; with a ``(Category,
+    CO_ENGAGED, Category)`` edge type (and ``use_co_engaged``), the block ``CO_ENGAGED``
+    :math:`A_{Category} C`, :math:`C` the positive part of the edges' NPMI ``weight``: two
+    items are joined through categories the same users engage with, even when they share
+    no attribute."""
+    n = int(data[ITEM].num_nodes)
+    blocks: dict[str, sp.csr_matrix] = {}
+    raw: dict[str, sp.csr_matrix] = {}
+    for src, rel, dst in data.edge_types:
+        if rel.startswith("rev_") or (src == ITEM) == (dst == ITEM) or USER in (src, dst):
+            continue
+        ei = data[src, rel, dst].edge_index.cpu().numpy()
+        items, attrs, other = (ei[0], ei[1], dst) if src == ITEM else (ei[1], ei[0], src)
+        inc = sp.csr_matrix((np.ones(ei.shape[1]), (items, attrs)),
+                            shape=(n, int(data[other].num_nodes)))
+        inc.data[:] = 1.0  # an edge listed twice is still one path
+        raw[other] = inc
+        blocks[other] = _row_normalised(inc)
+    co_type = (CATEGORY, CO_ENGAGED, CATEGORY)
+    if use_co_engaged and CATEGORY in raw and co_type in data.edge_types:
+        store = data[co_type]
+        ei = store.edge_index.cpu().numpy()
+        w = (store.weight.cpu().numpy().astype(np.float64) if "weight" in store
+             else np.ones(ei.shape[1]))
+        n_cat = raw[CATEGORY].shape[1]
+        co = sp.csr_matrix((np.maximum(w, 0.0), (ei[0], ei[1])), shape=(n_cat, n_cat))
+        co = co.maximum(co.T)  # either direction joins the two categories
+        co.eliminate_zeros()
+        if co.nnz:
+            blocks[CO_ENGAGED] = _row_normalised(sp.csr_matrix(raw[CATEGORY] @ co))
+    return blocks
+
+
 def _sparse_top_k(prod: sp.csr_matrix, start: int, k: int, nudge: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:meth:`ItemNeighbors.from_profiles`' selection on a chunk of rows ``start ...`` of the
@@ -374,7 +417,7 @@ def _spd_inverse_inplace(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _rating_counts(data: Any) -> np.ndarray:
+def rating_counts(data: Any) -> np.ndarray:
     """``[N_I]`` training ratings per item (0 when the snapshot has no rating edges)."""
     n = int(data[ITEM].num_nodes)
     if (USER, RATED, ITEM) not in data.edge_types:

@@ -51,7 +51,8 @@ def add_items(model: GraphMetaRecommender, dataset: Dataset) -> list[str]:
     if k:
         data = build_graph(dataset, text_dim=m.text_dim)
         graph_ids = [str(i) for i in data.node_ids["Item"]]
-        lists = ItemNeighbors.from_graph(data, top_k=k)
+        lists = ItemNeighbors.from_graph(data, top_k=k, type_weights=model.path_weights,
+                                         use_co_engaged=m.use_co_engaged)
         pos = {i: p for p, i in enumerate(all_ids)}
         to_model = np.array([pos[i] for i in graph_ids])
         graph_pos = {i: g for g, i in enumerate(graph_ids)}

@@ -13,6 +13,7 @@ join its row (:class:`graph_meta.live_state.LiveState`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -164,14 +165,17 @@ class Neighborhood:
         return num / (den + self.model.config.model.neighbor_shrink) + learned
 
 
-def graph_neighbors(data: Any, config: Any) -> tuple[ItemNeighbors, ItemNeighbors]:
+def graph_neighbors(data: Any, config: Any, type_weights: Mapping[str, float] | None = None
+                    ) -> tuple[ItemNeighbors, ItemNeighbors]:
     """``(attribute-path, co-rating)`` neighbour lists of graph ``data``; empty when off
     (``model.neighbor_k = 0`` or ``model.use_graph = false``; ``model.neighbor_rated_weight =
-    0`` for the co-rating lists)."""
+    0`` for the co-rating lists). ``type_weights``: the path types' weights
+    (:meth:`ItemNeighbors.from_blocks`; None: every attribute type 1, ``CO_ENGAGED`` 0)."""
     m = config.model
     k = m.neighbor_k if m.use_graph else 0
     k_rated = k if m.neighbor_rated_weight > 0 else 0
     n = int(data["Item"].num_nodes)
     empty = ItemNeighbors(np.zeros(n + 1, np.int64), np.zeros(0, np.int64), np.zeros(0))
-    return (ItemNeighbors.from_graph(data, top_k=k) if k else empty,
+    return (ItemNeighbors.from_graph(data, top_k=k, type_weights=type_weights,
+                                     use_co_engaged=m.use_co_engaged) if k else empty,
             ItemNeighbors.from_ratings(data, top_k=k_rated) if k_rated else empty)
