@@ -202,12 +202,14 @@ def test_past_the_dense_limit_the_regression_solves_item_by_item(
         Config().replace(**{"model.regression_solver": "dense"})
 
 
-def test_store_snapshots_give_the_same_neighbours(store, catalog: Dataset) -> None:
-    want = ItemNeighbors.from_graph(build_graph(catalog), top_k=20)
-    got = ItemNeighbors.from_graph(store.snapshot(), top_k=20)
+@pytest.mark.parametrize("weights", [None, {"Category": 0.5, "CO_ENGAGED": 1.0}])
+def test_store_snapshots_give_the_same_neighbours(store, catalog: Dataset,
+                                                  weights: dict | None) -> None:
+    want = ItemNeighbors.from_graph(build_graph(catalog), top_k=20, type_weights=weights)
+    got = ItemNeighbors.from_graph(store.snapshot(), top_k=20, type_weights=weights)
     np.testing.assert_array_equal(got.indptr, want.indptr)
     np.testing.assert_array_equal(got.indices, want.indices)
-    np.testing.assert_allclose(got.sim, want.sim)
+    np.testing.assert_allclose(got.sim, want.sim, rtol=1e-5)
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,13 @@ genres (shared by hundreds of films) crowd out the directors and writers a new f
 neighbours should come from. With ``model.path_weights = "auto"`` the block weights
 :math:`w_X` are chosen at fit time on the carved validation
 (:func:`graph_meta.eval.protocol.carve_validation`): the model trained on the carved train
-predicts the carved tasks of every scenario with the lists the weights give, and one pass of
-coordinate search over :data:`GRID` (every attribute type from 1, ``CO_ENGAGED`` from 0)
-keeps a change only when it lowers the mean of the scenarios' RMSE by more than
-:data:`MIN_GAIN`. The chosen weights and every weighting tried are in ``model.fit_info``
-(``"path_weights"``, ``"path_weight_search"``): which paths the catalogue's cold items lean on.
+predicts the carved tasks with the lists the weights give, and one pass of coordinate search
+over :data:`GRID` (every attribute type from 1, ``CO_ENGAGED`` from 0) keeps a change only
+when it lowers the RMSE pooled over the query ratings of the carved scenarios with new items
+(:data:`NEW_ITEM_SCENARIOS`: the correction of a new item runs on these lists alone, while a
+known item's is dominated by its co-rating neighbours) by more than :data:`MIN_GAIN`. The
+chosen weights and every weighting tried are in ``model.fit_info`` (``"path_weights"``,
+``"path_weight_search"``): which paths the catalogue's cold items lean on.
 """
 
 from __future__ import annotations
@@ -27,8 +29,12 @@ from graph_meta.eval.protocol import evaluate
 from graph_meta.graph.neighborhood import ItemNeighbors, path_blocks, rating_counts
 from graph_meta.schema import CO_ENGAGED
 
-__all__ = ["GRID", "MAX_ITEMS", "MIN_GAIN", "choose_path_weights"]
+__all__ = ["GRID", "MAX_ITEMS", "MIN_GAIN", "NEW_ITEM_SCENARIOS", "choose_path_weights"]
 
+#: the carved scenarios whose query ratings judge a weighting (those with new items: a new
+#: item has no co-rating neighbours, its correction runs on the attribute paths alone); all
+#: carved scenarios where there are none
+NEW_ITEM_SCENARIOS: tuple[str, ...] = ("item_cold", "user_item_cold")
 #: candidate weights of one path type
 GRID: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)
 #: a change of weights is kept when the mean scenario RMSE drops by more than this
@@ -43,14 +49,15 @@ def choose_path_weights(model: Any, carved: Dataset, data: Any
     """``(weights, tried)`` for a model fitted on ``carved``'s training view (its prediction
     cache built on graph ``data``, the carved train's); None when the model has no attribute
     paths (``model.neighbor_k = 0``, no graph, no attribute node type) or more than
-    :data:`MAX_ITEMS` items. ``tried``: ``{"weights", "rmse"}`` of every weighting scored, in
-    order. The model's neighbour lists are left as the chosen weights give them."""
+    :data:`MAX_ITEMS` items. ``tried``: ``{"weights", "rmse", "scenarios"}`` of every
+    weighting scored (the judged RMSE and each carved scenario's), in order. The model's
+    neighbour lists are left as the chosen weights give them."""
     m = model.config.model
     n_items = int(data["Item"].num_nodes)
     if m.neighbor_k == 0 or not m.use_graph or n_items > MAX_ITEMS:
         return None
     blocks = path_blocks(data, m.use_co_engaged)
-    if not blocks:
+    if not blocks or not any(carved.tasks.values()):
         return None
     names = sorted(n for n in blocks if n != CO_ENGAGED) + (
         [CO_ENGAGED] if CO_ENGAGED in blocks else [])
@@ -71,8 +78,14 @@ def choose_path_weights(model: Any, carved: Dataset, data: Any
         if key not in scores:
             use(weights)
             res = evaluate(model, carved, fit=False)["scenarios"]
-            scores[key] = float(np.mean([block["rmse"] for block in res.values()]))
-            tried.append({"weights": dict(weights), "rmse": scores[key]})
+            ok = {s: b for s, b in res.items() if b["tasks"] and np.isfinite(b["rmse"])}
+            judged = [s for s in NEW_ITEM_SCENARIOS if s in ok] or list(ok)
+            # pooled over the judged tasks' query ratings (10 per task)
+            mse = sum(ok[s]["rmse"] ** 2 * ok[s]["tasks"] for s in judged) / sum(
+                ok[s]["tasks"] for s in judged)
+            scores[key] = float(np.sqrt(mse))
+            tried.append({"weights": dict(weights), "rmse": scores[key],
+                          "scenarios": {s: float(b["rmse"]) for s, b in ok.items()}})
         return scores[key]
 
     best = {n: 0.0 if n == CO_ENGAGED else 1.0 for n in names}

@@ -6,12 +6,16 @@ Two items are neighbours when the graph joins them through attribute nodes: the 
 neighbours too). With :math:`A_X \in \{0,1\}^{N_I \times N_X}` the incidence of type ``X``,
 an item's *path profile* is the concatenation of its row-normalised incidence rows
 
-.. math:: f_i = \big[\, A_X[i] / \lVert A_X[i] \rVert \,\big]_X, \qquad
+.. math:: f_i = \big[\, w_X A_X[i] / \lVert A_X[i] \rVert \,\big]_X, \qquad
           s_{ij} = \frac{\langle f_i, f_j\rangle}{\lVert f_i\rVert \lVert f_j\rVert}
           \in [0, 1],
 
-so every attribute type an item has weighs the same, and :math:`s_{ij}` is the cosine of
-the two profiles (:math:`s_{ii} = 0`). :class:`ItemNeighbors` keeps the ``top_k`` largest
+each block scaled by its path type's weight :math:`w_X` (:func:`path_blocks`,
+:meth:`ItemNeighbors.from_blocks`; by default 1 for every attribute type, chosen at fit time
+by :mod:`graph_meta.fitting.path_weights`), and :math:`s_{ij}` is the cosine of the two
+profiles (:math:`s_{ii} = 0`). One more block joins items across categories: ``CO_ENGAGED``,
+:math:`A_{Category} C` with :math:`C` the categories' positive NPMI (the categories the same
+users engage with), weight 0 unless chosen. :class:`ItemNeighbors` keeps the ``top_k`` largest
 :math:`s_{ij}` of every item (a CSR ``[N_I, N_I]``); among items tied at the cut (films
 sharing only their genres have equal similarity) the most rated are kept, since those are the
 items a user is likely to have rated. Building the lists costs :math:`O(N_I^2)` time where

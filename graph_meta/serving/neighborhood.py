@@ -90,24 +90,13 @@ class Neighborhood:
             return 0.0
         c, live = self.model.state, self.model.live_state
         n = len(c.item_states)
-        u = self.model.user_pos.get(str(user_id), -1)
-        s_idx, s_y = support
-        known_s = s_idx >= 0
-        rated, y = s_idx[known_s], s_y[known_s]
-        live_pos, live_y = live.user_rows(user_id)
-        if u >= 0:
-            lo, hi = c.hist_indptr[u], c.hist_indptr[u + 1]
-            keep = ~np.isin(c.hist_items[lo:hi], live_pos)  # replaced by an observed one
-            rated = np.concatenate([c.hist_items[lo:hi][keep], rated])
-            y = np.concatenate([c.hist_y[lo:hi][keep], y])
-        rated, y = np.concatenate([rated, live_pos]), np.concatenate([y, live_y])
+        rated, error = self.user_residuals(user_id, support, theta, head)
         if not len(rated):
             return 0.0
-        fitted = rating(float(c.mu), head, theta, c.item_states[rated])
         shrink = self.model.config.model.neighbor_shrink
         if q is None:  # every item: only the rated items' columns of the weights matter
             cols, inverse = np.unique(rated, return_inverse=True)
-            residual = np.bincount(inverse, y - fitted, minlength=len(cols))
+            residual = np.bincount(inverse, error, minlength=len(cols))
             known = np.bincount(inverse, minlength=len(cols)).astype(np.float64)
             out = np.zeros(n)
             if weights is not None:
@@ -126,7 +115,7 @@ class Neighborhood:
         # as in the fold-in
         residual = np.zeros(n)
         known = np.zeros(n)
-        np.add.at(residual, rated, y - fitted)
+        np.add.at(residual, rated, error)
         np.add.at(known, rated, 1.0)
         out = np.zeros(len(q))
         valid = q >= 0
@@ -139,6 +128,25 @@ class Neighborhood:
             if regression is not None:
                 out[valid] += regression[0][q[valid]] @ residual
         return out
+
+    def user_residuals(self, user_id: str, support: tuple[np.ndarray, np.ndarray],
+                       theta: np.ndarray, head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(items [R], e [R])``: the items the user rated (training history, then the
+        support, then observed ratings, which replace a history rating of the same item) and
+        the residual :math:`e_{uh} = r_{uh} - \\hat r_{uh}` of each under ``(theta, head)``."""
+        c, live = self.model.state, self.model.live_state
+        u = self.model.user_pos.get(str(user_id), -1)
+        s_idx, s_y = support
+        known_s = s_idx >= 0
+        rated, y = s_idx[known_s], s_y[known_s]
+        live_pos, live_y = live.user_rows(user_id)
+        if u >= 0:
+            lo, hi = c.hist_indptr[u], c.hist_indptr[u + 1]
+            keep = ~np.isin(c.hist_items[lo:hi], live_pos)  # replaced by an observed one
+            rated = np.concatenate([c.hist_items[lo:hi][keep], rated])
+            y = np.concatenate([c.hist_y[lo:hi][keep], y])
+        rated, y = np.concatenate([rated, live_pos]), np.concatenate([y, live_y])
+        return rated, y - rating(float(c.mu), head, theta, c.item_states[rated])
 
     def for_item(self, pos: int, theta: np.ndarray) -> np.ndarray | float:
         """``[N_U]`` the correction of item ``pos`` for every known user in state ``theta``

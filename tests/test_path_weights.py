@@ -1,0 +1,162 @@
+"""Path-type weights of the attribute-path neighbourhood: the profile blocks (one per
+attribute type, and ``CO_ENGAGED`` paths across categories), their weights, and the choice
+of the weights at fit time on the carved validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from graph_meta.config import Config, ConfigError
+from graph_meta.dataset import Dataset, training_view
+from graph_meta.fitting.graphs import build_graph
+from graph_meta.fitting.path_weights import GRID, MIN_GAIN
+from graph_meta.graph.neighborhood import ItemNeighbors, path_blocks
+from graph_meta.model import GraphMetaRecommender
+from graph_meta.serving.explain import CO_RATING, LEARNED, path_contributions
+
+
+def _attribute_sets(data) -> dict[str, sp.csr_matrix]:
+    return {name: block for name, block in path_blocks(data).items() if name != "CO_ENGAGED"}
+
+
+def _brute_force(blocks: dict[str, sp.csr_matrix], weights: dict[str, float]) -> np.ndarray:
+    parts = [weights.get(n, 0.0 if n == "CO_ENGAGED" else 1.0) * b.toarray()
+             for n, b in blocks.items()]
+    f = np.hstack(parts)
+    norm = np.linalg.norm(f, axis=1, keepdims=True)
+    f = f / np.where(norm > 0, norm, 1.0)
+    s = f @ f.T
+    np.fill_diagonal(s, 0.0)
+    return s
+
+
+def test_co_engaged_paths_join_items_that_share_no_attribute(catalog: Dataset) -> None:
+    data = build_graph(catalog)
+    blocks = path_blocks(data)
+    assert "CO_ENGAGED" in blocks and {"Category", "Brand"} <= set(blocks)
+    shared = sum((b @ b.T).toarray() > 0 for b in _attribute_sets(data).values())
+    co = (blocks["CO_ENGAGED"] @ blocks["Category"].T).toarray() > 0
+    apart = np.argwhere(co & (shared == 0))
+    assert len(apart), "some items are joined only across co-engaged categories"
+    i, j = apart[0]
+    n = int(data["Item"].num_nodes)
+
+    def sim(lists: ItemNeighbors, a: int, b: int) -> float:
+        row = slice(lists.indptr[a], lists.indptr[a + 1])
+        hit = lists.indices[row] == b
+        return float(lists.sim[row][hit].sum())
+
+    plain = ItemNeighbors.from_graph(data, top_k=n)
+    assert sim(plain, i, j) == 0.0  # by default CO_ENGAGED weighs 0
+    with_co = ItemNeighbors.from_graph(data, top_k=n, type_weights={"CO_ENGAGED": 1.0})
+    assert sim(with_co, i, j) > 0.0
+    # the no-CO_ENGAGED ablation has no such block, whatever the weights say
+    off = ItemNeighbors.from_graph(data, top_k=n, type_weights={"CO_ENGAGED": 1.0},
+                                   use_co_engaged=False)
+    assert "CO_ENGAGED" not in path_blocks(data, use_co_engaged=False)
+    np.testing.assert_array_equal(off.indices, plain.indices)
+    np.testing.assert_allclose(off.sim, plain.sim)
+
+
+@pytest.mark.parametrize("weights", [{}, {"Department": 0.0}, {"Category": 0.25, "CO_ENGAGED": 0.5},
+                                     {"Department": 2.0, "Brand": 0.5}])
+def test_weighted_blocks_are_the_cosine_of_the_scaled_profiles(catalog: Dataset,
+                                                                 weights: dict) -> None:
+    data = build_graph(catalog)
+    blocks = path_blocks(data)
+    n = int(data["Item"].num_nodes)
+    want = _brute_force(blocks, weights)
+    got = ItemNeighbors.from_graph(data, top_k=n, type_weights=weights).weights(1.0).toarray()
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    if weights.get("Department") == 0.0:  # a zero weight: sharing a department joins nothing
+        b = blocks["Department"].toarray()
+        rest = sum((blk @ blk.T).toarray() > 0 for name, blk in blocks.items()
+                   if name not in ("Department", "CO_ENGAGED"))
+        only_department = ((b @ b.T) > 0) & (rest == 0)
+        np.fill_diagonal(only_department, False)
+        assert only_department.any() and (got[only_department] == 0).all()
+
+
+def test_the_config_names_the_path_weight_setting() -> None:
+    with pytest.raises(ConfigError, match=r"model\.path_weights"):
+        Config().replace(**{"model.path_weights": "learned"}).check()
+
+
+@pytest.fixture(scope="module")
+def searched(catalog: Dataset) -> GraphMetaRecommender:
+    torch.manual_seed(0)
+    cfg = Config().replace(**{"model.dim": 8, "model.hidden": 16, "model.layers": 1,
+                              "train.epochs": 1, "train.val_max_tasks": 60,
+                              "episodes.batch_users": 128, "episodes.batch_items": 16})
+    return GraphMetaRecommender(cfg).fit(catalog)
+
+
+def test_fit_chooses_the_weights_on_the_carved_tasks(searched: GraphMetaRecommender,
+                                                     catalog: Dataset) -> None:
+    info = searched.fit_info
+    chosen, tried = info["path_weights"], info["path_weight_search"]
+    data = build_graph(catalog)
+    assert set(chosen) == set(path_blocks(data))
+    assert all(v in GRID for v in chosen.values())
+    start = tried[0]
+    assert start["weights"]["CO_ENGAGED"] == 0.0
+    assert all(v == 1.0 for k, v in start["weights"].items() if k != "CO_ENGAGED")
+    # every type was tried at every grid value (around the best of the types before it)
+    assert len(tried) >= len(chosen) * (len(GRID) - 1)
+    best = next(t["rmse"] for t in tried if t["weights"] == chosen)
+    assert best <= min(t["rmse"] for t in tried) + MIN_GAIN
+    assert best <= start["rmse"]
+    # the model predicts with the lists those weights give on the full training graph
+    want = ItemNeighbors.from_graph(data, top_k=searched.config.model.neighbor_k,
+                                    type_weights=chosen)
+    c = searched.cache
+    np.testing.assert_array_equal(c["nbr_indptr"], want.indptr)
+    np.testing.assert_array_equal(c["nbr_indices"], want.indices)
+    np.testing.assert_allclose(c["nbr_sim"], want.sim, rtol=1e-6)
+
+
+def test_the_chosen_weights_are_saved_with_the_model(searched: GraphMetaRecommender,
+                                                     tmp_path) -> None:
+    path = searched.save(tmp_path / "model.pt")
+    again = GraphMetaRecommender.load(path)
+    assert again.path_weights == searched.path_weights
+
+
+def test_equal_weights_skip_the_search(catalog: Dataset) -> None:
+    torch.manual_seed(0)
+    cfg = Config().replace(**{"model.dim": 8, "model.hidden": 16, "model.layers": 1,
+                              "train.epochs": 1, "train.val_max_tasks": 60,
+                              "model.path_weights": "equal",
+                              "episodes.batch_users": 128, "episodes.batch_items": 16})
+    model = GraphMetaRecommender(cfg).fit(catalog)
+    assert "path_weights" not in model.fit_info and model.path_weights == {}
+    want = ItemNeighbors.from_graph(build_graph(catalog), top_k=cfg.model.neighbor_k)
+    np.testing.assert_array_equal(model.cache["nbr_indices"], want.indices)
+
+
+def test_the_paths_of_a_prediction_add_up_to_it(searched: GraphMetaRecommender,
+                                                catalog: Dataset) -> None:
+    data = build_graph(training_view(catalog))
+    weights = searched.path_weights
+    for scenario in ("item_cold", "warm", "user_item_cold"):
+        task = catalog.tasks[scenario][0]
+        for item, _ in task.query[:4]:
+            parts = path_contributions(searched, data, task.user_id, task.support, item)
+            want = searched.predict(task.user_id, task.support, [item])[0]
+            assert parts["prediction"] == pytest.approx(want, abs=1e-9)
+            assert sum(v for k, v in parts.items() if k != "prediction") == pytest.approx(
+                want, abs=1e-9)
+            assert set(parts) >= set(path_blocks(data)) | {"base", CO_RATING, LEARNED}
+            for name, w in weights.items():
+                if w == 0.0:  # a path type weighted 0 carries nothing
+                    assert parts[name] == 0.0
+            if scenario != "warm":  # a new item has no co-rating neighbours
+                assert parts[CO_RATING] == pytest.approx(0.0, abs=1e-12)
+                assert parts[LEARNED] == 0.0
+    moved = [path_contributions(searched, data, t.user_id, t.support, i)
+             for t in catalog.tasks["item_cold"][:20] for i, _ in t.query[:3]]
+    assert any(abs(sum(v for k, v in p.items() if k not in ("base", "prediction"))) > 1e-6
+               for p in moved), "the attribute paths move some new item's prediction"
