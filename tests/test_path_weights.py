@@ -12,7 +12,9 @@ import torch
 from graph_meta.config import Config, ConfigError
 from graph_meta.dataset import Dataset, training_view
 from graph_meta.fitting.graphs import build_graph
-from graph_meta.fitting.path_weights import GRID, MIN_GAIN
+from graph_meta.eval.protocol import carve_validation
+from graph_meta.fitting import path_weights
+from graph_meta.fitting.path_weights import GRID, MIN_GAIN, MIN_TASKS, judged_tasks
 from graph_meta.graph.neighborhood import ItemNeighbors, path_blocks
 from graph_meta.model import GraphMetaRecommender
 from graph_meta.serving.explain import CO_RATING, LEARNED, path_contributions
@@ -91,7 +93,19 @@ def searched(catalog: Dataset) -> GraphMetaRecommender:
     cfg = Config().replace(**{"model.dim": 8, "model.hidden": 16, "model.layers": 1,
                               "train.epochs": 1, "train.val_max_tasks": 60,
                               "episodes.batch_users": 128, "episodes.batch_items": 16})
-    return GraphMetaRecommender(cfg).fit(catalog)
+    assert judged_tasks(carve_validation(training_view(catalog), max_tasks=None)) < MIN_TASKS
+    with pytest.MonkeyPatch.context() as patch:  # the tiny catalogue carves few tasks
+        patch.setattr(path_weights, "MIN_TASKS", 10)
+        return GraphMetaRecommender(cfg).fit(catalog)
+
+
+def test_too_few_carved_tasks_leave_the_weights_equal(catalog: Dataset) -> None:
+    torch.manual_seed(0)
+    cfg = Config().replace(**{"model.dim": 8, "model.hidden": 16, "model.layers": 1,
+                              "train.epochs": 1, "train.val_max_tasks": 60,
+                              "episodes.batch_users": 128, "episodes.batch_items": 16})
+    model = GraphMetaRecommender(cfg).fit(catalog)
+    assert "path_weights" not in model.fit_info and model.path_weights == {}
 
 
 def test_fit_chooses_the_weights_on_the_carved_tasks(searched: GraphMetaRecommender,

@@ -8,8 +8,9 @@ against a shared director differs between catalogues: on movielens-1m equal bloc
 genres (shared by hundreds of films) crowd out the directors and writers a new film's
 neighbours should come from. With ``model.path_weights = "auto"`` the block weights
 :math:`w_X` are chosen at fit time on the carved validation
-(:func:`graph_meta.eval.protocol.carve_validation`): the model trained on the carved train
-predicts the carved tasks with the lists the weights give, and one pass of coordinate search
+(:func:`graph_meta.eval.protocol.carve_validation`, every carved task, not only the early
+stopping's sample): the model trained on the carved train predicts the carved tasks with the
+lists the weights give, and one pass of coordinate search
 over :data:`GRID` (every attribute type from 1, ``CO_ENGAGED`` from 0) keeps a change only
 when it lowers the RMSE pooled over the query ratings of the carved scenarios with new items
 (:data:`NEW_ITEM_SCENARIOS`: the correction of a new item runs on these lists alone, while a
@@ -29,7 +30,8 @@ from graph_meta.eval.protocol import evaluate
 from graph_meta.graph.neighborhood import ItemNeighbors, path_blocks, rating_counts
 from graph_meta.schema import CO_ENGAGED
 
-__all__ = ["GRID", "MAX_ITEMS", "MIN_GAIN", "NEW_ITEM_SCENARIOS", "choose_path_weights"]
+__all__ = ["GRID", "MAX_ITEMS", "MIN_GAIN", "MIN_TASKS", "NEW_ITEM_SCENARIOS",
+           "choose_path_weights", "judged_tasks", "new_item_rmse"]
 
 #: the carved scenarios whose query ratings judge a weighting (those with new items: a new
 #: item has no co-rating neighbours, its correction runs on the attribute paths alone); all
@@ -39,25 +41,46 @@ NEW_ITEM_SCENARIOS: tuple[str, ...] = ("item_cold", "user_item_cold")
 GRID: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)
 #: a change of weights is kept when the mean scenario RMSE drops by more than this
 MIN_GAIN = 1e-4
+#: fewer carved tasks to judge by than this: no search (the weights stay equal)
+MIN_TASKS = 100
 #: past this many items the search is skipped (every candidate rebuilds the lists, whose cost
 #: grows with the square of the catalogue where items share attributes)
 MAX_ITEMS = 50_000
+
+
+def judged_tasks(carved: Dataset) -> int:
+    """How many carved tasks :func:`new_item_rmse` judges by."""
+    new_item = sum(len(carved.tasks.get(s, [])) for s in NEW_ITEM_SCENARIOS)
+    return new_item or sum(len(t) for t in carved.tasks.values())
+
+
+def new_item_rmse(model: Any, carved: Dataset) -> tuple[float, dict[str, float]]:
+    """``(judged, {scenario: rmse})`` of ``model`` on the carved tasks: ``judged`` the RMSE
+    pooled over the query ratings (10 per task) of the :data:`NEW_ITEM_SCENARIOS` the carve
+    has (of every carved scenario where it has none)."""
+    res = evaluate(model, carved, fit=False)["scenarios"]
+    ok = {s: b for s, b in res.items() if b["tasks"] and np.isfinite(b["rmse"])}
+    judged = [s for s in NEW_ITEM_SCENARIOS if s in ok] or list(ok)
+    mse = sum(ok[s]["rmse"] ** 2 * ok[s]["tasks"] for s in judged) / sum(
+        ok[s]["tasks"] for s in judged)
+    return float(np.sqrt(mse)), {s: float(b["rmse"]) for s, b in ok.items()}
 
 
 def choose_path_weights(model: Any, carved: Dataset, data: Any
                         ) -> tuple[dict[str, float], list[dict[str, Any]]] | None:
     """``(weights, tried)`` for a model fitted on ``carved``'s training view (its prediction
     cache built on graph ``data``, the carved train's); None when the model has no attribute
-    paths (``model.neighbor_k = 0``, no graph, no attribute node type) or more than
-    :data:`MAX_ITEMS` items. ``tried``: ``{"weights", "rmse", "scenarios"}`` of every
-    weighting scored (the judged RMSE and each carved scenario's), in order. The model's
-    neighbour lists are left as the chosen weights give them."""
+    paths (``model.neighbor_k = 0``, no graph, no attribute node type), more than
+    :data:`MAX_ITEMS` items or fewer than :data:`MIN_TASKS` carved tasks to judge by.
+    ``tried``: ``{"weights", "rmse", "scenarios"}`` of every weighting scored (the judged
+    RMSE and each carved scenario's), in order. The model's neighbour lists are left as the
+    chosen weights give them."""
     m = model.config.model
     n_items = int(data["Item"].num_nodes)
     if m.neighbor_k == 0 or not m.use_graph or n_items > MAX_ITEMS:
         return None
     blocks = path_blocks(data, m.use_co_engaged)
-    if not blocks or not any(carved.tasks.values()):
+    if not blocks or judged_tasks(carved) < MIN_TASKS:
         return None
     names = sorted(n for n in blocks if n != CO_ENGAGED) + (
         [CO_ENGAGED] if CO_ENGAGED in blocks else [])
@@ -77,15 +100,9 @@ def choose_path_weights(model: Any, carved: Dataset, data: Any
         key = tuple(weights[n] for n in names)
         if key not in scores:
             use(weights)
-            res = evaluate(model, carved, fit=False)["scenarios"]
-            ok = {s: b for s, b in res.items() if b["tasks"] and np.isfinite(b["rmse"])}
-            judged = [s for s in NEW_ITEM_SCENARIOS if s in ok] or list(ok)
-            # pooled over the judged tasks' query ratings (10 per task)
-            mse = sum(ok[s]["rmse"] ** 2 * ok[s]["tasks"] for s in judged) / sum(
-                ok[s]["tasks"] for s in judged)
-            scores[key] = float(np.sqrt(mse))
+            scores[key], by_scenario = new_item_rmse(model, carved)
             tried.append({"weights": dict(weights), "rmse": scores[key],
-                          "scenarios": {s: float(b["rmse"]) for s, b in ok.items()}})
+                          "scenarios": by_scenario})
         return scores[key]
 
     best = {n: 0.0 if n == CO_ENGAGED else 1.0 for n in names}

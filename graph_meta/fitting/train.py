@@ -60,6 +60,7 @@ from graph_meta.fitting.distributed import SINGLE, DistContext
 from graph_meta.fitting.graphs import build_graph, check_snapshot
 from graph_meta.fitting.memory import available_memory_gb, check_memory
 from graph_meta.fitting.path_weights import choose_path_weights
+from graph_meta.fitting.prior_search import choose_item_prior
 from graph_meta.fitting.priors import release_weights, side_prior
 from graph_meta.fitting.progress import Progress, current_progress, use_progress
 from graph_meta.live_tuning import choose_live_precision
@@ -570,6 +571,18 @@ def _rounded(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}
 
 
+def _with_item_prior(model: Any, cfg: Config, prior: Mapping[str, Any] | None) -> Config:
+    """``cfg`` with the item prior's ridge and newest-release lean chosen at fit time
+    (:func:`graph_meta.fitting.prior_search.choose_item_prior`; None: unchanged), which
+    becomes the model's config (what the refit trains with and the saved model keeps)."""
+    if prior is None:
+        return cfg
+    cfg = cfg.replace(**{f"train.{k}": prior[k] for k in ("linear_prior_alpha",
+                                                          "prior_newest_bias")})
+    model.config = cfg
+    return cfg
+
+
 def train_model(model: Any, dataset: Dataset, *, device: str = "auto",
                 progress: bool = False, log_dir: str | Path | None = None,
                 checkpoint_dir: str | Path | None = None, resume: bool = False,
@@ -658,6 +671,11 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
         if resume_state is not None and resume_state.get("phase") == "refit":
             epochs = int(resume_state["val_best_epoch"])
             info["val_best_epoch"] = epochs
+            info.update(resume_state.get("chosen", {}))  # what the validation phase chose
+            cfg = _with_item_prior(model, cfg, info.get("item_prior"))
+            t_cfg = cfg.train
+            if "path_weights" in info:
+                model.fit_info["path_weights"] = info["path_weights"]
         else:
             with current_progress().step("carving validation tasks from train.csv"):
                 carved = carve_validation(
@@ -675,12 +693,33 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
             shards["val"] = res["users_per_rank"]
             digests["val"] = getattr(res["phase"], "digest", None)
             search_paths = cfg.model.path_weights == "auto"
-            if ctx.is_main and (cfg.model.live_precision == 0 or search_paths):
+            search_prior = t_cfg.prior_search
+            if ctx.is_main and (cfg.model.live_precision == 0 or search_paths or search_prior):
                 val_phase = res["phase"]
                 model.build_cache(val_phase.data_dev, val_phase.index)
-            if ctx.is_main and search_paths:  # on the carved tasks of every scenario
+            prior = None
+            if ctx.is_main and (search_prior or search_paths):
+                # every carved task (the same split, uncapped): the choices below need more
+                # than the early stopping's sample
+                with current_progress().step("carved tasks for the fit-time choices"):
+                    judged = carve_validation(
+                        dataset, new_user_fraction=t_cfg.val_new_user_fraction,
+                        new_item_fraction=t_cfg.val_new_item_fraction,
+                        warm_task_fraction=t_cfg.val_warm_task_fraction, max_tasks=None,
+                        seed=t_cfg.seed)
+            if ctx.is_main and search_prior:  # on the carved tasks with new items
+                with current_progress().step("item side-feature prior on the carved tasks"):
+                    prior = choose_item_prior(model, training_view(carved), judged)
+            prior = distributed.broadcast(prior, ctx)  # the refit's priors on every rank
+            if prior is not None:
+                info["item_prior"] = prior
+                cfg = _with_item_prior(model, cfg, prior)
+                t_cfg = cfg.train
+                if ckpt_dir is not None:
+                    (ckpt_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+            if ctx.is_main and search_paths:  # on the carved tasks with new items
                 with current_progress().step("path-type weights on the carved tasks"):
-                    paths = choose_path_weights(model, carved, val_phase.data)
+                    paths = choose_path_weights(model, judged, val_phase.data)
                 if paths is not None:
                     info["path_weights"], info["path_weight_search"] = paths
                     model.fit_info["path_weights"] = paths[0]
@@ -702,7 +741,9 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
         res = _run_phase(model, dataset, cfg, dev, name="refit" if t_cfg.validate else "train",
                          epochs=epochs, val=None, progress=progress, log_path=log_path,
                          ckpt_dir=ckpt_dir, resume_state=resume_state, deadline=math.inf,
-                         extra_ckpt={"val_best_epoch": epochs}, graph=full_graph, ctx=ctx)
+                         extra_ckpt={"val_best_epoch": epochs, "chosen": {
+                             k: info[k] for k in ("item_prior", "path_weights", "live_precision")
+                             if k in info}}, graph=full_graph, ctx=ctx)
         phase = res["phase"]
         info.update(encode=phase.encode, fanouts=phase.fanouts)
         name = "refit" if t_cfg.validate else "train"
