@@ -11,12 +11,13 @@ import torch
 
 from graph_meta.config import Config, ConfigError
 from graph_meta.dataset import Dataset, training_view
-from graph_meta.fitting.graphs import build_graph
 from graph_meta.eval.protocol import carve_validation
 from graph_meta.fitting import path_weights
+from graph_meta.fitting.graphs import build_graph
 from graph_meta.fitting.path_weights import GRID, MIN_GAIN, MIN_TASKS, judged_tasks
 from graph_meta.graph.neighborhood import ItemNeighbors, path_blocks
 from graph_meta.model import GraphMetaRecommender
+from graph_meta.sampling.episodes import RatingIndex
 from graph_meta.serving.explain import CO_RATING, LEARNED, path_contributions
 
 
@@ -174,3 +175,25 @@ def test_the_paths_of_a_prediction_add_up_to_it(searched: GraphMetaRecommender,
              for t in catalog.tasks["item_cold"][:20] for i, _ in t.query[:3]]
     assert any(abs(sum(v for k, v in p.items() if k not in ("base", "prediction"))) > 1e-6
                for p in moved), "the attribute paths move some new item's prediction"
+
+
+def test_co_engaged_paths_move_new_items_predictions(searched: GraphMetaRecommender,
+                                                     catalog: Dataset) -> None:
+    model = searched
+    data = build_graph(training_view(catalog))
+    index = RatingIndex.from_graph(data)
+    saved = dict(model.fit_info["path_weights"])
+    tasks = [(t, i) for t in catalog.tasks["item_cold"][:15] for i, _ in t.query[:3]]
+    try:
+        model.fit_info["path_weights"] = {**saved, "CO_ENGAGED": 1.0}
+        model.build_cache(data, index)
+        parts = [path_contributions(model, data, t.user_id, t.support, i) for t, i in tasks]
+        with_co = np.array([model.predict(t.user_id, t.support, [i])[0] for t, i in tasks])
+        assert any(abs(p["CO_ENGAGED"]) > 1e-6 for p in parts)
+        model.fit_info["path_weights"] = {**saved, "CO_ENGAGED": 0.0}
+        model.build_cache(data, index)
+        without = np.array([model.predict(t.user_id, t.support, [i])[0] for t, i in tasks])
+        assert np.abs(with_co - without).max() > 1e-6
+    finally:
+        model.fit_info["path_weights"] = saved
+        model.build_cache(data, index)
