@@ -55,12 +55,14 @@ def judged_tasks(carved: Dataset) -> int:
 
 
 def new_item_rmse(model: Any, carved: Dataset) -> tuple[float, dict[str, float]]:
-    """``(judged, {scenario: rmse})`` of ``model`` on the carved tasks: ``judged`` the RMSE
-    pooled over the query ratings (10 per task) of the :data:`NEW_ITEM_SCENARIOS` the carve
-    has (of every carved scenario where it has none)."""
-    res = evaluate(model, carved, fit=False)["scenarios"]
+    """``(judged, {scenario: rmse})`` of ``model`` on the carved tasks of the
+    :data:`NEW_ITEM_SCENARIOS` the carve has (of every carved scenario where it has none):
+    ``judged`` the RMSE pooled over their query ratings (10 per task)."""
+    chosen = [s for s in NEW_ITEM_SCENARIOS if carved.tasks.get(s)] or [
+        s for s, tasks in carved.tasks.items() if tasks]
+    res = evaluate(model, carved, scenarios=chosen, fit=False)["scenarios"]
     ok = {s: b for s, b in res.items() if b["tasks"] and np.isfinite(b["rmse"])}
-    judged = [s for s in NEW_ITEM_SCENARIOS if s in ok] or list(ok)
+    judged = list(ok)
     mse = sum(ok[s]["rmse"] ** 2 * ok[s]["tasks"] for s in judged) / sum(
         ok[s]["tasks"] for s in judged)
     return float(np.sqrt(mse)), {s: float(b["rmse"]) for s, b in ok.items()}
