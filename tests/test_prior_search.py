@@ -19,7 +19,8 @@ from graph_meta.model import GraphMetaRecommender
 from loaders.synthetic import generate_catalog
 
 _CFG = {"model.dim": 8, "model.hidden": 16, "model.layers": 1, "train.epochs": 1,
-        "train.val_max_tasks": 80, "episodes.batch_users": 128, "episodes.batch_items": 16}
+        "train.val_max_tasks": 80, "train.prior_search": True,
+        "episodes.batch_users": 128, "episodes.batch_items": 16}
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +75,13 @@ def test_fit_chooses_the_item_prior_on_the_carved_new_items(fitted) -> None:
     assert again.config.train.prior_newest_bias == best[1]
 
 
-def test_the_search_can_be_switched_off(shop: Dataset) -> None:
+def test_the_search_is_off_by_default(shop: Dataset) -> None:
+    assert Config().train.prior_search is False
     torch.manual_seed(0)
     model = GraphMetaRecommender(Config().replace(**{**_CFG, "train.prior_search": False}))
-    model.fit(shop)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(prior_search, "MIN_TASKS", 10)
+        model.fit(shop)
     assert "item_prior" not in model.fit_info
     assert (model.config.train.linear_prior_alpha, model.config.train.prior_newest_bias) == (
         10.0, 16.0)
