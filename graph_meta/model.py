@@ -60,12 +60,17 @@ Item`` paths, :mod:`graph_meta.graph.neighborhood`):
 :math:`\hat r_{uj} \mathrel{+}= \sum_h s_{jh}^p e_{uh} / (\beta + \sum_h s_{jh}^p)` over the
 ``model.neighbor_k`` most similar items of ``j`` (``neighbor_power`` :math:`p`,
 ``neighbor_shrink`` :math:`\beta`, chosen on the carved validation); a never-rated item has
-such neighbours too. Co-rating neighbours (``Item <- User -> Item`` paths) add their
-:math:`s^p`, times ``neighbor_rated_weight``, to the weights. On top, learned co-rating
-weights :math:`B` (the residual regression of :mod:`graph_meta.graph.neighborhood`, ridge
-``model.regression_l2``, fitted on the training residuals of the trained model) add
-:math:`\sum_h e_{uh} B_{hj}`. ``model.neighbor_k = 0`` (or ``use_graph = false``) turns both
-corrections off; ``regression_l2 = 0`` the regression alone.
+such neighbours too. The similarity weighs each path type (attribute node type, and the
+cross-category ``CO_ENGAGED`` paths) by a weight chosen at fit time on the carved tasks with
+new items (``model.path_weights``, :mod:`graph_meta.fitting.path_weights`; inspect it with
+:attr:`GraphMetaRecommender.path_weights` and
+:func:`graph_meta.serving.explain.path_contributions`). Co-rating neighbours (``Item <- User
+-> Item`` paths) add their :math:`s^p`, times ``neighbor_rated_weight``, to the weights. On
+top, learned co-rating weights :math:`B` (the residual regression of
+:mod:`graph_meta.graph.neighborhood`, ridge ``model.regression_l2``, fitted on the training
+residuals of the trained model) add :math:`\sum_h e_{uh} B_{hj}`. ``model.neighbor_k = 0``
+(or ``use_graph = false``) turns both corrections off; ``regression_l2 = 0`` the regression
+alone.
 
 **Prediction** (:meth:`GraphMetaRecommender.predict`) reads the
 :class:`~graph_meta.serving.state.PredictorState` (item states ``[N_I, D]``, user priors
