@@ -170,10 +170,9 @@ class TrainConfig:
     user_prior_alpha: float = 30.0  # the same for users (0: linear_prior_alpha)
     prior_weight: str = "sqrt"     # ridge rows weighted by sqrt(n) | n ratings ("count")
     prior_newest_bias: float = 16.0  # item ridge rows also weighted exp(bias * release quantile)
-    # choose linear_prior_alpha and prior_newest_bias on the carved tasks with new items
-    # (graph_meta.fitting.prior_search; with validate), the values above the start; off by
-    # default: on movielens-1m the carve's pick cost user_item_cold 0.003 (README)
-    prior_search: bool = False
+    # choose linear_prior_alpha and prior_newest_bias by a backtest on the newest rated
+    # items' ALS states (graph_meta.fitting.prior_search); false: the values above
+    prior_search: bool = True
     val_epoch0: bool = True        # validate before training: 0 epochs may win (no meta-training)
     grad_clip: float = 5.0
     seed: int = 0

@@ -1,26 +1,24 @@
-"""The new items' side-feature prior (ridge and lean toward new releases) chosen at fit time
-on the carved tasks with new items (:mod:`graph_meta.fitting.prior_search`)."""
+"""The new items' side-feature prior (ridge and lean toward new releases) chosen by a
+backtest on the newest rated items' ALS states (:mod:`graph_meta.fitting.prior_search`)."""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from graph_meta.config import Config
-from graph_meta.dataset import Dataset
-from graph_meta.eval.protocol import carve_validation, training_view
-from graph_meta.fitting import prior_search
-from graph_meta.fitting.path_weights import MIN_GAIN, MIN_TASKS, NEW_ITEM_SCENARIOS
-from graph_meta.fitting.prior_search import ALPHAS, NEWEST_BIASES
+from graph_meta.dataset import Dataset, training_view
+from graph_meta.fitting.prior_search import ALPHAS, HELD_OUT, NEWEST_BIASES, choose_item_prior
+from graph_meta.fitting.priors import linear_prior, release_weights
 from graph_meta.model import GraphMetaRecommender
 from loaders.synthetic import generate_catalog
 
 _CFG = {"model.dim": 8, "model.hidden": 16, "model.layers": 1, "train.epochs": 1,
-        "train.val_max_tasks": 80, "train.prior_search": True,
-        "episodes.batch_users": 128, "episodes.batch_items": 16}
+        "train.val_max_tasks": 80, "episodes.batch_users": 128, "episodes.batch_items": 16}
 
 
 @pytest.fixture(scope="module")
@@ -28,60 +26,93 @@ def shop() -> Dataset:
     return generate_catalog(n_users=1200, n_items=300, n_interactions=30000, seed=3)
 
 
-@pytest.fixture(scope="module")
-def fitted(shop: Dataset, tmp_path_factory: pytest.TempPathFactory
-           ) -> tuple[GraphMetaRecommender, object]:
-    torch.manual_seed(0)
-    run = tmp_path_factory.mktemp("run")
-    model = GraphMetaRecommender(Config().replace(**_CFG))
-    with pytest.MonkeyPatch.context() as patch:  # a small shop carves few tasks
-        patch.setattr(prior_search, "MIN_TASKS", 10)
-        model.fit(shop, checkpoint_dir=run)
-    return model, run
+def _states(shop: Dataset) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Item ids, training counts and stand-in states: a bias from the brand plus noise."""
+    view = training_view(shop)
+    ids = [str(i) for i in view.items.index]
+    counts = view.train["item_id"].astype(str).value_counts().reindex(ids).fillna(0)
+    rng = np.random.default_rng(0)
+    brand = pd.factorize(view.items["brand"])[0]
+    effect = rng.normal(0, 0.5, brand.max() + 1)
+    targets = np.zeros((len(ids), 3))
+    targets[:, 0] = effect[brand] + rng.normal(0, 0.2, len(ids))
+    targets[:, 1:] = rng.normal(0, 0.1, (len(ids), 2))
+    return ids, counts.to_numpy(dtype=np.float64), targets
 
 
-def test_the_carve_has_tasks_with_new_items(shop: Dataset) -> None:
-    carved = carve_validation(training_view(shop), max_tasks=None)
-    n = sum(len(carved.tasks.get(s, [])) for s in NEW_ITEM_SCENARIOS)
-    assert 10 <= n < MIN_TASKS
+def test_the_chosen_pair_predicts_the_newest_rated_items_best(shop: Dataset) -> None:
+    view = training_view(shop)
+    ids, counts, targets = _states(shop)
+    cfg = Config()
+    chosen = choose_item_prior(view, cfg, ids, counts, targets)
+    assert chosen is not None
+    tried = chosen["tried"]
+    assert {(t["alpha"], t["bias"]) for t in tried} == {(a, b) for a in ALPHAS
+                                                        for b in NEWEST_BIASES}
+    best = min(tried, key=lambda t: t["error"])
+    assert (chosen["linear_prior_alpha"], chosen["prior_newest_bias"]) == (best["alpha"],
+                                                                          best["bias"])
+    assert np.ptp([t["error"] for t in tried]) > 0
+    # one pair by hand: the newest rated tenth held out, fitted on the rest, weighted error
+    rated = counts > 0
+    n_held = int(np.floor(HELD_OUT * rated.sum()))
+    assert chosen["held_out"] == n_held
+    q = release_weights(view, ids, 1.0)
+    newest = np.flatnonzero(rated)[np.argsort(-q[rated], kind="stable")][:n_held]
+    held = np.zeros(len(ids), bool)
+    held[newest] = True
+    frame = view.items.loc[ids]
+    pred = linear_prior(view.spec.items, frame, np.where(held, 0.0, counts), targets, 30.0,
+                        weight=cfg.train.prior_weight,
+                        row_weights=release_weights(view, ids, 4.0))
+    err = ((pred[held] - targets[held]) ** 2).sum(axis=1)
+    want = (err * counts[held]).sum() / counts[held].sum()
+    got = next(t["error"] for t in tried if (t["alpha"], t["bias"]) == (30.0, 4.0))
+    assert got == pytest.approx(want, rel=1e-9)
 
 
-def test_too_few_carved_new_item_tasks_keep_the_configured_prior(shop: Dataset) -> None:
+def test_without_a_release_order_only_the_ridge_is_chosen(shop: Dataset) -> None:
+    view = training_view(shop)
+    no_order = dataclasses.replace(
+        view, items=view.items.drop(columns=["release"]),
+        train=view.train.drop(columns=["timestamp"]),
+        spec=dataclasses.replace(view.spec, items=dataclasses.replace(
+            view.spec.items, columns={k: v for k, v in view.spec.items.columns.items()
+                                      if k != "release"})))
+    ids, counts, targets = _states(shop)
+    assert release_weights(no_order, ids, 1.0) is None
+    chosen = choose_item_prior(no_order, Config(), ids, counts, targets)
+    assert chosen is not None
+    assert {t["bias"] for t in chosen["tried"]} == {Config().train.prior_newest_bias}
+    assert {t["alpha"] for t in chosen["tried"]} == set(ALPHAS)
+
+
+def test_too_few_rated_items_or_no_prior_choose_nothing(shop: Dataset) -> None:
+    view = training_view(shop)
+    ids, counts, targets = _states(shop)
+    few = np.where(np.arange(len(ids)) < 50, counts, 0.0)
+    assert choose_item_prior(view, Config(), ids, few, targets) is None
+    off = Config().replace(**{"train.linear_prior_alpha": 0.0})
+    assert choose_item_prior(view, off, ids, counts, targets) is None
+
+
+def test_fit_trains_and_saves_with_the_chosen_pair(shop: Dataset, tmp_path) -> None:
     torch.manual_seed(0)
     model = GraphMetaRecommender(Config().replace(**_CFG)).fit(shop)
-    assert "item_prior" not in model.fit_info
-
-
-def test_fit_chooses_the_item_prior_on_the_carved_new_items(fitted) -> None:
-    model, run = fitted
     chosen = model.fit_info["item_prior"]
-    tried = chosen["tried"]
-    pairs = {(t["alpha"], t["bias"]) for t in tried}
-    assert pairs == {(a, b) for a in ALPHAS for b in NEWEST_BIASES} | {(10.0, 16.0)}
-    scores = [t["rmse"] for t in tried]
-    assert np.ptp(scores) > 1e-4, "each pair gives the held-out items other states"
-    best = (chosen["linear_prior_alpha"], chosen["prior_newest_bias"])
-    by_pair = {(t["alpha"], t["bias"]): t["rmse"] for t in tried}
-    start = by_pair[(10.0, 16.0)]
-    assert by_pair[best] <= min(scores) + (MIN_GAIN if best == (10.0, 16.0) else 0.0)
-    assert best == (10.0, 16.0) or by_pair[best] < start - MIN_GAIN
-    # the refit trained with the chosen pair, and the saved config says so
+    pair = (chosen["linear_prior_alpha"], chosen["prior_newest_bias"])
     t = model.config.train
-    assert (t.linear_prior_alpha, t.prior_newest_bias) == best
-    saved = json.loads((run / "config.json").read_text())["train"]
-    assert (saved["linear_prior_alpha"], saved["prior_newest_bias"]) == best
-    again = GraphMetaRecommender.load(run / "model.pt")
-    assert again.config.train.linear_prior_alpha == best[0]
-    assert again.config.train.prior_newest_bias == best[1]
+    assert (t.linear_prior_alpha, t.prior_newest_bias) == pair
+    again = GraphMetaRecommender.load(model.save(tmp_path / "model.pt"))
+    assert (again.config.train.linear_prior_alpha,
+            again.config.train.prior_newest_bias) == pair
 
 
-def test_the_search_is_off_by_default(shop: Dataset) -> None:
-    assert Config().train.prior_search is False
+def test_the_search_can_be_switched_off(shop: Dataset) -> None:
+    assert Config().train.prior_search is True
     torch.manual_seed(0)
     model = GraphMetaRecommender(Config().replace(**{**_CFG, "train.prior_search": False}))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(prior_search, "MIN_TASKS", 10)
-        model.fit(shop)
+    model.fit(shop)
     assert "item_prior" not in model.fit_info
     assert (model.config.train.linear_prior_alpha, model.config.train.prior_newest_bias) == (
         10.0, 16.0)

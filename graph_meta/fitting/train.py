@@ -174,6 +174,7 @@ class _Phase:
                  ctx: DistContext = SINGLE) -> None:
         self.model = model
         self.cfg = cfg
+        self.item_prior: dict[str, Any] | None = None  # the pair prior_search chose, if any
         self.device = device
         self.code = code  # 0: the validation phase, 1: the refit / plain training
         self.ctx = ctx
@@ -232,9 +233,16 @@ class _Phase:
                                     ("User", user_states, "user_base")):
                     counts = np.bincount(self.index.item if nt == "Item" else self.index.user,
                                          minlength=len(ids[nt])).astype(np.float64)
+                    names = [str(i) for i in ids[nt]]
+                    if nt == "Item" and cfg.train.prior_search:
+                        with progress.step("item prior: ridge and release lean (backtest)"):
+                            self.item_prior = choose_item_prior(dataset, cfg, names, counts, st)
+                        if self.item_prior is not None:
+                            cfg = cfg.replace(**{f"train.{k}": self.item_prior[k] for k in (
+                                "linear_prior_alpha", "prior_newest_bias")})
+                            self.cfg = cfg
                     with progress.step(f"side-feature prior of {nt} nodes"):
-                        base = side_prior(dataset, cfg, nt, [str(i) for i in ids[nt]], counts,
-                                          st)
+                        base = side_prior(dataset, cfg, nt, names, counts, st)
                     getattr(model.net, buf).copy_(torch.from_numpy(base).float())
         self.has_rating = torch.zeros(self.index.num_items, device=device)
         self.has_rating[torch.as_tensor(np.unique(self.index.item), device=device)] = 1.0
@@ -571,16 +579,14 @@ def _rounded(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}
 
 
-def _with_item_prior(model: Any, cfg: Config, prior: Mapping[str, Any] | None) -> Config:
-    """``cfg`` with the item prior's ridge and newest-release lean chosen at fit time
-    (:func:`graph_meta.fitting.prior_search.choose_item_prior`; None: unchanged), which
-    becomes the model's config (what the refit trains with and the saved model keeps)."""
-    if prior is None:
-        return cfg
-    cfg = cfg.replace(**{f"train.{k}": prior[k] for k in ("linear_prior_alpha",
-                                                          "prior_newest_bias")})
-    model.config = cfg
-    return cfg
+def _record_item_prior(model: Any, info: dict[str, Any], phase: _Phase) -> None:
+    """The item prior pair the final phase chose (``train.prior_search``): into ``info`` and
+    the model's config (what ``add_items`` and the saved model use)."""
+    if phase.item_prior is None:
+        return
+    info["item_prior"] = phase.item_prior
+    model.config = model.config.replace(**{f"train.{k}": phase.item_prior[k] for k in (
+        "linear_prior_alpha", "prior_newest_bias")})
 
 
 def train_model(model: Any, dataset: Dataset, *, device: str = "auto",
@@ -672,8 +678,6 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
             epochs = int(resume_state["val_best_epoch"])
             info["val_best_epoch"] = epochs
             info.update(resume_state.get("chosen", {}))  # what the validation phase chose
-            cfg = _with_item_prior(model, cfg, info.get("item_prior"))
-            t_cfg = cfg.train
             if "path_weights" in info:
                 model.fit_info["path_weights"] = info["path_weights"]
         else:
@@ -693,32 +697,18 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
             shards["val"] = res["users_per_rank"]
             digests["val"] = getattr(res["phase"], "digest", None)
             search_paths = cfg.model.path_weights == "auto"
-            search_prior = t_cfg.prior_search
-            if ctx.is_main and (cfg.model.live_precision == 0 or search_paths or search_prior):
+            if ctx.is_main and (cfg.model.live_precision == 0 or search_paths):
                 val_phase = res["phase"]
                 model.build_cache(val_phase.data_dev, val_phase.index)
-            prior = None
-            if ctx.is_main and (search_prior or search_paths):
-                # every carved task (the same split, uncapped): the choices below need more
-                # than the early stopping's sample
-                with current_progress().step("carved tasks for the fit-time choices"):
+            if ctx.is_main and search_paths:  # on the carved tasks with new items
+                with current_progress().step("path-type weights on the carved tasks"):
+                    # every carved task (the same split, uncapped): more than the early
+                    # stopping's sample
                     judged = carve_validation(
                         dataset, new_user_fraction=t_cfg.val_new_user_fraction,
                         new_item_fraction=t_cfg.val_new_item_fraction,
                         warm_task_fraction=t_cfg.val_warm_task_fraction, max_tasks=None,
                         seed=t_cfg.seed)
-            if ctx.is_main and search_prior:  # on the carved tasks with new items
-                with current_progress().step("item side-feature prior on the carved tasks"):
-                    prior = choose_item_prior(model, training_view(carved), judged)
-            prior = distributed.broadcast(prior, ctx)  # the refit's priors on every rank
-            if prior is not None:
-                info["item_prior"] = prior
-                cfg = _with_item_prior(model, cfg, prior)
-                t_cfg = cfg.train
-                if ckpt_dir is not None:
-                    (ckpt_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-            if ctx.is_main and search_paths:  # on the carved tasks with new items
-                with current_progress().step("path-type weights on the carved tasks"):
                     paths = choose_path_weights(model, judged, val_phase.data)
                 if paths is not None:
                     info["path_weights"], info["path_weight_search"] = paths
@@ -728,6 +718,8 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
                     chosen = choose_live_precision(model, carved, seed=t_cfg.seed)
                 if chosen is not None:
                     info["live_precision"] = chosen[0]
+            if not t_cfg.refit:
+                _record_item_prior(model, info, res["phase"])
             if not t_cfg.refit and ctx.is_main:
                 with current_progress().step("prediction cache on the full training graph"):
                     full = (full_graph if full_graph is not None
@@ -742,9 +734,10 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
                          epochs=epochs, val=None, progress=progress, log_path=log_path,
                          ckpt_dir=ckpt_dir, resume_state=resume_state, deadline=math.inf,
                          extra_ckpt={"val_best_epoch": epochs, "chosen": {
-                             k: info[k] for k in ("item_prior", "path_weights", "live_precision")
+                             k: info[k] for k in ("path_weights", "live_precision")
                              if k in info}}, graph=full_graph, ctx=ctx)
         phase = res["phase"]
+        _record_item_prior(model, info, phase)
         info.update(encode=phase.encode, fanouts=phase.fanouts)
         name = "refit" if t_cfg.validate else "train"
         shards[name] = res["users_per_rank"]
