@@ -171,8 +171,9 @@ class TrainConfig:
     prior_weight: str = "sqrt"     # ridge rows weighted by sqrt(n) | n ratings ("count")
     prior_newest_bias: float = 16.0  # item ridge rows also weighted exp(bias * release quantile)
     # choose linear_prior_alpha and prior_newest_bias by a backtest on the newest rated
-    # items' ALS states (graph_meta.fitting.prior_search); false: the values above
-    prior_search: bool = True
+    # items' ALS states (graph_meta.fitting.prior_search); off by default: on movielens-1m
+    # meta-training then stops at epoch 0 and item_cold / user_item_cold lose (README)
+    prior_search: bool = False
     val_epoch0: bool = True        # validate before training: 0 epochs may win (no meta-training)
     grad_clip: float = 5.0
     seed: int = 0

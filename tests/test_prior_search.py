@@ -18,7 +18,8 @@ from graph_meta.model import GraphMetaRecommender
 from loaders.synthetic import generate_catalog
 
 _CFG = {"model.dim": 8, "model.hidden": 16, "model.layers": 1, "train.epochs": 1,
-        "train.val_max_tasks": 80, "episodes.batch_users": 128, "episodes.batch_items": 16}
+        "train.val_max_tasks": 80, "train.prior_search": True,
+        "episodes.batch_users": 128, "episodes.batch_items": 16}
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +109,8 @@ def test_fit_trains_and_saves_with_the_chosen_pair(shop: Dataset, tmp_path) -> N
             again.config.train.prior_newest_bias) == pair
 
 
-def test_the_search_can_be_switched_off(shop: Dataset) -> None:
-    assert Config().train.prior_search is True
+def test_the_search_is_off_by_default(shop: Dataset) -> None:
+    assert Config().train.prior_search is False
     torch.manual_seed(0)
     model = GraphMetaRecommender(Config().replace(**{**_CFG, "train.prior_search": False}))
     model.fit(shop)
