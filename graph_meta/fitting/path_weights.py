@@ -27,7 +27,7 @@ import numpy as np
 
 from graph_meta.dataset import Dataset
 from graph_meta.eval.protocol import evaluate
-from graph_meta.graph.neighborhood import ItemNeighbors, path_blocks, rating_counts
+from graph_meta.graph.neighborhood import ItemNeighbors, default_weight, path_blocks, rating_counts
 from graph_meta.schema import CO_ENGAGED
 
 __all__ = ["GRID", "MAX_ITEMS", "MIN_GAIN", "MIN_TASKS", "NEW_ITEM_SCENARIOS",
@@ -90,29 +90,34 @@ def choose_path_weights(model: Any, carved: Dataset, data: Any
     state = model.state
     tried: list[dict[str, Any]] = []
     scores: dict[tuple[float, ...], float] = {}
+    lists: dict[tuple[float, ...], ItemNeighbors] = {}  # the current best's only
 
-    def use(weights: dict[str, float]) -> None:
-        lists = ItemNeighbors.from_blocks(blocks, weights, top_k=m.neighbor_k,
-                                          tie_break=tie_break)
-        state.nbr_indptr, state.nbr_indices, state.nbr_sim = (
-            lists.indptr, lists.indices, lists.sim)
+    def key(weights: dict[str, float]) -> tuple[float, ...]:
+        return tuple(weights[n] for n in names)
+
+    def use(nb: ItemNeighbors) -> None:
+        state.nbr_indptr, state.nbr_indices, state.nbr_sim = nb.indptr, nb.indices, nb.sim
         model.neighborhood.reset()
 
     def score(weights: dict[str, float]) -> float:
-        key = tuple(weights[n] for n in names)
-        if key not in scores:
-            use(weights)
-            scores[key], by_scenario = new_item_rmse(model, carved)
-            tried.append({"weights": dict(weights), "rmse": scores[key],
+        k = key(weights)
+        if k not in scores:
+            lists[k] = ItemNeighbors.from_blocks(blocks, weights, top_k=m.neighbor_k,
+                                                 tie_break=tie_break)
+            use(lists[k])
+            scores[k], by_scenario = new_item_rmse(model, carved)
+            tried.append({"weights": dict(weights), "rmse": scores[k],
                           "scenarios": by_scenario})
-        return scores[key]
+        return scores[k]
 
-    best = {n: 0.0 if n == CO_ENGAGED else 1.0 for n in names}
+    best = {n: default_weight(n) for n in names}
     best_score = score(best)
     for name in names:
         for value in GRID:
             trial = {**best, name: value}
             if (s := score(trial)) < best_score - MIN_GAIN:
                 best, best_score = trial, s
-    use(best)
+            for k in [k for k in lists if k != key(best)]:
+                del lists[k]
+    use(lists[key(best)])
     return best, tried

@@ -34,7 +34,8 @@ from graph_meta.config import Config
 from graph_meta.dataset import Dataset
 from graph_meta.fitting.priors import linear_prior, release_weights
 
-__all__ = ["ALPHAS", "HELD_OUT", "MIN_HELD_OUT", "NEWEST_BIASES", "choose_item_prior"]
+__all__ = ["ALPHAS", "HELD_OUT", "MIN_HELD_OUT", "NEWEST_BIASES", "choose_item_prior",
+           "with_item_prior"]
 
 #: candidate ridges :math:`\alpha` of the item side-feature map
 ALPHAS: tuple[float, ...] = (3.0, 10.0, 30.0, 100.0)
@@ -84,3 +85,9 @@ def choose_item_prior(dataset: Dataset, cfg: Config, ids: list[str], counts: np.
     best = min(tried, key=lambda r: r["error"])
     return {"linear_prior_alpha": best["alpha"], "prior_newest_bias": best["bias"],
             "held_out": n_held, "tried": tried}
+
+
+def with_item_prior(cfg: Config, chosen: dict[str, Any]) -> Config:
+    """``cfg`` with the pair :func:`choose_item_prior` chose."""
+    return cfg.replace(**{f"train.{k}": chosen[k] for k in ("linear_prior_alpha",
+                                                            "prior_newest_bias")})

@@ -60,7 +60,7 @@ from graph_meta.fitting.distributed import SINGLE, DistContext
 from graph_meta.fitting.graphs import build_graph, check_snapshot
 from graph_meta.fitting.memory import available_memory_gb, check_memory
 from graph_meta.fitting.path_weights import choose_path_weights
-from graph_meta.fitting.prior_search import choose_item_prior
+from graph_meta.fitting.prior_search import choose_item_prior, with_item_prior
 from graph_meta.fitting.priors import release_weights, side_prior
 from graph_meta.fitting.progress import Progress, current_progress, use_progress
 from graph_meta.live_tuning import choose_live_precision
@@ -238,9 +238,7 @@ class _Phase:
                         with progress.step("item prior: ridge and release lean (backtest)"):
                             self.item_prior = choose_item_prior(dataset, cfg, names, counts, st)
                         if self.item_prior is not None:
-                            cfg = cfg.replace(**{f"train.{k}": self.item_prior[k] for k in (
-                                "linear_prior_alpha", "prior_newest_bias")})
-                            self.cfg = cfg
+                            cfg = self.cfg = with_item_prior(cfg, self.item_prior)
                     with progress.step(f"side-feature prior of {nt} nodes"):
                         base = side_prior(dataset, cfg, nt, names, counts, st)
                     getattr(model.net, buf).copy_(torch.from_numpy(base).float())
@@ -585,8 +583,7 @@ def _record_item_prior(model: Any, info: dict[str, Any], phase: _Phase) -> None:
     if phase.item_prior is None:
         return
     info["item_prior"] = phase.item_prior
-    model.config = model.config.replace(**{f"train.{k}": phase.item_prior[k] for k in (
-        "linear_prior_alpha", "prior_newest_bias")})
+    model.config = with_item_prior(model.config, phase.item_prior)
 
 
 def train_model(model: Any, dataset: Dataset, *, device: str = "auto",

@@ -70,8 +70,8 @@ import scipy.sparse as sp
 
 from graph_meta.schema import CATEGORY, CO_ENGAGED, ITEM, RATED, USER
 
-__all__ = ["MAX_REGRESSION_ITEMS", "ItemNeighbors", "path_blocks", "rating_counts",
-           "residual_correction"]
+__all__ = ["MAX_REGRESSION_ITEMS", "ItemNeighbors", "default_weight", "path_blocks",
+           "rating_counts", "residual_correction", "weighted_blocks"]
 
 _CHUNK_ENTRIES = 1 << 24  # dense similarity entries computed at a time (128 MB of float64)
 # a chunk of the similarity whose stored pairs are at most 1 / this of its entries is
@@ -121,11 +121,8 @@ class ItemNeighbors:
                     type_weights: Mapping[str, float] | None, *, top_k: int,
                     tie_break: np.ndarray | None = None) -> ItemNeighbors:
         """Neighbours from the profile ``blocks`` of :func:`path_blocks`, each scaled by its
-        ``type_weights`` entry before the cosine (an attribute type missing from it weighs 1,
-        ``CO_ENGAGED`` 0; a weight of 0 drops the block)."""
-        weights = dict(type_weights or {})
-        scaled = [w * block for name, block in blocks.items()
-                  if (w := float(weights.get(name, 0.0 if name == CO_ENGAGED else 1.0))) > 0]
+        ``type_weights`` entry before the cosine (:func:`weighted_blocks`)."""
+        scaled = list(weighted_blocks(blocks, type_weights).values())
         n = len(tie_break) if tie_break is not None else (
             next(iter(blocks.values())).shape[0] if blocks else 0)
         return cls.from_profiles(sp.hstack(scaled, format="csr") if scaled
@@ -352,6 +349,25 @@ def path_blocks(data: Any, use_co_engaged: bool = True) -> dict[str, sp.csr_matr
         if co.nnz:
             blocks[CO_ENGAGED] = _row_normalised(sp.csr_matrix(raw[CATEGORY] @ co))
     return blocks
+
+
+def default_weight(name: str) -> float:
+    """A path type's weight when none is given: 1 for an attribute type, 0 for
+    ``CO_ENGAGED``."""
+    return 0.0 if name == CO_ENGAGED else 1.0
+
+
+def weighted_blocks(blocks: Mapping[str, sp.csr_matrix],
+                    type_weights: Mapping[str, float] | None) -> dict[str, sp.csr_matrix]:
+    """The profile ``blocks`` of :func:`path_blocks` scaled by their ``type_weights`` entry
+    (:func:`default_weight` where it has none); a block weighted 0 is left out."""
+    weights = dict(type_weights or {})
+    out = {}
+    for name, block in blocks.items():
+        w = float(weights.get(name, default_weight(name)))
+        if w > 0:
+            out[name] = w * block
+    return out
 
 
 def _sparse_top_k(prod: sp.csr_matrix, start: int, k: int, nudge: np.ndarray

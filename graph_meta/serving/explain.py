@@ -25,11 +25,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from graph_meta.errors import UnknownItemError
-from graph_meta.graph.neighborhood import ItemNeighbors, path_blocks
-from graph_meta.schema import CO_ENGAGED
+from graph_meta.graph.neighborhood import (
+    ItemNeighbors,
+    path_blocks,
+    residual_correction,
+    weighted_blocks,
+)
 from graph_meta.serving.state import rating
 
 __all__ = ["CO_RATING", "LEARNED", "path_contributions"]
@@ -73,26 +76,27 @@ def path_contributions(model: Any, data: Any, user_id: str,
         out[name] = 0.0
     out[CO_RATING] = 0.0
     if weights is not None:
-        power = m.neighbor_power
         row = weights[pos]
         if model.live.by_item:  # a new item's co-rating neighbours from observed raters
             row = row + model.live_state.corating(np.array([pos]))
+        total = float(residual_correction(row, residual, known, m.neighbor_shrink)[0])
         denominator = m.neighbor_shrink + float((row @ known)[0])
-        attr = ItemNeighbors(c.nbr_indptr, c.nbr_indices, c.nbr_sim).weights(power)[pos]
+        attr = ItemNeighbors(c.nbr_indptr, c.nbr_indices, c.nbr_sim).weights(
+            m.neighbor_power)[pos]
         cols, s_p = attr.indices, attr.data
         if len(cols):
-            chosen = model.path_weights
-            scaled = {x: float(chosen.get(x, 0.0 if x == CO_ENGAGED else 1.0)) * blocks[x]
-                      for x in names}
-            full = sp.hstack([scaled[x] for x in names], format="csr")
-            norms = np.sqrt(np.asarray(full.multiply(full).sum(axis=1)).ravel())
+            # s_jh = sum over blocks of <f^X_j, f^X_h> / (|f_j| |f_h|): each block's share
+            scaled = weighted_blocks(blocks, model.path_weights)
+            rows = np.r_[pos, cols]
+            dots = {x: np.asarray((b[pos] @ b[cols].T).todense()).ravel()
+                    for x, b in scaled.items()}
+            norms = np.sqrt(sum(np.asarray(b[rows].multiply(b[rows]).sum(axis=1)).ravel()
+                                for b in scaled.values()))
             norms[norms == 0] = 1.0
-            terms = np.stack([np.asarray((scaled[x][pos] @ scaled[x][cols].T).todense()).ravel()
-                              for x in names]) / (norms[pos] * norms[cols])
+            terms = np.stack(list(dots.values())) / (norms[0] * norms[1:])
             share = terms / np.maximum(terms.sum(axis=0), 1e-300)
-            for k, name in enumerate(names):
+            for k, name in enumerate(dots):
                 out[name] = float((s_p * share[k] * residual[cols]).sum() / denominator)
-        total = float((row @ residual)[0]) / denominator
         out[CO_RATING] = total - sum(out[x] for x in names)
     out[LEARNED] = float((regression[0][pos] @ residual)[0]) if regression is not None else 0.0
     out["prediction"] = sum(out.values())
