@@ -72,8 +72,9 @@ from __future__ import annotations
 import itertools
 import pickle
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -126,6 +127,10 @@ class GraphMetaImplicit(_Observing, _Base):
     #: (:mod:`graph_meta.implicit_exposure`; a class default, the plain iALS step, for models
     #: pickled before it existed)
     exposure_weight: float = 1.0
+    #: ``{scenario: (s, lambda)}``: the fold-in's support weight and regularisation chosen
+    #: for one kind of request on its own pseudo-tasks (:meth:`fold_setting`); a kind absent
+    #: here takes the pooled choice (a class default for models pickled before it existed)
+    fold_choices: Mapping[str, tuple[float, float | None]] = MappingProxyType({})
     #: :func:`graph_meta.recommend.recommend`'s advice for an item the model lacks (None:
     #: :class:`~graph_meta.errors.UnknownItemError`'s, which points to :meth:`add_items`)
     unknown_item_hint: str | None = None
@@ -147,6 +152,7 @@ class GraphMetaImplicit(_Observing, _Base):
         self.graph_mix = float(graph_mix)
         self.cold_support_weight = self.support_weight
         self.cold_fold_reg = fold_reg
+        self.fold_choices: dict[str, tuple[float, float | None]] = {}
         self.params: dict[str, Any] = {}
 
     # -- fitting ------------------------------------------------------------------------------
@@ -183,6 +189,7 @@ class GraphMetaImplicit(_Observing, _Base):
                        "exposure_weight": self.exposure_weight,
                        "cold_support_weight": self.cold_support_weight,
                        "cold_fold_reg": self.cold_fold_reg,
+                       "fold_choices": {k: list(v) for k, v in self.fold_choices.items()},
                        "fold_reg": self.fold_reg, "backend": p["backend"],
                        "item_paths": dict(zip(self.item_prior.names,
                                               np.round(self.item_prior.beta, 4).tolist(),
@@ -257,16 +264,22 @@ class GraphMetaImplicit(_Observing, _Base):
         return graph_paths(dataset, dataset.users, dataset.spec.users, d.user_ids, USER)
 
     def _tune(self, dataset: Dataset) -> dict[str, Any]:
-        r"""Choose on carved pseudo-tasks: ``s`` and the fold-in :math:`\lambda` (scenarios
-        with at least 20 pseudo-tasks), then on the cold-item pseudo-tasks the same two for
-        ranking new items, and :math:`\mu` and :math:`\gamma`. When the default carve
+        r"""Choose on carved pseudo-tasks (uncapped): ``s`` and the fold-in :math:`\lambda`
+        (scenarios with at least 20 pseudo-tasks, pooled), then each scenario's own pair
+        where it has :data:`MIN_SCENARIO_TASKS` pseudo-tasks and its best pair beats the
+        pooled one there by more than a paired standard error over its tasks
+        (:meth:`fold_setting`; a few hundred pseudo-tasks rank the grid's points noisily);
+        on the cold-item
+        pseudo-tasks the same two for ranking new items, :math:`\mu` and :math:`\gamma`,
+        then the new-item scenarios' own pairs. When the default carve
         (10 % newest items) leaves fewer than 50 cold-item pseudo-tasks, a second carve
         holding out 30 % of the items serves for the cold-item choices, last of them the
         exposure weight :math:`\omega` of a new item's live step, by the online replay of
         the carve's new-item pseudo-tasks (:mod:`graph_meta.implicit_exposure`)."""
         from graph_meta.eval.ranking import evaluate_implicit
 
-        pseudo = carve_implicit(dataset, seed=self.seed)
+        pseudo = carve_implicit(dataset, seed=self.seed, max_tasks=None)
+        self.fold_choices = {}
         have = [s for s, t in pseudo.tasks.items() if len(t) >= 20]
         if not have:
             return {"tuning": "skipped: too few pseudo-tasks"}
@@ -295,9 +308,35 @@ class GraphMetaImplicit(_Observing, _Base):
             self._set_graph_mix(mix)
             self.popularity_weight = g
 
+        def own_choices(data: Dataset, scenarios: list[str]) -> None:
+            # each scenario with enough pseudo-tasks: its own (s, lambda) where the carve
+            # tells it apart from the pooled choice by more than one paired standard error
+            for scen in scenarios:
+                if len(data.tasks.get(scen, [])) < MIN_SCENARIO_TASKS:
+                    continue
+                pooled = self.fold_setting(scen in ("warm", "item_cold"),
+                                           scen in ("item_cold", "user_item_cold"))
+                per: dict[tuple[float, float | None], np.ndarray] = {}
+                for s, lam in itertools.product([*grid_s, 8.0], grid_l):
+                    self.fold_choices[scen] = (s, fold_reg(lam))
+                    res = evaluate_implicit(self, data, scenarios=[scen], fit=False,
+                                            per_task=True)
+                    per[(s, lam)] = np.asarray(res["scenarios"][scen]["recall@20_per_task"])
+                    scores.append({f"{scen}_support_weight": s,
+                                   f"{scen}_fold_reg_factor": lam,
+                                   f"pseudo_{scen}_recall@20": round(per[(s, lam)].mean(), 5)})
+                self.fold_choices[scen] = pooled
+                res = evaluate_implicit(self, data, scenarios=[scen], fit=False, per_task=True)
+                base = np.asarray(res["scenarios"][scen]["recall@20_per_task"])
+                best = max(per, key=lambda point: per[point].mean())
+                gain = per[best] - base
+                if gain.mean() > gain.std(ddof=1) / np.sqrt(len(gain)):
+                    self.fold_choices[scen] = (best[0], fold_reg(best[1]))
+
         best = _grid_search(itertools.product(grid_s, grid_l), set_warm,
                             lambda: recall(pseudo, have), ("support_weight", "fold_reg_factor"),
                             "pseudo_recall@20", scores)
+        own_choices(pseudo, ["warm", "user_cold"])
         cold_set = pseudo
         cold = [s for s in ("item_cold", "user_item_cold") if pseudo.tasks.get(s)]
         if sum(len(pseudo.tasks[s]) for s in cold) < 50:
@@ -316,6 +355,8 @@ class GraphMetaImplicit(_Observing, _Base):
                                  lambda: recall(cold_set, cold),
                                  ("graph_mix", "popularity_weight"), "pseudo_cold_recall@20",
                                  scores)
+        if enough:
+            own_choices(cold_set, cold)
         mixed: dict[str, Any] = {}
         if enough:
             mixed = tune_mixed_offset(self, cold_set, new_item_share(self, dataset))
@@ -345,8 +386,7 @@ class GraphMetaImplicit(_Observing, _Base):
         sup = self._support(support_items)
         sup = sup[~np.isin(sup, hist)]
         items = np.concatenate([hist, sup])
-        s_w, f_reg = ((self.cold_support_weight, self.cold_fold_reg) if new_items
-                      else (self.support_weight, self.fold_reg))
+        s_w, f_reg = self.fold_setting(len(hist) > 0, new_items)
         conf = self.alpha * np.concatenate([w, np.full(len(sup), s_w)])
         u = d.user_ids.get_indexer([user_id])[0]
         prior = self.x0[u] if u >= 0 else self._unknown_user_prior()
@@ -354,6 +394,20 @@ class GraphMetaImplicit(_Observing, _Base):
             return prior
         reg = self.reg if f_reg is None else f_reg
         return fold_in(self.y, self.gram, reg, items, conf, prior)
+
+    def fold_setting(self, has_history: bool, new_items: bool) -> tuple[float, float | None]:
+        r"""The fold-in's support weight :math:`s` and regularisation :math:`\lambda` (None:
+        the ALS's) for a user with or without positives of their own (training or observed)
+        ranking items with or without training positives: the four kinds of request are the
+        four scenarios, each with its own choice where the carve held enough of its
+        pseudo-tasks (:attr:`fold_choices`), else the pooled one (``support_weight`` /
+        ``fold_reg`` for items with training rows, ``cold_support_weight`` /
+        ``cold_fold_reg`` for new ones)."""
+        scenario = _SCENARIO_OF[(has_history, new_items)]
+        if scenario in self.fold_choices:
+            return self.fold_choices[scenario]
+        return ((self.cold_support_weight, self.cold_fold_reg) if new_items
+                else (self.support_weight, self.fold_reg))
 
     def kind_scores(self, user_id: str, support_items: list[str],
                     positions: np.ndarray | None = None) -> np.ndarray:
@@ -523,6 +577,13 @@ class GraphMetaImplicit(_Observing, _Base):
         if not isinstance(model, cls):
             raise TypeError(f"{path} does not hold a {cls.__name__}")
         return model
+
+
+#: (user has positives of their own, the pool holds new items) -> the scenario of that request
+_SCENARIO_OF = {(True, False): "warm", (False, False): "user_cold",
+                (True, True): "item_cold", (False, True): "user_item_cold"}
+#: fewest pseudo-tasks of a scenario for a fold-in choice of its own
+MIN_SCENARIO_TASKS = 100
 
 
 def _grid_search(points: Iterable[tuple[Any, ...]], apply: Callable[..., None],

@@ -12,7 +12,7 @@ import pytest
 
 from graph_meta.dataset import Dataset
 from graph_meta.eval.protocol import training_view
-from graph_meta.eval.ranking import evaluate_implicit_online
+from graph_meta.eval.ranking import evaluate_implicit, evaluate_implicit_online
 from graph_meta.ials import fold_in
 from graph_meta.implicit import GraphMetaImplicit
 from graph_meta.implicit_baselines import ImplicitALS
@@ -176,12 +176,17 @@ def test_a_carve_without_enough_new_item_tasks_falls_back(planted_ours: GraphMet
         planted_ours.exposure_weight = omega
 
 
-def test_per_task_recall_of_the_online_replay(planted_ours: GraphMetaImplicit,
-                                              planted_shop: Dataset) -> None:
-    res = evaluate_implicit_online(planted_ours, planted_shop, fit=False, per_task=True)
+@pytest.mark.parametrize("online", [True, False])
+def test_per_task_recall(planted_ours: GraphMetaImplicit, planted_shop: Dataset,
+                         online: bool) -> None:
+    res = (evaluate_implicit_online(planted_ours, planted_shop, fit=False, per_task=True)
+           if online else evaluate_implicit(planted_ours, planted_shop, fit=False,
+                                            per_task=True, support_k=[1, None]))
     for block in res["scenarios"].values():
         assert len(block["recall@20_per_task"]) == block["tasks"]
         assert np.mean(block["recall@20_per_task"]) == pytest.approx(block["recall@20"])
+    for blocks in res.get("few_shot", {}).values():  # the truncated supports carry none
+        assert "recall@20_per_task" not in blocks["1"]
 
 
 def test_implicit_als_keeps_the_plain_step_unless_asked(planted_shop: Dataset) -> None:

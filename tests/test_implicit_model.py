@@ -126,3 +126,46 @@ def test_train_and_evaluate_commands_on_an_implicit_folder(tmp_path: Path) -> No
     res = json.loads((tmp_path / "res.json").read_text())
     assert res["model"] == "graph-meta" and res["protocol"] == "implicit"
     assert "recall@20" in r.output and "RMSE" not in r.output
+
+
+def test_each_scenario_gets_the_fold_in_its_own_pseudo_tasks_chose(monkeypatch) -> None:
+    import graph_meta.implicit as implicit_module
+
+    monkeypatch.setattr(implicit_module, "MIN_SCENARIO_TASKS", 20)
+    shop = generate_implicit_catalog(seed=6).dataset
+    model = GraphMetaImplicit(quick=True, backend="numpy", seed=1).fit(shop)
+    choices = model.params["fold_choices"]
+    assert "warm" in choices and "user_cold" in choices
+    pooled = {False: (model.support_weight, model.fold_reg),
+              True: (model.cold_support_weight, model.cold_fold_reg)}
+    for scenario, (s, reg) in choices.items():
+        key = f"pseudo_{scenario}_recall@20"
+        tried = [row for row in model.params["inner_grid_scores"] if key in row]
+        assert len(tried) == 3  # the quick grid: s in {1, 3, 8}, lambda the ALS's
+        best = max(tried, key=lambda row: row[key])  # the first among equals
+        best_pair = (best[f"{scenario}_support_weight"],
+                     None if best[f"{scenario}_fold_reg_factor"] is None
+                     else best[f"{scenario}_fold_reg_factor"] * model.reg)
+        # the scenario's best, or the pooled pair where the carve cannot tell them apart
+        assert (s, reg) in (best_pair, pooled[scenario in ("item_cold", "user_item_cold")])
+        assert model.fold_setting(*{"warm": (True, False), "user_cold": (False, False),
+                                    "item_cold": (True, True),
+                                    "user_item_cold": (False, True)}[scenario]) == (s, reg)
+
+
+def test_a_scenario_choice_moves_only_its_own_kind_of_request() -> None:
+    ds = planted_segments()
+    model = GraphMetaImplicit(factors=8, reg=1.0, alpha=5.0, tune=False,
+                              backend="numpy").fit(ds)
+    warm_user = next(u for u in model.data.user_ids if len(model.data.history(u)[0]))
+    new_user = next(u for u in model.data.user_ids if not len(model.data.history(u)[0]))
+    support = [str(i) for i in model.data.item_ids[:3]]
+    before = {(u, new): model.user_factors(u, support, new_items=new)
+              for u in (warm_user, new_user) for new in (False, True)}
+    model.fold_choices = {"user_cold": (8.0, 0.01)}
+    after = {key: model.user_factors(key[0], support, new_items=key[1]) for key in before}
+    for key, state in before.items():
+        if key == (new_user, False):
+            assert not np.allclose(after[key], state)
+        else:
+            np.testing.assert_array_equal(after[key], state)

@@ -287,7 +287,7 @@ def _check_scores(raw: Any, n: int, where: str) -> np.ndarray:
 def evaluate_implicit(model: Any, dataset: Dataset, *, scenarios: Iterable[str] | None = None,
                       support_k: Sequence[int | None] = (None,), fit: bool = True,
                       progress: bool = False, top_n: int = TOP_N,
-                      max_tasks: int | None = None) -> dict[str, Any]:
+                      max_tasks: int | None = None, per_task: bool = False) -> dict[str, Any]:
     """Fit ``model`` (unless ``fit=False``) and rank each task's candidate pool.
 
     Args:
@@ -302,6 +302,8 @@ def evaluate_implicit(model: Any, dataset: Dataset, *, scenarios: Iterable[str] 
         top_n: the cut-off (PROTOCOL.md: 20; metric names follow it).
         max_tasks: score only the first ``max_tasks`` tasks of each scenario (tuning on
             pseudo-tasks; never for reported numbers).
+        per_task: each scenario block of the whole support also holds
+            ``"recall@20_per_task"`` (file order).
 
     Returns:
         ``{"dataset", "model", "protocol": "implicit", "top_n", "scenarios": {scenario:
@@ -328,7 +330,8 @@ def evaluate_implicit(model: Any, dataset: Dataset, *, scenarios: Iterable[str] 
         if max_tasks is not None:
             tasks = tasks[:max_tasks]
         for k in run_ks:
-            block = _rank_scenario(model, name, scenario, tasks, k, pools, top_n)
+            block = _rank_scenario(model, name, scenario, tasks, k, pools, top_n,
+                                   per_task=per_task and k is None)
             if k is None:
                 results["scenarios"][scenario] = block
             if ks != [None] and k in ks:
@@ -390,7 +393,8 @@ def _ranking_block(hits: np.ndarray, n_rel: np.ndarray, times: np.ndarray,
 
 
 def _rank_scenario(model: Any, name: str, scenario: str, tasks: Sequence[Any], k: int | None,
-                   pools: CandidatePools, top_n: int) -> dict[str, Any]:
+                   pools: CandidatePools, top_n: int, *, per_task: bool = False
+                   ) -> dict[str, Any]:
     n = len(tasks)
     hits = np.zeros((n, top_n), dtype=bool)
     n_rel = np.zeros(n, dtype=np.int64)
@@ -402,7 +406,17 @@ def _rank_scenario(model: Any, name: str, scenario: str, tasks: Sequence[Any], k
         hits[j], n_rel[j], out = _task_hits(task, top, pool, pools, top_n)
         pool_sizes[j] = len(pool)
         outside += out
-    return _ranking_block(hits, n_rel, times, pool_sizes, outside, top_n)
+    block = _ranking_block(hits, n_rel, times, pool_sizes, outside, top_n)
+    if per_task:
+        _add_per_task(block, hits, n_rel, top_n)
+    return block
+
+
+def _add_per_task(block: dict[str, Any], hits: np.ndarray, n_rel: np.ndarray,
+                  top_n: int) -> None:
+    """``block["recall@20_per_task"]``: each task's recall, in the order of ``hits``."""
+    block[f"recall@{top_n}_per_task"] = (
+        ranking_metrics(hits, n_rel, top_n)[f"recall@{top_n}"].tolist() if len(n_rel) else [])
 
 
 def evaluate_implicit_online(model: Any, dataset: Dataset, *, fit: bool = True,
@@ -493,9 +507,7 @@ def evaluate_implicit_online(model: Any, dataset: Dataset, *, fit: bool = True,
         block = _ranking_block(hits, n_rel, np.array([x[3] for x in r]),
                                np.array([x[4] for x in r]), sum(x[5] for x in r), top_n)
         if per_task:
-            block[f"recall@{top_n}_per_task"] = (
-                ranking_metrics(hits, n_rel, top_n)[f"recall@{top_n}"].tolist() if len(r)
-                else [])
+            _add_per_task(block, hits, n_rel, top_n)
         results["scenarios"][scenario] = block
         if progress:
             print(f"[{name}] online {scenario}: recall@{top_n} {block[f'recall@{top_n}']:.4f} "
