@@ -42,8 +42,11 @@ is itself made of new items, whose factors are priors).
 **Meta-learning, such as it is here.** :math:`s, \lambda` (on pseudo warm and new-user
 tasks) and :math:`s', \lambda', \mu, \gamma` (on pseudo new-item tasks) are chosen on
 episodes carved from ``train.csv`` (pseudo new users and newest items,
-:func:`graph_meta.implicit_baselines.carve_implicit`; a second carve holding out 30 % of the
-items when the first leaves fewer than 50 new-item episodes) by recall@20; the ALS settings
+:func:`graph_meta.implicit_baselines.carve_implicit`, uncapped; the new-item choices on a
+second carve holding out 30 % of the items when the first leaves fewer than 100 episodes of
+either new-item scenario, :func:`graph_meta.implicit_baselines.data.cold_carve`) by
+recall@20, then each scenario's own :math:`s, \lambda` where its pseudo-tasks tell it apart
+from the pooled pair (:meth:`GraphMetaImplicit.fold_setting`); the ALS settings
 by :class:`~graph_meta.implicit_baselines.ImplicitALS`'s tuning on the same kind of episodes
 (or taken from an iALS model already tuned on the same data: ``als_params``).
 
@@ -85,7 +88,8 @@ from graph_meta.dataset import Dataset
 from graph_meta.errors import UnknownItemError
 from graph_meta.ials import fold_in
 from graph_meta.implicit_baselines import ImplicitALS, Interactions, carve_implicit
-from graph_meta.implicit_baselines.data import _Base, _masked, _Observing
+from graph_meta.implicit_baselines.data import _Base, _masked, _Observing, cold_carve
+from graph_meta.implicit_exposure import SCENARIOS as EXPOSURE_SCENARIOS
 from graph_meta.implicit_exposure import choose_exposure_weight
 from graph_meta.implicit_mixed import new_item_share, tune_mixed_offset
 from graph_meta.implicit_prior import GraphPrior, graph_paths, path_messages, side_prior
@@ -271,9 +275,10 @@ class GraphMetaImplicit(_Observing, _Base):
         (:meth:`fold_setting`; a few hundred pseudo-tasks rank the grid's points noisily);
         on the cold-item
         pseudo-tasks the same two for ranking new items, :math:`\mu` and :math:`\gamma`,
-        then the new-item scenarios' own pairs. When the default carve
-        (10 % newest items) leaves fewer than 50 cold-item pseudo-tasks, a second carve
-        holding out 30 % of the items serves for the cold-item choices, last of them the
+        then the new-item scenarios' own pairs. When the default carve (10 % newest items)
+        leaves fewer than :data:`MIN_SCENARIO_TASKS` pseudo-tasks in either new-item
+        scenario, a second carve holding out 30 % of the items serves for the cold-item
+        choices (:func:`~graph_meta.implicit_baselines.data.cold_carve`), last of them the
         exposure weight :math:`\omega` of a new item's live step, by the online replay of
         the carve's new-item pseudo-tasks (:mod:`graph_meta.implicit_exposure`)."""
         from graph_meta.eval.ranking import evaluate_implicit
@@ -337,13 +342,11 @@ class GraphMetaImplicit(_Observing, _Base):
                             lambda: recall(pseudo, have), ("support_weight", "fold_reg_factor"),
                             "pseudo_recall@20", scores)
         own_choices(pseudo, ["warm", "user_cold"])
-        cold_set = pseudo
-        cold = [s for s in ("item_cold", "user_item_cold") if pseudo.tasks.get(s)]
-        if sum(len(pseudo.tasks[s]) for s in cold) < 50:
-            cold_set = carve_implicit(dataset, seed=self.seed, new_item_fraction=0.3)
-            cold = [s for s in ("item_cold", "user_item_cold") if cold_set.tasks.get(s)]
-            if cold:
-                self._build(cold_set, self._als(False).fit(cold_set))
+        cold_set = cold_carve(dataset, seed=self.seed, enough=MIN_SCENARIO_TASKS,
+                              default=pseudo)
+        cold = [s for s in EXPOSURE_SCENARIOS if cold_set.tasks.get(s)]
+        if cold_set is not pseudo and cold:
+            self._build(cold_set, self._als(False).fit(cold_set))
         enough = sum(len(cold_set.tasks[s]) for s in cold) >= 20
         # too few cold pseudo-tasks: new items are ranked with the warm choices
         self.cold_support_weight, self.cold_fold_reg = self.support_weight, self.fold_reg

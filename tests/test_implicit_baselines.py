@@ -124,3 +124,17 @@ def test_tuning_chooses_on_pseudo_tasks(shop: Dataset) -> None:
     assert len(model.params["grid_scores"]) == 2
     assert model.reg in (1.0, 10.0)
     assert all(s.startswith(("warm", "user", "item")) for s in model.params["tuned_on"])
+
+
+def test_cold_carve_holds_out_more_items_when_a_new_item_scenario_is_short(
+        shop: Dataset) -> None:
+    from graph_meta.implicit_baselines.data import carve_implicit, cold_carve
+
+    first = carve_implicit(shop, seed=0, max_tasks=None)
+    counts = [len(first.tasks.get(s, [])) for s in ("item_cold", "user_item_cold")]
+    assert cold_carve(shop, seed=0, enough=min(counts), default=first) is first
+    wider = cold_carve(shop, seed=0, enough=min(counts) + 1, default=first)
+    assert wider is not first
+    assert wider.train["item_id"].nunique() < first.train["item_id"].nunique()
+    assert sum(len(wider.tasks.get(s, [])) for s in ("item_cold", "user_item_cold")) > sum(
+        counts)

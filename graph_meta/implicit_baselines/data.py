@@ -242,12 +242,16 @@ def carve_implicit(dataset: Dataset, *, seed: int = 0, max_tasks: int | None = 3
     return confidences_to_weights(pseudo)
 
 
-def cold_carve(dataset: Dataset, *, seed: int = 0, enough: int = 50) -> Dataset:
-    """The carve new items are tuned on (graph-meta's rule,
-    :meth:`graph_meta.implicit.GraphMetaImplicit._tune`): the default one (10 % newest
-    items), or one holding out 30 % of the items when that leaves fewer than ``enough``
-    new-item pseudo-tasks."""
-    pseudo = carve_implicit(dataset, seed=seed)
-    if sum(len(pseudo.tasks.get(s, [])) for s in EXPOSURE_SCENARIOS) < enough:
-        pseudo = carve_implicit(dataset, seed=seed, new_item_fraction=0.3)
+def cold_carve(dataset: Dataset, *, seed: int = 0, enough: int = 100,
+               default: Dataset | None = None) -> Dataset:
+    """The carve new items are tuned on (graph-meta's and implicit ALS's): the default one
+    (10 % newest items; ``default`` when the caller has carved it, else carved here,
+    uncapped) when each new-item scenario (``item_cold``, ``user_item_cold``) holds at
+    least ``enough`` pseudo-tasks, else one holding out 30 % of the items, uncapped: the
+    new-item choices are made on a few hundred pseudo-tasks, where the first carve of a
+    catalogue such as movielens-1m leaves about 50 ``user_item_cold`` ones."""
+    pseudo = default if default is not None else carve_implicit(dataset, seed=seed,
+                                                                 max_tasks=None)
+    if min(len(pseudo.tasks.get(s, [])) for s in EXPOSURE_SCENARIOS) < enough:
+        pseudo = carve_implicit(dataset, seed=seed, new_item_fraction=0.3, max_tasks=None)
     return pseudo
