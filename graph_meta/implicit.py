@@ -273,12 +273,11 @@ class GraphMetaImplicit(_Observing, _Base):
         where it has :data:`MIN_SCENARIO_TASKS` pseudo-tasks and its best pair beats the
         pooled one there by more than a paired standard error over its tasks
         (:meth:`fold_setting`; a few hundred pseudo-tasks rank the grid's points noisily);
-        on the cold-item
-        pseudo-tasks the same two for ranking new items, :math:`\mu` and :math:`\gamma`,
-        then the new-item scenarios' own pairs. When the default carve (10 % newest items)
-        leaves fewer than :data:`MIN_SCENARIO_TASKS` pseudo-tasks in either new-item
-        scenario, a second carve holding out 30 % of the items serves for the cold-item
-        choices (:func:`~graph_meta.implicit_baselines.data.cold_carve`), last of them the
+        on the cold-item pseudo-tasks the same two for ranking new items, :math:`\mu` and
+        :math:`\gamma`, then the new-item scenarios' own pairs. When the default carve (10 %
+        newest items) leaves fewer than :data:`MIN_SCENARIO_TASKS` pseudo-tasks in either
+        new-item scenario, a second carve holding out 30 % of the items serves for the
+        cold-item choices (:func:`~graph_meta.implicit_baselines.data.cold_carve`), last of them the
         exposure weight :math:`\omega` of a new item's live step, by the online replay of
         the carve's new-item pseudo-tasks (:mod:`graph_meta.implicit_exposure`)."""
         from graph_meta.eval.ranking import evaluate_implicit
@@ -319,8 +318,7 @@ class GraphMetaImplicit(_Observing, _Base):
             for scen in scenarios:
                 if len(data.tasks.get(scen, [])) < MIN_SCENARIO_TASKS:
                     continue
-                pooled = self.fold_setting(scen in ("warm", "item_cold"),
-                                           scen in ("item_cold", "user_item_cold"))
+                pooled = self.fold_setting(*_REQUEST_OF[scen])
                 per: dict[tuple[float, float | None], np.ndarray] = {}
                 for s, lam in itertools.product([*grid_s, 8.0], grid_l):
                     self.fold_choices[scen] = (s, fold_reg(lam))
@@ -585,6 +583,7 @@ class GraphMetaImplicit(_Observing, _Base):
 #: (user has positives of their own, the pool holds new items) -> the scenario of that request
 _SCENARIO_OF = {(True, False): "warm", (False, False): "user_cold",
                 (True, True): "item_cold", (False, True): "user_item_cold"}
+_REQUEST_OF = {scenario: request for request, scenario in _SCENARIO_OF.items()}
 #: fewest pseudo-tasks of a scenario for a fold-in choice of its own
 MIN_SCENARIO_TASKS = 100
 

@@ -148,9 +148,9 @@ def test_each_scenario_gets_the_fold_in_its_own_pseudo_tasks_chose(monkeypatch) 
                      else best[f"{scenario}_fold_reg_factor"] * model.reg)
         # the scenario's best, or the pooled pair where the carve cannot tell them apart
         assert (s, reg) in (best_pair, pooled[scenario in ("item_cold", "user_item_cold")])
-        assert model.fold_setting(*{"warm": (True, False), "user_cold": (False, False),
-                                    "item_cold": (True, True),
-                                    "user_item_cold": (False, True)}[scenario]) == (s, reg)
+        has_history, new_items = scenario in ("warm", "item_cold"), scenario in (
+            "item_cold", "user_item_cold")
+        assert model.fold_setting(has_history, new_items) == (s, reg)
 
 
 def test_a_scenario_choice_moves_only_its_own_kind_of_request() -> None:

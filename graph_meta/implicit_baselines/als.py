@@ -241,8 +241,7 @@ class ImplicitALS(_Observing, _Base):
     def _tune_exposure(self, dataset: Dataset) -> dict[str, Any]:
         r"""Choose :math:`\omega` (after the other settings): on a carve with enough
         new-item pseudo-tasks (:func:`graph_meta.implicit_baselines.data.cold_carve`, as
-        graph-meta's),
-        fitted once with the settings chosen."""
+        graph-meta's), fitted once with the settings chosen."""
         pseudo = cold_carve(dataset, seed=self.seed)
         self._prepare(pseudo)
         x, y = self._train(self.data, self.factors, self.reg, self.alpha)
