@@ -264,9 +264,7 @@ def generate_catalog(
     clock.stage(f"{n_users:,} users")
     graph_relations: dict[str, pd.DataFrame] = {}
     if planted_graph:
-        rng_graph = np.random.default_rng(np.random.SeedSequence([seed, _SEED_SALT, 1]))
-        graph_relations["SUCCEEDS"] = _plant_successors(items, item_model, rng_graph)
-        graph_relations["FRIEND_OF"] = _plant_circles(users, user_model, rng_graph)
+        graph_relations = plant_graph(items, item_model, users, user_model, seed)
         clock.stage(f"{len(graph_relations['SUCCEEDS']):,} successors, "
                     f"{len(graph_relations['FRIEND_OF']):,} friendships")
     u, i = _draw_interactions(user_model, item_model, tax, n_interactions, rng_draw)
@@ -316,13 +314,7 @@ def generate_catalog(
                             "cross-category affinities, brand and quality effects "
                             "(loaders.synthetic).", stats)
     if planted_graph:
-        raw_spec["relations"] += [
-            {"type": "SUCCEEDS", "file": "successors.csv", "src": "Item", "dst": "Item",
-             "src_column": "item_id", "dst_column": "predecessor_id"},
-            {"type": "FRIEND_OF", "file": "friends.csv", "src": "User", "dst": "User",
-             "src_column": "user_id", "dst_column": "friend_id"},
-        ]
-        stats["planted_graph"] = {t: len(f) for t, f in graph_relations.items()}
+        declare_graph(raw_spec, graph_relations)
     spec = DatasetSpec.from_json(raw_spec, source="generate_catalog")
     clock.done()
     return Dataset(spec=spec, users=users, items=items, train=split.train,
@@ -361,6 +353,29 @@ def catalog_spec(name: str, description: str, stats: dict[str, Any], *,
     if implicit:
         raw_spec["implicit"] = True
     return raw_spec
+
+
+def plant_graph(items: pd.DataFrame, item_model: dict[str, np.ndarray], users: pd.DataFrame,
+                user_model: dict[str, np.ndarray], seed: int) -> dict[str, pd.DataFrame]:
+    """Plant item successors and friend circles (module docstring) into the two models, in
+    place, from a stream of their own; returns the relation frames ``{"SUCCEEDS",
+    "FRIEND_OF"}`` (call before the interactions are drawn: they follow the planted
+    states)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, _SEED_SALT, 1]))
+    return {"SUCCEEDS": _plant_successors(items, item_model, rng),
+            "FRIEND_OF": _plant_circles(users, user_model, rng)}
+
+
+def declare_graph(raw_spec: dict[str, Any], graph_relations: dict[str, pd.DataFrame]) -> None:
+    """Declare :func:`plant_graph`'s relation files (``successors.csv``, ``friends.csv``) in a
+    ``dataset.json`` dict, with their edge counts in its ``stats``."""
+    raw_spec["relations"] += [
+        {"type": "SUCCEEDS", "file": "successors.csv", "src": "Item", "dst": "Item",
+         "src_column": "item_id", "dst_column": "predecessor_id"},
+        {"type": "FRIEND_OF", "file": "friends.csv", "src": "User", "dst": "User",
+         "src_column": "user_id", "dst_column": "friend_id"},
+    ]
+    raw_spec["stats"]["planted_graph"] = {t: len(f) for t, f in graph_relations.items()}
 
 
 def _plant_successors(items: pd.DataFrame, model: dict[str, np.ndarray],

@@ -82,7 +82,8 @@ def generate_implicit_catalog(*, n_users: int = 2000, n_items: int = 500,
                               weights: Mapping[str, float] | None = None,
                               new_user_fraction: float = 0.2, new_item_fraction: float = 0.2,
                               warm_task_fraction: float = 0.1,
-                              name: str = "synthetic-catalog-implicit") -> ImplicitCatalog:
+                              name: str = "synthetic-catalog-implicit",
+                              planted_graph: bool = False) -> ImplicitCatalog:
     """A synthetic shop's event log and its implicit dataset (module docstring).
 
     Args:
@@ -94,6 +95,10 @@ def generate_implicit_catalog(*, n_users: int = 2000, n_items: int = 500,
         weights: event -> confidence weight (default view 1, cart 3, purchase 5).
         new_user_fraction, new_item_fraction, warm_task_fraction: the split's.
         name: dataset name.
+        planted_graph: also plant item successors and friend circles
+            (:func:`loaders.synthetic.plant_graph`: a successor's quality and factors follow
+            its predecessor, a circle shares bias, category tilt and factors), written as the
+            relation files ``successors.csv`` and ``friends.csv``, before the events are drawn.
     """
     if not impression_factor > 1:
         raise ValueError(f"impression_factor must be > 1, got {impression_factor!r}")
@@ -113,6 +118,8 @@ def generate_implicit_catalog(*, n_users: int = 2000, n_items: int = 500,
     tax = syn._Taxonomy(n_departments, categories_per_department)
     items, item_model = syn._items(tax, n_items, n_brands, rng_items)
     users, user_model = syn._users(tax, n_users, rng_users)
+    graph_relations = (syn.plant_graph(items, item_model, users, user_model, seed)
+                       if planted_graph else {})
     u, i = syn._draw_interactions(user_model, item_model, tax, n_draw, rng_draw)
     score = planted_scores(u, i, user_model, item_model)
     centred = view_sharpness * (score - np.median(score))
@@ -165,9 +172,11 @@ def generate_implicit_catalog(*, n_users: int = 2000, n_items: int = 500,
         name, "Synthetic shop event log (views, carts, purchases) driven by planted category "
         "tastes, brand/quality effects and latent factors (loaders.synthetic_implicit); "
         "weight = summed event weights.", stats, implicit=True)
+    if planted_graph:
+        syn.declare_graph(raw_spec, graph_relations)
     spec = DatasetSpec.from_json(raw_spec, source="generate_implicit_catalog")
     raw = Dataset(spec=spec, users=users, items=items, train=split.train,
-                  relations={"PART_OF": relation}, tasks=split.tasks)
+                  relations={"PART_OF": relation, **graph_relations}, tasks=split.tasks)
     dataset = confidences_to_weights(raw)
     pair_scores = pd.DataFrame({USER_ID: uid[u], ITEM_ID: iid[i], "score": score,
                                 "confidence": conf})

@@ -171,3 +171,34 @@ def test_benchmark_and_evaluate_switch_to_the_implicit_protocol(tmp_path: Path) 
     assert (out / "scenarios.png").is_file() and (out / "few_shot.png").is_file()
     speed = json.loads((out / "speed.json").read_text())
     assert speed["popularity"]["rank_pool_ms_p50"] > 0
+
+
+def test_synth_implicit_with_a_planted_graph(tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["synth", "--implicit", "--planted-graph", "--users", "600",
+                                  "--items", "200", "--interactions", "12000", "--out",
+                                  str(tmp_path / "pg")])
+    assert r.exit_code == 0, r.output
+    ds = read_dataset(tmp_path / "pg")
+    assert ds.spec.implicit
+    assert {s.type for s in ds.spec.relations} == {"PART_OF", "SUCCEEDS", "FRIEND_OF"}
+    friends, successors = ds.relations["FRIEND_OF"], ds.relations["SUCCEEDS"]
+    assert ds.spec.stats["planted_graph"] == {"SUCCEEDS": len(successors),
+                                              "FRIEND_OF": len(friends)}
+    assert set(friends["src"]) <= set(ds.users.index) and len(friends) > 3 * 600 * 0.9
+    plain = generate_implicit_catalog(n_users=600, n_items=200, n_interactions=12000).dataset
+    assert list(plain.users.index) == list(ds.users.index)
+    assert list(plain.items.index) == list(ds.items.index)
+    # the circles reach the events: friends take more of the same items than random pairs
+    taken = ds.train.groupby(USER_ID, observed=True)[ITEM_ID].apply(
+        lambda s: set(s.astype(str)))
+
+    def overlap(pairs) -> float:
+        shared = [len(taken[a] & taken[b]) / len(taken[a] | taken[b])
+                  for a, b in pairs if a in taken and b in taken]
+        return float(np.mean(shared))
+
+    rng = np.random.default_rng(0)
+    users = list(taken.index)
+    random_pairs = [tuple(rng.choice(users, 2, replace=False)) for _ in range(len(friends))]
+    assert overlap(zip(friends["src"], friends["dst"], strict=True)) > 1.3 * overlap(
+        random_pairs)

@@ -46,13 +46,12 @@ def synth_implicit(*, n_users: int, n_items: int, n_interactions: int, seed: int
     from loaders.folder import write_dataset
     from loaders.synthetic_implicit import generate_implicit_catalog
 
-    if planted_graph:
-        raise GraphMetaError("--planted-graph is not available with --implicit yet")
     t0 = time.perf_counter()
     cat = generate_implicit_catalog(n_users=n_users, n_items=n_items,
                                     n_interactions=n_interactions, seed=seed,
                                     new_user_fraction=new_user_fraction,
-                                    new_item_fraction=new_item_fraction)
+                                    new_item_fraction=new_item_fraction,
+                                    planted_graph=planted_graph)
     write_dataset(cat.dataset, out, overwrite=overwrite)
     if events_path is not None:
         events_path.parent.mkdir(parents=True, exist_ok=True)
