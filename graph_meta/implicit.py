@@ -312,6 +312,10 @@ class GraphMetaImplicit(_Observing, _Base):
             self._set_graph_mix(mix)
             self.popularity_weight = g
 
+        def per_task(data: Dataset, scen: str) -> np.ndarray:
+            res = evaluate_implicit(self, data, scenarios=[scen], fit=False, per_task=True)
+            return np.asarray(res["scenarios"][scen]["recall@20_per_task"])
+
         def own_choices(data: Dataset, scenarios: list[str]) -> None:
             # each scenario with enough pseudo-tasks: its own (s, lambda) where the carve
             # tells it apart from the pooled choice by more than one paired standard error
@@ -319,22 +323,19 @@ class GraphMetaImplicit(_Observing, _Base):
                 if len(data.tasks.get(scen, [])) < MIN_SCENARIO_TASKS:
                     continue
                 pooled = self.fold_setting(*_REQUEST_OF[scen])
-                per: dict[tuple[float, float | None], np.ndarray] = {}
+                per: dict[tuple[float, float | None], np.ndarray] = {}  # (s, lambda) -> recall
                 for s, lam in itertools.product([*grid_s, 8.0], grid_l):
-                    self.fold_choices[scen] = (s, fold_reg(lam))
-                    res = evaluate_implicit(self, data, scenarios=[scen], fit=False,
-                                            per_task=True)
-                    per[(s, lam)] = np.asarray(res["scenarios"][scen]["recall@20_per_task"])
+                    self.fold_choices[scen] = point = (s, fold_reg(lam))
+                    per[point] = per_task(data, scen)
                     scores.append({f"{scen}_support_weight": s,
                                    f"{scen}_fold_reg_factor": lam,
-                                   f"pseudo_{scen}_recall@20": round(per[(s, lam)].mean(), 5)})
+                                   f"pseudo_{scen}_recall@20": round(per[point].mean(), 5)})
                 self.fold_choices[scen] = pooled
-                res = evaluate_implicit(self, data, scenarios=[scen], fit=False, per_task=True)
-                base = np.asarray(res["scenarios"][scen]["recall@20_per_task"])
+                base = per[pooled] if pooled in per else per_task(data, scen)
                 best = max(per, key=lambda point: per[point].mean())
                 gain = per[best] - base
                 if gain.mean() > gain.std(ddof=1) / np.sqrt(len(gain)):
-                    self.fold_choices[scen] = (best[0], fold_reg(best[1]))
+                    self.fold_choices[scen] = best
 
         best = _grid_search(itertools.product(grid_s, grid_l), set_warm,
                             lambda: recall(pseudo, have), ("support_weight", "fold_reg_factor"),
