@@ -50,6 +50,13 @@ from the pooled pair (:meth:`GraphMetaImplicit.fold_setting`); the ALS settings
 by :class:`~graph_meta.implicit_baselines.ImplicitALS`'s tuning on the same kind of episodes
 (or taken from an iALS model already tuned on the same data: ``als_params``).
 
+**Co-engagement links** (:mod:`graph_meta.implicit_coengagement`): items taken by the same
+users are linked, the links' weights :math:`B` learned by the closed-form item-item
+regression (EASE); an item with training rows also gets :math:`\eta \sum_{h \in H_u}
+B_{hj}` from the items :math:`H_u` the user took (training, observed and support
+positives), with :math:`\eta` chosen per kind of user (with and without positives of their
+own) on the carve. New items have no links (their signal comes through the graph prior).
+
 **Positives after training** (:meth:`GraphMetaImplicit.observe`, kept in a
 :class:`graph_meta.live.LiveRatings` log with the weight as the value) join their users'
 training positives in the user step; a new item's factors become the iALS item step over its
@@ -89,6 +96,7 @@ from graph_meta.errors import UnknownItemError
 from graph_meta.ials import fold_in
 from graph_meta.implicit_baselines import ImplicitALS, Interactions, carve_implicit
 from graph_meta.implicit_baselines.data import _Base, _masked, _Observing, cold_carve
+from graph_meta.implicit_coengagement import CoEngagement
 from graph_meta.implicit_exposure import SCENARIOS as EXPOSURE_SCENARIOS
 from graph_meta.implicit_exposure import choose_exposure_weight
 from graph_meta.implicit_mixed import new_item_share, tune_mixed_offset
@@ -109,6 +117,9 @@ class GraphMetaImplicit(_Observing, _Base):
         alpha_item, alpha_user: ridge strengths of the side-feature maps.
         support_weight: :math:`s`, a support item's weight relative to a training positive.
         popularity_weight: :math:`\gamma`.
+        coengagement_weight: :math:`\eta` of the co-engagement messages for every user
+            (when ``tune`` is False; tuning chooses one per kind of user).
+        coengagement_l2: its regression's :math:`\lambda` (when ``tune`` is False).
         graph_mix: :math:`\mu`, how much of a new item's prior comes from the graph
             combination rather than the plain side-feature ridge map (1: all of it).
         fold_reg: the fold-in's :math:`\lambda` (None: the ALS's).
@@ -135,6 +146,15 @@ class GraphMetaImplicit(_Observing, _Base):
     #: for one kind of request on its own pseudo-tasks (:meth:`fold_setting`); a kind absent
     #: here takes the pooled choice (a class default for models pickled before it existed)
     fold_choices: Mapping[str, tuple[float, float | None]] = MappingProxyType({})
+    #: the learned item-item co-engagement links (:mod:`graph_meta.implicit_coengagement`;
+    #: None: not built, as for models pickled before they existed)
+    coengagement: CoEngagement | None = None
+    #: ``{"warm" | "user_cold": eta}``: the weight of the co-engagement messages in the
+    #: scores of items with training rows, for a user with / without positives of their own
+    #: (absent: 0)
+    coengagement_weights: Mapping[str, float] = MappingProxyType({})
+    #: :math:`\lambda` of the co-engagement regression
+    coengagement_l2: float = 200.0
     #: :func:`graph_meta.recommend.recommend`'s advice for an item the model lacks (None:
     #: :class:`~graph_meta.errors.UnknownItemError`'s, which points to :meth:`add_items`)
     unknown_item_hint: str | None = None
@@ -144,7 +164,8 @@ class GraphMetaImplicit(_Observing, _Base):
                  support_weight: float = 1.0, popularity_weight: float = 0.0,
                  fold_reg: float | None = None, tune: bool = True, quick: bool = False,
                  backend: str = "auto", seed: int = 0,
-                 als_params: dict[str, Any] | None = None, graph_mix: float = 1.0) -> None:
+                 als_params: dict[str, Any] | None = None, graph_mix: float = 1.0,
+                 coengagement_weight: float = 0.0, coengagement_l2: float = 200.0) -> None:
         self.factors, self.reg, self.alpha = int(factors), float(reg), float(alpha)
         self.iters = 5 if quick else int(iters)
         self.alpha_item, self.alpha_user = float(alpha_item), float(alpha_user)
@@ -157,6 +178,10 @@ class GraphMetaImplicit(_Observing, _Base):
         self.cold_support_weight = self.support_weight
         self.cold_fold_reg = fold_reg
         self.fold_choices: dict[str, tuple[float, float | None]] = {}
+        self.coengagement_weights = ({"warm": float(coengagement_weight),
+                                      "user_cold": float(coengagement_weight)}
+                                     if coengagement_weight else {})
+        self.coengagement_l2 = float(coengagement_l2)
         self.params: dict[str, Any] = {}
 
     # -- fitting ------------------------------------------------------------------------------
@@ -195,6 +220,10 @@ class GraphMetaImplicit(_Observing, _Base):
                        "cold_fold_reg": self.cold_fold_reg,
                        "fold_choices": {k: list(v) for k, v in self.fold_choices.items()},
                        "fold_reg": self.fold_reg, "backend": p["backend"],
+                       "coengagement_weights": dict(self.coengagement_weights),
+                       "coengagement_l2": self.coengagement_l2,
+                       "coengagement_links": (None if self.coengagement is None
+                                              else int(self.coengagement.links.nnz)),
                        "item_paths": dict(zip(self.item_prior.names,
                                               np.round(self.item_prior.beta, 4).tolist(),
                                               strict=True)),
@@ -212,6 +241,7 @@ class GraphMetaImplicit(_Observing, _Base):
         """Warm states from ``als`` (fitted on ``dataset``), then the graph priors."""
         self.data = d = als.data
         self.x, self.y_trained, self.gram = als.x, als.y_trained, als.gram
+        self.coengagement = CoEngagement.fit(d.by_user, l2=self.coengagement_l2)
         self.item_prior, self._cold = self._item_priors(dataset, d, als._item_feats,
                                                         als.y_trained)
         self._set_graph_mix(self.graph_mix)
@@ -272,7 +302,9 @@ class GraphMetaImplicit(_Observing, _Base):
         (scenarios with at least 20 pseudo-tasks, pooled), then each scenario's own pair
         where it has :data:`MIN_SCENARIO_TASKS` pseudo-tasks and its best pair beats the
         pooled one there by more than a paired standard error over its tasks
-        (:meth:`fold_setting`; a few hundred pseudo-tasks rank the grid's points noisily);
+        (:meth:`fold_setting`; a few hundred pseudo-tasks rank the grid's points noisily),
+        before those the co-engagement regression's :math:`\lambda` and each kind of user's
+        weight :math:`\eta` (kept where it beats none by a paired standard error);
         on the cold-item pseudo-tasks the same two for ranking new items, :math:`\mu` and
         :math:`\gamma`, then the new-item scenarios' own pairs. When the default carve (10 %
         newest items) leaves fewer than :data:`MIN_SCENARIO_TASKS` pseudo-tasks in either
@@ -283,7 +315,7 @@ class GraphMetaImplicit(_Observing, _Base):
         from graph_meta.eval.ranking import evaluate_implicit
 
         pseudo = carve_implicit(dataset, seed=self.seed, max_tasks=None)
-        self.fold_choices = {}
+        self.fold_choices, self.coengagement_weights = {}, {}
         have = [s for s, t in pseudo.tasks.items() if len(t) >= 20]
         if not have:
             return {"tuning": "skipped: too few pseudo-tasks"}
@@ -293,6 +325,8 @@ class GraphMetaImplicit(_Observing, _Base):
         grid_l = [None] if self.quick else [None, 0.3, 3.0]
         grid_g = [0.0, 0.1] if self.quick else [0.0, 0.02, 0.05, 0.1, 0.2]
         grid_m = [0.0, 1.0] if self.quick else [0.0, 0.5, 1.0]
+        grid_l2 = [300.0] if self.quick else [100.0, 300.0, 1000.0]
+        grid_eta = [0.3, 1.0] if self.quick else [0.1, 0.3, 1.0, 3.0]
         scores: list[dict[str, Any]] = []
 
         def recall(data: Dataset, scen: list[str]) -> float:
@@ -337,9 +371,43 @@ class GraphMetaImplicit(_Observing, _Base):
                 if gain.mean() > gain.std(ddof=1) / np.sqrt(len(gain)):
                     self.fold_choices[scen] = best
 
+        def choose_coengagement() -> None:
+            # lambda, then each kind of user's eta on its own pseudo-tasks: kept where it beats
+            # eta = 0 there by more than a paired standard error
+            kinds = [s for s in ("warm", "user_cold") if len(pseudo.tasks.get(s, [])) >= 20]
+            self.coengagement_weights = {}
+            base = {s: per_task(pseudo, s) for s in kinds}
+            # (total mean gain, l2, {scenario: (eta, per-task gain)}) of the best l2 so far
+            best: tuple[float, float, dict[str, tuple[float, np.ndarray]]] | None = None
+            for l2 in grid_l2:
+                self.coengagement = CoEngagement.fit(self.data.by_user, l2=l2)
+                if self.coengagement is None:  # too many items: no links
+                    return
+                top: dict[str, tuple[float, np.ndarray]] = {}
+                for scen, eta in itertools.product(kinds, grid_eta):
+                    self.coengagement_weights = {scen: eta}
+                    gain = per_task(pseudo, scen) - base[scen]
+                    scores.append({"coengagement_l2": l2, f"{scen}_coengagement_weight": eta,
+                                   f"pseudo_{scen}_coengagement_recall@20": round(
+                                       (base[scen] + gain).mean(), 5)})
+                    if scen not in top or gain.mean() > top[scen][1].mean():
+                        top[scen] = (eta, gain)
+                total = sum(gain.mean() for _, gain in top.values())
+                if best is None or total > best[0]:
+                    best = (total, l2, top)
+            self.coengagement_weights = {}
+            if best is None:
+                return
+            _, self.coengagement_l2, top = best
+            self.coengagement = CoEngagement.fit(self.data.by_user, l2=self.coengagement_l2)
+            for scen, (eta, gain) in top.items():
+                if gain.mean() > gain.std(ddof=1) / np.sqrt(len(gain)):
+                    self.coengagement_weights[scen] = eta
+
         best = _grid_search(itertools.product(grid_s, grid_l), set_warm,
                             lambda: recall(pseudo, have), ("support_weight", "fold_reg_factor"),
                             "pseudo_recall@20", scores)
+        choose_coengagement()
         own_choices(pseudo, ["warm", "user_cold"])
         cold_set = cold_carve(dataset, seed=self.seed, enough=MIN_SCENARIO_TASKS,
                               default=pseudo)
@@ -377,16 +445,7 @@ class GraphMetaImplicit(_Observing, _Base):
         user's prior; ``new_items``: the state that ranks items without training rows
         (its own support weight and regularisation)."""
         d = self.data
-        hist, w = d.history(user_id)
-        live = self._live_log().user(str(user_id))
-        if live:  # positives observed since training (an observed weight replaces its own)
-            pos = d.items_of(list(live))
-            keep = pos >= 0
-            lw = np.fromiter(live.values(), np.float64, len(live))[keep]
-            old = ~np.isin(hist, pos[keep])
-            hist, w = np.concatenate([hist[old], pos[keep]]), np.concatenate([w[old], lw])
-        sup = self._support(support_items)
-        sup = sup[~np.isin(sup, hist)]
+        hist, w, sup = self._taken(user_id, support_items)
         items = np.concatenate([hist, sup])
         s_w, f_reg = self.fold_setting(len(hist) > 0, new_items)
         conf = self.alpha * np.concatenate([w, np.full(len(sup), s_w)])
@@ -396,6 +455,35 @@ class GraphMetaImplicit(_Observing, _Base):
             return prior
         reg = self.reg if f_reg is None else f_reg
         return fold_in(self.y, self.gram, reg, items, conf, prior)
+
+    def _taken(self, user_id: str, support_items: list[str]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(positives, their weights, support)``: item positions of the user's own
+        positives (training, and observed since: an observed weight replaces its own) and of
+        the support items not among them."""
+        d = self.data
+        hist, w = d.history(user_id)
+        live = self._live_log().user(str(user_id))
+        if live:
+            pos = d.items_of(list(live))
+            keep = pos >= 0
+            lw = np.fromiter(live.values(), np.float64, len(live))[keep]
+            old = ~np.isin(hist, pos[keep])
+            hist, w = np.concatenate([hist[old], pos[keep]]), np.concatenate([w[old], lw])
+        sup = self._support(support_items)
+        return hist, w, sup[~np.isin(sup, hist)]
+
+    def coengagement_messages(self, user_id: str, support_items: list[str]
+                              ) -> tuple[np.ndarray, float]:
+        r"""``(c, eta)``: the co-engagement messages :math:`c_{uj}` of every item from the
+        user's positives and support (:mod:`graph_meta.implicit_coengagement`) and the
+        weight :math:`\eta` they get for this kind of user (0: none, c is zeros)."""
+        hist, _, sup = self._taken(user_id, support_items)
+        eta = self.coengagement_weights.get("warm" if len(hist) else "user_cold", 0.0)
+        n = len(self.data.item_ids)
+        if not eta or self.coengagement is None:
+            return np.zeros(n), 0.0
+        return self.coengagement.messages(np.concatenate([hist, sup]), n), eta
 
     def fold_setting(self, has_history: bool, new_items: bool) -> tuple[float, float | None]:
         r"""The fold-in's support weight :math:`s` and regularisation :math:`\lambda` (None:
@@ -416,7 +504,9 @@ class GraphMetaImplicit(_Observing, _Base):
         r"""Scores of the items at ``positions`` (default: every item), each on its own
         kind's scale: :math:`y_i^\top x_u` for an item with training rows,
         :math:`\hat y_i^\top x'_u + \gamma \hat b_i + \delta` for a new one. Within a
-        kind the order is the one tuned for pools of that kind; the offset :math:`\delta`
+        kind the order is the one tuned for pools of that kind; an item with training rows
+        also gets :math:`\eta\, c_{uj}`, the messages along the learned co-engagement links
+        from the items the user took (:meth:`coengagement_messages`); the offset :math:`\delta`
         (``mixed_offset``, chosen on the carve by whole-catalogue recall@20) sets how the
         two kinds interleave in a mixed list."""
         trained = self.data.item_in_train
@@ -425,6 +515,9 @@ class GraphMetaImplicit(_Observing, _Base):
         out = np.empty(len(pos))
         if warm.any():
             out[warm] = self.y[pos[warm]] @ self.user_factors(user_id, support_items)
+            c, eta = self.coengagement_messages(user_id, support_items)
+            if eta:
+                out[warm] += eta * c[pos[warm]]
         if not warm.all():
             new = pos[~warm]
             x_new = self.user_factors(user_id, support_items, new_items=True)
@@ -468,9 +561,26 @@ class GraphMetaImplicit(_Observing, _Base):
         if pos < 0:
             raise UnknownItemError(item_id)
         if self.data.item_in_train[pos]:
-            return self._user_states(False) @ self.y[pos]
+            scores = self._user_states(False) @ self.y[pos]
+            eta = self.coengagement_weights.get("warm", 0.0)
+            if eta and self.coengagement is not None:  # a user without positives gets none
+                scores += eta * self.coengagement.audience(self._taken_matrix(), pos)
+            return scores
         return (self._user_states(True) @ self.y[pos]
                 + self.popularity_weight * self.cold_bias[pos] + self.mixed_offset)
+
+    def _taken_matrix(self) -> sp.csr_matrix:
+        """``[users, items]``: every known user's positives, training and observed."""
+        d = self.data
+        live = self._live_log()
+        if not len(live):
+            return d.by_user
+        rows = [(u, i) for u, i, _ in live]
+        u = d.user_ids.get_indexer([r[0] for r in rows])
+        i = d.items_of([r[1] for r in rows])
+        ok = (u >= 0) & (i >= 0)
+        extra = sp.csr_matrix((np.ones(int(ok.sum())), (u[ok], i[ok])), shape=d.by_user.shape)
+        return (d.by_user + extra).tocsr()
 
     def _unknown_user_prior(self) -> np.ndarray:
         """The prior of a user outside ``users.csv``: the training users' mean factors."""
