@@ -302,7 +302,8 @@ class GraphMetaImplicit(_Observing, _Base):
         (scenarios with at least 20 pseudo-tasks, pooled), then each scenario's own pair
         where it has :data:`MIN_SCENARIO_TASKS` pseudo-tasks and its best pair beats the
         pooled one there by more than a paired standard error over its tasks
-        (:meth:`fold_setting`; a few hundred pseudo-tasks rank the grid's points noisily),
+        (:meth:`fold_setting`; a few hundred pseudo-tasks rank the grid's points noisily;
+        user_cold's by recall averaged over support sizes, :data:`FEW_SHOT_SCENARIOS`),
         before those the co-engagement regression's :math:`\lambda` and each kind of user's
         weight :math:`\eta` (kept where it beats none by a paired standard error);
         on the cold-item pseudo-tasks the same two for ranking new items, :math:`\mu` and
@@ -347,8 +348,14 @@ class GraphMetaImplicit(_Observing, _Base):
             self.popularity_weight = g
 
         def per_task(data: Dataset, scen: str) -> np.ndarray:
-            res = evaluate_implicit(self, data, scenarios=[scen], fit=False, per_task=True)
-            return np.asarray(res["scenarios"][scen]["recall@20_per_task"])
+            if scen not in FEW_SHOT_SCENARIOS:
+                res = evaluate_implicit(self, data, scenarios=[scen], fit=False, per_task=True)
+                return np.asarray(res["scenarios"][scen]["recall@20_per_task"])
+            # a new user's choices: each pseudo-task's recall averaged over support sizes
+            res = evaluate_implicit(self, data, scenarios=[scen], fit=False, per_task=True,
+                                    support_k=FEW_SHOT_K)
+            return np.mean([block["recall@20_per_task"]
+                            for block in res["few_shot"][scen].values()], axis=0)
 
         def own_choices(data: Dataset, scenarios: list[str]) -> None:
             # each scenario with enough pseudo-tasks: its own (s, lambda) where the carve
@@ -697,6 +704,12 @@ _SCENARIO_OF = {(True, False): "warm", (False, False): "user_cold",
 _REQUEST_OF = {scenario: request for request, scenario in _SCENARIO_OF.items()}
 #: fewest pseudo-tasks of a scenario for a fold-in choice of its own
 MIN_SCENARIO_TASKS = 100
+#: scenarios whose own choices (fold-in, co-engagement weight) score a pseudo-task by its
+#: recall@20 averaged over the support sizes :data:`FEW_SHOT_K` (the protocol's few-shot
+#: curve; None: the whole support): a new user's state rests on the support alone, and a
+#: choice tuned on whole supports alone can cost the first few items
+FEW_SHOT_SCENARIOS = ("user_cold",)
+FEW_SHOT_K = (1, 3, 5, 10, None)
 
 
 def _grid_search(points: Iterable[tuple[Any, ...]], apply: Callable[..., None],

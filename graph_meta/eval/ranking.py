@@ -302,7 +302,7 @@ def evaluate_implicit(model: Any, dataset: Dataset, *, scenarios: Iterable[str] 
         top_n: the cut-off (PROTOCOL.md: 20; metric names follow it).
         max_tasks: score only the first ``max_tasks`` tasks of each scenario (tuning on
             pseudo-tasks; never for reported numbers).
-        per_task: each scenario block of the whole support also holds
+        per_task: each block (the whole support's and the few-shot ones) also holds
             ``"recall@20_per_task"`` (file order).
 
     Returns:
@@ -331,7 +331,7 @@ def evaluate_implicit(model: Any, dataset: Dataset, *, scenarios: Iterable[str] 
             tasks = tasks[:max_tasks]
         for k in run_ks:
             block = _rank_scenario(model, name, scenario, tasks, k, pools, top_n,
-                                   per_task=per_task and k is None)
+                                   per_task=per_task)
             if k is None:
                 results["scenarios"][scenario] = block
             if ks != [None] and k in ks:
