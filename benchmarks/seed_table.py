@@ -4,6 +4,7 @@ Usage::
 
     graph-meta benchmark DATASET --out runs/s0 --online --seed 0   # and --seed 1, --seed 2
     python benchmarks/seed_table.py runs/s0 runs/s1 runs/s2 [--metric rmse] [--digits 3]
+    python benchmarks/seed_table.py runs/s0 runs/s1 runs/s2 --few-shot user_cold [--metric ...]
 
     graph-meta category-transfer DATASET --out ct/s0 --seed 0      # and --seed 1, --seed 2
     python benchmarks/seed_table.py ct/s0 ct/s1 ct/s2
@@ -68,6 +69,28 @@ def table(runs: list[Path], metric: str, digits: int) -> str:
     return "\n".join(lines)
 
 
+def few_shot_table(runs: list[Path], metric: str, digits: int, scenario: str) -> str:
+    """``metric`` per model and support size K of one scenario's few-shot curve (the
+    results' ``few_shot`` blocks), mean ± sd over ``runs``; models without a curve left out."""
+    by_model: dict[str, dict[str, list[float]]] = {}
+    ks: list[str] = []
+    for run in runs:
+        for path in sorted((run / "results").glob("*.json")):
+            res = json.loads(path.read_text(encoding="utf-8"))
+            curve = res.get("few_shot", {}).get(scenario, {})
+            ks += [k for k in curve if k not in ks]
+            for k, block in curve.items():
+                if metric in block:
+                    by_model.setdefault(str(res.get("model", path.stem)), {}).setdefault(
+                        k, []).append(float(block[metric]))
+    lines = [f"| model ({scenario} {metric}, mean ± sd over {len(runs)} runs) | "
+             + " | ".join(f"K={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+    for name, per_k in by_model.items():
+        lines.append(f"| {name} | " + " | ".join(_cell(per_k.get(k, []), digits) for k in ks)
+                     + " |")
+    return "\n".join(lines)
+
+
 def transfer_table(runs: list[Path], metric: str, digits: int) -> str:
     """Category-transfer runs: ``metric`` per model and K (the run's mean over its held-out
     categories), mean ± sd over ``runs``."""
@@ -113,7 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metric", action="append",
                         help="metric(s) to tabulate (default: rmse, mae, ndcg@5)")
     parser.add_argument("--digits", type=int, default=3)
+    parser.add_argument("--few-shot", metavar="SCENARIO", action="append",
+                        help="the few-shot curve (metric per K) of these scenarios instead")
     args = parser.parse_args(argv)
+    if args.few_shot:
+        for scenario in args.few_shot:
+            for metric in args.metric or ["rmse"]:
+                print(few_shot_table(args.runs, metric, args.digits, scenario))
+                print()
+        return 0
     if all((run / TRANSFER_SUMMARY).is_file() for run in args.runs):
         for metric in args.metric or ["rmse", "mae"]:
             print(transfer_table(args.runs, metric, args.digits))

@@ -34,3 +34,18 @@ def test_mean_and_sample_sd_per_model_and_scenario(tmp_path: Path) -> None:
     assert lines[2].startswith("| graph-meta | 0.900 ± 0.100 | - |")
     assert lines[3].startswith("| graph-meta online | 0.800 ± 0.100 | - |")
     assert "observe_rescore_ms_p50: 0.90 ± 0.10" in _module().speed(runs, 2)
+
+
+def test_few_shot_curves_per_support_size(tmp_path: Path) -> None:
+    runs = []
+    for n, values in enumerate(([0.1, 0.3], [0.2, 0.5])):
+        run = tmp_path / f"s{n}"
+        (run / "results").mkdir(parents=True)
+        curve = {"1": {"recall@20": values[0]}, "all": {"recall@20": values[1]}}
+        (run / "results" / "m.json").write_text(json.dumps(
+            {"model": "m", "few_shot": {"user_cold": curve, "warm": {}}}))
+        (run / "results" / "flat.json").write_text(json.dumps({"model": "flat"}))
+        runs.append(run)
+    text = _module().few_shot_table(runs, "recall@20", 3, "user_cold")
+    assert "| K=1 | K=all |" in text
+    assert "| m | 0.150 ± 0.071 | 0.400 ± 0.141 |" in text and "flat" not in text
