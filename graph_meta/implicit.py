@@ -149,9 +149,10 @@ class GraphMetaImplicit(_Observing, _Base):
     #: the learned item-item co-engagement links (:mod:`graph_meta.implicit_coengagement`;
     #: None: not built, as for models pickled before they existed)
     coengagement: CoEngagement | None = None
-    #: ``{"warm" | "user_cold": eta}``: the weight of the co-engagement messages in the
-    #: scores of items with training rows, for a user with / without positives of their own
-    #: (absent: 0)
+    #: ``{"warm" | "user_cold" | "user_cold_few": eta}``: the weight of the co-engagement
+    #: messages in the scores of items with training rows, for a user with positives of
+    #: their own / without, / without and at most FEW_SHOT_MAX support items (absent: 0;
+    #: the last absent: user_cold's)
     coengagement_weights: Mapping[str, float] = MappingProxyType({})
     #: :math:`\lambda` of the co-engagement regression
     coengagement_l2: float = 200.0
@@ -303,7 +304,7 @@ class GraphMetaImplicit(_Observing, _Base):
         where it has :data:`MIN_SCENARIO_TASKS` pseudo-tasks and its best pair beats the
         pooled one there by more than a paired standard error over its tasks
         (:meth:`fold_setting`; a few hundred pseudo-tasks rank the grid's points noisily;
-        user_cold's by recall averaged over support sizes, :data:`FEW_SHOT_SCENARIOS`),
+        a new user with a few support items, :data:`FEW_SHOT`, by the few-shot curve),
         before those the co-engagement regression's :math:`\lambda` and each kind of user's
         weight :math:`\eta` (kept where it beats none by a paired standard error);
         on the cold-item pseudo-tasks the same two for ranking new items, :math:`\mu` and
@@ -348,22 +349,27 @@ class GraphMetaImplicit(_Observing, _Base):
             self.popularity_weight = g
 
         def per_task(data: Dataset, scen: str) -> np.ndarray:
-            if scen not in FEW_SHOT_SCENARIOS:
+            if scen != FEW_SHOT:
                 res = evaluate_implicit(self, data, scenarios=[scen], fit=False, per_task=True)
                 return np.asarray(res["scenarios"][scen]["recall@20_per_task"])
-            # a new user's choices: each pseudo-task's recall averaged over support sizes
-            res = evaluate_implicit(self, data, scenarios=[scen], fit=False, per_task=True,
-                                    support_k=FEW_SHOT_K)
+            # a new user with a few items: user_cold's pseudo-tasks, each one's recall
+            # averaged over its first k support items for every k of FEW_SHOT_K
+            res = evaluate_implicit(self, data, scenarios=["user_cold"], fit=False,
+                                    per_task=True, support_k=FEW_SHOT_K)
             return np.mean([block["recall@20_per_task"]
-                            for block in res["few_shot"][scen].values()], axis=0)
+                            for block in res["few_shot"]["user_cold"].values()], axis=0)
+
+        def tasks_of(data: Dataset, scen: str) -> int:
+            return len(data.tasks.get("user_cold" if scen == FEW_SHOT else scen, []))
 
         def own_choices(data: Dataset, scenarios: list[str]) -> None:
             # each scenario with enough pseudo-tasks: its own (s, lambda) where the carve
             # tells it apart from the pooled choice by more than one paired standard error
             for scen in scenarios:
-                if len(data.tasks.get(scen, [])) < MIN_SCENARIO_TASKS:
+                if tasks_of(data, scen) < MIN_SCENARIO_TASKS:
                     continue
-                pooled = self.fold_setting(*_REQUEST_OF[scen])
+                pooled = (self.fold_setting(False, False, 0) if scen == FEW_SHOT
+                          else self.fold_setting(*_REQUEST_OF[scen]))
                 per: dict[tuple[float, float | None], np.ndarray] = {}  # (s, lambda) -> recall
                 for s, lam in itertools.product([*grid_s, 8.0], grid_l):
                     self.fold_choices[scen] = point = (s, fold_reg(lam))
@@ -381,8 +387,9 @@ class GraphMetaImplicit(_Observing, _Base):
         def choose_coengagement() -> None:
             # lambda, then each kind of user's eta on its own pseudo-tasks: kept where it beats
             # eta = 0 there by more than a paired standard error
-            kinds = [s for s in ("warm", "user_cold") if len(pseudo.tasks.get(s, [])) >= 20]
-            self.coengagement_weights = {}
+            kinds = [s for s in ("warm", FEW_SHOT, "user_cold") if tasks_of(pseudo, s) >= 20]
+            none = {s: 0.0 for s in kinds}  # explicit: a few-item user falls back to user_cold's
+            self.coengagement_weights = dict(none)
             base = {s: per_task(pseudo, s) for s in kinds}
             # (total mean gain, l2, {scenario: (eta, per-task gain)}) of the best l2 so far
             best: tuple[float, float, dict[str, tuple[float, np.ndarray]]] | None = None
@@ -392,7 +399,7 @@ class GraphMetaImplicit(_Observing, _Base):
                     return
                 top: dict[str, tuple[float, np.ndarray]] = {}
                 for scen, eta in itertools.product(kinds, grid_eta):
-                    self.coengagement_weights = {scen: eta}
+                    self.coengagement_weights = {**none, scen: eta}
                     gain = per_task(pseudo, scen) - base[scen]
                     scores.append({"coengagement_l2": l2, f"{scen}_coengagement_weight": eta,
                                    f"pseudo_{scen}_coengagement_recall@20": round(
@@ -402,7 +409,7 @@ class GraphMetaImplicit(_Observing, _Base):
                 total = sum(gain.mean() for _, gain in top.values())
                 if best is None or total > best[0]:
                     best = (total, l2, top)
-            self.coengagement_weights = {}
+            self.coengagement_weights = dict(none)
             if best is None:
                 return
             _, self.coengagement_l2, top = best
@@ -415,7 +422,7 @@ class GraphMetaImplicit(_Observing, _Base):
                             lambda: recall(pseudo, have), ("support_weight", "fold_reg_factor"),
                             "pseudo_recall@20", scores)
         choose_coengagement()
-        own_choices(pseudo, ["warm", "user_cold"])
+        own_choices(pseudo, ["warm", FEW_SHOT, "user_cold"])
         cold_set = cold_carve(dataset, seed=self.seed, enough=MIN_SCENARIO_TASKS,
                               default=pseudo)
         cold = [s for s in EXPOSURE_SCENARIOS if cold_set.tasks.get(s)]
@@ -454,7 +461,7 @@ class GraphMetaImplicit(_Observing, _Base):
         d = self.data
         hist, w, sup = self._taken(user_id, support_items)
         items = np.concatenate([hist, sup])
-        s_w, f_reg = self.fold_setting(len(hist) > 0, new_items)
+        s_w, f_reg = self.fold_setting(len(hist) > 0, new_items, len(sup))
         conf = self.alpha * np.concatenate([w, np.full(len(sup), s_w)])
         u = d.user_ids.get_indexer([user_id])[0]
         prior = self.x0[u] if u >= 0 else self._unknown_user_prior()
@@ -486,25 +493,28 @@ class GraphMetaImplicit(_Observing, _Base):
         user's positives and support (:mod:`graph_meta.implicit_coengagement`) and the
         weight :math:`\eta` they get for this kind of user (0: none, c is zeros)."""
         hist, _, sup = self._taken(user_id, support_items)
-        eta = self.coengagement_weights.get("warm" if len(hist) else "user_cold", 0.0)
+        eta = _own_or_user_cold(self.coengagement_weights,
+                                _request_key(len(hist) > 0, False, len(sup)), 0.0)
         n = len(self.data.item_ids)
         if not eta or self.coengagement is None:
             return np.zeros(n), 0.0
         return self.coengagement.messages(np.concatenate([hist, sup]), n), eta
 
-    def fold_setting(self, has_history: bool, new_items: bool) -> tuple[float, float | None]:
+    def fold_setting(self, has_history: bool, new_items: bool,
+                     support_size: int | None = None) -> tuple[float, float | None]:
         r"""The fold-in's support weight :math:`s` and regularisation :math:`\lambda` (None:
         the ALS's) for a user with or without positives of their own (training or observed)
         ranking items with or without training positives: the four kinds of request are the
         four scenarios, each with its own choice where the carve held enough of its
         pseudo-tasks (:attr:`fold_choices`), else the pooled one (``support_weight`` /
         ``fold_reg`` for items with training rows, ``cold_support_weight`` /
-        ``cold_fold_reg`` for new ones)."""
-        scenario = _SCENARIO_OF[(has_history, new_items)]
-        if scenario in self.fold_choices:
-            return self.fold_choices[scenario]
-        return ((self.cold_support_weight, self.cold_fold_reg) if new_items
-                else (self.support_weight, self.fold_reg))
+        ``cold_fold_reg`` for new ones). A new user ranking items with training rows from
+        at most :data:`FEW_SHOT_MAX` support items (``support_size``; None: more) has a
+        choice of their own too (:data:`FEW_SHOT`), else user_cold's."""
+        pooled = ((self.cold_support_weight, self.cold_fold_reg) if new_items
+                  else (self.support_weight, self.fold_reg))
+        return _own_or_user_cold(self.fold_choices,
+                                 _request_key(has_history, new_items, support_size), pooled)
 
     def kind_scores(self, user_id: str, support_items: list[str],
                     positions: np.ndarray | None = None) -> np.ndarray:
@@ -704,12 +714,31 @@ _SCENARIO_OF = {(True, False): "warm", (False, False): "user_cold",
 _REQUEST_OF = {scenario: request for request, scenario in _SCENARIO_OF.items()}
 #: fewest pseudo-tasks of a scenario for a fold-in choice of its own
 MIN_SCENARIO_TASKS = 100
-#: scenarios whose own choices (fold-in, co-engagement weight) score a pseudo-task by its
-#: recall@20 averaged over the support sizes :data:`FEW_SHOT_K` (the protocol's few-shot
-#: curve; None: the whole support): a new user's state rests on the support alone, and a
-#: choice tuned on whole supports alone can cost the first few items
-FEW_SHOT_SCENARIOS = ("user_cold",)
-FEW_SHOT_K = (1, 3, 5, 10, None)
+#: the kind of request of a new user with at most FEW_SHOT_MAX support items ranking items
+#: with training rows: its own fold-in and co-engagement weight, chosen on user_cold's
+#: pseudo-tasks by recall@20 averaged over their first k support items, k in FEW_SHOT_K
+#: (the few-shot curve), where user_cold's own are chosen on the whole supports: a new
+#: user's state rests on the support alone, and what suits 30 items can cost the first few
+FEW_SHOT = "user_cold_few"
+FEW_SHOT_MAX = 10
+FEW_SHOT_K = (1, 3, 5, 10)
+
+
+def _request_key(has_history: bool, new_items: bool, support_size: int | None) -> str:
+    """The kind of request: a scenario, or :data:`FEW_SHOT`."""
+    scenario = _SCENARIO_OF[(has_history, new_items)]
+    if scenario == "user_cold" and support_size is not None and support_size <= FEW_SHOT_MAX:
+        return FEW_SHOT
+    return scenario
+
+
+def _own_or_user_cold(choices: Mapping[str, Any], key: str, default: Any) -> Any:
+    """``choices[key]``; for :data:`FEW_SHOT` absent, user_cold's; else ``default``."""
+    if key in choices:
+        return choices[key]
+    if key == FEW_SHOT and "user_cold" in choices:
+        return choices["user_cold"]
+    return default
 
 
 def _grid_search(points: Iterable[tuple[Any, ...]], apply: Callable[..., None],

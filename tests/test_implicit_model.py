@@ -135,7 +135,7 @@ def test_each_scenario_gets_the_fold_in_its_own_pseudo_tasks_chose(monkeypatch) 
     shop = generate_implicit_catalog(seed=6).dataset
     model = GraphMetaImplicit(quick=True, backend="numpy", seed=1).fit(shop)
     choices = model.params["fold_choices"]
-    assert "warm" in choices and "user_cold" in choices
+    assert {"warm", "user_cold_few", "user_cold"} <= set(choices)
     pooled = {False: (model.support_weight, model.fold_reg),
               True: (model.cold_support_weight, model.cold_fold_reg)}
     for scenario, (s, reg) in choices.items():
@@ -150,7 +150,8 @@ def test_each_scenario_gets_the_fold_in_its_own_pseudo_tasks_chose(monkeypatch) 
         assert (s, reg) in (best_pair, pooled[scenario in ("item_cold", "user_item_cold")])
         has_history, new_items = scenario in ("warm", "item_cold"), scenario in (
             "item_cold", "user_item_cold")
-        assert model.fold_setting(has_history, new_items) == (s, reg)
+        size = 3 if scenario == "user_cold_few" else None  # a new user with 3 support items
+        assert model.fold_setting(has_history, new_items, size) == (s, reg)
 
 
 def test_a_scenario_choice_moves_only_its_own_kind_of_request() -> None:
