@@ -83,8 +83,15 @@ def few_shot_table(runs: list[Path], metric: str, digits: int, scenario: str) ->
                 if metric in block:
                     by_model.setdefault(str(res.get("model", path.stem)), {}).setdefault(
                         k, []).append(float(block[metric]))
-    lines = [f"| model ({scenario} {metric}, mean ± sd over {len(runs)} runs) | "
-             + " | ".join(f"K={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+    return _per_k_table(f"{scenario} {metric}, mean ± sd over {len(runs)} runs", ks, by_model,
+                        digits)
+
+
+def _per_k_table(title: str, ks: list[str], by_model: dict[str, dict[str, list[float]]],
+                 digits: int) -> str:
+    """A markdown table: a row per model, a ``K=k`` column per support size."""
+    lines = [f"| model ({title}) | " + " | ".join(f"K={k}" for k in ks) + " |",
+             "|---|" + "---|" * len(ks)]
     for name, per_k in by_model.items():
         lines.append(f"| {name} | " + " | ".join(_cell(per_k.get(k, []), digits) for k in ks)
                      + " |")
@@ -108,13 +115,8 @@ def transfer_table(runs: list[Path], metric: str, digits: int) -> str:
             for k, block in per_k.items():
                 if metric in block:
                     by_model.setdefault(model, {}).setdefault(k, []).append(float(block[metric]))
-    lines = [f"held out: {', '.join(cats)}", "",
-             f"| model ({metric}, mean over categories, mean ± sd over {len(runs)} runs) | "
-             + " | ".join(f"K={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
-    for name, per_k in by_model.items():
-        lines.append(f"| {name} | " + " | ".join(_cell(per_k.get(k, []), digits) for k in ks)
-                     + " |")
-    return "\n".join(lines)
+    return f"held out: {', '.join(cats)}\n\n" + _per_k_table(
+        f"{metric}, mean over categories, mean ± sd over {len(runs)} runs", ks, by_model, digits)
 
 
 def speed(runs: list[Path], digits: int) -> str:

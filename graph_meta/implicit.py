@@ -368,8 +368,7 @@ class GraphMetaImplicit(_Observing, _Base):
             for scen in scenarios:
                 if tasks_of(data, scen) < MIN_SCENARIO_TASKS:
                     continue
-                pooled = (self.fold_setting(False, False, 0) if scen == FEW_SHOT
-                          else self.fold_setting(*_REQUEST_OF[scen]))
+                pooled = self.fold_setting(*_REQUEST_OF[scen])
                 per: dict[tuple[float, float | None], np.ndarray] = {}  # (s, lambda) -> recall
                 for s, lam in itertools.product([*grid_s, 8.0], grid_l):
                     self.fold_choices[scen] = point = (s, fold_reg(lam))
@@ -391,12 +390,14 @@ class GraphMetaImplicit(_Observing, _Base):
             none = {s: 0.0 for s in kinds}  # explicit: a few-item user falls back to user_cold's
             self.coengagement_weights = dict(none)
             base = {s: per_task(pseudo, s) for s in kinds}
-            # (total mean gain, l2, {scenario: (eta, per-task gain)}) of the best l2 so far
-            best: tuple[float, float, dict[str, tuple[float, np.ndarray]]] | None = None
+            # (total mean gain, links, {scenario: (eta, per-task gain)}) of the best l2 so far
+            best: tuple[float, CoEngagement, dict[str, tuple[float, np.ndarray]]] | None = None
             for l2 in grid_l2:
-                self.coengagement = CoEngagement.fit(self.data.by_user, l2=l2)
-                if self.coengagement is None:  # too many items: no links
+                links = CoEngagement.fit(self.data.by_user, l2=l2)
+                if links is None:  # too many items: no links
+                    self.coengagement = None
                     return
+                self.coengagement = links
                 top: dict[str, tuple[float, np.ndarray]] = {}
                 for scen, eta in itertools.product(kinds, grid_eta):
                     self.coengagement_weights = {**none, scen: eta}
@@ -408,12 +409,12 @@ class GraphMetaImplicit(_Observing, _Base):
                         top[scen] = (eta, gain)
                 total = sum(gain.mean() for _, gain in top.values())
                 if best is None or total > best[0]:
-                    best = (total, l2, top)
+                    best = (total, links, top)
             self.coengagement_weights = dict(none)
             if best is None:
                 return
-            _, self.coengagement_l2, top = best
-            self.coengagement = CoEngagement.fit(self.data.by_user, l2=self.coengagement_l2)
+            _, self.coengagement, top = best
+            self.coengagement_l2 = self.coengagement.l2
             for scen, (eta, gain) in top.items():
                 if gain.mean() > gain.std(ddof=1) / np.sqrt(len(gain)):
                     self.coengagement_weights[scen] = eta
@@ -458,8 +459,13 @@ class GraphMetaImplicit(_Observing, _Base):
         """The adapted user state: the iALS user step on history + support, toward the
         user's prior; ``new_items``: the state that ranks items without training rows
         (its own support weight and regularisation)."""
+        return self._adapted(user_id, self._taken(user_id, support_items), new_items)
+
+    def _adapted(self, user_id: str, taken: tuple[np.ndarray, np.ndarray, np.ndarray],
+                 new_items: bool) -> np.ndarray:
+        """:meth:`user_factors` from the user's :meth:`_taken` items."""
         d = self.data
-        hist, w, sup = self._taken(user_id, support_items)
+        hist, w, sup = taken
         items = np.concatenate([hist, sup])
         s_w, f_reg = self.fold_setting(len(hist) > 0, new_items, len(sup))
         conf = self.alpha * np.concatenate([w, np.full(len(sup), s_w)])
@@ -492,7 +498,12 @@ class GraphMetaImplicit(_Observing, _Base):
         r"""``(c, eta)``: the co-engagement messages :math:`c_{uj}` of every item from the
         user's positives and support (:mod:`graph_meta.implicit_coengagement`) and the
         weight :math:`\eta` they get for this kind of user (0: none, c is zeros)."""
-        hist, _, sup = self._taken(user_id, support_items)
+        return self._messages(self._taken(user_id, support_items))
+
+    def _messages(self, taken: tuple[np.ndarray, np.ndarray, np.ndarray]
+                  ) -> tuple[np.ndarray, float]:
+        """:meth:`coengagement_messages` from the user's :meth:`_taken` items."""
+        hist, _, sup = taken
         eta = _own_or_user_cold(self.coengagement_weights,
                                 _request_key(len(hist) > 0, False, len(sup)), 0.0)
         n = len(self.data.item_ids)
@@ -530,14 +541,15 @@ class GraphMetaImplicit(_Observing, _Base):
         pos = np.arange(len(trained)) if positions is None else np.asarray(positions)
         warm = trained[pos]
         out = np.empty(len(pos))
+        taken = self._taken(user_id, support_items)
         if warm.any():
-            out[warm] = self.y[pos[warm]] @ self.user_factors(user_id, support_items)
-            c, eta = self.coengagement_messages(user_id, support_items)
+            out[warm] = self.y[pos[warm]] @ self._adapted(user_id, taken, False)
+            c, eta = self._messages(taken)
             if eta:
                 out[warm] += eta * c[pos[warm]]
         if not warm.all():
             new = pos[~warm]
-            x_new = self.user_factors(user_id, support_items, new_items=True)
+            x_new = self._adapted(user_id, taken, True)
             out[~warm] = (self.y[new] @ x_new + self.popularity_weight * self.cold_bias[new]
                           + self.mixed_offset)
         return out
@@ -711,7 +723,6 @@ class GraphMetaImplicit(_Observing, _Base):
 #: (user has positives of their own, the pool holds new items) -> the scenario of that request
 _SCENARIO_OF = {(True, False): "warm", (False, False): "user_cold",
                 (True, True): "item_cold", (False, True): "user_item_cold"}
-_REQUEST_OF = {scenario: request for request, scenario in _SCENARIO_OF.items()}
 #: fewest pseudo-tasks of a scenario for a fold-in choice of its own
 MIN_SCENARIO_TASKS = 100
 #: the kind of request of a new user with at most FEW_SHOT_MAX support items ranking items
@@ -722,6 +733,10 @@ MIN_SCENARIO_TASKS = 100
 FEW_SHOT = "user_cold_few"
 FEW_SHOT_MAX = 10
 FEW_SHOT_K = (1, 3, 5, 10)
+#: kind of request -> fold_setting's arguments for it (has positives, new items, a support
+#: size of that kind)
+_REQUEST_OF = {**{scenario: (*request, None) for request, scenario in _SCENARIO_OF.items()},
+               FEW_SHOT: (False, False, FEW_SHOT_MAX)}
 
 
 def _request_key(has_history: bool, new_items: bool, support_size: int | None) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -55,17 +58,14 @@ def shop_model() -> GraphMetaImplicit:
                              coengagement_weight=0.5).fit(shop)
 
 
-def _with_weights(model: GraphMetaImplicit, weights: dict[str, float]):
-    class _Set:
-        def __enter__(self):
-            self.old = model.coengagement_weights
-            model.coengagement_weights = weights
-            model.__dict__.pop("_state_cache", None)
-
-        def __exit__(self, *exc):
-            model.coengagement_weights = self.old
-            model.__dict__.pop("_state_cache", None)
-    return _Set()
+@contextmanager
+def _with_weights(model: GraphMetaImplicit, weights: dict[str, float]) -> Iterator[None]:
+    old = model.coengagement_weights
+    model.coengagement_weights = weights
+    try:
+        yield
+    finally:
+        model.coengagement_weights = old
 
 
 def test_links_move_only_items_with_training_rows_for_their_kind_of_user(shop_model) -> None:
