@@ -68,6 +68,61 @@ def test_ties_at_the_cut_keep_the_most_rated_items() -> None:
         assert all(v == pytest.approx(1.0) for v in row.values())
 
 
+def _catalogue_profiles(n: int, seed: int) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Department (3) > category (12) > brand (40) one-hot blocks of ``n`` items, row-
+    normalised, and rating counts with ties."""
+    rng = np.random.default_rng(seed)
+    category = rng.integers(0, 12, n)
+    department = category % 3
+    brand = 4 * category + rng.integers(0, 4, n) - (rng.random(n) < 0.2)  # some cross over
+    brand = np.clip(brand, 0, 47)
+    rows = np.repeat(np.arange(n), 3)
+    cols = np.c_[department, 3 + category, 15 + brand].ravel()
+    profiles = sp.csr_matrix((np.ones(3 * n), (rows, cols)), shape=(n, 63))
+    return profiles, rng.integers(0, 6, n).astype(float)
+
+
+@pytest.mark.parametrize("k", [3, 10])
+def test_pruned_candidates_give_the_exact_lists_of_a_catalogue(k: int,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    # departments hold more than 16k items: pruned; the exact top k of an item holds, from
+    # them, only ties that the rating counts break
+    profiles, counts = _catalogue_profiles(60 * k, seed=k)
+    monkeypatch.setattr("graph_meta.graph.neighborhood._PAIRS_PER_CHUNK", 500)
+    exact = ItemNeighbors.from_profiles(profiles, top_k=k, tie_break=counts)
+    pruned = ItemNeighbors.from_profiles(profiles, top_k=k, tie_break=counts, prune_above=0)
+    assert np.diff(profiles.tocsc().indptr).max() > 16 * k
+    np.testing.assert_array_equal(pruned.indptr, exact.indptr)
+    np.testing.assert_array_equal(pruned.indices, exact.indices)
+    np.testing.assert_allclose(pruned.sim, exact.sim, rtol=1e-6)
+    # the blocks' entry point prunes above PATH_PRUNE_ABOVE items only
+    blocks = {"Profile": profiles}
+    monkeypatch.setattr("graph_meta.graph.neighborhood.PATH_PRUNE_ABOVE", 10 ** 6)
+    assert _as_dicts(ItemNeighbors.from_blocks(blocks, None, top_k=k, tie_break=counts,
+                                               prune_above=60 * k - 1)) == _as_dicts(exact)
+
+
+def test_pruned_lists_score_their_candidates_exactly() -> None:
+    # random profiles, where pruning does drop some true neighbours: every kept similarity
+    # is still the exact cosine, and the lists lose little against the exact ones
+    rng = np.random.default_rng(5)
+    dense = (rng.random((400, 30)) < np.linspace(0.02, 0.6, 30)) * rng.random((400, 30))
+    k = 8
+    assert ((dense > 0).sum(axis=0) > 16 * k).sum() >= 10  # a third of the columns pruned
+    pruned = _as_dicts(ItemNeighbors.from_profiles(sp.csr_matrix(dense), top_k=k,
+                                                   prune_above=0))
+    every = _brute_force(dense, 400)
+    want = _brute_force(dense, k)
+    for i, row in enumerate(pruned):
+        assert len(row) == len(want[i])
+        for j, s in row.items():
+            assert s == pytest.approx(every[i][j], rel=1e-6)
+    kept = np.mean([sum(sorted(r.values())) / sum(sorted(w.values()))
+                    for r, w in zip(pruned, want, strict=True) if w])
+    assert 0.95 < kept <= 1.0 + 1e-9
+
+
 def test_neighbours_come_from_shared_attribute_nodes_not_ratings(catalog: Dataset) -> None:
     graph = build_graph(catalog)
     nb = ItemNeighbors.from_graph(graph, top_k=1000)

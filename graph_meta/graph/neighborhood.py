@@ -18,10 +18,17 @@ profiles (:math:`s_{ii} = 0`). One more block joins items across categories: ``C
 users engage with), weight 0 unless chosen. :class:`ItemNeighbors` keeps the ``top_k`` largest
 :math:`s_{ij}` of every item (a CSR ``[N_I, N_I]``); among items tied at the cut (films
 sharing only their genres have equal similarity) the most rated are kept, since those are the
-items a user is likely to have rated. Building the lists costs :math:`O(N_I^2)` time where
-most items share some attribute (in chunks of bounded memory): fine for catalogues of up to
-some 10^5 items; where few pairs of items share one (a chunk's similarity at most 1/8
-stored) the selection runs over the stored pairs only, :math:`O(\text{pairs})`.
+items a user is likely to have rated. Building the lists exactly costs :math:`O(N_I^2)` time
+where most items share some attribute (in chunks of bounded memory); where few pairs of items
+share one (a chunk's similarity at most 1/8 stored) the selection runs over the stored pairs
+only, :math:`O(\text{pairs})`. Above :data:`PATH_PRUNE_ABOVE` items the attribute-path lists
+are built from *pruned candidates* (:func:`_pruned_top_k`): an item's candidates are the items
+sharing one of its attribute nodes of at most ``8 M`` items (a brand), plus the ``M`` most
+rated items of each larger node (a department, a big category), ``M = 2 top_k``; the cosine of
+every candidate is exact, so the lists equal the exact ones whenever the exact top ``k`` of an
+item holds, from the large nodes it shares with them, only items among the ``M`` most rated
+of one of those nodes (as when the similarity through them is one tie broken by rating
+count), at :math:`O(N_I\, M)` time where large nodes hold most of the pairs.
 :meth:`ItemNeighbors.from_ratings` does the same along ``Item <-RATED- User -RATED-> Item``
 (the cosine of the items' rater sets: co-rating neighbours, which a never-rated item does
 not have).
@@ -70,13 +77,18 @@ import scipy.sparse as sp
 
 from graph_meta.schema import CATEGORY, CO_ENGAGED, ITEM, RATED, USER
 
-__all__ = ["MAX_REGRESSION_ITEMS", "ItemNeighbors", "default_weight", "path_blocks",
-           "rating_counts", "residual_correction", "weighted_blocks"]
+__all__ = ["MAX_REGRESSION_ITEMS", "PATH_PRUNE_ABOVE", "ItemNeighbors", "default_weight",
+           "path_blocks", "rating_counts", "residual_correction", "weighted_blocks"]
 
 _CHUNK_ENTRIES = 1 << 24  # dense similarity entries computed at a time (128 MB of float64)
 # a chunk of the similarity whose stored pairs are at most 1 / this of its entries is
 # selected sparse (the same lists; time O(nnz log nnz) instead of O(rows * N_I))
 _SPARSE_TOP_K_RATIO = 8
+#: attribute-path lists of catalogues above this many items use pruned candidates (module
+#: docstring; :func:`_pruned_top_k`)
+PATH_PRUNE_ABOVE = 50_000
+_PAIRS_PER_CHUNK = 1 << 22  # candidate pairs scored at a time by _pruned_top_k
+_DENSE_LARGE_ENTRIES = 1 << 25  # bound on N_I x (pruned attribute nodes) held dense (256 MB)
 MAX_REGRESSION_ITEMS = 15_000  # rated items of the dense [N, N] solve (one float64 [N, N],
                                # inverted in place: 1.8 GB at the limit)
 
@@ -119,20 +131,26 @@ class ItemNeighbors:
     @classmethod
     def from_blocks(cls, blocks: Mapping[str, sp.csr_matrix],
                     type_weights: Mapping[str, float] | None, *, top_k: int,
-                    tie_break: np.ndarray | None = None) -> ItemNeighbors:
+                    tie_break: np.ndarray | None = None,
+                    prune_above: int | None = PATH_PRUNE_ABOVE) -> ItemNeighbors:
         """Neighbours from the profile ``blocks`` of :func:`path_blocks`, each scaled by its
-        ``type_weights`` entry before the cosine (:func:`weighted_blocks`)."""
+        ``type_weights`` entry before the cosine (:func:`weighted_blocks`); above
+        ``prune_above`` items (None: never) from pruned candidates (module docstring)."""
         scaled = list(weighted_blocks(blocks, type_weights).values())
         n = len(tie_break) if tie_break is not None else (
             next(iter(blocks.values())).shape[0] if blocks else 0)
         return cls.from_profiles(sp.hstack(scaled, format="csr") if scaled
-                                 else sp.csr_matrix((n, 0)), top_k=top_k, tie_break=tie_break)
+                                 else sp.csr_matrix((n, 0)), top_k=top_k, tie_break=tie_break,
+                                 prune_above=prune_above)
 
     @classmethod
     def from_profiles(cls, profiles: sp.spmatrix, *, top_k: int,
-                      tie_break: np.ndarray | None = None) -> ItemNeighbors:
+                      tie_break: np.ndarray | None = None,
+                      prune_above: int | None = None) -> ItemNeighbors:
         """Top-``k`` cosine neighbours of the rows of ``profiles`` ``[N, F]``; among equal
-        similarities the items with the larger ``tie_break`` ``[N]`` are kept."""
+        similarities the items with the larger ``tie_break`` ``[N]`` are kept. Above
+        ``prune_above`` rows (None: never) each row's neighbours are chosen among pruned
+        candidates (:func:`_pruned_top_k`)."""
         f = _row_normalised(sp.csr_matrix(profiles, dtype=np.float64))
         n = f.shape[0]
         k = min(int(top_k), max(n - 1, 0))
@@ -144,6 +162,12 @@ class ItemNeighbors:
         if tie_break is not None:
             rank = np.argsort(np.argsort(tie_break, kind="stable"), kind="stable")
             nudge = 1e-9 * rank / max(n, 1)
+        if prune_above is not None and n > prune_above:
+            sizes, cols_all, vals_all = _pruned_top_k(f, k, nudge, members=2 * k,
+                                                      small=16 * k)
+            np.cumsum(sizes, out=sizes)
+            return cls(np.r_[0, sizes].astype(np.int64), cols_all.astype(np.int32),
+                       vals_all.astype(np.float32))
         ft = sp.csc_matrix(f.T)
         rows_per_chunk = max(1, _CHUNK_ENTRIES // n)
         cols, vals = [], []
@@ -404,6 +428,64 @@ def _sparse_top_k(prod: sp.csr_matrix, start: int, k: int, nudge: np.ndarray
         vals_out.append(v[order])
     if not cols_out:
         return sizes, np.zeros(0, np.int64), np.zeros(0)
+    return sizes, np.concatenate(cols_out), np.concatenate(vals_out)
+
+
+def _pruned_top_k(f: sp.csr_matrix, k: int, nudge: np.ndarray, *, members: int, small: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-``k`` lists of the row-normalised profiles ``f`` ``[N, F]`` over pruned candidates
+    (module docstring): the rows sharing a column of at most ``small`` rows with the
+    row, and the ``members`` rows of largest ``nudge`` (the most rated) of each larger
+    column. Every candidate's similarity is exact: the columns of each pair that the
+    candidate matrix leaves out are added back from a dense copy of the large columns (at
+    most :data:`_DENSE_LARGE_ENTRIES` entries; columns past that count as small). Selection
+    and ties as in :func:`_sparse_top_k`.
+
+    Returns:
+        ``(entries per row [N], columns, values)``.
+    """
+    n, nf = f.shape
+    fc = f.tocsc()
+    deg = np.diff(fc.indptr)
+    order = np.argsort(-deg, kind="stable")
+    n_large = int(min((deg > small).sum(), max(_DENSE_LARGE_ENTRIES // max(n, 1), 1)))
+    large = np.sort(order[:n_large])
+    # the candidate entries: every entry of a small column, the `members` rows of largest
+    # nudge of a large one
+    keep = np.ones(fc.nnz, dtype=bool)
+    for col in large.tolist():
+        a, b = fc.indptr[col], fc.indptr[col + 1]
+        rows = fc.indices[a:b]
+        drop = np.argsort(-nudge[rows], kind="stable")[members:]
+        keep[a + drop] = False
+    cand = sp.csc_matrix((fc.data * keep, fc.indices.copy(), fc.indptr.copy()), shape=(n, nf))
+    cand.eliminate_zeros()
+    rest = (fc - cand)[:, large].tocsr()  # [N, L]: large-column entries left out of cand
+    rest.eliminate_zeros()
+    dense_large = f[:, large].toarray()  # [N, L]
+    cand_t = sp.csr_matrix(cand.T)
+    # an upper bound of each row's candidate pairs sizes the chunks
+    per_row = np.asarray(f.astype(bool).astype(np.float64) @ np.diff(cand.indptr)).ravel()
+    sizes = np.zeros(n, np.int64)
+    cols_out: list[np.ndarray] = []
+    vals_out: list[np.ndarray] = []
+    start = 0
+    cum = np.r_[0.0, np.cumsum(per_row)]
+    while start < n:
+        stop = int(np.searchsorted(cum, cum[start] + _PAIRS_PER_CHUNK, side="right")) - 1
+        stop = min(max(stop, start + 1), n)
+        prod = sp.csr_matrix(f[start:stop] @ cand_t).tocoo()
+        r, c, v = prod.row, prod.col, prod.data.copy()
+        if n_large and rest.nnz:  # each pair's large columns that cand left out of c
+            part = rest[c]
+            owner = np.repeat(np.arange(len(c)), np.diff(part.indptr))
+            np.add.at(v, owner, dense_large[start + r[owner], part.indices] * part.data)
+        chunk = sp.csr_matrix((v, (r, c)), shape=(stop - start, n))
+        chunk_sizes, top_cols, top_vals = _sparse_top_k(chunk, start, k, nudge)
+        sizes[start:stop] = chunk_sizes
+        cols_out.append(top_cols)
+        vals_out.append(top_vals)
+        start = stop
     return sizes, np.concatenate(cols_out), np.concatenate(vals_out)
 
 
