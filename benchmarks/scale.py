@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/scale.py OUT --size 10000,2000,200000 [--size U,I,N ...]
-        [--config FILE] [--neo4j-max 2000000]
+        [--config FILE] [--neo4j-max 2000000] [--from-stage train]
     python benchmarks/scale.py OUT --plot          # the log-log plot of OUT/scale.json
     python scripts/neo4j_server.py run -- python benchmarks/scale.py OUT --size ...  # + Neo4j
 
@@ -18,6 +18,8 @@ scenarios, whole support), and the latency of adapting to a new user from 10 rat
 scoring every item (p50/p99 ms). Each size's record is written to ``OUT/scale.json`` after every
 stage (a killed run keeps what it measured; a size not finished says ``"complete": false``);
 a stage that fails is recorded with its exit status and the rest of that size is skipped.
+``--from-stage NAME`` runs a size from that stage on, over the ``OUT/data-N`` an earlier run
+left, keeping the earlier stages' records (e.g. after a change to training only).
 """
 
 from __future__ import annotations
@@ -76,9 +78,12 @@ def _epochs(run: Path) -> dict[str, Any]:
 
 
 def measure(out: Path, users: int, items: int, interactions: int, *, config: Path | None,
-            neo4j_max: int, save: Any = None) -> dict[str, Any]:
+            neo4j_max: int, save: Any = None, from_stage: str | None = None,
+            earlier: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every stage of one size (module docstring); ``save(record)`` after each stage, so a
-    size stopped midway keeps the stages it finished (``"complete": false``)."""
+    size stopped midway keeps the stages it finished (``"complete": false``). With
+    ``from_stage`` the stages before it are skipped and their records taken from
+    ``earlier`` (the size's record of an earlier run)."""
     data, run, log = out / f"data-{interactions}", out / f"run-{interactions}", out / "scale.log"
     gm = [sys.executable, "-m", "training.cli"]
     rec: dict[str, Any] = {"users": users, "items": items, "interactions": interactions,
@@ -101,6 +106,18 @@ def measure(out: Path, users: int, items: int, interactions: int, *, config: Pat
                              str(run / "results.json"), "--support-k", "all"]),
                ("latency", [sys.executable, "-c", LATENCY, str(data),
                             str(run / "model.pt")])]
+    if from_stage is not None:
+        names = [name for name, _ in stages]
+        if from_stage not in names:
+            raise ValueError(f"--from-stage {from_stage!r}: not one of {names}")
+        if not (data / "dataset.json").exists():
+            raise ValueError(f"--from-stage {from_stage!r}: {data} holds no dataset.json "
+                             "(run the size from its start once)")
+        start = names.index(from_stage)
+        rec["stages"] = {name: (earlier or {}).get("stages", {}).get(name)
+                         for name in names[:start]
+                         if (earlier or {}).get("stages", {}).get(name) is not None}
+        stages = stages[start:]
     for name, cmd in stages:
         got = _timed(cmd, log)
         stdout = got.pop("stdout")
@@ -166,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path)
     parser.add_argument("--neo4j-max", type=int, default=2_000_000)
     parser.add_argument("--plot", action="store_true")
+    parser.add_argument("--from-stage", help="run each size from this stage on, over the "
+                        "data an earlier run left (e.g. train)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.plot:
@@ -187,8 +206,13 @@ def main(argv: list[str] | None = None) -> int:
             users, items, interactions = (int(v) for v in spec.split(","))
         except ValueError:
             parser.error(f"--size {spec!r}: expected USERS,ITEMS,INTERACTIONS")
-        measure(args.out, users, items, interactions, config=args.config,
-                neo4j_max=args.neo4j_max, save=save)
+        earlier = next((r for r in records if r["interactions"] == interactions), None)
+        try:
+            measure(args.out, users, items, interactions, config=args.config,
+                    neo4j_max=args.neo4j_max, save=save, from_stage=args.from_stage,
+                    earlier=earlier)
+        except ValueError as err:
+            parser.error(str(err))
     return 0
 
 

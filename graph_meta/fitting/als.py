@@ -61,8 +61,12 @@ class _Side:
         """``[n_rows, D]``: every row's ridge solve against the fixed states ``other``."""
         d = other.shape[1]
         x = np.concatenate([np.ones((len(other), 1)), other[:, 1:]], axis=1)
-        outer = (x[:, :, None] * x[:, None, :]).reshape(len(x), -1)
-        gram = np.asarray(self.ones @ outer).reshape(-1, d, d) + lam
+        # the Gram is symmetric: its upper triangle is summed, then spread to both halves
+        upper = np.triu_indices(d)
+        spread = np.empty((d, d), dtype=np.int64)
+        spread[upper] = spread[upper[1], upper[0]] = np.arange(len(upper[0]))
+        half = np.asarray(self.ones @ (x[:, upper[0]] * x[:, upper[1]]))
+        gram = np.take(half, spread.ravel(), axis=1).reshape(-1, d, d) + lam
         rhs = np.asarray(self.matrix(rating - mu - other[self.cols, 0]) @ x)
         return np.linalg.solve(gram, rhs[..., None])[..., 0]
 

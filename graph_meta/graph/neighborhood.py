@@ -168,7 +168,7 @@ class ItemNeighbors:
             np.cumsum(sizes, out=sizes)
             return cls(np.r_[0, sizes].astype(np.int64), cols_all.astype(np.int32),
                        vals_all.astype(np.float32))
-        ft = sp.csc_matrix(f.T)
+        ft = sp.csr_matrix(f.T)  # CSR: a CSC right operand is converted at every chunk
         rows_per_chunk = max(1, _CHUNK_ENTRIES // n)
         cols, vals = [], []
         for start in range(0, n, rows_per_chunk):
