@@ -163,6 +163,10 @@ class TrainConfig:
     item_l2: float = 1e-3          # L2 of warm item states toward their graph prior
     prior_match: float = 1.0       # weight of the prior -> warm item state regression
     als_iters: int = 20            # ALS sweeps initialising the warm item states (0: random)
+    # ALS sweeps of the refit, warm-started from the validation phase's item states; -1:
+    # auto, a fresh start with als_iters sweeps up to auto_sample_nodes User + Item nodes
+    # (movielens-1m), above it max(3, als_iters // 4) warm sweeps
+    refit_als_iters: int = -1
     freeze_item_emb: bool = True   # keep the warm item states at their ALS values
     query_holdout: float = 0.2     # per epoch: ratings reserved for queries, ALS refit without
     holdout_als_iters: int = 3
@@ -201,6 +205,7 @@ class TrainConfig:
         _at_least(self, "train", "patience", 0)
         _at_least(self, "train", "threads", 0)
         _at_least(self, "train", "als_iters", 0)
+        _at_least(self, "train", "refit_als_iters", -1)
         _at_least(self, "train", "seed", 0)
         _choice(self, "train", "device", ("auto", "cpu", "cuda"))
         _choice(self, "train", "prior_weight", ("sqrt", "count"))

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor
 
@@ -90,6 +91,28 @@ def encode_mode(cfg: Config, data: Any) -> str:
         n = int(data["User"].num_nodes) + int(data["Item"].num_nodes)
         mode = "sampled" if n > cfg.train.auto_sample_nodes else "full"
     return mode
+
+
+def refit_als_sweeps(cfg: Config, data: Any) -> int | None:
+    """The refit's ALS sweeps from a warm start (``train.refit_als_iters``), or None: a fresh
+    start with ``train.als_iters`` sweeps (auto, on a graph of at most
+    ``train.auto_sample_nodes`` User + Item nodes)."""
+    t = cfg.train
+    if t.refit_als_iters >= 0:
+        return t.refit_als_iters
+    n = int(data["User"].num_nodes) + int(data["Item"].num_nodes)
+    return max(3, t.als_iters // 4) if n > t.auto_sample_nodes else None
+
+
+def _warm_items(ids: list[str], states: np.ndarray, data: Any, seed: int) -> np.ndarray:
+    """The item states ``states`` (``[len(ids), 1 + dim]``, rows for the items ``ids``) in
+    graph ``data``'s item order, the start of a warm ALS; an item they lack starts as in a
+    fresh ALS (zero bias, N(0, 0.1) vector)."""
+    pos = pd.Index(ids).get_indexer([str(i) for i in data.node_ids["Item"]])
+    items0 = np.zeros((len(pos), states.shape[1]))
+    items0[:, 1:] = np.random.default_rng(seed).normal(0, 0.1, (len(pos), states.shape[1] - 1))
+    items0[pos >= 0] = states[pos[pos >= 0]]
+    return items0
 
 
 def _seed(seed: int) -> np.random.Generator:
@@ -171,7 +194,8 @@ class _Phase:
 
     def __init__(self, model: Any, dataset: Dataset, cfg: Config,
                  device: torch.device, graph: Any = None, *, code: int = 0,
-                 ctx: DistContext = SINGLE) -> None:
+                 ctx: DistContext = SINGLE,
+                 als_start: tuple[list[str], np.ndarray, int] | None = None) -> None:
         self.model = model
         self.cfg = cfg
         self.item_prior: dict[str, Any] | None = None  # the pair prior_search chose, if any
@@ -215,11 +239,15 @@ class _Phase:
              {"params": inner, "lr": cfg.train.meta_lr, "weight_decay": 0.0}],
             lr=cfg.train.lr)
         if cfg.train.als_iters > 0:
-            with progress.step(f"ALS ({cfg.train.als_iters} sweeps over "
-                               f"{self.index.num_edges:,} ratings)"):
+            sweeps, items0 = cfg.train.als_iters, None
+            if als_start is not None:  # (item ids, their states, sweeps): a warm start
+                ids, states, sweeps = als_start
+                items0 = _warm_items(ids, states, self.data, cfg.train.seed)
+            with progress.step(f"ALS ({sweeps} sweeps over {self.index.num_edges:,} ratings"
+                               + (", warm-started)" if items0 is not None else ")")):
                 mu, states, user_states = als(
-                    self.index, cfg.model.dim, init_precisions(cfg), cfg.train.als_iters,
-                    cfg.train.seed,
+                    self.index, cfg.model.dim, init_precisions(cfg), sweeps,
+                    cfg.train.seed, items0=items0,
                     on_sweep=lambda k, n: setattr(progress, "detail", f"sweep {k}/{n}"))
             self.als_full = states
             model.prior_targets = states if cfg.train.linear_prior_alpha > 0 else None
@@ -479,7 +507,8 @@ def _run_phase(model: Any, dataset: Dataset, cfg: Config,
                progress: bool, log_path: Path | None, ckpt_dir: Path | None,
                resume_state: dict[str, Any] | None, deadline: float,
                extra_ckpt: dict[str, Any] | None = None, graph: Any = None,
-               ctx: DistContext = SINGLE) -> dict[str, Any]:
+               ctx: DistContext = SINGLE,
+               als_start: tuple[list[str], np.ndarray, int] | None = None) -> dict[str, Any]:
     """Train one phase for up to ``epochs`` epochs (early stopping on ``val``).
 
     In a distributed run (``ctx``) every rank trains; rank 0 alone validates and checks the
@@ -488,7 +517,7 @@ def _run_phase(model: Any, dataset: Dataset, cfg: Config,
     rank given ``log_path`` / ``ckpt_dir`` (rank 0) writes."""
     code = 0 if name == "val" else 1
     rng = _seed(cfg.train.seed + code)
-    phase = _Phase(model, dataset, cfg, device, graph, code=code, ctx=ctx)
+    phase = _Phase(model, dataset, cfg, device, graph, code=code, ctx=ctx, als_start=als_start)
     assert model.net is not None
     if progress:
         print(f"[graph-meta] {name}: meta-batches encode the "
@@ -670,6 +699,7 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
     digests: dict[str, str | None] = {}  # phase -> this rank's digest of its precomputed state
     epochs = t_cfg.epochs
     refit_done = False
+    als_start = None  # the refit's warm ALS start (item ids, states, sweeps), if any
     if t_cfg.validate:
         if resume_state is not None and resume_state.get("phase") == "refit":
             epochs = int(resume_state["val_best_epoch"])
@@ -693,6 +723,10 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
             info.update(encode=res["phase"].encode, fanouts=res["phase"].fanouts)
             shards["val"] = res["users_per_rank"]
             digests["val"] = getattr(res["phase"], "digest", None)
+            sweeps = refit_als_sweeps(cfg, res["phase"].data)
+            if sweeps is not None and getattr(res["phase"], "als_full", None) is not None:
+                als_start = ([str(i) for i in res["phase"].data.node_ids["Item"]],
+                             res["phase"].als_full, sweeps)
             search_paths = cfg.model.path_weights == "auto"
             if ctx.is_main and (cfg.model.live_precision == 0 or search_paths):
                 val_phase = res["phase"]
@@ -732,7 +766,7 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
                          ckpt_dir=ckpt_dir, resume_state=resume_state, deadline=math.inf,
                          extra_ckpt={"val_best_epoch": epochs, "chosen": {
                              k: info[k] for k in ("path_weights", "live_precision")
-                             if k in info}}, graph=full_graph, ctx=ctx)
+                             if k in info}}, graph=full_graph, ctx=ctx, als_start=als_start)
         phase = res["phase"]
         _record_item_prior(model, info, phase)
         info.update(encode=phase.encode, fanouts=phase.fanouts)
