@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -68,3 +70,28 @@ def test_a_few_warm_sweeps_reach_the_fresh_fit(catalog: Dataset) -> None:
     _, warm_items, warm_users = als(full.index, cfg.model.dim, reg, 5, 0, items0=items0)
     warm = _loss(full.index, mu, warm_items, warm_users, reg)
     assert warm <= fresh * 1.01
+
+
+def test_the_refit_starts_from_the_validation_states(catalog: Dataset,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import graph_meta.fitting.train as train_mod
+
+    calls: list[tuple[int, np.ndarray | None]] = []
+    real = train_mod.als
+
+    def spy(index, dim, reg, iters, seed, **kw):
+        out = real(index, dim, reg, iters, seed, **kw)
+        if kw.get("edges") is None:  # the phases' full ALS, not an epoch's holdout refit
+            calls.append((iters, kw.get("items0"), out[1]))
+        return out
+
+    monkeypatch.setattr(train_mod, "als", spy)
+    quick = Path(__file__).resolve().parents[1] / "configs" / "quick.toml"
+    cfg = load_config(quick, **{"train.epochs": 1, "train.als_iters": 8,
+                                "train.refit_als_iters": 2, "train.refit": True})
+    GraphMetaRecommender(cfg).fit(catalog)
+    (val_iters, val_start, val_items), (refit_iters, refit_start, _) = calls
+    assert (val_iters, val_start, refit_iters) == (8, None, 2)
+    assert refit_start is not None
+    # every item keeps its validation-phase state as its start (same catalogue, same order)
+    np.testing.assert_array_equal(refit_start, val_items)
