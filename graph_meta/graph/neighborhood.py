@@ -310,16 +310,15 @@ class ItemNeighbors:
         todo = np.flatnonzero(has)
         if rows is not None:
             todo = np.intersect1d(todo, np.asarray(rows, dtype=np.int64))
+        slot = np.full(e.shape[0], -1, dtype=np.int64)
         for j in todo.tolist():
             cand = candidates.indices[candidates.indptr[j]:candidates.indptr[j + 1]]
             cand = np.unique(cand[(cand != j) & has[cand]].astype(np.int64))
             if not len(cand):
                 continue
-            ec = e[:, cand]
-            gram = (ec.T @ ec).toarray()
+            gram, rhs = _local_system(e, cand, j, slot)
             gram[np.diag_indices_from(gram)] += l2
-            b = scipy.linalg.solve(gram, (ec.T @ e[:, [j]]).toarray().ravel(),
-                                   assume_a="pos", check_finite=False)
+            b = scipy.linalg.solve(gram, rhs, assume_a="pos", check_finite=False)
             if len(b) > top_k:
                 top = np.sort(np.argpartition(-np.abs(b), top_k - 1)[:top_k])
                 cand, b = cand[top], b[top]
@@ -429,6 +428,28 @@ def _sparse_top_k(prod: sp.csr_matrix, start: int, k: int, nudge: np.ndarray
     if not cols_out:
         return sizes, np.zeros(0, np.int64), np.zeros(0)
     return sizes, np.concatenate(cols_out), np.concatenate(vals_out)
+
+
+def _local_system(e: sp.csc_matrix, cand: np.ndarray, j: int,
+                  slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(E_C^T E_C, E_C^T e_j)`` of :meth:`ItemNeighbors.from_residuals_local` (dense), over
+    the users who rated a candidate only: a product over every user would build (and convert)
+    index arrays as long as the user count for each item. ``slot`` ``[N_U]`` is scratch
+    space, -1 everywhere on entry and on return."""
+    ec = e[:, cand]
+    first = np.arange(len(ec.indices))
+    slot[ec.indices] = first  # one entry of each user is stored last: it names the user
+    owner = slot[ec.indices]
+    users = ec.indices[owner == first]
+    slot[users] = np.arange(len(users))
+    compact = sp.csc_matrix((ec.data, slot[ec.indices], ec.indptr),
+                            shape=(len(users), len(cand)))
+    raters = e.indices[e.indptr[j]:e.indptr[j + 1]]
+    at = slot[raters]
+    target = np.zeros(len(users))
+    target[at[at >= 0]] = e.data[e.indptr[j]:e.indptr[j + 1]][at >= 0]
+    slot[users] = -1
+    return (compact.T @ compact).toarray(), compact.T @ target
 
 
 def _pruned_top_k(f: sp.csr_matrix, k: int, nudge: np.ndarray, *, members: int, small: int
