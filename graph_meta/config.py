@@ -167,6 +167,9 @@ class TrainConfig:
     # auto, a fresh start with als_iters sweeps up to auto_sample_nodes User + Item nodes
     # (movielens-1m), above it max(3, als_iters // 4) warm sweeps
     refit_als_iters: int = -1
+    # task users per epoch: 0 every one; else a random subset of that many, drawn afresh each
+    # epoch (bounds an epoch's time on a large catalogue; early stopping counts such epochs)
+    epoch_users: int = 0
     freeze_item_emb: bool = True   # keep the warm item states at their ALS values
     query_holdout: float = 0.2     # per epoch: ratings reserved for queries, ALS refit without
     holdout_als_iters: int = 3
@@ -206,6 +209,7 @@ class TrainConfig:
         _at_least(self, "train", "threads", 0)
         _at_least(self, "train", "als_iters", 0)
         _at_least(self, "train", "refit_als_iters", -1)
+        _at_least(self, "train", "epoch_users", 0)
         _at_least(self, "train", "seed", 0)
         _choice(self, "train", "device", ("auto", "cpu", "cuda"))
         _choice(self, "train", "prior_weight", ("sqrt", "count"))

@@ -294,7 +294,8 @@ class _Phase:
 
     def epoch(self, rng: np.random.Generator, progress: bool, desc: str,
               epoch: int = 0) -> dict[str, float]:
-        """One pass over the task users in meta-batches of ``episodes.batch_users``.
+        """One pass over the task users (at most ``train.epoch_users`` of them, drawn afresh
+        each epoch) in meta-batches of ``episodes.batch_users``.
 
         ``rng`` (the phase's, alike on every rank) orders the users and holds out the query
         ratings; in a distributed run each rank trains on its slice of every meta-batch
@@ -307,7 +308,8 @@ class _Phase:
         assert net is not None
         cfg = self.cfg
         ctx = self.ctx
-        chunks = self.sampler.epoch_users(rng, cfg.episodes.batch_users)
+        chunks = self.sampler.epoch_users(rng, cfg.episodes.batch_users,
+                                          cfg.train.epoch_users)
         n_items = cfg.episodes.batch_items
         local = rng
         if ctx.active:

@@ -334,7 +334,11 @@ class EpisodeSampler:
         return EpisodeBatch(cold, self.user_tasks(rng, users, cold, query_edges),
                             self.item_tasks(rng, n_item_tasks, cold))
 
-    def epoch_users(self, rng: np.random.Generator, batch_size: int) -> list[np.ndarray]:
-        """The task users in a random order, cut into batches."""
+    def epoch_users(self, rng: np.random.Generator, batch_size: int,
+                    limit: int = 0) -> list[np.ndarray]:
+        """The task users in a random order, cut into batches; ``limit`` > 0: only the
+        first ``limit`` of that order (a fresh random subset every epoch)."""
         perm = rng.permutation(self.task_users)
+        if limit > 0:
+            perm = perm[:limit]
         return [perm[i:i + batch_size] for i in range(0, len(perm), batch_size)]

@@ -1,4 +1,5 @@
-"""The refit's ALS warm-started from the validation phase's item states (large graphs)."""
+"""Training on large catalogues: the refit's ALS warm-started from the validation phase's item
+states, and epochs bounded by `train.epoch_users`."""
 
 from __future__ import annotations
 
@@ -95,3 +96,27 @@ def test_the_refit_starts_from_the_validation_states(catalog: Dataset,
     assert refit_start is not None
     # every item keeps its validation-phase state as its start (same catalogue, same order)
     np.testing.assert_array_equal(refit_start, val_items)
+
+
+def test_epoch_users_bounds_the_users_of_an_epoch(catalog: Dataset,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import graph_meta.fitting.train as train_mod
+
+    seen: list[int] = []
+    real = train_mod._Phase.epoch
+
+    def spy(self, *args, **kw):
+        out = real(self, *args, **kw)
+        seen.append(self.shard_users)
+        return out
+
+    monkeypatch.setattr(train_mod._Phase, "epoch", spy)
+    quick = Path(__file__).resolve().parents[1] / "configs" / "quick.toml"
+    GraphMetaRecommender(load_config(quick, **{"train.epochs": 2, "train.patience": 5,
+                                               "train.epoch_users": 50})).fit(catalog)
+    assert seen and all(n == 50 for n in seen)
+    seen.clear()
+    GraphMetaRecommender(load_config(quick, **{"train.epochs": 1})).fit(catalog)
+    assert seen and all(n > 50 for n in seen)  # 0: every task user
+    with pytest.raises(ConfigError, match="epoch_users"):
+        load_config(None, **{"train.epoch_users": -1})
