@@ -411,11 +411,19 @@ class GraphMetaRecommender:
         assert self.net is not None
         self.live.clear()
         self.live_state.reset()
+        self.state = PredictorState()  # the old state is not held beside the new one
         self.state = build_state(self.net, data, index, self.config, self._graph_neighbors(data),
                                  self.prior_targets, regression_rows)
         self.item_ids = [str(i) for i in data.node_ids["Item"]]
         self.item_pos = {i: k for k, i in enumerate(self.item_ids)}
         self.user_pos = {str(u): k for k, u in enumerate(data.node_ids["User"])}
+
+    def release_graph_state(self) -> None:
+        """Drop the predictor state and the neighbour lists of the graph they were built on
+        (training does before its refit: a large catalogue's validation graph and state
+        would otherwise stay in memory beside the refit's)."""
+        self.state = PredictorState()
+        self._nbr_graph = None
 
     def _graph_neighbors(self, data: Any) -> tuple[ItemNeighbors, ItemNeighbors]:
         """:func:`graph_meta.serving.neighborhood.graph_neighbors` of ``data``, computed once

@@ -763,6 +763,9 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
                     model.build_cache(full.to(dev), index)
             refit_done = not t_cfg.refit
     if not refit_done:
+        # the validation phase (its graph, index and predictor state) is not needed any more
+        res = val_phase = carved = judged = None
+        model.release_graph_state()
         res = _run_phase(model, dataset, cfg, dev, name="refit" if t_cfg.validate else "train",
                          epochs=epochs, val=None, progress=progress, log_path=log_path,
                          ckpt_dir=ckpt_dir, resume_state=resume_state, deadline=math.inf,
