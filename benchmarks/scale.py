@@ -114,9 +114,8 @@ def measure(out: Path, users: int, items: int, interactions: int, *, config: Pat
             raise ValueError(f"--from-stage {from_stage!r}: {data} holds no dataset.json "
                              "(run the size from its start once)")
         start = names.index(from_stage)
-        rec["stages"] = {name: (earlier or {}).get("stages", {}).get(name)
-                         for name in names[:start]
-                         if (earlier or {}).get("stages", {}).get(name) is not None}
+        done = (earlier or {}).get("stages", {})
+        rec["stages"] = {name: done[name] for name in names[:start] if name in done}
         stages = stages[start:]
     for name, cmd in stages:
         got = _timed(cmd, log)

@@ -88,9 +88,15 @@ def encode_mode(cfg: Config, data: Any) -> str:
     has more than ``train.auto_sample_nodes`` User + Item nodes."""
     mode = cfg.train.encode
     if mode == "auto":
-        n = int(data["User"].num_nodes) + int(data["Item"].num_nodes)
-        mode = "sampled" if n > cfg.train.auto_sample_nodes else "full"
+        mode = "sampled" if _large_graph(cfg, data) else "full"
     return mode
+
+
+def _large_graph(cfg: Config, data: Any) -> bool:
+    """Whether ``data`` has more than ``train.auto_sample_nodes`` User + Item nodes (where
+    the "auto" settings switch to their large-catalogue choices)."""
+    n = int(data["User"].num_nodes) + int(data["Item"].num_nodes)
+    return n > cfg.train.auto_sample_nodes
 
 
 def refit_als_sweeps(cfg: Config, data: Any) -> int | None:
@@ -100,8 +106,7 @@ def refit_als_sweeps(cfg: Config, data: Any) -> int | None:
     t = cfg.train
     if t.refit_als_iters >= 0:
         return t.refit_als_iters
-    n = int(data["User"].num_nodes) + int(data["Item"].num_nodes)
-    return max(3, t.als_iters // 4) if n > t.auto_sample_nodes else None
+    return max(3, t.als_iters // 4) if _large_graph(cfg, data) else None
 
 
 def _warm_items(ids: list[str], states: np.ndarray, data: Any, seed: int) -> np.ndarray:
