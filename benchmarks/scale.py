@@ -18,6 +18,8 @@ scenarios, whole support), and the latency of adapting to a new user from 10 rat
 scoring every item (p50/p99 ms). Each size's record is written to ``OUT/scale.json`` after every
 stage (a killed run keeps what it measured; a size not finished says ``"complete": false``);
 a stage that fails is recorded with its exit status and the rest of that size is skipped.
+``OUT/scale.log`` holds each command with the tail of its output, ``OUT/logs/N-STAGE.log`` all
+of it (training's progress lines give each step's time and memory).
 ``--from-stage NAME`` runs a size from that stage on, over the ``OUT/data-N`` an earlier run
 left, keeping the earlier stages' records (e.g. after a change to training only).
 """
@@ -28,6 +30,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -46,8 +49,10 @@ print(json.dumps(latency_new_user(model, read_dataset(sys.argv[1]))))
 """
 
 
-def _timed(cmd: list[str], log: Path) -> dict[str, Any]:
-    """Run ``cmd`` under GNU time: ``{"wall_s", "peak_rss_gb", "rc", "stdout"}``."""
+def _timed(cmd: list[str], log: Path, full_log: Path | None = None) -> dict[str, Any]:
+    """Run ``cmd`` under GNU time: ``{"wall_s", "peak_rss_gb", "rc", "stdout"}``. ``log``
+    gets the command and the tails of its output, ``full_log`` (if given) all of it (the
+    progress lines with each step's time and memory)."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as stamp:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
@@ -55,6 +60,9 @@ def _timed(cmd: list[str], log: Path) -> dict[str, Any]:
                               capture_output=True, text=True, env=env)
         with log.open("a") as f:
             f.write(f"$ {' '.join(cmd)}\n{proc.stdout[-4000:]}{proc.stderr[-4000:]}\n")
+        if full_log is not None:
+            full_log.parent.mkdir(parents=True, exist_ok=True)
+            full_log.write_text(f"$ {' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}\n")
         parts = Path(stamp.name).read_text().split()
     wall, rss_kb = (float(parts[-2]), float(parts[-1])) if len(parts) >= 2 else (0.0, 0.0)
     return {"wall_s": round(wall, 2), "peak_rss_gb": round(rss_kb / 1024 ** 2, 3),
@@ -118,7 +126,8 @@ def measure(out: Path, users: int, items: int, interactions: int, *, config: Pat
         rec["stages"] = {name: done[name] for name in names[:start] if name in done}
         stages = stages[start:]
     for name, cmd in stages:
-        got = _timed(cmd, log)
+        stem = re.sub(r"\W+", "_", name)
+        got = _timed(cmd, log, out / "logs" / f"{interactions}-{stem}.log")
         stdout = got.pop("stdout")
         if name == "train":
             got.update(_epochs(run))

@@ -1,5 +1,6 @@
 """Training on large catalogues: the refit's ALS warm-started from the validation phase's item
-states, and epochs bounded by `train.epoch_users`."""
+states, epochs bounded by `train.epoch_users`, and the blocked ALS solves and history sums
+(no array as long as the ratings times the state width)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import torch
 from graph_meta.config import ConfigError, load_config
 from graph_meta.dataset import Dataset
 from graph_meta.eval.protocol import carve_validation, training_view
-from graph_meta.fitting.als import als
+import graph_meta.fitting.als as als_mod
+from graph_meta.fitting.als import als, segment_sums
 from graph_meta.fitting.train import _Phase, _warm_items, refit_als_sweeps
 from graph_meta.model import GraphMetaRecommender
 from graph_meta.nn.net import init_precisions
@@ -120,3 +122,44 @@ def test_epoch_users_bounds_the_users_of_an_epoch(catalog: Dataset,
     assert seen and all(n > 50 for n in seen)  # 0: every task user
     with pytest.raises(ConfigError, match="epoch_users"):
         load_config(None, **{"train.epoch_users": -1})
+
+
+def test_blocked_als_equals_one_block(catalog: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    index = _Phase(GraphMetaRecommender(load_config(None)), catalog, load_config(None),
+                   torch.device("cpu")).index
+    whole = als(index, 4, 3.0, 2, 0)
+    monkeypatch.setattr(als_mod, "ROWS_PER_BLOCK", 7)  # many blocks, most rows mid-block
+    blocked = als(index, 4, 3.0, 2, 0)
+    assert whole[0] == blocked[0]
+    for a, b in zip(whole[1:], blocked[1:], strict=True):
+        np.testing.assert_array_equal(a, b)  # each row's solve is its own: bit for bit
+
+
+def test_segment_sums(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(0)
+    n, d, e = 40, 5, 600
+    seg = rng.integers(0, n - 5, e)  # the last segments have no position
+    x_all, t_all = rng.normal(size=(e, d)), rng.normal(size=e)
+    calls: list[int] = []
+
+    def rows_of(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(len(pos))
+        return x_all[pos], t_all[pos]
+
+    outer, vec = segment_sums(seg, n, d, rows_of)
+    assert calls == [e]
+    ref_outer = np.zeros((n, d, d))
+    ref_vec = np.zeros((n, d))
+    for k in range(e):
+        ref_outer[seg[k]] += np.outer(x_all[k], x_all[k])
+        ref_vec[seg[k]] += x_all[k] * t_all[k]
+    np.testing.assert_allclose(outer, ref_outer, atol=1e-12)
+    np.testing.assert_allclose(vec, ref_vec, atol=1e-12)
+    assert not outer[n - 5:].any() and not vec[n - 5:].any()
+    calls.clear()
+    monkeypatch.setattr(als_mod, "ROWS_PER_BLOCK", 32)
+    blocked = segment_sums(seg, n, d, rows_of)
+    # blocks of about 32 positions that never split a segment; the same sums bit for bit
+    assert len(calls) > 10 and sum(calls) == e and max(calls) < 32 + np.bincount(seg).max()
+    np.testing.assert_array_equal(blocked[0], outer)
+    np.testing.assert_array_equal(blocked[1], vec)

@@ -8,9 +8,9 @@ precision (a number or one per coordinate, bias first), the user step solves for
 .. math:: \theta_u = \Big(\sum_{i \in I_u} x_i x_i^\top + \Lambda\Big)^{-1}
           \sum_{i \in I_u} x_i\,(r_{ui} - \mu - b_i)
 
-(one batched ``D x D`` solve; the Gram matrices are one sparse product with the items'
-outer products), and the item step is its mirror image. A fit is a user step, then ``iters``
-times an item step and a user step.
+(batched ``D x D`` solves, :data:`ROWS_PER_BLOCK` users at a time; the Gram matrices are
+sparse products with the items' outer products), and the item step is its mirror image. A
+fit is a user step, then ``iters`` times an item step and a user step.
 """
 
 from __future__ import annotations
@@ -25,19 +25,39 @@ import scipy.sparse as sp
 if TYPE_CHECKING:
     from graph_meta.sampling.episodes import RatingIndex
 
-__all__ = ["als", "als_ratings", "segment_outer"]
+__all__ = ["ROWS_PER_BLOCK", "als", "als_ratings", "segment_sums"]
 
 
-def segment_outer(out: np.ndarray, seg: np.ndarray, rows: np.ndarray) -> None:
-    """``out[s] += sum_{k: seg[k]=s} rows[k] rows[k]^T`` in sorted chunks (no huge temp)."""
-    if len(seg) == 0:
-        return
+#: rows solved (ALS) or ratings summed (:func:`segment_sums`) at a time: bounds the
+#: ``[B, D, D]`` Gram matrices and the ``[B, D]`` rows (~150 MB at D = 17)
+ROWS_PER_BLOCK = 1 << 16
+
+
+def segment_sums(seg: np.ndarray, n: int, d: int,
+                 rows_of: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``(outer [n, d, d], vec [n, d])``: for every segment ``s``, ``outer[s] = sum_k x_k
+    x_k^T`` and ``vec[s] = sum_k x_k t_k`` over the positions ``k`` with ``seg[k] = s``, where
+    ``(x [B, d], t [B]) = rows_of(positions)``.
+
+    The positions are taken in stable segment order, about :data:`ROWS_PER_BLOCK` at a time
+    and never splitting a segment, so no ``[len(seg), d]`` array is built and each sum runs
+    in the positions' own order (the same values as summing all rows at once).
+    """
     order = np.argsort(seg, kind="stable")
-    seg, rows = seg[order], rows[order]
-    bounds = np.r_[0, np.flatnonzero(seg[1:] != seg[:-1]) + 1, len(seg)]
-    for a, b in itertools.pairwise(bounds):
-        r = rows[a:b]
-        out[seg[a]] += r.T @ r
+    sorted_seg = seg[order]
+    bounds = np.r_[0, np.flatnonzero(sorted_seg[1:] != sorted_seg[:-1]) + 1, len(seg)]
+    cuts = np.unique(np.r_[bounds[np.searchsorted(
+        bounds, np.arange(ROWS_PER_BLOCK, len(seg), ROWS_PER_BLOCK))], 0, len(seg)])
+    outer, vec = np.zeros((n, d, d)), np.zeros((n, d))
+    for a, b in itertools.pairwise(cuts):
+        x, t = rows_of(order[a:b])
+        np.add.at(vec, sorted_seg[a:b], x * t[:, None])
+        inside = bounds[(bounds >= a) & (bounds <= b)] - a
+        for p, q in itertools.pairwise(inside):
+            r = x[p:q]
+            outer[sorted_seg[a + p]] += r.T @ r
+    return outer, vec
 
 
 class _Side:
@@ -65,10 +85,15 @@ class _Side:
         upper = np.triu_indices(d)
         spread = np.empty((d, d), dtype=np.int64)
         spread[upper] = spread[upper[1], upper[0]] = np.arange(len(upper[0]))
-        half = np.asarray(self.ones @ (x[:, upper[0]] * x[:, upper[1]]))
-        gram = np.take(half, spread.ravel(), axis=1).reshape(-1, d, d) + lam
+        products = x[:, upper[0]] * x[:, upper[1]]
         rhs = np.asarray(self.matrix(rating - mu - other[self.cols, 0]) @ x)
-        return np.linalg.solve(gram, rhs[..., None])[..., 0]
+        out = np.empty((self.shape[0], d))
+        for a in range(0, self.shape[0], ROWS_PER_BLOCK):  # each row's solve is its own
+            b = min(a + ROWS_PER_BLOCK, self.shape[0])
+            half = np.asarray(self.ones[a:b] @ products)
+            gram = np.take(half, spread.ravel(), axis=1).reshape(-1, d, d) + lam
+            out[a:b] = np.linalg.solve(gram, rhs[a:b, :, None])[..., 0]
+        return out
 
 
 def als_ratings(user: np.ndarray, item: np.ndarray, rating: np.ndarray, n_users: int,

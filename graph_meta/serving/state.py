@@ -19,7 +19,7 @@ import scipy.sparse as sp
 import torch
 
 from graph_meta.config import Config
-from graph_meta.fitting.als import segment_outer
+from graph_meta.fitting.als import ROWS_PER_BLOCK, segment_sums
 from graph_meta.graph.neighborhood import ItemNeighbors
 from graph_meta.meta import InnerRule, ServingRule
 from graph_meta.meta.base import rule_from_arrays
@@ -165,21 +165,16 @@ def rating(mu: float, head: np.ndarray, theta: np.ndarray, x: np.ndarray) -> np.
     return mu + head[0] + (1.0 + head[1]) * (theta[..., 0] + x[:, 0] + dot)
 
 
-#: users (fold-ins) or ratings (residuals) computed at a time: bounds the ``[B, D, D]`` and
-#: ``[B, D]`` temporaries of :func:`history_fold_in` and :func:`training_residuals`
-_ROWS_PER_BLOCK = 1 << 16
-
-
 def history_fold_in(state: PredictorState) -> np.ndarray:
     """``[N_U, D]`` every known user's ridge fold-in of their training history toward their
-    graph prior (batched ``D x D`` solves, :data:`_ROWS_PER_BLOCK` users at a time: each
+    graph prior (batched ``D x D`` solves, :data:`ROWS_PER_BLOCK` users at a time: each
     user's solve is its own, so the blocks change no value)."""
     lam = state.lam
     n = len(state.hist_a)
     out = np.empty((n, len(lam)))
     diag = np.diag(lam)
-    for start in range(0, n, _ROWS_PER_BLOCK):
-        stop = min(start + _ROWS_PER_BLOCK, n)
+    for start in range(0, n, ROWS_PER_BLOCK):
+        stop = min(start + ROWS_PER_BLOCK, n)
         a = state.hist_a[start:stop] + diag
         b = state.hist_c[start:stop] + lam * state.user_prior[start:stop]
         out[start:stop] = np.linalg.solve(a, b[..., None])[..., 0]
@@ -201,13 +196,15 @@ def build_state(net: GraphMetaNet, data: Any, index: RatingIndex, config: Config
     items_t, users_t = net.states(data, net.item_trained)
     items = items_t.double().cpu().numpy()
     mu = float(net.mu)
-    rows = np.concatenate([np.ones((index.num_edges, 1)), items[index.item, 1:]], axis=1)
-    t = index.rating - mu - items[index.item, 0]
     d_state = items.shape[1]
-    hist_a = np.zeros((index.num_users, d_state, d_state))
-    segment_outer(hist_a, index.user, rows)
-    hist_c = np.zeros((index.num_users, d_state))
-    np.add.at(hist_c, index.user, rows * t[:, None])
+
+    def rows_of(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = items[index.item[edges]]
+        t = index.rating[edges] - mu - x[:, 0]
+        x[:, 0] = 1.0
+        return x, t
+
+    hist_a, hist_c = segment_sums(index.user, index.num_users, d_state, rows_of)
     head0 = (net.head0.double().cpu().numpy() if net.head0 is not None else np.zeros(2))
     attribute, co_rated = neighbors
     state = PredictorState(
@@ -243,8 +240,8 @@ def training_residuals(state: PredictorState) -> sp.csr_matrix:
     theta = history_fold_in(state)
     users = np.repeat(np.arange(len(theta)), np.diff(state.hist_indptr))
     fitted = np.empty(len(users))
-    for start in range(0, len(users), _ROWS_PER_BLOCK):  # no [E, D] temporaries
-        stop = min(start + _ROWS_PER_BLOCK, len(users))
+    for start in range(0, len(users), ROWS_PER_BLOCK):  # no [E, D] temporaries
+        stop = min(start + ROWS_PER_BLOCK, len(users))
         fitted[start:stop] = rating(float(state.mu), state.head0, theta[users[start:stop]],
                                     state.item_states[state.hist_items[start:stop]])
     return sp.csr_matrix((state.hist_y - fitted, (users, state.hist_items)),
