@@ -9,7 +9,7 @@ Usage::
 
 For each size (users, items, interactions) a synthetic catalogue (``graph-meta synth``) is
 made in ``OUT/data-N`` and every stage runs as its own process under GNU ``time`` (wall seconds
-and peak RSS of that process alone): ``synth``, ``validate``, the graph and embedded store
+and peak RSS, in GiB, of that process alone): ``synth``, ``validate``, the graph and embedded store
 build (``benchmarks/store_build.py``: reading the folder, the store, the ``HeteroData``
 snapshot), the Neo4j ingest (``graph-meta ingest --store neo4j --wipe``, when ``NEO4J_URI`` is
 set and the size is at most ``--neo4j-max`` interactions), ``train`` (its per-epoch seconds and
@@ -50,7 +50,8 @@ print(json.dumps(latency_new_user(model, read_dataset(sys.argv[1]))))
 
 
 def _timed(cmd: list[str], log: Path, full_log: Path | None = None) -> dict[str, Any]:
-    """Run ``cmd`` under GNU time: ``{"wall_s", "peak_rss_gb", "rc", "stdout"}``. ``log``
+    """Run ``cmd`` under GNU time: ``{"wall_s", "peak_rss_gb", "rc", "stdout"}`` (the peak
+    resident set in GiB, 2^30 bytes: GNU time's kilobytes / 1024^2; 1 GiB = 1.074 GB). ``log``
     gets the command and the tails of its output, ``full_log`` (if given) all of it (the
     progress lines with each step's time and memory)."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as stamp:
@@ -138,7 +139,7 @@ def measure(out: Path, users: int, items: int, interactions: int, *, config: Pat
             got.update({k: report[k] for k in ("read_s", "build_store_s", "snapshot_s")})
         rec["stages"][name] = got
         print(f"{interactions:>10,} {name:<24} {got['wall_s']:>9.1f} s "
-              f"{got['peak_rss_gb']:>7.2f} GB rc={got['rc']}", flush=True)
+              f"{got['peak_rss_gb']:>7.2f} GiB rc={got['rc']}", flush=True)
         if got["rc"] != 0:
             rec["failed"] = name
         if save is not None:
@@ -170,7 +171,7 @@ def plot(out: Path) -> Path:
         x = [p[0] for p in pts]
         axes[0].plot(x, [p[1]["wall_s"] for p in pts], marker="o", label=name)
         axes[1].plot(x, [p[1]["peak_rss_gb"] for p in pts], marker="o", label=name)
-    for ax, label in zip(axes, ("wall seconds", "peak RSS (GB)"), strict=True):
+    for ax, label in zip(axes, ("wall seconds", "peak RSS (GiB)"), strict=True):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("interactions")

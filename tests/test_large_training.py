@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+import graph_meta.fitting.als as als_mod
 from graph_meta.config import ConfigError, load_config
 from graph_meta.dataset import Dataset
 from graph_meta.eval.protocol import carve_validation, training_view
-import graph_meta.fitting.als as als_mod
 from graph_meta.fitting.als import als, segment_sums
 from graph_meta.fitting.train import _Phase, _warm_items, refit_als_sweeps
 from graph_meta.model import GraphMetaRecommender

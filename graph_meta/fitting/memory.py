@@ -64,19 +64,22 @@ def estimate_memory(dataset: Dataset, cfg: Config) -> MemoryEstimate:
     """The memory training needs beyond what is loaded, from the sizes of ``dataset``
     (users U, items I, training ratings E, attribute edges A and nodes N) and the config.
 
-    The largest terms, in bytes: every graph copy (the carved validation graph and the full
-    one live together) about 130 E + 100 A + 200 (U + I + N), while one is built 120 E more;
-    ALS and the prediction cache 3 E (1 + dim) 8 plus 2 U (1 + dim)^2 8; the attribute and
+    The largest terms, in bytes (D = 1 + dim): every graph copy (the carved validation graph
+    and the full one) about 130 E + 100 A + 200 (U + I + N), while one is built 120 E more;
+    ALS 100 E + max(U, I) (D (D + 1) / 2 + 3 D) 8 plus one block of 2^16 Gram matrices; the
+    prediction cache 32 E + U (D^2 + 2 D) 8 (the users' history sums); the attribute and
     co-rating neighbour lists (``model.neighbor_k``) up to 28 x 2^24 bytes of dense blocks
-    and 48 E; the learned co-rating weights (``model.regression_l2``) two dense
-    [R, R] float64 over the R rated items (up to 15,000; past it one
-    ridge per item over its co-rating neighbours); the encoder's activations
-    (U + I + N) hidden 4 (layers + 1) 6 and the episodes ``batch_users`` (``history_fanout``
-    + ``max_support`` + ``query_size``) (1 + dim) 4 x 20; 150 MB for torch's runtime. The sum
-    of what lives together and the largest transient, times 1.3: on the safe side of the
-    peak RSS a fit adds (default config, 2026-11-30): 22 k training ratings (synthetic)
-    0.22 GB measured / 0.42 GB estimated, 220 k 0.60 / 0.72, movielens-1m (585 k) 0.90 /
-    1.38.
+    and 48 E; the learned co-rating weights (``model.regression_l2``) 56 E of residuals and
+    two dense [R, R] float64 over the R rated items (up to 15,000, counted when the carved
+    validation graph may fall under it; past it one ridge per item over its co-rating
+    neighbours); the encoder's activations (U + I + N) hidden 4 (layers + 1) 6 (with
+    sampled meta-batches, ``train.encode``, the no-grad whole-graph passes only: (U + I + N)
+    hidden 4 x 3) and the episodes ``batch_users`` (``history_fanout`` + ``max_support`` +
+    ``query_size``) D 4 x 20; 150 MB for torch's runtime. The sum of what lives together
+    and the largest transient, times 1.3: on the safe side of the peak RSS a fit adds
+    (default config, GB added measured / estimated): movielens-1m (585 k training ratings)
+    0.90 / 1.09; synthetic catalogues (2026-12-01, the whole process's peak less about
+    0.9 and 3.5 GB of loaded data) 1.09 M 3.8 / 4.01, 10.9 M 11.8 / 14.09.
     """
     m, e, t = cfg.model, cfg.episodes, cfg.train
     n_users, n_items, n_edges = len(dataset.users), len(dataset.items), len(dataset.train)
@@ -99,17 +102,27 @@ def estimate_memory(dataset: Dataset, cfg: Config) -> MemoryEstimate:
     graph = 130.0 * n_edges + 100.0 * attr_edges + 200.0 * nodes + text
     states = (n_users + n_items) * d * 8 * 4
     copies = 2 if t.validate else 1
+    sampled = t.encode == "sampled" or (t.encode == "auto"
+                                        and n_users + n_items > t.auto_sample_nodes)
+    if sampled:  # meta-batches encode neighbourhoods; whole-graph passes keep no graph
+        encoder_graph = nodes * m.hidden * 4 * 3.0 + attr_edges * m.hidden * 4 * 2.0
+    else:  # every meta-batch backpropagates through the whole graph
+        encoder_graph = (nodes * m.hidden * 4 * (m.layers + 1) * 6.0
+                         + attr_edges * m.hidden * 4 * max(m.layers, 1) * 4.0)
     parts: dict[str, float] = {"runtime": _RUNTIME_BYTES, "graphs": copies * graph,
                                "states": copies * states}
     transient: dict[str, float] = {
         "graph build": 120.0 * n_edges,
-        "ALS": 3.0 * n_edges * d * 8 + 2.0 * max(n_users, n_items) * d * d * 8,
-        "encoder": nodes * m.hidden * 4 * (m.layers + 1) * 6.0
-        + attr_edges * m.hidden * 4 * max(m.layers, 1) * 4.0
+        # the two rating sides and their sparse patterns; the other side's outer products
+        # and one block of Gram matrices (fitting/als.py ROWS_PER_BLOCK rows at a time)
+        "ALS": 100.0 * n_edges + max(n_users, n_items) * (d * (d + 1) / 2 + 3 * d) * 8
+        + 3.0 * min(max(n_users, n_items), 1 << 16) * d * d * 8,
+        "encoder": encoder_graph
         + e.batch_users * (e.history_fanout + e.max_support + e.query_size) * d * 4 * 20.0
         + e.batch_items * (e.item_history_fanout + e.item_max_support) * d * 4 * 20.0,
     }
-    cache = 3.0 * n_edges * d * 8 + n_users * d * d * 8
+    # the users' history sums (one D x D each) and histories; the states
+    cache = 32.0 * n_edges + n_users * (d * d + 2 * d) * 8 + n_items * d * 8
     k = m.neighbor_k if m.use_graph else 0
     neighbours = 0.0
     if k > 0:
@@ -120,10 +133,16 @@ def estimate_memory(dataset: Dataset, cfg: Config) -> MemoryEstimate:
     regression = 0.0
     rated = int(dataset.train["item_id"].nunique()) if n_edges else 0
     if m.regression_l2 > 0 and k > 0:
-        regression = 2.0 * n_edges * d * 8 + 24.0 * n_edges
+        regression = 56.0 * n_edges + n_users * d * 8  # the residuals as a sparse matrix
+        # the carved validation graph holds fewer rated items (its newest items held out,
+        # items rated only by held-out users gone): at 2M synthetic ratings 14,313 of 20,000,
+        # so "auto" may solve it exactly although the full graph is past the limit
+        fewest = rated * (1 - t.val_new_item_fraction) / 2 if t.validate else rated
         exact = (m.regression_solver == "exact" or
-                 (m.regression_solver == "auto" and rated <= m.regression_exact_max))
+                 (m.regression_solver == "auto" and fewest <= m.regression_exact_max))
         if exact:  # the exact solve; past it one small Gram per item
+            rated = min(rated, m.regression_exact_max) if m.regression_solver == "auto" \
+                else rated
             # inverted in place; mirrored through a scratch of at most 2^24 entries
             regression += 8.0 * rated * rated + 8.0 * min(rated * rated, 1 << 24)
         elif m.neighbor_rated_weight <= 0:  # its candidates: co-rating lists built for it

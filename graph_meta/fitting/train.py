@@ -493,9 +493,12 @@ class _Phase:
 def _state(model: Any, ph: _Phase, rng: np.random.Generator,
            **extra: Any) -> dict[str, Any]:
     assert model.net is not None
-    return {"net": model.net.state_dict(), "opt": ph.opt.state_dict(),
-            "torch_rng": torch.get_rng_state(), "np_rng": json.dumps(rng.bit_generator.state),
-            **extra}
+    out = {"net": model.net.state_dict(), "opt": ph.opt.state_dict(),
+           "torch_rng": torch.get_rng_state(), "np_rng": json.dumps(rng.bit_generator.state),
+           **extra}
+    if ph.device.type == "cuda":  # dropout on the GPU draws from the CUDA generator
+        out["cuda_rng"] = torch.cuda.get_rng_state(ph.device)
+    return out
 
 
 def _restore(model: Any, phase: _Phase, ckpt: dict[str, Any]
@@ -503,7 +506,9 @@ def _restore(model: Any, phase: _Phase, ckpt: dict[str, Any]
     assert model.net is not None
     model.net.load_state_dict(ckpt["net"])
     phase.opt.load_state_dict(ckpt["opt"])
-    torch.set_rng_state(ckpt["torch_rng"])
+    torch.set_rng_state(ckpt["torch_rng"].cpu())  # loaded onto the device on resume
+    if "cuda_rng" in ckpt and phase.device.type == "cuda":
+        torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), phase.device)
     rng = np.random.default_rng()
     rng.bit_generator.state = json.loads(ckpt["np_rng"])
     return rng

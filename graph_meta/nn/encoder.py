@@ -167,7 +167,7 @@ class HeteroEncoder(nn.Module):
             if et[1] in RATING_RELS or et[1].startswith("rev_"):
                 continue
             for end, nt in ((0, et[0]), (1, et[2])):
-                ei = data[et].edge_index[end]
+                ei = data[et].edge_index[end].cpu()  # the graph may be on the device
                 degree[nt] += torch.bincount(ei, minlength=int(data[nt].num_nodes))
         self.inputs = nn.ModuleDict({
             nt: _NodeInput(data[nt], int(data[nt].num_nodes), hidden, use_text=use_text,

@@ -72,10 +72,10 @@ class RatingIndex:
     @classmethod
     def from_graph(cls, data: HeteroData) -> RatingIndex:
         store = data[RATED_TYPE]
-        ei = store.edge_index.numpy()
+        ei = store.edge_index.cpu().numpy()
         user, item = ei[0].astype(np.int64), ei[1].astype(np.int64)
         nu, ni = int(data["User"].num_nodes), int(data["Item"].num_nodes)
-        rating = store.rating.numpy().astype(np.float32)
+        rating = store.rating.cpu().numpy().astype(np.float32)
         return cls(user, item, rating, nu, ni, CSR.from_edges(user, item, nu),
                    CSR.from_edges(item, user, ni))
 
