@@ -66,6 +66,9 @@ class ModelConfig:
     # "auto"'s limit: the exact solve holds one float64 [R, R] (1.8 GB at 15,000) and costs
     # O(R^3) time (about 80 s at 14,000 on one core); the local one is linear in the items
     regression_exact_max: int = 15_000
+    # the users' history sums (one float64 D x D per user: 2.3 GB at 1M users, D = 17) are
+    # kept when they take at most this many GB, else computed from the histories when read
+    history_sums_max_gb: float = 4.0
     collab_inputs: bool = False   # warm items' learned states enter message passing (DropoutNet)
     live_precision: float = 0.0   # item precision scale of live updates (0: chosen at fit)
     live_warm_items: bool = True  # ... also update items that had training ratings
@@ -76,6 +79,9 @@ class ModelConfig:
         _at_least(self, "model", "layers", 0)
         _at_least(self, "model", "neighbor_k", 0)
         _at_least(self, "model", "regression_exact_max", 0)
+        if not self.history_sums_max_gb >= 0:
+            raise ConfigError(f"model.history_sums_max_gb: must be >= 0 (0: never kept), "
+                              f"got {self.history_sums_max_gb!r}")
         if not self.live_precision >= 0:
             raise ConfigError(f"model.live_precision: must be >= 0 (0: chosen at fit time), "
                               f"got {self.live_precision!r}")

@@ -262,7 +262,7 @@ class LiveState:
         if u < 0:
             d_state = c.item_states.shape[1]
             return np.zeros((d_state, d_state)), np.zeros(d_state), c.user_prior.mean(0)
-        a, rhs = c.hist_a[u].copy(), c.hist_c[u].copy()
+        a, rhs = c.history_grams(np.array([u]))[0], c.hist_c[u].copy()
         for pos, old in self.replaced(user_id):
             x = self.item_backup.get(pos, c.item_states[pos])
             row = np.r_[1.0, x[1:]]
@@ -545,7 +545,7 @@ class LiveState:
             c = self.model.state
             a_live, c_live = self.user_sums().get(idx)
             lam = c.lam
-            a = c.hist_a[idx] + a_live
+            a = c.history_grams(idx) + a_live
             a[:, np.arange(len(lam)), np.arange(len(lam))] += lam
             rhs = c.hist_c[idx] + c_live + lam * c.user_prior[idx]
             self._hist_theta_live[idx] = np.linalg.solve(a, rhs[..., None])[..., 0]

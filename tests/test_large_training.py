@@ -163,3 +163,39 @@ def test_segment_sums(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(calls) > 10 and sum(calls) == e and max(calls) < 32 + np.bincount(seg).max()
     np.testing.assert_array_equal(blocked[0], outer)
     np.testing.assert_array_equal(blocked[1], vec)
+
+
+def test_history_sums_not_kept_are_computed_when_read(catalog: Dataset, tmp_path: Path) -> None:
+    cfg = load_config(None, **{
+        "model.dim": 8, "model.hidden": 16, "model.layers": 1, "episodes.max_support": 20,
+        "episodes.history_fanout": 32, "episodes.batch_users": 128,
+        "episodes.batch_items": 16, "train.epochs": 1, "train.validate": False})
+    torch.manual_seed(0)
+    kept = GraphMetaRecommender(cfg).fit(catalog)
+    torch.manual_seed(0)
+    streamed = GraphMetaRecommender(cfg.replace(**{"model.history_sums_max_gb": 0.0})
+                                    ).fit(catalog)
+    assert kept.state.hist_a is not None and kept.state.hist_states is None
+    assert streamed.state.hist_a is None and streamed.state.hist_states is not None
+    users = np.arange(len(kept.user_ids))
+    np.testing.assert_allclose(streamed.state.history_grams(users), kept.state.hist_a,
+                               rtol=1e-12, atol=1e-12)
+
+    def predictions(model: GraphMetaRecommender) -> np.ndarray:
+        out = [model.score_all_users(catalog.tasks["item_cold"][0].query[0][0])]
+        for task in catalog.tasks["warm"][:10]:
+            out.append(model.predict(task.user_id, task.support, [i for i, _ in task.query]))
+        return np.concatenate(out)
+
+    np.testing.assert_allclose(predictions(streamed), predictions(kept), rtol=1e-8, atol=1e-8)
+    # live ratings move item states; the history sums stay those of the fit-time states
+    task = catalog.tasks["warm"][0]
+    ratings = [(u, task.query[0][0], 5.0) for u in kept.user_ids[:30]]
+    ratings += [(kept.user_ids[0], i, 1.0) for i in kept.item_ids[:5]]  # replaces some
+    assert kept.observe(ratings) == streamed.observe(ratings) > 0
+    moved = predictions(kept)
+    np.testing.assert_allclose(predictions(streamed), moved, rtol=1e-8, atol=1e-8)
+    loaded = GraphMetaRecommender.load(streamed.save(tmp_path / "model.pt"))
+    assert loaded.state.hist_a is None
+    loaded.observe(ratings)
+    np.testing.assert_allclose(predictions(loaded), moved, rtol=1e-8, atol=1e-8)

@@ -8,6 +8,7 @@ import pytest
 import scipy.linalg
 import scipy.sparse as sp
 
+import graph_meta.fitting.als as als_fit
 import graph_meta.graph.neighborhood as nbh
 from graph_meta.graph.neighborhood import ItemNeighbors
 
@@ -233,7 +234,7 @@ def test_fold_ins_and_residuals_in_blocks_are_the_one_pass_values(
     users = np.repeat(np.arange(n_users), counts)
     fitted = st.rating(3.5, state.head0, theta[users], state.item_states[items])
     for block in (1, 4, 1 << 16):
-        monkeypatch.setattr(st, "_ROWS_PER_BLOCK", block)
+        monkeypatch.setattr(als_fit, "ROWS_PER_BLOCK", block)
         np.testing.assert_array_equal(st.history_fold_in(state), theta)
         e = st.training_residuals(state)
         want = sp.csr_matrix((state.hist_y - fitted, (users, items)), shape=e.shape)

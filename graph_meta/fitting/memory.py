@@ -66,11 +66,13 @@ def estimate_memory(dataset: Dataset, cfg: Config) -> MemoryEstimate:
 
     The largest terms, in bytes (D = 1 + dim): every graph copy (the carved validation graph
     and the full one) about 130 E + 100 A + 200 (U + I + N), while one is built 120 E more;
-    ALS 100 E + max(U, I) (D (D + 1) / 2 + 3 D) 8 plus one block of 2^16 Gram matrices; the
-    prediction cache 32 E + U (D^2 + 2 D) 8 (the users' history sums); the attribute and
+    ALS 100 E + max(U, I) (D (D + 1) / 2 + 3 D) 8 plus three [2^16, D, D] blocks; the
+    prediction cache 32 E + U (D^2 + 2 D) 8 (the users' history sums, U D^2 8 of it only
+    up to ``model.history_sums_max_gb``); the attribute and
     co-rating neighbour lists (``model.neighbor_k``) up to 28 x 2^24 bytes of dense blocks
     and 48 E; the learned co-rating weights (``model.regression_l2``) 56 E of residuals and
-    two dense [R, R] float64 over the R rated items (up to 15,000, counted when the carved
+    one dense [R, R] float64 over the R rated items, inverted in place, with a scratch of at
+    most 2^24 entries (R up to 15,000, counted when the carved
     validation graph may fall under it; past it one ridge per item over its co-rating
     neighbours); the encoder's activations (U + I + N) hidden 4 (layers + 1) 6 (with
     sampled meta-batches, ``train.encode``, the no-grad whole-graph passes only: (U + I + N)
@@ -78,8 +80,9 @@ def estimate_memory(dataset: Dataset, cfg: Config) -> MemoryEstimate:
     ``query_size``) D 4 x 20; 150 MB for torch's runtime. The sum of what lives together
     and the largest transient, times 1.3: on the safe side of the peak RSS a fit adds
     (default config, GB added measured / estimated): movielens-1m (585 k training ratings)
-    0.90 / 1.09; synthetic catalogues (2026-12-01, the whole process's peak less about
-    0.9 and 3.5 GB of loaded data) 1.09 M 3.8 / 4.01, 10.9 M 11.8 / 14.09.
+    0.90 / 1.09; synthetic catalogues (2026-12-01, ``benchmarks/scale.py``'s ``train`` peak
+    less its ``validate`` peak, which reads the same folder) 1.09 M 3.8 / 4.0, 10.9 M 11.6 /
+    14.1.
     """
     m, e, t = cfg.model, cfg.episodes, cfg.train
     n_users, n_items, n_edges = len(dataset.users), len(dataset.items), len(dataset.train)
@@ -122,7 +125,9 @@ def estimate_memory(dataset: Dataset, cfg: Config) -> MemoryEstimate:
         + e.batch_items * (e.item_history_fanout + e.item_max_support) * d * 4 * 20.0,
     }
     # the users' history sums (one D x D each) and histories; the states
-    cache = 32.0 * n_edges + n_users * (d * d + 2 * d) * 8 + n_items * d * 8
+    sums = n_users * d * d * 8.0  # kept up to model.history_sums_max_gb, else read from
+    sums = sums if sums <= m.history_sums_max_gb * 1e9 else 0.0  # the histories
+    cache = 32.0 * n_edges + sums + n_users * 2 * d * 8 + n_items * d * 8 * 2
     k = m.neighbor_k if m.use_graph else 0
     neighbours = 0.0
     if k > 0:

@@ -19,7 +19,8 @@ import scipy.sparse as sp
 import torch
 
 from graph_meta.config import Config
-from graph_meta.fitting.als import ROWS_PER_BLOCK, segment_sums
+from graph_meta.fitting import als as als_fit
+from graph_meta.fitting.als import segment_sums
 from graph_meta.graph.neighborhood import ItemNeighbors
 from graph_meta.meta import InnerRule, ServingRule
 from graph_meta.meta.base import rule_from_arrays
@@ -58,8 +59,13 @@ class PredictorState(MutableMapping):
     hist_indptr: np.ndarray | None = None  #: ``[N_U + 1]`` int64
     hist_items: np.ndarray | None = None   #: ``[E]`` int64 item positions
     hist_y: np.ndarray | None = None       #: ``[E]`` ratings
-    hist_a: np.ndarray | None = None       #: ``[N_U, D, D]`` :math:`\sum x x^\top`
+    #: ``[N_U, D, D]`` :math:`\sum x x^\top` (None: not kept, ``model.history_sums_max_gb``;
+    #: read through :meth:`history_grams`)
+    hist_a: np.ndarray | None = None
     hist_c: np.ndarray | None = None       #: ``[N_U, D]`` :math:`\sum x t`
+    #: ``[N_I, D]`` the item states at fit time, which the sums use (only when ``hist_a`` is
+    #: not kept: live updates move :attr:`item_states`)
+    hist_states: np.ndarray | None = None
     # -- neighbour lists (CSR by item): attribute paths, co-rating, learned weights ----------
     nbr_indptr: np.ndarray | None = None
     nbr_indices: np.ndarray | None = None
@@ -120,6 +126,36 @@ class PredictorState(MutableMapping):
         return sum(1 for _ in self)
 
     # -- derived -------------------------------------------------------------------------------
+    def history_grams(self, users: np.ndarray) -> np.ndarray:
+        r"""``[len(users), D, D]`` :math:`\sum x x^\top` over each user's training history,
+        ``x = (1, v)`` of the item states at fit time: rows of :attr:`hist_a`, or computed
+        from the histories when the state does not keep it (the same sums, in another
+        order)."""
+        users = np.asarray(users, dtype=np.int64)
+        if self.hist_a is not None:
+            return self.hist_a[users]
+        assert self.hist_indptr is not None and self.hist_items is not None
+        states = self.hist_states if self.hist_states is not None else self.item_states
+        assert states is not None
+        if len(users) == 1:  # one user's read while serving: no segment bookkeeping
+            x = states[items_of(self, int(users[0]))]
+            x[:, 0] = 1.0
+            return (x.T @ x)[None]
+        lo, counts = self.hist_indptr[users], np.diff(self.hist_indptr)[users]
+        starts = np.repeat(lo - np.r_[0, np.cumsum(counts)[:-1]], counts)
+        pos = starts + np.arange(int(counts.sum()))
+        items = self.hist_items
+
+        def rows_of(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            x = states[items[pos[k]]]
+            x[:, 0] = 1.0
+            return x, np.zeros(len(k))
+
+        grams, _ = segment_sums(np.repeat(np.arange(len(users)), counts), len(users),
+                                states.shape[1], rows_of)
+        assert grams is not None
+        return grams
+
     @property
     def d_state(self) -> int:
         assert self.item_states is not None
@@ -157,6 +193,12 @@ _FIELDS = tuple(f.name for f in dataclasses.fields(PredictorState) if f.name != 
 _FIELD_SET = frozenset(_FIELDS)
 
 
+def items_of(state: PredictorState, user: int) -> np.ndarray:
+    """The item positions of one user's training history."""
+    assert state.hist_indptr is not None and state.hist_items is not None
+    return state.hist_items[state.hist_indptr[user]:state.hist_indptr[user + 1]]
+
+
 def rating(mu: float, head: np.ndarray, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
     r"""``[E]`` predicted ratings :math:`\mu + h_0 + (1 + h_1)(\theta_0 + x_0 + \theta_{1:}
     \cdot x_{1:})` of item states ``x`` ``[E, D]`` under one user state ``theta`` ``[D]`` or
@@ -167,15 +209,15 @@ def rating(mu: float, head: np.ndarray, theta: np.ndarray, x: np.ndarray) -> np.
 
 def history_fold_in(state: PredictorState) -> np.ndarray:
     """``[N_U, D]`` every known user's ridge fold-in of their training history toward their
-    graph prior (batched ``D x D`` solves, :data:`ROWS_PER_BLOCK` users at a time: each
-    user's solve is its own, so the blocks change no value)."""
+    graph prior (batched ``D x D`` solves, :data:`~graph_meta.fitting.als.ROWS_PER_BLOCK`
+    users at a time: each user's solve is its own, so the blocks change no value)."""
     lam = state.lam
-    n = len(state.hist_a)
+    n = len(state.hist_c)
     out = np.empty((n, len(lam)))
     diag = np.diag(lam)
-    for start in range(0, n, ROWS_PER_BLOCK):
-        stop = min(start + ROWS_PER_BLOCK, n)
-        a = state.hist_a[start:stop] + diag
+    for start in range(0, n, als_fit.ROWS_PER_BLOCK):
+        stop = min(start + als_fit.ROWS_PER_BLOCK, n)
+        a = state.history_grams(np.arange(start, stop)) + diag
         b = state.hist_c[start:stop] + lam * state.user_prior[start:stop]
         out[start:stop] = np.linalg.solve(a, b[..., None])[..., 0]
     return out
@@ -204,7 +246,8 @@ def build_state(net: GraphMetaNet, data: Any, index: RatingIndex, config: Config
         x[:, 0] = 1.0
         return x, t
 
-    hist_a, hist_c = segment_sums(index.user, index.num_users, d_state, rows_of)
+    keep = index.num_users * d_state * d_state * 8 <= config.model.history_sums_max_gb * 1e9
+    hist_a, hist_c = segment_sums(index.user, index.num_users, d_state, rows_of, outer=keep)
     head0 = (net.head0.double().cpu().numpy() if net.head0 is not None else np.zeros(2))
     attribute, co_rated = neighbors
     state = PredictorState(
@@ -212,6 +255,7 @@ def build_state(net: GraphMetaNet, data: Any, index: RatingIndex, config: Config
         user_prior=users_t.double().cpu().numpy(),
         hist_a=hist_a,
         hist_c=hist_c,
+        hist_states=None if keep else items.copy(),
         lam=net.log_lam.detach().double().exp().cpu().numpy(),
         lam_item=net.log_lam_item.detach().double().exp().cpu().numpy(),
         head0=head0,
@@ -240,8 +284,8 @@ def training_residuals(state: PredictorState) -> sp.csr_matrix:
     theta = history_fold_in(state)
     users = np.repeat(np.arange(len(theta)), np.diff(state.hist_indptr))
     fitted = np.empty(len(users))
-    for start in range(0, len(users), ROWS_PER_BLOCK):  # no [E, D] temporaries
-        stop = min(start + ROWS_PER_BLOCK, len(users))
+    for start in range(0, len(users), als_fit.ROWS_PER_BLOCK):  # no [E, D] temporaries
+        stop = min(start + als_fit.ROWS_PER_BLOCK, len(users))
         fitted[start:stop] = rating(float(state.mu), state.head0, theta[users[start:stop]],
                                     state.item_states[state.hist_items[start:stop]])
     return sp.csr_matrix((state.hist_y - fitted, (users, state.hist_items)),
