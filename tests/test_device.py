@@ -62,6 +62,9 @@ def test_a_gpu_fit_predicts_what_the_cpu_fit_predicts(catalog: Dataset, tmp_path
 def test_a_gpu_fit_resumes_after_a_kill(catalog: Dataset, tmp_path: Path) -> None:
     three = _cfg().replace(**{"train.epochs": 3, "model.dropout": 0.2})
     ref = GraphMetaRecommender(three).fit(catalog, device="cuda", checkpoint_dir=tmp_path / "ref")
+    again = GraphMetaRecommender(three).fit(catalog, device="cuda")
+    # the GPU's scatter sums need not repeat bit for bit: two uninterrupted runs set the scale
+    noise = np.abs(again.cache["item_states"] - ref.cache["item_states"]).max()
     GraphMetaRecommender(three.replace(**{"train.epochs": 2})).fit(
         catalog, device="cuda", checkpoint_dir=tmp_path / "run", log_dir=tmp_path / "run")
     resumed = GraphMetaRecommender(three).fit(catalog, device="cuda", resume=True,
@@ -69,5 +72,6 @@ def test_a_gpu_fit_resumes_after_a_kill(catalog: Dataset, tmp_path: Path) -> Non
                                               log_dir=tmp_path / "run")
     assert [h["epoch"] for h in resumed.history] == [3]
     # the CPU and CUDA generators both restored: dropout masks as in the run never killed
-    np.testing.assert_allclose(resumed.cache["item_states"], ref.cache["item_states"],
-                               rtol=1e-3, atol=1e-4)
+    # (other masks would move the states by far more than the run-to-run noise)
+    gap = np.abs(resumed.cache["item_states"] - ref.cache["item_states"]).max()
+    assert gap <= max(10 * noise, 1e-5), (gap, noise)
