@@ -80,7 +80,7 @@ def estimate_memory(dataset: Dataset, cfg: Config) -> MemoryEstimate:
     ``query_size``) D 4 x 20; 150 MB for torch's runtime. The sum of what lives together
     and the largest transient, times 1.3: on the safe side of the peak RSS a fit adds
     (default config, GB added measured / estimated): movielens-1m (585 k training ratings)
-    0.90 / 1.09; synthetic catalogues (2026-12-01, ``benchmarks/scale.py``'s ``train`` peak
+    0.90 / 1.10; synthetic catalogues (2026-12-01, ``benchmarks/scale.py``'s ``train`` peak
     less its ``validate`` peak, which reads the same folder) 1.09 M 3.8 / 4.0, 10.9 M 11.6 /
     14.1.
     """
@@ -145,13 +145,16 @@ def estimate_memory(dataset: Dataset, cfg: Config) -> MemoryEstimate:
         fewest = rated * (1 - t.val_new_item_fraction) / 2 if t.validate else rated
         exact = (m.regression_solver == "exact" or
                  (m.regression_solver == "auto" and fewest <= m.regression_exact_max))
-        if exact:  # the exact solve; past it one small Gram per item
-            rated = min(rated, m.regression_exact_max) if m.regression_solver == "auto" \
-                else rated
-            # inverted in place; mirrored through a scratch of at most 2^24 entries
-            regression += 8.0 * rated * rated + 8.0 * min(rated * rated, 1 << 24)
-        elif m.neighbor_rated_weight <= 0:  # its candidates: co-rating lists built for it
-            regression += 48.0 * n_edges + 28.0 * min(float(n_items) ** 2, float(1 << 24))
+        local = (m.regression_solver == "local" or
+                 (m.regression_solver == "auto" and rated > m.regression_exact_max))
+        solve = 0.0  # the larger of the two solvers a fit may use (one per graph)
+        if exact:  # inverted in place; mirrored through a scratch of at most 2^24 entries
+            r = min(rated, m.regression_exact_max) if m.regression_solver == "auto" else rated
+            solve = 8.0 * r * r + 8.0 * min(r * r, 1 << 24)
+        if local and m.neighbor_rated_weight <= 0:  # one small Gram per item; its
+            # candidates: co-rating lists built for it
+            solve = max(solve, 48.0 * n_edges + 28.0 * min(float(n_items) ** 2, 1 << 24))
+        regression += solve
     transient["prediction cache"] = cache + max(neighbours, regression)
     if k > 0:
         parts["neighbour lists"] = 3.0 * n_items * k * 8
