@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/scale.py OUT --size 10000,2000,200000 [--size U,I,N ...]
-        [--config FILE] [--neo4j-max 2000000] [--from-stage train]
+        [--config FILE] [--neo4j-max 2000000] [--from-stage train] [--device cuda]
     python benchmarks/scale.py OUT --plot          # the log-log plot of OUT/scale.json
     python scripts/neo4j_server.py run -- python benchmarks/scale.py OUT --size ...  # + Neo4j
 
@@ -82,13 +82,15 @@ def _epochs(run: Path) -> dict[str, Any]:
     for r in rows:
         phases[r["phase"]] = phases.get(r["phase"], 0) + 1
     secs = [float(r["seconds"]) for r in rows]
+    rates = [float(r["tasks_per_s"]) for r in rows if r.get("tasks_per_s")]
     return {"epochs_run": phases,
-            "epoch_s_mean": round(sum(secs) / len(secs), 2) if secs else None}
+            "epoch_s_mean": round(sum(secs) / len(secs), 2) if secs else None,
+            "tasks_per_s_mean": round(sum(rates) / len(rates), 1) if rates else None}
 
 
 def measure(out: Path, users: int, items: int, interactions: int, *, config: Path | None,
             neo4j_max: int, save: Any = None, from_stage: str | None = None,
-            earlier: dict[str, Any] | None = None) -> dict[str, Any]:
+            earlier: dict[str, Any] | None = None, device: str = "auto") -> dict[str, Any]:
     """Every stage of one size (module docstring); ``save(record)`` after each stage, so a
     size stopped midway keeps the stages it finished (``"complete": false``). With
     ``from_stage`` the stages before it are skipped and their records taken from
@@ -97,7 +99,7 @@ def measure(out: Path, users: int, items: int, interactions: int, *, config: Pat
     gm = [sys.executable, "-m", "training.cli"]
     rec: dict[str, Any] = {"users": users, "items": items, "interactions": interactions,
                            "complete": False, "stages": {}}
-    train = [*gm, "train", str(data), "--out", str(run)]
+    train = [*gm, "train", str(data), "--out", str(run), "--device", device]
     if config is not None:
         train += ["--config", str(config)]
     stages: list[tuple[str, list[str]]] = [
@@ -194,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", action="store_true")
     parser.add_argument("--from-stage", help="run each size from this stage on, over the "
                         "data an earlier run left (e.g. train)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where `train` runs (its mean tasks/s lands in scale.json)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.plot:
@@ -219,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             measure(args.out, users, items, interactions, config=args.config,
                     neo4j_max=args.neo4j_max, save=save, from_stage=args.from_stage,
-                    earlier=earlier)
+                    earlier=earlier, device=args.device)
         except ValueError as err:
             parser.error(str(err))
     return 0
