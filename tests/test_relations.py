@@ -103,3 +103,32 @@ def test_relation_adjacency_keeps_same_type_relations_with_their_weights(catalog
     np.testing.assert_array_equal(adjacency["FRIEND_OF<"].toarray(), w.T)
     items = [str(i) for i in catalog.items.index]
     assert not any(k.startswith("FRIEND_OF") for k in relation_adjacency(ds, "Item", items))
+
+
+def test_the_item_relation_fit_weighs_rows_by_counts_not_by_release(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The side prior leans toward the newest items; the relation fit must not: their few
+    ratings leave their states shrunk, which shrank beta (planted successors, README)."""
+    import graph_meta.fitting.priors as priors
+    from graph_meta.config import load_config
+    from graph_meta.graph.relations import RelationPrior as Fitted
+    from loaders.synthetic import generate_catalog
+
+    data = generate_catalog(n_users=600, n_items=200, n_interactions=9000, seed=3,
+                            planted_graph=True)
+    ids = [str(i) for i in data.items.index]
+    counts = data.train["item_id"].value_counts().reindex(ids, fill_value=0).to_numpy(float)
+    targets = np.random.default_rng(0).normal(size=(len(ids), 5))
+    seen: list[np.ndarray] = []
+    real = Fitted.fit.__func__
+
+    def spy(cls, adjacency, base, targets, counts, **kw):
+        seen.append(np.asarray(kw["weights"]))
+        return real(cls, adjacency, base, targets, counts, **kw)
+
+    monkeypatch.setattr(priors.RelationPrior, "fit", classmethod(spy))
+    cfg = load_config(None, **{"train.prior_newest_bias": 16.0})
+    priors.side_prior(data, cfg, "Item", ids, counts, targets)
+    assert len(seen) == 1
+    by_count = np.sqrt(counts) if cfg.train.prior_weight == "sqrt" else counts
+    np.testing.assert_array_equal(seen[0], by_count)  # the release lean left out

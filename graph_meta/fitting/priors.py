@@ -71,7 +71,7 @@ def side_prior(dataset: Dataset, cfg: Config, node_type: str, ids: list[str],
     with ``counts > 0`` to ``targets`` (:func:`linear_prior`), then shifted by the relation
     files whose two ends are ``node_type`` (with ``model.use_graph`` and ``model.
     use_relations``; :class:`~graph_meta.graph.relations.RelationPrior`, fitted on the same
-    rows with the same weights)."""
+    rows weighted by their rating counts, without the release lean)."""
     t = cfg.train
     if node_type == "Item":
         frame, table, alpha = dataset.items, dataset.spec.items, t.linear_prior_alpha
@@ -85,9 +85,10 @@ def side_prior(dataset: Dataset, cfg: Config, node_type: str, ids: list[str],
     use = cfg.model.use_graph and cfg.model.use_relations
     adjacency = relation_adjacency(dataset, node_type, ids) if use else {}
     if adjacency:
+        # rows weighted by how well their state is measured only: the release lean of the
+        # side prior would hand the fit to the newest items, whose few ratings leave their
+        # states shrunk, and so shrink beta (planted successors: 0.61 -> 1.30 on the bias)
         w = np.sqrt(counts) if t.prior_weight == "sqrt" else counts.astype(np.float64)
-        if rho is not None:
-            w = w * np.asarray(rho, dtype=np.float64)
         relation = RelationPrior.fit(adjacency, base, targets, counts, weights=w)
         base = relation.apply(adjacency, base, targets, counts)
     return base
