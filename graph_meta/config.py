@@ -209,6 +209,15 @@ class TrainConfig:
     auto_sample_nodes: int = 50_000  # "auto" samples above this many User + Item nodes
     memory_limit_gb: float = 0.0   # refuse to train when the estimate exceeds it (0: available)
 
+    def large(self, nodes: int) -> bool:
+        """Whether a graph of ``nodes`` User + Item nodes is past ``auto_sample_nodes``,
+        where the "auto" settings take their large-catalogue choices."""
+        return nodes > self.auto_sample_nodes
+
+    def sampled(self, nodes: int) -> bool:
+        """Whether meta-batches encode sampled neighbourhoods (``encode``) on such a graph."""
+        return self.encode == "sampled" or (self.encode == "auto" and self.large(nodes))
+
     def check(self) -> None:
         _positive(self, "train", "epochs", "lr", "meta_lr", "val_max_tasks")
         _at_least(self, "train", "patience", 0)

@@ -34,11 +34,13 @@ ROWS_PER_BLOCK = 1 << 16
 
 
 def segment_sums(seg: np.ndarray, n: int, d: int,
-                 rows_of: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], *,
-                 outer: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+                 rows_of: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]], *,
+                 outer: bool = True, vec: bool = True
+                 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """``(outer [n, d, d], vec [n, d])``: for every segment ``s``, ``outer[s] = sum_k x_k
     x_k^T`` and ``vec[s] = sum_k x_k t_k`` over the positions ``k`` with ``seg[k] = s``, where
-    ``(x [B, d], t [B]) = rows_of(positions)`` (``outer=False``: None and ``vec`` only).
+    ``(x [B, d], t [B]) = rows_of(positions)``; a sum not asked for (``outer`` / ``vec``
+    False) is None and not computed (``rows_of`` may then give ``t = None``).
 
     The positions are taken in stable segment order, about :data:`ROWS_PER_BLOCK` at a time
     and never splitting a segment, so no ``[len(seg), d]`` array is built and each sum runs
@@ -49,17 +51,20 @@ def segment_sums(seg: np.ndarray, n: int, d: int,
     bounds = np.r_[0, np.flatnonzero(sorted_seg[1:] != sorted_seg[:-1]) + 1, len(seg)]
     cuts = np.unique(np.r_[bounds[np.searchsorted(
         bounds, np.arange(ROWS_PER_BLOCK, len(seg), ROWS_PER_BLOCK))], 0, len(seg)])
-    sums, vec = (np.zeros((n, d, d)) if outer else None), np.zeros((n, d))
+    sums = np.zeros((n, d, d)) if outer else None
+    vecs = np.zeros((n, d)) if vec else None
     for a, b in itertools.pairwise(cuts):
         x, t = rows_of(order[a:b])
-        np.add.at(vec, sorted_seg[a:b], x * t[:, None])
+        if vecs is not None:
+            assert t is not None
+            np.add.at(vecs, sorted_seg[a:b], x * t[:, None])
         if sums is None:
             continue
         inside = bounds[(bounds >= a) & (bounds <= b)] - a
         for p, q in itertools.pairwise(inside):
             r = x[p:q]
             sums[sorted_seg[a + p]] += r.T @ r
-    return sums, vec
+    return sums, vecs
 
 
 class _Side:

@@ -105,9 +105,8 @@ def estimate_memory(dataset: Dataset, cfg: Config) -> MemoryEstimate:
     graph = 130.0 * n_edges + 100.0 * attr_edges + 200.0 * nodes + text
     states = (n_users + n_items) * d * 8 * 4
     copies = 2 if t.validate else 1
-    sampled = t.encode == "sampled" or (t.encode == "auto"
-                                        and n_users + n_items > t.auto_sample_nodes)
-    if sampled:  # meta-batches encode neighbourhoods; whole-graph passes keep no graph
+    if t.sampled(n_users + n_items):  # batches encode neighbourhoods; whole-graph passes
+        # run without a graph for backward
         encoder_graph = nodes * m.hidden * 4 * 3.0 + attr_edges * m.hidden * 4 * 2.0
     else:  # every meta-batch backpropagates through the whole graph
         encoder_graph = (nodes * m.hidden * 4 * (m.layers + 1) * 6.0
@@ -117,7 +116,7 @@ def estimate_memory(dataset: Dataset, cfg: Config) -> MemoryEstimate:
     transient: dict[str, float] = {
         "graph build": 120.0 * n_edges,
         # the two rating sides and their sparse patterns; the other side's outer products
-        # and one block of Gram matrices (fitting/als.py ROWS_PER_BLOCK rows at a time)
+        # and three blocks of Gram matrices (fitting/als.py ROWS_PER_BLOCK rows at a time)
         "ALS": 100.0 * n_edges + max(n_users, n_items) * (d * (d + 1) / 2 + 3 * d) * 8
         + 3.0 * min(max(n_users, n_items), 1 << 16) * d * d * 8,
         "encoder": encoder_graph

@@ -86,17 +86,12 @@ class BatchLosses(NamedTuple):
 def encode_mode(cfg: Config, data: Any) -> str:
     """``"full"`` or ``"sampled"``: ``train.encode``, with ``"auto"`` sampled when the graph
     has more than ``train.auto_sample_nodes`` User + Item nodes."""
-    mode = cfg.train.encode
-    if mode == "auto":
-        mode = "sampled" if _large_graph(cfg, data) else "full"
-    return mode
+    return "sampled" if cfg.train.sampled(_nodes(data)) else "full"
 
 
-def _large_graph(cfg: Config, data: Any) -> bool:
-    """Whether ``data`` has more than ``train.auto_sample_nodes`` User + Item nodes (where
-    the "auto" settings switch to their large-catalogue choices)."""
-    n = int(data["User"].num_nodes) + int(data["Item"].num_nodes)
-    return n > cfg.train.auto_sample_nodes
+def _nodes(data: Any) -> int:
+    """User + Item nodes of the graph ``data``."""
+    return int(data["User"].num_nodes) + int(data["Item"].num_nodes)
 
 
 def refit_als_sweeps(cfg: Config, data: Any) -> int | None:
@@ -106,7 +101,7 @@ def refit_als_sweeps(cfg: Config, data: Any) -> int | None:
     t = cfg.train
     if t.refit_als_iters >= 0:
         return t.refit_als_iters
-    return max(3, t.als_iters // 4) if _large_graph(cfg, data) else None
+    return max(3, t.als_iters // 4) if t.large(_nodes(data)) else None
 
 
 def _warm_items(ids: list[str], states: np.ndarray, data: Any, seed: int) -> np.ndarray:

@@ -126,19 +126,22 @@ class PredictorState(MutableMapping):
         return sum(1 for _ in self)
 
     # -- derived -------------------------------------------------------------------------------
-    def history_grams(self, users: np.ndarray) -> np.ndarray:
+    def history_grams(self, users: np.ndarray | slice) -> np.ndarray:
         r"""``[len(users), D, D]`` :math:`\sum x x^\top` over each user's training history,
-        ``x = (1, v)`` of the item states at fit time: rows of :attr:`hist_a`, or computed
-        from the histories when the state does not keep it (the same sums, in another
-        order)."""
-        users = np.asarray(users, dtype=np.int64)
+        ``x = (1, v)`` of the item states at fit time: rows of :attr:`hist_a` (a view for a
+        slice), or computed from the histories when the state does not keep it (the same
+        sums, in another order)."""
         if self.hist_a is not None:
             return self.hist_a[users]
         assert self.hist_indptr is not None and self.hist_items is not None
         states = self.hist_states if self.hist_states is not None else self.item_states
         assert states is not None
+        if isinstance(users, slice):
+            users = np.arange(len(self.hist_indptr) - 1)[users]
+        users = np.asarray(users, dtype=np.int64)
         if len(users) == 1:  # one user's read while serving: no segment bookkeeping
-            x = states[items_of(self, int(users[0]))]
+            u = int(users[0])
+            x = states[self.hist_items[self.hist_indptr[u]:self.hist_indptr[u + 1]]]
             x[:, 0] = 1.0
             return (x.T @ x)[None]
         lo, counts = self.hist_indptr[users], np.diff(self.hist_indptr)[users]
@@ -146,13 +149,13 @@ class PredictorState(MutableMapping):
         pos = starts + np.arange(int(counts.sum()))
         items = self.hist_items
 
-        def rows_of(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        def rows_of(k: np.ndarray) -> tuple[np.ndarray, None]:
             x = states[items[pos[k]]]
             x[:, 0] = 1.0
-            return x, np.zeros(len(k))
+            return x, None
 
         grams, _ = segment_sums(np.repeat(np.arange(len(users)), counts), len(users),
-                                states.shape[1], rows_of)
+                                states.shape[1], rows_of, vec=False)
         assert grams is not None
         return grams
 
@@ -193,12 +196,6 @@ _FIELDS = tuple(f.name for f in dataclasses.fields(PredictorState) if f.name != 
 _FIELD_SET = frozenset(_FIELDS)
 
 
-def items_of(state: PredictorState, user: int) -> np.ndarray:
-    """The item positions of one user's training history."""
-    assert state.hist_indptr is not None and state.hist_items is not None
-    return state.hist_items[state.hist_indptr[user]:state.hist_indptr[user + 1]]
-
-
 def rating(mu: float, head: np.ndarray, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
     r"""``[E]`` predicted ratings :math:`\mu + h_0 + (1 + h_1)(\theta_0 + x_0 + \theta_{1:}
     \cdot x_{1:})` of item states ``x`` ``[E, D]`` under one user state ``theta`` ``[D]`` or
@@ -217,7 +214,7 @@ def history_fold_in(state: PredictorState) -> np.ndarray:
     diag = np.diag(lam)
     for start in range(0, n, als_fit.ROWS_PER_BLOCK):
         stop = min(start + als_fit.ROWS_PER_BLOCK, n)
-        a = state.history_grams(np.arange(start, stop)) + diag
+        a = state.history_grams(slice(start, stop)) + diag
         b = state.hist_c[start:stop] + lam * state.user_prior[start:stop]
         out[start:stop] = np.linalg.solve(a, b[..., None])[..., 0]
     return out
