@@ -55,6 +55,9 @@ class ModelConfig:
     neighbor_power: float = 2.0   # p: neighbour weights s^p
     neighbor_shrink: float = 1.0  # beta: correction = sum s^p e / (beta + sum s^p)
     neighbor_rated_weight: float = 1.0  # weight of the co-rating neighbours (0: attributes only)
+    # added to the path similarity of two items an item-item relation file links (a model and
+    # its successor): their user's residuals carry over (0: relation links not in the lists)
+    neighbor_relation_weight: float = 0.5
     # the path types' weights in the attribute-path lists: "auto" chosen on the carved
     # validation (graph_meta.fitting.path_weights); "equal": every attribute type 1, no
     # CO_ENGAGED paths
@@ -85,7 +88,7 @@ class ModelConfig:
         if not self.live_precision >= 0:
             raise ConfigError(f"model.live_precision: must be >= 0 (0: chosen at fit time), "
                               f"got {self.live_precision!r}")
-        for key in ("neighbor_rated_weight", "regression_l2"):
+        for key in ("neighbor_rated_weight", "neighbor_relation_weight", "regression_l2"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"model.{key}: must be >= 0, got {getattr(self, key)}")
         _at_least(self, "model", "min_attr_degree", 1)

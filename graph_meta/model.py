@@ -111,7 +111,7 @@ from graph_meta.nn.net import GraphMetaNet
 from graph_meta.sampling.episodes import RatingIndex
 from graph_meta.serving import catalogue, persistence
 from graph_meta.serving.adapt import user_adaptation
-from graph_meta.serving.neighborhood import Neighborhood, graph_neighbors
+from graph_meta.serving.neighborhood import Neighborhood, graph_neighbors, relation_weight
 from graph_meta.serving.state import PredictorState, build_state, rating
 from graph_meta.store.candidates import check_rating
 
@@ -151,6 +151,7 @@ class GraphMetaRecommender:
                                ] | None = None
         # ALS states the item side-feature prior was fitted to (set by training)
         self.prior_targets: np.ndarray | None = None
+        self.prior_information: np.ndarray | None = None
         self.live = LiveRatings()  # ratings observed after training (observe)
         self.live_state = LiveState(self)
         self.neighborhood = Neighborhood(self)
@@ -413,7 +414,8 @@ class GraphMetaRecommender:
         self.live_state.reset()
         self.state = PredictorState()  # the old state is not held beside the new one
         self.state = build_state(self.net, data, index, self.config, self._graph_neighbors(data),
-                                 self.prior_targets, regression_rows)
+                                 self.prior_targets, regression_rows,
+                                 prior_information=self.prior_information)
         self.item_ids = [str(i) for i in data.node_ids["Item"]]
         self.item_pos = {i: k for k, i in enumerate(self.item_ids)}
         self.user_pos = {str(u): k for k, u in enumerate(data.node_ids["User"])}
@@ -431,7 +433,8 @@ class GraphMetaRecommender:
         m = self.config.model
         k = m.neighbor_k if m.use_graph else 0
         weights = self.path_weights
-        key = (k, k if m.neighbor_rated_weight > 0 else 0, tuple(sorted(weights.items())))
+        key = (k, k if m.neighbor_rated_weight > 0 else 0, tuple(sorted(weights.items())),
+               relation_weight(self.config))
         if self._nbr_graph is None or self._nbr_graph[0] is not data or self._nbr_graph[1] != key:
             self._nbr_graph = (data, key, graph_neighbors(data, self.config, weights))
         return self._nbr_graph[2]

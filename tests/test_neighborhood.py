@@ -409,3 +409,37 @@ def test_a_catalogue_past_the_dense_limit_keeps_the_co_rating_regression(
     task = catalog.tasks["warm"][0]
     assert np.isfinite(model.predict(task.user_id, task.support,
                                      [i for i, _ in task.query])).all()
+
+
+def test_item_relation_links_join_the_path_lists_and_carry_a_users_residual() -> None:
+    """A new model and its predecessor (``successors.csv``) are linked before either has a
+    rating in common: the link joins their attribute-path lists with
+    ``model.neighbor_relation_weight`` (not with ``model.use_relations = false``), so a user's
+    residual on the predecessor moves their prediction of the successor."""
+    from graph_meta.config import load_config
+    from graph_meta.graph.neighborhood import relation_links
+    from graph_meta.serving.neighborhood import graph_neighbors
+    from loaders.synthetic import generate_catalog
+
+    data = generate_catalog(n_users=300, n_items=120, n_interactions=3000, seed=5,
+                            planted_graph=True)
+    graph = build_graph(data)
+    pos = {str(i): k for k, i in enumerate(graph.node_ids["Item"])}
+    pairs = [(pos[str(s)], pos[str(p)]) for s, p in zip(
+        data.relations["SUCCEEDS"]["src"], data.relations["SUCCEEDS"]["dst"], strict=True)]
+    links = relation_links(graph).toarray()
+    np.testing.assert_array_equal(links, links.T)
+    assert {tuple(map(int, x)) for x in zip(*np.nonzero(np.triu(links)), strict=True)} == {
+        (min(a, b), max(a, b)) for a, b in pairs}
+    with_links = graph_neighbors(graph, load_config(None))[0].weights(1.0).toarray()
+    without = graph_neighbors(graph, load_config(None, **{"model.use_relations": False})
+                              )[0].weights(1.0).toarray()
+    w = load_config(None).model.neighbor_relation_weight
+    assert w > 0
+    np.testing.assert_allclose(with_links - without, w * links, atol=1e-6)
+    s, p = pairs[0]
+    residual, known = np.zeros(len(links)), np.zeros(len(links))
+    residual[p], known[p] = 1.5, 1.0  # the user rated only the predecessor, 1.5 above
+    moved = residual_correction(sp.csr_matrix(with_links[[s]]), residual, known, 1.0)[0]
+    plain = residual_correction(sp.csr_matrix(without[[s]]), residual, known, 1.0)[0]
+    assert moved > plain + 0.1 and 0 < moved < 1.5

@@ -132,3 +132,40 @@ def test_the_item_relation_fit_weighs_rows_by_counts_not_by_release(
     assert len(seen) == 1
     by_count = np.sqrt(counts) if cfg.train.prior_weight == "sqrt" else counts
     np.testing.assert_array_equal(seen[0], by_count)  # the release lean left out
+
+
+def test_the_fit_undoes_the_shrinkage_of_thinly_rated_states() -> None:
+    """Most nodes have few ratings, so their ridge states are shrunk toward 0 by
+    state_reliability's rho; regressed as they are, they pull beta toward 0. Given the
+    reliabilities, beta and the prior of a new node estimate unshrunk states."""
+    from graph_meta.graph.relations import rating_information, state_reliability
+
+    rng = np.random.default_rng(4)
+    n, d = 1200, 2
+    _, w, planted = _circles(rng, n, 12, d)
+    counts = rng.choice([1.0, 2.0, 4.0, 40.0], size=n)
+    counts[rng.random(n) < 0.2] = 0.0  # new: no rating
+    information = rating_information(np.ones((5, d)), np.ones(5))
+    precision = np.full(d, 4.0)
+    rho = state_reliability(counts, information, precision)
+    assert rho[counts == 40.0].min() > 0.9 and rho[counts == 1.0].max() == pytest.approx(0.2)
+    assert (rho[counts == 0] == 0).all()
+    targets = rho * (planted + rng.normal(0.0, 0.1, (n, d)))  # ridge states: shrunk truths
+    adjacency = {"FRIEND_OF>": w}
+    base = np.zeros((n, d))
+    plain = RelationPrior.fit(adjacency, base, targets, counts, weights=counts)
+    undone = RelationPrior.fit(adjacency, base, targets, counts, weights=counts,
+                               reliability=rho)
+    new = counts == 0
+    err = {name: np.mean((fit.apply(adjacency, base, targets, counts, r)[new]
+                          - planted[new]) ** 2)
+           for name, fit, r in (("plain", plain, None), ("undone", undone, rho))}
+    assert err["undone"] < 0.8 * err["plain"], err
+
+
+def test_rating_information_is_the_count_weighted_mean_square_with_a_unit_bias() -> None:
+    from graph_meta.graph.relations import rating_information
+
+    other = np.array([[0.3, 1.0, -2.0], [5.0, 3.0, 0.0]])
+    v = rating_information(other, np.array([3.0, 1.0]))
+    np.testing.assert_allclose(v, [1.0, (3 * 1.0 + 9.0) / 4, (3 * 4.0) / 4])

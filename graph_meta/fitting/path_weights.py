@@ -27,8 +27,15 @@ import numpy as np
 
 from graph_meta.dataset import Dataset
 from graph_meta.eval.protocol import evaluate
-from graph_meta.graph.neighborhood import ItemNeighbors, default_weight, path_blocks, rating_counts
+from graph_meta.graph.neighborhood import (
+    ItemNeighbors,
+    default_weight,
+    path_blocks,
+    rating_counts,
+    relation_links,
+)
 from graph_meta.schema import CO_ENGAGED
+from graph_meta.serving.neighborhood import relation_weight
 
 __all__ = ["GRID", "MAX_ITEMS", "MIN_GAIN", "MIN_TASKS", "NEW_ITEM_SCENARIOS",
            "choose_path_weights", "judged_tasks", "new_item_rmse"]
@@ -87,6 +94,7 @@ def choose_path_weights(model: Any, carved: Dataset, data: Any
     names = sorted(n for n in blocks if n != CO_ENGAGED) + (
         [CO_ENGAGED] if CO_ENGAGED in blocks else [])
     tie_break = rating_counts(data)
+    links, joined = relation_links(data), relation_weight(model.config)
     state = model.state
     tried: list[dict[str, Any]] = []
     scores: dict[tuple[float, ...], float] = {}
@@ -103,7 +111,7 @@ def choose_path_weights(model: Any, carved: Dataset, data: Any
         k = key(weights)
         if k not in scores:
             lists[k] = ItemNeighbors.from_blocks(blocks, weights, top_k=m.neighbor_k,
-                                                 tie_break=tie_break)
+                                                 tie_break=tie_break).joined(links, joined)
             use(lists[k])
             scores[k], by_scenario = new_item_rmse(model, carved)
             tried.append({"weights": dict(weights), "rmse": scores[k],

@@ -12,7 +12,8 @@ import pandas as pd
 from graph_meta.config import Config
 from graph_meta.dataset import ITEM_ID, TIMESTAMP, Dataset
 from graph_meta.eval.protocol import release_column
-from graph_meta.graph.relations import RelationPrior, relation_adjacency
+from graph_meta.graph.relations import RelationPrior, relation_adjacency, state_reliability
+from graph_meta.nn.net import init_precisions
 from graph_meta.side_features import RidgeMap, side_features
 
 __all__ = ["linear_prior", "release_weights", "side_prior"]
@@ -64,14 +65,18 @@ def linear_prior(table, frame, counts: np.ndarray, targets: np.ndarray, alpha: f
 
 
 def side_prior(dataset: Dataset, cfg: Config, node_type: str, ids: list[str],
-               counts: np.ndarray, targets: np.ndarray) -> np.ndarray:
+               counts: np.ndarray, targets: np.ndarray,
+               information: np.ndarray | None = None) -> np.ndarray:
     """The closed-form side-feature prior training gives the ``ids`` rows of ``node_type``
     (``"Item"``: ``train.linear_prior_alpha``, rows weighted toward the newest releases by
     ``train.prior_newest_bias``; ``"User"``: ``train.user_prior_alpha``), fitted on the rows
     with ``counts > 0`` to ``targets`` (:func:`linear_prior`), then shifted by the relation
     files whose two ends are ``node_type`` (with ``model.use_graph`` and ``model.
     use_relations``; :class:`~graph_meta.graph.relations.RelationPrior`, fitted on the same
-    rows weighted by their rating counts, without the release lean)."""
+    rows weighted by their rating counts, without the release lean). ``information``: ``[D]``
+    what one rating tells a state (:func:`~graph_meta.graph.relations.rating_information` of
+    the other side's ALS states), from which the relation fit undoes the ALS shrinkage of
+    thinly rated rows; None: not undone (a model saved before it was kept)."""
     t = cfg.train
     if node_type == "Item":
         frame, table, alpha = dataset.items, dataset.spec.items, t.linear_prior_alpha
@@ -89,6 +94,9 @@ def side_prior(dataset: Dataset, cfg: Config, node_type: str, ids: list[str],
         # side prior would hand the fit to the newest items, whose few ratings leave their
         # states shrunk, and so shrink beta (planted successors: 0.61 -> 1.30 on the bias)
         w = np.sqrt(counts) if t.prior_weight == "sqrt" else counts.astype(np.float64)
-        relation = RelationPrior.fit(adjacency, base, targets, counts, weights=w)
-        base = relation.apply(adjacency, base, targets, counts)
+        reliability = (None if information is None else
+                       state_reliability(counts, information, np.asarray(init_precisions(cfg))))
+        relation = RelationPrior.fit(adjacency, base, targets, counts, weights=w,
+                                     reliability=reliability)
+        base = relation.apply(adjacency, base, targets, counts, reliability)
     return base

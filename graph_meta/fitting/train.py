@@ -64,6 +64,7 @@ from graph_meta.fitting.path_weights import choose_path_weights
 from graph_meta.fitting.prior_search import choose_item_prior, with_item_prior
 from graph_meta.fitting.priors import release_weights, side_prior
 from graph_meta.fitting.progress import Progress, current_progress, use_progress
+from graph_meta.graph.relations import rating_information
 from graph_meta.live_tuning import choose_live_precision
 from graph_meta.nn.net import GraphMetaNet, init_precisions
 from graph_meta.sampling.episodes import EpisodeBatch, EpisodeSampler, RatingIndex
@@ -257,10 +258,16 @@ class _Phase:
             if cfg.train.linear_prior_alpha > 0:
                 # the GNN prior heads learn a correction on top of this closed-form base
                 ids = self.data.node_ids
+                n_rated = {nt: np.bincount(self.index.item if nt == "Item" else self.index.user,
+                                           minlength=len(ids[nt])).astype(np.float64)
+                           for nt in ("Item", "User")}
+                # what one rating tells an item's / a user's state (the relation priors)
+                information = {"Item": rating_information(user_states, n_rated["User"]),
+                               "User": rating_information(states, n_rated["Item"])}
+                model.prior_information = information["Item"]
                 for nt, st, buf in (("Item", states, "item_base"),
                                     ("User", user_states, "user_base")):
-                    counts = np.bincount(self.index.item if nt == "Item" else self.index.user,
-                                         minlength=len(ids[nt])).astype(np.float64)
+                    counts = n_rated[nt]
                     names = [str(i) for i in ids[nt]]
                     if nt == "Item" and cfg.train.prior_search:
                         with progress.step("item prior: ridge and release lean (backtest)"):
@@ -268,7 +275,8 @@ class _Phase:
                         if self.item_prior is not None:
                             cfg = self.cfg = with_item_prior(cfg, self.item_prior)
                     with progress.step(f"side-feature prior of {nt} nodes"):
-                        base = side_prior(dataset, cfg, nt, names, counts, st)
+                        base = side_prior(dataset, cfg, nt, names, counts, st,
+                                          information[nt])
                     getattr(model.net, buf).copy_(torch.from_numpy(base).float())
         self.has_rating = torch.zeros(self.index.num_items, device=device)
         self.has_rating[torch.as_tensor(np.unique(self.index.item), device=device)] = 1.0
@@ -671,7 +679,7 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
                  progress: bool, log_dir: str | Path | None,
                  checkpoint_dir: str | Path | None, resume: bool, store: Any) -> None:
     cfg = model.config
-    model.prior_targets = None  # set by the phase that trains the final net
+    model.prior_targets = model.prior_information = None  # set by the final net's phase
     full_graph = None
     if store is not None:
         with current_progress().step("reading the graph from the store"):
@@ -764,7 +772,7 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
                             else build_graph(dataset, text_dim=cfg.model.text_dim))
                     index = RatingIndex.from_graph(full)  # numpy, before the graph moves
                     # the carved phase's ALS targets miss the held-out items: not extendable
-                    model.prior_targets = None
+                    model.prior_targets = model.prior_information = None
                     model.build_cache(full.to(dev), index)
             refit_done = not t_cfg.refit
     if not refit_done:

@@ -75,10 +75,11 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from graph_meta.schema import CATEGORY, CO_ENGAGED, ITEM, RATED, USER
+from graph_meta.schema import CATEGORY, CO_ENGAGED, CO_LIKED, ITEM, RATED, USER
 
 __all__ = ["MAX_REGRESSION_ITEMS", "PATH_PRUNE_ABOVE", "ItemNeighbors", "default_weight",
-           "path_blocks", "rating_counts", "residual_correction", "weighted_blocks"]
+           "path_blocks", "rating_counts", "relation_links", "residual_correction",
+           "weighted_blocks"]
 
 _CHUNK_ENTRIES = 1 << 24  # dense similarity entries computed at a time (128 MB of float64)
 # a chunk of the similarity whose stored pairs are at most 1 / this of its entries is
@@ -122,11 +123,28 @@ class ItemNeighbors:
     @classmethod
     def from_graph(cls, data: Any, *, top_k: int = 200,
                    type_weights: Mapping[str, float] | None = None,
-                   use_co_engaged: bool = True) -> ItemNeighbors:
+                   use_co_engaged: bool = True, relation_weight: float = 0.0
+                   ) -> ItemNeighbors:
         """Neighbours from a ``HeteroData`` snapshot: the cosine of the items' path profiles
-        (:func:`path_blocks`, weighted by :meth:`from_blocks`)."""
-        return cls.from_blocks(path_blocks(data, use_co_engaged), type_weights, top_k=top_k,
-                               tie_break=rating_counts(data))
+        (:func:`path_blocks`, weighted by :meth:`from_blocks`), joined by the item-item
+        relation files' links (:func:`relation_links`, :meth:`joined`) with
+        ``relation_weight`` > 0."""
+        lists = cls.from_blocks(path_blocks(data, use_co_engaged), type_weights, top_k=top_k,
+                                tie_break=rating_counts(data))
+        return lists.joined(relation_links(data), relation_weight)
+
+    def joined(self, links: sp.csr_matrix, weight: float) -> ItemNeighbors:
+        r"""These lists with ``weight`` times ``links`` ``[N_I, N_I]`` added to the
+        similarities (:math:`s_{ij} + w\,l_{ij}`; a linked pair absent from the lists joins
+        them, so a row may hold more than ``top_k`` entries)."""
+        if weight == 0 or links.nnz == 0:
+            return self
+        n = self.num_items
+        merged = sp.csr_matrix((self.sim.astype(np.float64), self.indices, self.indptr),
+                               shape=(n, n)) + weight * links
+        merged.sort_indices()
+        return ItemNeighbors(merged.indptr.astype(np.int64), merged.indices.astype(np.int32),
+                             merged.data.astype(np.float32))
 
     @classmethod
     def from_blocks(cls, blocks: Mapping[str, sp.csr_matrix],
@@ -372,6 +390,27 @@ def path_blocks(data: Any, use_co_engaged: bool = True) -> dict[str, sp.csr_matr
         if co.nnz:
             blocks[CO_ENGAGED] = _row_normalised(sp.csr_matrix(raw[CATEGORY] @ co))
     return blocks
+
+
+def relation_links(data: Any) -> sp.csr_matrix:
+    """``[N_I, N_I]`` the links of every item-item relation file of ``data`` (``(Item)-
+    [SUCCEEDS]->(Item)``, ...; not the rating-derived ``CO_LIKED``), either direction, the
+    file's ``weight`` where it has one (the largest over the files and directions of a pair),
+    no self-loops. A never-rated item's relation links are known before its first rating, so
+    they may join its neighbour lists (``model.neighbor_relation_weight``)."""
+    n = int(data[ITEM].num_nodes)
+    out = sp.csr_matrix((n, n))
+    for src, rel, dst in data.edge_types:
+        if src != ITEM or dst != ITEM or rel.startswith("rev_") or rel == CO_LIKED:
+            continue
+        store = data[src, rel, dst]
+        ei = store.edge_index.cpu().numpy()
+        w = (store.weight.cpu().numpy().astype(np.float64) if "weight" in store
+             else np.ones(ei.shape[1]))
+        keep = (ei[0] != ei[1]) & (w > 0)
+        one = sp.csr_matrix((w[keep], (ei[0][keep], ei[1][keep])), shape=(n, n))
+        out = out.maximum(one).maximum(one.T)
+    return sp.csr_matrix(out)
 
 
 def default_weight(name: str) -> float:

@@ -15,9 +15,18 @@ mean
 
 and the prior becomes :math:`b_n + \sum_r \beta_r \odot m^r_n`, with :math:`\beta_r \in
 \mathbb{R}^D` fitted per coordinate by ridge on the rated nodes (their own residual
-regressed on their neighbours' mean residual, rows weighted like the side prior's). A node
+regressed on their neighbours' mean residual, rows weighted by their rating counts). A node
 with no rated neighbour keeps its side prior. :attr:`RelationPrior.beta` says how much each
 relation carries; 0 where a relation carries nothing.
+
+A ridge state is shrunk toward 0 by a node's few ratings: by :math:`\rho_{nk} = n_n v_k /
+(n_n v_k + \lambda_k)` in coordinate :math:`k` (:func:`state_reliability`). Left alone, the
+thinly rated rows (most users of a catalogue) pull :math:`\beta` toward 0 and a thinly rated
+friend's residual counts as a confident zero. With the reliabilities given, the fit regresses
+:math:`e_n` on :math:`\rho_n \odot m^r_n` (a row's target is its own state shrunk) and the
+means count a neighbour in the denominator by its :math:`\rho_m` (:math:`\kappa + \sum_m
+w^r_{nm} \rho_m`), so :math:`\beta` and the prior estimate unshrunk states. Planted
+catalogue, 3 seeds: user_cold 0.723 -> 0.711, item_cold 0.860 -> 0.856 (README).
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import scipy.sparse as sp
 
 from graph_meta.dataset import Dataset
 
-__all__ = ["RelationPrior", "relation_adjacency"]
+__all__ = ["RelationPrior", "rating_information", "relation_adjacency", "state_reliability"]
 
 
 def relation_adjacency(dataset: Dataset, node_type: str, ids: list[str], *, hops: int = 2
@@ -64,6 +73,27 @@ def relation_adjacency(dataset: Dataset, node_type: str, ids: list[str], *, hops
     return out
 
 
+def rating_information(other: np.ndarray, other_counts: np.ndarray) -> np.ndarray:
+    """``[D]`` :math:`v_k`, what one rating tells a ridge (ALS) state about its coordinate
+    :math:`k`: the mean square of that coordinate of the rating's other end (``other`` ``[M,
+    D]`` states weighted by their rating counts ``other_counts`` ``[M]``; the bias coordinate's
+    regressor is 1)."""
+    w = np.asarray(other_counts, np.float64)
+    v = (np.asarray(other, np.float64) ** 2 * w[:, None]).sum(0) / max(w.sum(), 1.0)
+    v[0] = 1.0
+    return v
+
+
+def state_reliability(counts: np.ndarray, information: np.ndarray, precision: np.ndarray
+                      ) -> np.ndarray:
+    r"""``[N, D]`` :math:`\rho_{nk} = n_n v_k / (n_n v_k + \lambda_k)`: the factor by which
+    the ridge state of a node with :math:`n_n` ratings is shrunk toward 0 in coordinate
+    :math:`k` (:math:`v` = ``information``, :func:`rating_information`; :math:`\lambda` the
+    ridge ``precision`` ``[D]``); 0 for a node without ratings."""
+    nv = np.asarray(counts, np.float64)[:, None] * np.asarray(information, np.float64)[None]
+    return nv / (nv + np.asarray(precision, np.float64)[None])
+
+
 @dataclass
 class RelationPrior:
     r"""The fitted relation correction of a prior (module docstring).
@@ -80,19 +110,25 @@ class RelationPrior:
 
     @staticmethod
     def neighbor_means(adjacency: dict[str, sp.csr_matrix], residual: np.ndarray,
-                       rated: np.ndarray, shrink: float) -> np.ndarray:
-        """``[R, N, D]`` :math:`m^r_n` over the rated neighbours (``rated`` bool ``[N]``)."""
+                       rated: np.ndarray, shrink: float,
+                       reliability: np.ndarray | None = None) -> np.ndarray:
+        r"""``[R, N, D]`` :math:`m^r_n` over the rated neighbours (``rated`` bool ``[N]``);
+        with ``reliability`` ``[N, D]`` (:func:`state_reliability`) a neighbour counts in the
+        denominator by its :math:`\rho_m`, :math:`\sum_m w_{nm} e_m / (\kappa + \sum_m
+        w_{nm} \rho_m)`: its residual, shrunk by its few ratings, is taken as
+        :math:`\rho_m` of an unshrunk one."""
         keep = sp.diags(rated.astype(np.float64))
         out = []
         for w in adjacency.values():
             w = w @ keep
-            total = np.asarray(w.sum(axis=1)).ravel()
-            out.append((w @ residual) / (shrink + total)[:, None])
+            total = (np.asarray(w.sum(axis=1)) if reliability is None else w @ reliability)
+            out.append((w @ residual) / (shrink + total))
         return np.stack(out) if out else np.zeros((0, *residual.shape))
 
     @classmethod
     def fit(cls, adjacency: dict[str, sp.csr_matrix], base: np.ndarray, targets: np.ndarray,
-            counts: np.ndarray, *, weights: np.ndarray | None = None, shrink: float = 1.0,
+            counts: np.ndarray, *, weights: np.ndarray | None = None,
+            reliability: np.ndarray | None = None, shrink: float = 1.0,
             l2: float = 1.0) -> RelationPrior:
         r"""Fit :math:`\beta` on the rows with ``counts > 0``.
 
@@ -102,6 +138,10 @@ class RelationPrior:
             targets: ``[N, D]`` the ALS states (read on rated rows only).
             counts: ``[N]`` ratings per row.
             weights: ``[N]`` row weights of the fit (default 1).
+            reliability: ``[N, D]`` in (0, 1], how far each row's state is shrunk toward 0
+                by its few ratings (:func:`state_reliability`); a row's regressors are scaled
+                by it, so that a thinly rated node's shrunk state does not shrink
+                :math:`\beta` (default 1).
             shrink: :math:`\kappa`, in units of edge weight.
             l2: ridge of each coordinate's fit, relative to the weighted row count.
         """
@@ -111,7 +151,9 @@ class RelationPrior:
         if not names or rated.sum() < 2:
             return cls(names, np.zeros((len(names), d)), shrink)
         residual = np.where(rated[:, None], targets - base, 0.0)
-        means = cls.neighbor_means(adjacency, residual, rated, shrink)[:, rated]  # [R, n, D]
+        means = cls.neighbor_means(adjacency, residual, rated, shrink, reliability)[:, rated]
+        if reliability is not None:  # a row's target is its state shrunk by its own rho
+            means = means * np.asarray(reliability, np.float64)[rated][None]
         y = residual[rated]
         w = np.ones(len(y)) if weights is None else np.asarray(weights, np.float64)[rated]
         w = w / w.mean()
@@ -123,12 +165,14 @@ class RelationPrior:
         return cls(names, beta, shrink)
 
     def apply(self, adjacency: dict[str, sp.csr_matrix], base: np.ndarray,
-              targets: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        """``[N, D]`` the corrected prior of every row (rated ones included)."""
+              targets: np.ndarray, counts: np.ndarray,
+              reliability: np.ndarray | None = None) -> np.ndarray:
+        """``[N, D]`` the corrected prior of every row (rated ones included; ``reliability``
+        as the fit had it)."""
         if not self.names:
             return base
         rated = np.asarray(counts) > 0
         residual = np.where(rated[:, None], targets - base, 0.0)
         means = self.neighbor_means({n: adjacency[n] for n in self.names}, residual, rated,
-                                    self.shrink)
+                                    self.shrink, reliability)
         return base + np.einsum("rnd,rd->nd", means, self.beta)

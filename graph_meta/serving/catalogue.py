@@ -12,6 +12,7 @@ from graph_meta.dataset import Dataset
 from graph_meta.fitting.graphs import build_graph
 from graph_meta.fitting.priors import side_prior
 from graph_meta.graph.neighborhood import ItemNeighbors
+from graph_meta.serving.neighborhood import relation_weight
 
 if TYPE_CHECKING:
     from graph_meta.model import GraphMetaRecommender
@@ -43,7 +44,8 @@ def add_items(model: GraphMetaRecommender, dataset: Dataset) -> list[str]:
     counts[:n_old] = np.bincount(model.state.hist_items, minlength=n_old)
     full_targets = np.zeros((len(all_ids), d_state))
     full_targets[:n_old] = targets
-    base = side_prior(dataset, model.config, "Item", all_ids, counts, full_targets)
+    base = side_prior(dataset, model.config, "Item", all_ids, counts, full_targets,
+                      model.state.prior_information)
     # attribute-path neighbours of the new items, in the model's item positions
     m = model.config.model
     k = m.neighbor_k if m.use_graph else 0
@@ -52,7 +54,8 @@ def add_items(model: GraphMetaRecommender, dataset: Dataset) -> list[str]:
         data = build_graph(dataset, text_dim=m.text_dim)
         graph_ids = [str(i) for i in data.node_ids["Item"]]
         lists = ItemNeighbors.from_graph(data, top_k=k, type_weights=model.path_weights,
-                                         use_co_engaged=m.use_co_engaged)
+                                         use_co_engaged=m.use_co_engaged,
+                                         relation_weight=relation_weight(model.config))
         pos = {i: p for p, i in enumerate(all_ids)}
         to_model = np.array([pos[i] for i in graph_ids])
         graph_pos = {i: g for g, i in enumerate(graph_ids)}

@@ -78,6 +78,9 @@ class PredictorState(MutableMapping):
     reg_weight: np.ndarray | None = None
     # -- the ALS states the item side-feature prior was fitted to (add_items) ---------------
     prior_targets: np.ndarray | None = None  #: ``[N_I, D]`` (optional)
+    #: ``[D]`` what one rating tells an item's state, which the item relation prior's fit used
+    #: (:func:`graph_meta.graph.relations.rating_information`; optional)
+    prior_information: np.ndarray | None = None
     extra: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
@@ -224,7 +227,8 @@ def history_fold_in(state: PredictorState) -> np.ndarray:
 def build_state(net: GraphMetaNet, data: Any, index: RatingIndex, config: Config,
                 neighbors: tuple[ItemNeighbors, ItemNeighbors],
                 prior_targets: np.ndarray | None,
-                regression_rows: np.ndarray | None = None) -> PredictorState:
+                regression_rows: np.ndarray | None = None, *,
+                prior_information: np.ndarray | None = None) -> PredictorState:
     """The predictor state of the trained ``net`` on graph ``data`` with training ratings
     ``index``: item states and user priors from one forward pass, the users' history sums,
     the learners' inner loops (:meth:`~graph_meta.nn.net.GraphMetaNet.serving_rules`), the
@@ -271,6 +275,8 @@ def build_state(net: GraphMetaNet, data: Any, index: RatingIndex, config: Config
     state.reg_indptr, state.reg_indices, state.reg_weight = lists.indptr, lists.indices, lists.sim
     if prior_targets is not None and prior_targets.shape == items.shape:
         state.prior_targets = np.asarray(prior_targets, dtype=np.float64)
+        if prior_information is not None:
+            state.prior_information = np.asarray(prior_information, dtype=np.float64)
     net.train()
     return state
 
