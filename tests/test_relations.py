@@ -150,9 +150,9 @@ def test_the_fit_undoes_the_shrinkage_of_thinly_rated_states() -> None:
     rho = state_reliability(counts, information, precision)
     assert rho[counts == 40.0].min() > 0.9 and rho[counts == 1.0].max() == pytest.approx(0.2)
     assert (rho[counts == 0] == 0).all()
-    targets = rho * (planted + rng.normal(0.0, 0.1, (n, d)))  # ridge states: shrunk truths
+    targets = rho * (planted + rng.normal(0.0, 0.1, (n, d)))  # ridge states: shrunk toward 0
     adjacency = {"FRIEND_OF>": w}
-    base = np.zeros((n, d))
+    base = 0.3 + 0.4 * planted  # a side prior that knows part of each state
     plain = RelationPrior.fit(adjacency, base, targets, counts, weights=counts)
     undone = RelationPrior.fit(adjacency, base, targets, counts, weights=counts,
                                reliability=rho)

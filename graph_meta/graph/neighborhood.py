@@ -108,7 +108,8 @@ class ItemNeighbors:
     Attributes:
         indptr: ``[N_I + 1]`` CSR row pointers.
         indices: ``[nnz]`` neighbour item of each entry (sorted by item within a row).
-        sim: ``[nnz]`` :math:`s_{ij} > 0` (float32); for :meth:`from_residuals`, the signed
+        sim: ``[nnz]`` :math:`s_{ij} > 0` (float32; above 1 and beyond ``top_k`` per row
+            where :meth:`joined` added relation links); for :meth:`from_residuals`, the signed
             regression weight :math:`B_{ji}` of neighbour ``j`` for item ``i``.
     """
 
