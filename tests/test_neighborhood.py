@@ -443,3 +443,44 @@ def test_item_relation_links_join_the_path_lists_and_carry_a_users_residual() ->
     moved = residual_correction(sp.csr_matrix(with_links[[s]]), residual, known, 1.0)[0]
     plain = residual_correction(sp.csr_matrix(without[[s]]), residual, known, 1.0)[0]
     assert moved > plain + 0.1 and 0 < moved < 1.5
+
+
+@pytest.fixture(scope="module")
+def planted_model() -> tuple[GraphMetaRecommender, Dataset]:
+    """A small model of a catalogue with planted successors and friend circles."""
+    from loaders.synthetic import generate_catalog
+
+    data = generate_catalog(n_users=400, n_items=150, n_interactions=8000, seed=7,
+                            planted_graph=True)
+    torch.manual_seed(0)
+    cfg = Config().replace(**{"model.dim": 8, "model.hidden": 16, "model.layers": 1,
+                              "train.epochs": 1, "train.validate": False,
+                              "episodes.batch_users": 128, "episodes.batch_items": 16})
+    return GraphMetaRecommender(cfg).fit(data), data
+
+
+def test_explanations_name_the_relation_links_and_still_add_up(planted_model, tmp_path
+                                                              ) -> None:
+    from graph_meta.dataset import training_view
+    from graph_meta.serving.explain import RELATION_LINKS, path_contributions
+
+    model, data = planted_model
+    graph = build_graph(training_view(data))
+    pred = dict(zip(data.relations["SUCCEEDS"]["src"].astype(str),
+                    data.relations["SUCCEEDS"]["dst"].astype(str), strict=True))
+    cases = [(t, str(i)) for s in ("item_cold", "warm") for t in data.tasks[s]
+             for i, _ in t.query if pred.get(str(i)) in {str(h) for h, _ in t.support}]
+    assert cases, "some task's support holds a query item's predecessor"
+    linked = []
+    for task, item in cases[:12]:
+        parts = path_contributions(model, graph, task.user_id, task.support, item)
+        want = model.predict(task.user_id, task.support, [item])[0]
+        assert sum(v for k, v in parts.items() if k != "prediction") == pytest.approx(
+            want, abs=1e-9)
+        linked.append(parts[RELATION_LINKS])
+    assert any(abs(v) > 1e-6 for v in linked), linked
+    # the item relation prior's information is kept with the model, saved and loaded
+    info = model.state.prior_information
+    assert info is not None and info.shape == (model.config.model.dim + 1,) and info[0] == 1.0
+    loaded = GraphMetaRecommender.load(model.save(tmp_path / "model.pt"))
+    np.testing.assert_array_equal(loaded.state.prior_information, info)

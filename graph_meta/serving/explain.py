@@ -12,11 +12,12 @@ A prediction is the adapted backbone plus the neighbourhood correction
 co-rating weights. The attribute cosine is a sum over the profile blocks,
 :math:`s_{jh} = \sum_X \langle f^X_j, f^X_h\rangle / (\lVert f_j\rVert \lVert f_h\rVert)`
 (one block per attribute type, and ``CO_ENGAGED``, each scaled by the weight chosen at fit:
-:mod:`graph_meta.fitting.path_weights`), so each neighbour's :math:`s_{jh}^p` is shared among
-the path types in proportion to their terms. :func:`path_contributions` returns the parts,
-which add up to what :meth:`~graph_meta.model.GraphMetaRecommender.predict` returns (after
-ratings observed through ``observe``, a new item's live co-rating neighbours count under
-``"co-rating"``).
+:mod:`graph_meta.fitting.path_weights`), plus :math:`w\, l_{jh}` where an item-item relation
+file links the two (``model.neighbor_relation_weight``; under ``"relation links"``), so each
+neighbour's :math:`s_{jh}^p` is shared among the path types in proportion to their terms.
+:func:`path_contributions` returns the parts, which add up to what
+:meth:`~graph_meta.model.GraphMetaRecommender.predict` returns (after ratings observed through
+``observe``, a new item's live co-rating neighbours count under ``"co-rating"``).
 """
 
 from __future__ import annotations
@@ -30,15 +31,18 @@ from graph_meta.errors import UnknownItemError
 from graph_meta.graph.neighborhood import (
     ItemNeighbors,
     path_blocks,
+    relation_links,
     residual_correction,
     weighted_blocks,
 )
+from graph_meta.serving.neighborhood import relation_weight
 from graph_meta.serving.state import rating
 
-__all__ = ["CO_RATING", "LEARNED", "path_contributions"]
+__all__ = ["CO_RATING", "LEARNED", "RELATION_LINKS", "path_contributions"]
 
 CO_RATING = "co-rating"  #: the co-rating neighbours' part
 LEARNED = "learned co-rating"  #: the learned co-rating weights' part
+RELATION_LINKS = "relation links"  #: the item-item relation files' links' part
 
 
 def path_contributions(model: Any, data: Any, user_id: str,
@@ -71,7 +75,9 @@ def path_contributions(model: Any, data: Any, user_id: str,
     np.add.at(residual, rated, error)
     np.add.at(known, rated, 1.0)
     blocks = path_blocks(data, m.use_co_engaged) if m.use_graph else {}
-    names = list(blocks)
+    link_weight = relation_weight(model.config) if m.use_graph else 0.0
+    links = relation_links(data) if link_weight else None
+    names = list(blocks) + ([RELATION_LINKS] if links is not None and links.nnz else [])
     for name in names:
         out[name] = 0.0
     out[CO_RATING] = 0.0
@@ -94,8 +100,12 @@ def path_contributions(model: Any, data: Any, user_id: str,
                                 for b in scaled.values()))
             norms[norms == 0] = 1.0
             terms = np.stack(list(dots.values())) / (norms[0] * norms[1:])
+            if RELATION_LINKS in names:  # s_jh = cosine + w l_jh (ItemNeighbors.joined)
+                assert links is not None
+                linked = link_weight * np.asarray(links[pos][:, cols].todense()).ravel()
+                terms = np.vstack([terms, linked])
             share = terms / np.maximum(terms.sum(axis=0), 1e-300)
-            for k, name in enumerate(dots):
+            for k, name in enumerate([*dots, *names[len(blocks):]]):
                 out[name] = float((s_p * share[k] * residual[cols]).sum() / denominator)
         out[CO_RATING] = total - sum(out[x] for x in names)
     out[LEARNED] = float((regression[0][pos] @ residual)[0]) if regression is not None else 0.0
