@@ -172,6 +172,10 @@ class TrainConfig:
     item_l2: float = 1e-3          # L2 of warm item states toward their graph prior
     prior_match: float = 1.0       # weight of the prior -> warm item state regression
     als_iters: int = 20            # ALS sweeps initialising the warm item states (0: random)
+    # the warm item states' biases re-solved once with their empirical-Bayes precision
+    # sigma^2 / tau^2 (graph_meta.fitting.als.bias_precision) instead of meta.init_precision's,
+    # which over-shrinks a thinly rated item's bias; the priors keep the ALS states
+    item_bias_eb: bool = True
     # ALS sweeps of the refit, warm-started from the validation phase's item states; -1:
     # auto, a fresh start with als_iters sweeps up to auto_sample_nodes User + Item nodes
     # (movielens-1m), above it max(3, als_iters // 4) warm sweeps

@@ -25,7 +25,8 @@ import scipy.sparse as sp
 if TYPE_CHECKING:
     from graph_meta.sampling.episodes import RatingIndex
 
-__all__ = ["ROWS_PER_BLOCK", "als", "als_ratings", "segment_sums"]
+__all__ = ["ROWS_PER_BLOCK", "als", "als_ratings", "bias_precision", "rebiased_items",
+           "segment_sums"]
 
 
 #: rows solved (ALS) or ratings summed (:func:`segment_sums`) at a time: bounds the
@@ -147,3 +148,45 @@ def als(index: RatingIndex, dim: int, reg: float | Sequence[float], iters: int, 
     items, users = als_ratings(e_user, e_item, e_rating, index.num_users, index.num_items,
                                reg, iters, items0, mu=mu, on_sweep=on_sweep)
     return mu, items, users
+
+
+def bias_precision(index: RatingIndex, mu: float, items: np.ndarray, users: np.ndarray,
+                   *, ceiling: float) -> float:
+    r"""The empirical-Bayes precision of the item biases, :math:`\sigma^2 / \tau^2`, read off
+    a fit: with :math:`e` its residuals on the training ratings, :math:`\sigma^2` their mean
+    square, and :math:`m_i = b_i + \bar e_i` an item's bias before shrinkage
+    (:math:`\bar e_i` its mean residual over its :math:`n_i` ratings, centred over the
+    items), :math:`\tau^2 = \overline{m_i^2 - \sigma^2 / n_i}` the spread of the true
+    biases (method of moments). At most ``ceiling`` (the fit's own precision), at least
+    1e-3 of it."""
+    u, i, r = index.user, index.item, index.rating.astype(np.float64)
+    pred = mu + users[u, 0] + items[i, 0]
+    for a in range(0, len(u), ROWS_PER_BLOCK):
+        b = min(a + ROWS_PER_BLOCK, len(u))
+        pred[a:b] += np.einsum("nd,nd->n", users[u[a:b], 1:], items[i[a:b], 1:])
+    e = r - pred
+    sigma2 = float(np.mean(e ** 2)) if len(e) else 0.0
+    n = np.bincount(i, minlength=len(items)).astype(np.float64)
+    rated = n > 0
+    if rated.sum() < 2 or sigma2 <= 0:
+        return float(ceiling)
+    m = items[rated, 0] + np.bincount(i, weights=e, minlength=len(items))[rated] / n[rated]
+    tau2 = float(np.mean((m - m.mean()) ** 2 - sigma2 / n[rated]))
+    if tau2 <= 0:
+        return float(ceiling)
+    return float(np.clip(sigma2 / tau2, 1e-3 * ceiling, ceiling))
+
+
+def rebiased_items(index: RatingIndex, mu: float, users: np.ndarray,
+                   reg: float | Sequence[float], bias_reg: float, *,
+                   edges: np.ndarray | None = None) -> np.ndarray:
+    """``[N_I, D]`` one more item step of :func:`als` against its user states ``users``
+    (on the ratings ``edges`` selects, default all), the bias coordinate's precision
+    ``bias_reg`` instead of ``reg``'s."""
+    d = users.shape[1]
+    lam = np.diag(np.broadcast_to(np.asarray(reg, dtype=np.float64), (d,))).copy()
+    lam[0, 0] = bias_reg
+    sel = slice(None) if edges is None else edges
+    by_item = _Side(index.item[sel], index.user[sel], index.num_items, index.num_users)
+    return by_item.solve(index.rating[sel].astype(np.float64), mu, users, lam)
+

@@ -56,7 +56,7 @@ from graph_meta.config import DEFAULT_FANOUT, Config
 from graph_meta.dataset import Dataset
 from graph_meta.eval.protocol import carve_validation, evaluate, training_view
 from graph_meta.fitting import distributed
-from graph_meta.fitting.als import als
+from graph_meta.fitting.als import als, bias_precision, rebiased_items
 from graph_meta.fitting.distributed import SINGLE, DistContext
 from graph_meta.fitting.graphs import build_graph, check_snapshot
 from graph_meta.fitting.memory import available_memory_gb, check_memory
@@ -252,8 +252,15 @@ class _Phase:
                     on_sweep=lambda k, n: setattr(progress, "detail", f"sweep {k}/{n}"))
             self.als_full = states
             model.prior_targets = states if cfg.train.linear_prior_alpha > 0 else None
+            self.bias_reg: float | None = None
+            self.emb_full = states  # the states items are scored with; priors keep ALS's
+            if cfg.train.item_bias_eb:
+                reg = init_precisions(cfg)
+                self.bias_reg = bias_precision(self.index, mu, states, user_states,
+                                               ceiling=reg[0])
+                self.emb_full = rebiased_items(self.index, mu, user_states, reg, self.bias_reg)
             with torch.no_grad():
-                model.net.item_emb.weight.copy_(torch.from_numpy(states).float())
+                model.net.item_emb.weight.copy_(torch.from_numpy(self.emb_full).float())
                 model.net.mu.fill_(mu)
             if cfg.train.linear_prior_alpha > 0:
                 # the GNN prior heads learn a correction on top of this closed-form base
@@ -458,9 +465,12 @@ class _Phase:
                 net.item_emb.weight.requires_grad:
             return None
         mask = rng.random(self.index.num_edges) < frac
-        _, states, _ = als(self.index, self.cfg.model.dim, init_precisions(self.cfg),
-                           self.cfg.train.holdout_als_iters, 0, edges=~mask,
-                           items0=self.als_full)
+        reg = init_precisions(self.cfg)
+        mu, states, users = als(self.index, self.cfg.model.dim, reg,
+                                self.cfg.train.holdout_als_iters, 0, edges=~mask,
+                                items0=self.als_full)
+        if self.bias_reg is not None:
+            states = rebiased_items(self.index, mu, users, reg, self.bias_reg, edges=~mask)
         with torch.no_grad():
             net.item_emb.weight.copy_(torch.from_numpy(states).float())
         return mask
@@ -478,7 +488,7 @@ class _Phase:
         if getattr(self, "als_full", None) is not None and net is not None and \
                 not net.item_emb.weight.requires_grad:
             with torch.no_grad():
-                net.item_emb.weight.copy_(torch.from_numpy(self.als_full).float())
+                net.item_emb.weight.copy_(torch.from_numpy(self.emb_full).float())
 
     def validate(self, val: Dataset) -> dict[str, float]:
         with current_progress().step("validation: prediction cache and pseudo-tasks"):
@@ -623,7 +633,10 @@ def _rounded(row: dict[str, Any]) -> dict[str, Any]:
 
 def _record_item_prior(model: Any, info: dict[str, Any], phase: _Phase) -> None:
     """The item prior pair the final phase chose (``train.prior_search``): into ``info`` and
-    the model's config (what ``add_items`` and the saved model use)."""
+    the model's config (what ``add_items`` and the saved model use); and the item bias
+    precision it used (``train.item_bias_eb``)."""
+    if getattr(phase, "bias_reg", None) is not None:
+        info["item_bias_precision"] = round(phase.bias_reg, 4)
     if phase.item_prior is None:
         return
     info["item_prior"] = phase.item_prior
