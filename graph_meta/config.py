@@ -172,9 +172,10 @@ class TrainConfig:
     item_l2: float = 1e-3          # L2 of warm item states toward their graph prior
     prior_match: float = 1.0       # weight of the prior -> warm item state regression
     als_iters: int = 20            # ALS sweeps initialising the warm item states (0: random)
-    # the warm item states' biases re-solved once with their empirical-Bayes precision
-    # sigma^2 / tau^2 (graph_meta.fitting.als.bias_precision) instead of meta.init_precision's,
-    # which over-shrinks a thinly rated item's bias; the priors keep the ALS states
+    # the warm item states re-solved once against the final user states, the bias at its
+    # empirical-Bayes precision sigma^2 / tau^2 (graph_meta.fitting.als.bias_precision)
+    # instead of the ALS one (meta.init_precision_bias, else meta.init_precision), which
+    # over-shrinks a thinly rated item's bias; the closed-form priors keep the ALS states
     item_bias_eb: bool = True
     # ALS sweeps of the refit, warm-started from the validation phase's item states; -1:
     # auto, a fresh start with als_iters sweeps up to auto_sample_nodes User + Item nodes
@@ -183,7 +184,7 @@ class TrainConfig:
     # task users per epoch: 0 every one; else a random subset of that many, drawn afresh each
     # epoch (bounds an epoch's time on a large catalogue; early stopping counts such epochs)
     epoch_users: int = 0
-    freeze_item_emb: bool = True   # keep the warm item states at their ALS values
+    freeze_item_emb: bool = True   # keep the warm item states as ALS (item_bias_eb) set them
     query_holdout: float = 0.2     # per epoch: ratings reserved for queries, ALS refit without
     holdout_als_iters: int = 3
     linear_prior_alpha: float = 10.0  # closed-form side-feature ridge prior under the GNN (0: off)

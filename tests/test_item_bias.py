@@ -86,8 +86,14 @@ def test_training_scores_items_with_the_rebiased_states(catalog: Dataset) -> Non
         states[eb] = (model.net.item_emb.weight.detach().double().numpy(),
                       model.prior_targets, model.fit_info.get("item_bias_precision"))
     emb, targets, precision = states[True]
-    assert precision is not None and 0 < precision <= cfg.meta.init_precision
+    assert precision is not None and 0 < precision < cfg.meta.init_precision
     np.testing.assert_allclose(states[False][1], targets)  # the priors' ALS states alike
     np.testing.assert_allclose(states[False][0], targets, atol=1e-6)  # off: ALS states
     assert np.abs(emb[:, 0] - targets[:, 0]).max() > 0.01  # on: biases re-solved
+    # ... and shrunk less where an item has few ratings
+    ids = list(model.item_ids)  # the rows' order
+    counts = catalog.train["item_id"].astype(str).value_counts().reindex(ids, fill_value=0)
+    thin = ((counts > 0) & (counts <= 5)).to_numpy()
+    assert thin.sum() >= 5
+    assert np.abs(emb[thin, 0]).mean() > 1.2 * np.abs(targets[thin, 0]).mean()
     assert states[False][2] is None
