@@ -76,6 +76,11 @@ class ModelConfig:
     live_precision: float = 0.0   # item precision scale of live updates (0: chosen at fit)
     live_warm_items: bool = True  # ... also update items that had training ratings
 
+    def relation_link_weight(self) -> float:
+        """The weight item-item relation links get in the attribute-path lists
+        (``neighbor_relation_weight``; 0 with ``use_relations = false``)."""
+        return self.neighbor_relation_weight if self.use_relations else 0.0
+
     def check(self) -> None:
         _positive(self, "model", "dim", "hidden", "heads", "prior_mlp", "text_dim",
                   "neighbor_power", "neighbor_shrink")

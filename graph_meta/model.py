@@ -111,7 +111,7 @@ from graph_meta.nn.net import GraphMetaNet
 from graph_meta.sampling.episodes import RatingIndex
 from graph_meta.serving import catalogue, persistence
 from graph_meta.serving.adapt import user_adaptation
-from graph_meta.serving.neighborhood import Neighborhood, graph_neighbors, relation_weight
+from graph_meta.serving.neighborhood import Neighborhood, graph_neighbors
 from graph_meta.serving.state import PredictorState, build_state, rating
 from graph_meta.store.candidates import check_rating
 
@@ -434,7 +434,7 @@ class GraphMetaRecommender:
         k = m.neighbor_k if m.use_graph else 0
         weights = self.path_weights
         key = (k, k if m.neighbor_rated_weight > 0 else 0, tuple(sorted(weights.items())),
-               relation_weight(self.config))
+               m.relation_link_weight())
         if self._nbr_graph is None or self._nbr_graph[0] is not data or self._nbr_graph[1] != key:
             self._nbr_graph = (data, key, graph_neighbors(data, self.config, weights))
         return self._nbr_graph[2]

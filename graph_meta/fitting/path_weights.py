@@ -35,7 +35,6 @@ from graph_meta.graph.neighborhood import (
     relation_links,
 )
 from graph_meta.schema import CO_ENGAGED
-from graph_meta.serving.neighborhood import relation_weight
 
 __all__ = ["GRID", "MAX_ITEMS", "MIN_GAIN", "MIN_TASKS", "NEW_ITEM_SCENARIOS",
            "choose_path_weights", "judged_tasks", "new_item_rmse"]
@@ -94,7 +93,7 @@ def choose_path_weights(model: Any, carved: Dataset, data: Any
     names = sorted(n for n in blocks if n != CO_ENGAGED) + (
         [CO_ENGAGED] if CO_ENGAGED in blocks else [])
     tie_break = rating_counts(data)
-    links, joined = relation_links(data), relation_weight(model.config)
+    links, joined = relation_links(data), m.relation_link_weight()
     state = model.state
     tried: list[dict[str, Any]] = []
     scores: dict[tuple[float, ...], float] = {}

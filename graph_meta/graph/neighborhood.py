@@ -132,7 +132,7 @@ class ItemNeighbors:
         ``relation_weight`` > 0."""
         lists = cls.from_blocks(path_blocks(data, use_co_engaged), type_weights, top_k=top_k,
                                 tie_break=rating_counts(data))
-        return lists.joined(relation_links(data), relation_weight)
+        return lists.joined(relation_links(data), relation_weight) if relation_weight else lists
 
     def joined(self, links: sp.csr_matrix, weight: float) -> ItemNeighbors:
         r"""These lists with ``weight`` times ``links`` ``[N_I, N_I]`` added to the

@@ -35,7 +35,6 @@ from graph_meta.graph.neighborhood import (
     residual_correction,
     weighted_blocks,
 )
-from graph_meta.serving.neighborhood import relation_weight
 from graph_meta.serving.state import rating
 
 __all__ = ["CO_RATING", "LEARNED", "RELATION_LINKS", "path_contributions"]
@@ -75,9 +74,11 @@ def path_contributions(model: Any, data: Any, user_id: str,
     np.add.at(residual, rated, error)
     np.add.at(known, rated, 1.0)
     blocks = path_blocks(data, m.use_co_engaged) if m.use_graph else {}
-    link_weight = relation_weight(model.config) if m.use_graph else 0.0
+    link_weight = m.relation_link_weight() if m.use_graph else 0.0
     links = relation_links(data) if link_weight else None
-    names = list(blocks) + ([RELATION_LINKS] if links is not None and links.nnz else [])
+    if links is not None and not links.nnz:
+        links = None
+    names = list(blocks) + ([RELATION_LINKS] if links is not None else [])
     for name in names:
         out[name] = 0.0
     out[CO_RATING] = 0.0
@@ -100,12 +101,13 @@ def path_contributions(model: Any, data: Any, user_id: str,
                                 for b in scaled.values()))
             norms[norms == 0] = 1.0
             terms = np.stack(list(dots.values())) / (norms[0] * norms[1:])
-            if RELATION_LINKS in names:  # s_jh = cosine + w l_jh (ItemNeighbors.joined)
-                assert links is not None
+            parts = list(dots)
+            if links is not None:  # s_jh = cosine + w l_jh (ItemNeighbors.joined)
                 linked = link_weight * np.asarray(links[pos][:, cols].todense()).ravel()
                 terms = np.vstack([terms, linked])
+                parts.append(RELATION_LINKS)
             share = terms / np.maximum(terms.sum(axis=0), 1e-300)
-            for k, name in enumerate([*dots, *names[len(blocks):]]):
+            for k, name in enumerate(parts):
                 out[name] = float((s_p * share[k] * residual[cols]).sum() / denominator)
         out[CO_RATING] = total - sum(out[x] for x in names)
     out[LEARNED] = float((regression[0][pos] @ residual)[0]) if regression is not None else 0.0

@@ -25,7 +25,7 @@ from graph_meta.serving.state import rating
 if TYPE_CHECKING:
     from graph_meta.model import GraphMetaRecommender
 
-__all__ = ["Neighborhood", "graph_neighbors", "relation_weight"]
+__all__ = ["Neighborhood", "graph_neighbors"]
 
 
 class Neighborhood:
@@ -173,13 +173,6 @@ class Neighborhood:
         return num / (den + self.model.config.model.neighbor_shrink) + learned
 
 
-def relation_weight(config: Any) -> float:
-    """The weight the item-item relation links get in the attribute-path lists
-    (``model.neighbor_relation_weight``; 0 with ``model.use_relations = false``)."""
-    m = config.model
-    return m.neighbor_relation_weight if m.use_relations else 0.0
-
-
 def graph_neighbors(data: Any, config: Any, type_weights: Mapping[str, float] | None = None
                     ) -> tuple[ItemNeighbors, ItemNeighbors]:
     """``(attribute-path, co-rating)`` neighbour lists of graph ``data``; empty when off
@@ -193,5 +186,5 @@ def graph_neighbors(data: Any, config: Any, type_weights: Mapping[str, float] | 
     empty = ItemNeighbors(np.zeros(n + 1, np.int64), np.zeros(0, np.int64), np.zeros(0))
     return (ItemNeighbors.from_graph(data, top_k=k, type_weights=type_weights,
                                      use_co_engaged=m.use_co_engaged,
-                                     relation_weight=relation_weight(config)) if k else empty,
+                                     relation_weight=m.relation_link_weight()) if k else empty,
             ItemNeighbors.from_ratings(data, top_k=k_rated) if k_rated else empty)
