@@ -55,7 +55,16 @@ users are linked, the links' weights :math:`B` learned by the closed-form item-i
 regression (EASE); an item with training rows also gets :math:`\eta \sum_{h \in H_u}
 B_{hj}` from the items :math:`H_u` the user took (training, observed and support
 positives), with :math:`\eta` chosen per kind of user (with and without positives of their
-own) on the carve. New items have no links (their signal comes through the graph prior).
+own) on the carve. New items have no such links.
+
+**Attribute links** (:mod:`graph_meta.implicit_attributes`): the same regression one level up
+the graph, over the attribute nodes (directors, actors, categories, brands: every item node
+column) of the items each user took, so that it reaches new items: an item without training
+rows also gets :math:`\kappa\, a_{uj}`, the messages User -> Item -> value -> value <- Item
+from the values of every item the user took (new support items included), with
+:math:`\lambda` and one :math:`\kappa` per kind of user (with and without positives of
+their own) chosen on the carve's new-item pseudo-tasks, a :math:`\kappa` kept only where it
+beats none by more than a paired standard error.
 
 **Positives after training** (:meth:`GraphMetaImplicit.observe`, kept in a
 :class:`graph_meta.live.LiveRatings` log with the weight as the value) join their users'
@@ -94,6 +103,7 @@ from graph_meta import implicit_catalogue
 from graph_meta.dataset import Dataset
 from graph_meta.errors import UnknownItemError
 from graph_meta.ials import fold_in
+from graph_meta.implicit_attributes import AttributeLinks
 from graph_meta.implicit_baselines import ImplicitALS, Interactions, carve_implicit
 from graph_meta.implicit_baselines.data import _Base, _masked, _Observing, cold_carve
 from graph_meta.implicit_coengagement import CoEngagement
@@ -156,6 +166,15 @@ class GraphMetaImplicit(_Observing, _Base):
     coengagement_weights: Mapping[str, float] = MappingProxyType({})
     #: :math:`\lambda` of the co-engagement regression
     coengagement_l2: float = 200.0
+    #: the learned attribute links (:mod:`graph_meta.implicit_attributes`; None: not built,
+    #: as for models pickled before they existed)
+    attribute_links: AttributeLinks | None = None
+    #: ``{"item_cold" | "user_item_cold": kappa}``: the weight of the attribute-link messages
+    #: in the scores of items without training rows, for a user with positives of their own
+    #: / without (absent: 0)
+    attribute_weights: Mapping[str, float] = MappingProxyType({})
+    #: :math:`\lambda` of the attribute-link regression
+    attribute_l2: float = 300.0
     #: :func:`graph_meta.recommend.recommend`'s advice for an item the model lacks (None:
     #: :class:`~graph_meta.errors.UnknownItemError`'s, which points to :meth:`add_items`)
     unknown_item_hint: str | None = None
@@ -183,6 +202,7 @@ class GraphMetaImplicit(_Observing, _Base):
                                       "user_cold": float(coengagement_weight)}
                                      if coengagement_weight else {})
         self.coengagement_l2 = float(coengagement_l2)
+        self.attribute_weights: dict[str, float] = {}
         self.params: dict[str, Any] = {}
 
     # -- fitting ------------------------------------------------------------------------------
@@ -223,6 +243,10 @@ class GraphMetaImplicit(_Observing, _Base):
                        "fold_reg": self.fold_reg, "backend": p["backend"],
                        "coengagement_weights": dict(self.coengagement_weights),
                        "coengagement_l2": self.coengagement_l2,
+                       "attribute_weights": dict(self.attribute_weights),
+                       "attribute_l2": self.attribute_l2,
+                       "attribute_values": (None if self.attribute_links is None
+                                            else len(self.attribute_links.keys)),
                        "coengagement_links": (None if self.coengagement is None
                                               else int(self.coengagement.links.nnz)),
                        "item_paths": dict(zip(self.item_prior.names,
@@ -243,6 +267,8 @@ class GraphMetaImplicit(_Observing, _Base):
         self.data = d = als.data
         self.x, self.y_trained, self.gram = als.x, als.y_trained, als.gram
         self.coengagement = CoEngagement.fit(d.by_user, l2=self.coengagement_l2)
+        self.attribute_links = AttributeLinks.fit(dataset, d.item_ids, d.by_user,
+                                                  l2=self.attribute_l2)
         self.item_prior, self._cold = self._item_priors(dataset, d, als._item_feats,
                                                         als.y_trained)
         self._set_graph_mix(self.graph_mix)
@@ -329,6 +355,8 @@ class GraphMetaImplicit(_Observing, _Base):
         grid_m = [0.0, 1.0] if self.quick else [0.0, 0.5, 1.0]
         grid_l2 = [300.0] if self.quick else [100.0, 300.0, 1000.0]
         grid_eta = [0.3, 1.0] if self.quick else [0.1, 0.3, 1.0, 3.0]
+        grid_attr_l2 = [300.0] if self.quick else [100.0, 300.0, 1000.0]
+        grid_kappa = [0.1, 0.3] if self.quick else [0.1, 0.2, 0.3, 0.5]
         scores: list[dict[str, Any]] = []
 
         def recall(data: Dataset, scen: list[str]) -> float:
@@ -383,46 +411,50 @@ class GraphMetaImplicit(_Observing, _Base):
                 if gain.mean() > gain.std(ddof=1) / np.sqrt(len(gain)):
                     self.fold_choices[scen] = best
 
-        def choose_coengagement() -> None:
-            # lambda, then each kind of user's eta on its own pseudo-tasks: kept where it beats
-            # eta = 0 there by more than a paired standard error
-            kinds = [s for s in ("warm", FEW_SHOT, "user_cold") if tasks_of(pseudo, s) >= 20]
+        def choose_links(data: Dataset, kinds: list[str], label: str,
+                         fit: Callable[[float], Any], grid_l2: list[float],
+                         grid_w: list[float]) -> None:
+            # learned links (self.<label>, weights self.<label>_weights, l2 self.<label>_l2):
+            # lambda, then each kind's weight on its own pseudo-tasks of ``data``: kept where
+            # it beats none there by more than a paired standard error
             none = {s: 0.0 for s in kinds}  # explicit: a few-item user falls back to user_cold's
-            self.coengagement_weights = dict(none)
-            base = {s: per_task(pseudo, s) for s in kinds}
-            # (total mean gain, links, {scenario: (eta, per-task gain)}) of the best l2 so far
-            best: tuple[float, CoEngagement, dict[str, tuple[float, np.ndarray]]] | None = None
+            setattr(self, f"{label}_weights", dict(none))
+            base = {s: per_task(data, s) for s in kinds}
+            # (total mean gain, links, {scenario: (weight, per-task gain)}) of the best l2 so far
+            best: tuple[float, Any, dict[str, tuple[float, np.ndarray]]] | None = None
             for l2 in grid_l2:
-                links = CoEngagement.fit(self.data.by_user, l2=l2)
-                if links is None:  # too many items: no links
-                    self.coengagement = None
+                links = fit(l2)
+                setattr(self, label, links)
+                if links is None:  # too many items (co-engagement) or no values: no links
                     return
-                self.coengagement = links
                 top: dict[str, tuple[float, np.ndarray]] = {}
-                for scen, eta in itertools.product(kinds, grid_eta):
-                    self.coengagement_weights = {**none, scen: eta}
-                    gain = per_task(pseudo, scen) - base[scen]
-                    scores.append({"coengagement_l2": l2, f"{scen}_coengagement_weight": eta,
-                                   f"pseudo_{scen}_coengagement_recall@20": round(
+                for scen, w in itertools.product(kinds, grid_w):
+                    setattr(self, f"{label}_weights", {**none, scen: w})
+                    gain = per_task(data, scen) - base[scen]
+                    scores.append({f"{label}_l2": l2, f"{scen}_{label}_weight": w,
+                                   f"pseudo_{scen}_{label}_recall@20": round(
                                        (base[scen] + gain).mean(), 5)})
                     if scen not in top or gain.mean() > top[scen][1].mean():
-                        top[scen] = (eta, gain)
+                        top[scen] = (w, gain)
                 total = sum(gain.mean() for _, gain in top.values())
                 if best is None or total > best[0]:
                     best = (total, links, top)
-            self.coengagement_weights = dict(none)
-            if best is None:
-                return
-            _, self.coengagement, top = best
-            self.coengagement_l2 = self.coengagement.l2
-            for scen, (eta, gain) in top.items():
-                if gain.mean() > gain.std(ddof=1) / np.sqrt(len(gain)):
-                    self.coengagement_weights[scen] = eta
+            chosen = dict(none)
+            if best is not None:
+                _, links, top = best
+                setattr(self, label, links)
+                setattr(self, f"{label}_l2", links.l2)
+                for scen, (w, gain) in top.items():
+                    if gain.mean() > gain.std(ddof=1) / np.sqrt(len(gain)):
+                        chosen[scen] = w
+            setattr(self, f"{label}_weights", chosen)
 
         best = _grid_search(itertools.product(grid_s, grid_l), set_warm,
                             lambda: recall(pseudo, have), ("support_weight", "fold_reg_factor"),
                             "pseudo_recall@20", scores)
-        choose_coengagement()
+        choose_links(pseudo, [s for s in ("warm", FEW_SHOT, "user_cold")
+                              if tasks_of(pseudo, s) >= 20], "coengagement",
+                     lambda l2: CoEngagement.fit(self.data.by_user, l2=l2), grid_l2, grid_eta)
         own_choices(pseudo, ["warm", FEW_SHOT, "user_cold"])
         cold_set = cold_carve(dataset, seed=self.seed, enough=MIN_SCENARIO_TASKS,
                               default=pseudo)
@@ -442,6 +474,11 @@ class GraphMetaImplicit(_Observing, _Base):
                                  scores)
         if enough:
             own_choices(cold_set, cold)
+        self.attribute_weights = {}
+        choose_links(cold_set, [s for s in cold if tasks_of(cold_set, s) >= 20], "attribute",
+                     lambda l2: AttributeLinks.fit(cold_set, self.data.item_ids,
+                                                   self.data.by_user, l2=l2),
+                     grid_attr_l2, grid_kappa)
         mixed: dict[str, Any] = {}
         if enough:
             mixed = tune_mixed_offset(self, cold_set, new_item_share(self, dataset))
@@ -534,9 +571,12 @@ class GraphMetaImplicit(_Observing, _Base):
         :math:`\hat y_i^\top x'_u + \gamma \hat b_i + \delta` for a new one. Within a
         kind the order is the one tuned for pools of that kind; an item with training rows
         also gets :math:`\eta\, c_{uj}`, the messages along the learned co-engagement links
-        from the items the user took (:meth:`coengagement_messages`); the offset :math:`\delta`
-        (``mixed_offset``, chosen on the carve by whole-catalogue recall@20) sets how the
-        two kinds interleave in a mixed list."""
+        from the items the user took (:meth:`coengagement_messages`), a new item
+        :math:`\kappa\, a_{uj}`, the messages along the learned attribute links
+        (:mod:`graph_meta.implicit_attributes`; :math:`\kappa` from ``attribute_weights``
+        by the kind of user); the offset :math:`\delta` (``mixed_offset``, chosen on the
+        carve by whole-catalogue recall@20) sets how the two kinds interleave in a mixed
+        list."""
         trained = self.data.item_in_train
         pos = np.arange(len(trained)) if positions is None else np.asarray(positions)
         warm = trained[pos]
@@ -552,6 +592,11 @@ class GraphMetaImplicit(_Observing, _Base):
             x_new = self._adapted(user_id, taken, True)
             out[~warm] = (self.y[new] @ x_new + self.popularity_weight * self.cold_bias[new]
                           + self.mixed_offset)
+            kappa = self.attribute_weights.get(_SCENARIO_OF[(len(taken[0]) > 0, True)], 0.0)
+            if kappa and self.attribute_links is not None:
+                hist, _, sup = taken
+                out[~warm] += kappa * self.attribute_links.messages(
+                    np.concatenate([hist, sup]), new)
         return out
 
     def score_items(self, user_id: str, support_items: list[str],
@@ -595,8 +640,16 @@ class GraphMetaImplicit(_Observing, _Base):
             if eta and self.coengagement is not None:  # a user without positives gets none
                 scores += eta * self.coengagement.audience(self._taken_matrix(), pos)
             return scores
-        return (self._user_states(True) @ self.y[pos]
-                + self.popularity_weight * self.cold_bias[pos] + self.mixed_offset)
+        scores = (self._user_states(True) @ self.y[pos]
+                  + self.popularity_weight * self.cold_bias[pos] + self.mixed_offset)
+        links, weights = self.attribute_links, self.attribute_weights
+        if links is not None and any(weights.get(s, 0.0) for s in ("item_cold",
+                                                                   "user_item_cold")):
+            takers = self._taken_matrix()
+            kappa = np.where(np.diff(takers.indptr) > 0, weights.get("item_cold", 0.0),
+                             weights.get("user_item_cold", 0.0))
+            scores += kappa * links.audience(takers, pos)
+        return scores
 
     def _taken_matrix(self) -> sp.csr_matrix:
         """``[users, items]``: every known user's positives, training and observed."""

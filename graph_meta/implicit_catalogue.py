@@ -5,9 +5,10 @@ A new item gets what an item without training positives gets at fit time: the gr
 and the side-feature ridge map of :meth:`~graph_meta.implicit.GraphMetaImplicit._item_priors`
 (:func:`graph_meta.implicit_prior.side_prior`), computed over the extended catalogue (the
 model's items in their order, then the new ones) from the model's own training positives and
-warm factors, mixed by the model's :math:`\mu` into :math:`\hat y_i` and :math:`\hat b_i`.
-Only the new items' rows are taken; every existing item keeps its factors and bias, and every
-user their state.
+warm factors, mixed by the model's :math:`\mu` into :math:`\hat y_i` and :math:`\hat b_i`,
+and its values among those the attribute links were learned on
+(:meth:`graph_meta.implicit_attributes.AttributeLinks.extended`). Only the new items' rows
+are taken; every existing item keeps its factors and bias, and every user their state.
 """
 
 from __future__ import annotations
@@ -73,8 +74,11 @@ def add_items(model: GraphMetaImplicit, dataset: Dataset) -> list[str]:
                             np.concatenate([old_prior.prior, prior.prior[len(old_ids):]]),
                             None if old_prior.pop is None
                             else np.concatenate([old_prior.pop, prior.pop[len(old_ids):]]))
+    links = (None if model.attribute_links is None
+             else model.attribute_links.extended(view, grown.item_ids))
     # nothing above changed the model: now swap everything in
     model.data, model.y_trained = grown, y_trained
+    model.attribute_links = links
     model.item_prior, model._cold = item_prior, cold
     # y and the new-item bias from _cold (observed positives on the new items count now)
     model._set_graph_mix(model.graph_mix)
