@@ -61,10 +61,10 @@ own) on the carve. New items have no such links.
 the graph, over the attribute nodes (directors, actors, categories, brands: every item node
 column) of the items each user took, so that it reaches new items: an item without training
 rows also gets :math:`\kappa\, a_{uj}`, the messages User -> Item -> value -> value <- Item
-from the values of every item the user took (new support items included), with
-:math:`\lambda` and one :math:`\kappa` per kind of user (with and without positives of
-their own) chosen on the carve's new-item pseudo-tasks, a :math:`\kappa` kept only where it
-beats none by more than a paired standard error.
+from the values of every item the user took (new support items included), with one
+:math:`\kappa` per kind of user (with and without positives of their own) chosen on the
+carve's new-item pseudo-tasks, kept only where it beats none by more than a paired standard
+error (:math:`\lambda` = ``attribute_l2``).
 
 **Positives after training** (:meth:`GraphMetaImplicit.observe`, kept in a
 :class:`graph_meta.live.LiveRatings` log with the weight as the value) join their users'
@@ -355,8 +355,8 @@ class GraphMetaImplicit(_Observing, _Base):
         grid_m = [0.0, 1.0] if self.quick else [0.0, 0.5, 1.0]
         grid_l2 = [300.0] if self.quick else [100.0, 300.0, 1000.0]
         grid_eta = [0.3, 1.0] if self.quick else [0.1, 0.3, 1.0, 3.0]
-        grid_attr_l2 = [300.0] if self.quick else [100.0, 300.0, 1000.0]
-        grid_kappa = [0.1, 0.3] if self.quick else [0.1, 0.2, 0.3, 0.5]
+        grid_attr_l2 = [300.0]
+        grid_kappa = [0.1, 0.3] if self.quick else [0.03, 0.1, 0.3]
         scores: list[dict[str, Any]] = []
 
         def recall(data: Dataset, scen: list[str]) -> float:
@@ -411,20 +411,23 @@ class GraphMetaImplicit(_Observing, _Base):
                 if gain.mean() > gain.std(ddof=1) / np.sqrt(len(gain)):
                     self.fold_choices[scen] = best
 
-        def choose_links(data: Dataset, kinds: list[str], label: str,
+        def choose_links(data: Dataset, kinds: list[str], label: str, links_attr: str,
                          fit: Callable[[float], Any], grid_l2: list[float],
                          grid_w: list[float]) -> None:
-            # learned links (self.<label>, weights self.<label>_weights, l2 self.<label>_l2):
-            # lambda, then each kind's weight on its own pseudo-tasks of ``data``: kept where
-            # it beats none there by more than a paired standard error
+            # learned links (self.<links_attr>, weights self.<label>_weights, their lambda
+            # self.<label>_l2): lambda, then each kind's weight on its own pseudo-tasks of
+            # ``data``: kept where it beats none there by more than a paired standard error
             none = {s: 0.0 for s in kinds}  # explicit: a few-item user falls back to user_cold's
             setattr(self, f"{label}_weights", dict(none))
             base = {s: per_task(data, s) for s in kinds}
+            scores.extend({f"{s}_{label}_weight": 0.0,
+                           f"pseudo_{s}_{label}_recall@20": round(base[s].mean(), 5)}
+                          for s in kinds)
             # (total mean gain, links, {scenario: (weight, per-task gain)}) of the best l2 so far
             best: tuple[float, Any, dict[str, tuple[float, np.ndarray]]] | None = None
             for l2 in grid_l2:
                 links = fit(l2)
-                setattr(self, label, links)
+                setattr(self, links_attr, links)
                 if links is None:  # too many items (co-engagement) or no values: no links
                     return
                 top: dict[str, tuple[float, np.ndarray]] = {}
@@ -442,7 +445,7 @@ class GraphMetaImplicit(_Observing, _Base):
             chosen = dict(none)
             if best is not None:
                 _, links, top = best
-                setattr(self, label, links)
+                setattr(self, links_attr, links)
                 setattr(self, f"{label}_l2", links.l2)
                 for scen, (w, gain) in top.items():
                     if gain.mean() > gain.std(ddof=1) / np.sqrt(len(gain)):
@@ -453,7 +456,7 @@ class GraphMetaImplicit(_Observing, _Base):
                             lambda: recall(pseudo, have), ("support_weight", "fold_reg_factor"),
                             "pseudo_recall@20", scores)
         choose_links(pseudo, [s for s in ("warm", FEW_SHOT, "user_cold")
-                              if tasks_of(pseudo, s) >= 20], "coengagement",
+                              if tasks_of(pseudo, s) >= 20], "coengagement", "coengagement",
                      lambda l2: CoEngagement.fit(self.data.by_user, l2=l2), grid_l2, grid_eta)
         own_choices(pseudo, ["warm", FEW_SHOT, "user_cold"])
         cold_set = cold_carve(dataset, seed=self.seed, enough=MIN_SCENARIO_TASKS,
@@ -476,7 +479,7 @@ class GraphMetaImplicit(_Observing, _Base):
             own_choices(cold_set, cold)
         self.attribute_weights = {}
         choose_links(cold_set, [s for s in cold if tasks_of(cold_set, s) >= 20], "attribute",
-                     lambda l2: AttributeLinks.fit(cold_set, self.data.item_ids,
+                     "attribute_links", lambda l2: AttributeLinks.fit(cold_set, self.data.item_ids,
                                                    self.data.by_user, l2=l2),
                      grid_attr_l2, grid_kappa)
         mixed: dict[str, Any] = {}

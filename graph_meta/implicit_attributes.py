@@ -24,9 +24,8 @@ positives; new items included, through their values) gets on item :math:`j`
 
 the path User -> Item -> value -[learned link]-> value <- Item.
 :class:`graph_meta.implicit.GraphMetaImplicit` adds :math:`\kappa\, a_{uj}` to the scores of
-items without training positives, :math:`\kappa` and :math:`\lambda` chosen per kind of
-request (a user with or without positives of their own) on the carve's new-item
-pseudo-tasks.
+items without training positives, :math:`\kappa` chosen per kind of request (a user with
+or without positives of their own) on the carve's new-item pseudo-tasks.
 
 Cost: one dense ``[V, V]`` inverse (:math:`O(V^3)`; ``max_values`` bounds it: 8 x 8 k float64
 = 512 MB at the limit); a user's message reads the rows of ``B`` of their values only.

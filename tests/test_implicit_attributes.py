@@ -201,8 +201,11 @@ def test_tuning_keeps_a_kinds_weight_only_where_its_pseudo_tasks_gain() -> None:
     for kind in kinds:
         key = f"{kind}_attribute_weight"
         tried = [row for row in log if key in row]
-        assert [row[key] for row in tried] == [0.1, 0.3]  # the quick grid, one l2
-        best = max(tried, key=lambda row: row[f"pseudo_{kind}_attribute_recall@20"])
-        assert model.attribute_weights[kind] in (0.0, best[key])
+        assert [row[key] for row in tried] == [0.0, 0.1, 0.3]  # none, then the quick grid
+        recall = [row[f"pseudo_{kind}_attribute_recall@20"] for row in tried]
+        chosen = model.attribute_weights[kind]
+        assert chosen in (0.0, tried[int(np.argmax(recall[1:])) + 1][key])
+        if chosen:
+            assert max(recall[1:]) > recall[0]
     assert model.params["attribute_weights"] == model.attribute_weights
     assert model.params["attribute_values"] == len(model.attribute_links.keys)

@@ -144,7 +144,7 @@ def test_tuning_keeps_a_kinds_weight_only_where_its_pseudo_tasks_gain() -> None:
     for kind in ("warm", "user_cold_few", "user_cold"):
         key = f"{kind}_coengagement_weight"
         tried = [row for row in log if key in row
-                 and row["coengagement_l2"] == model.coengagement_l2]
+                 and row.get("coengagement_l2") == model.coengagement_l2]
         assert [row[key] for row in tried] == [0.3, 1.0]  # the quick grid
         best = max(tried, key=lambda row: row[f"pseudo_{kind}_coengagement_recall@20"])
         assert model.coengagement_weights.get(kind, 0.0) in (0.0, best[key])
