@@ -267,8 +267,11 @@ class GraphMetaImplicit(_Observing, _Base):
         self.data = d = als.data
         self.x, self.y_trained, self.gram = als.x, als.y_trained, als.gram
         self.coengagement = CoEngagement.fit(d.by_user, l2=self.coengagement_l2)
-        self.attribute_links = AttributeLinks.fit(dataset, d.item_ids, d.by_user,
-                                                  l2=self.attribute_l2)
+        # the attribute links (a dense [V, V]) only where they are used or may be set by hand;
+        # tuning fits its own on the cold carve
+        wanted = not self.tune or any(self.attribute_weights.values())
+        self.attribute_links = (AttributeLinks.fit(dataset, d.item_ids, d.by_user,
+                                                   l2=self.attribute_l2) if wanted else None)
         self.item_prior, self._cold = self._item_priors(dataset, d, als._item_feats,
                                                         als.y_trained)
         self._set_graph_mix(self.graph_mix)
@@ -334,16 +337,19 @@ class GraphMetaImplicit(_Observing, _Base):
         before those the co-engagement regression's :math:`\lambda` and each kind of user's
         weight :math:`\eta` (kept where it beats none by a paired standard error);
         on the cold-item pseudo-tasks the same two for ranking new items, :math:`\mu` and
-        :math:`\gamma`, then the new-item scenarios' own pairs. When the default carve (10 %
-        newest items) leaves fewer than :data:`MIN_SCENARIO_TASKS` pseudo-tasks in either
-        new-item scenario, a second carve holding out 30 % of the items serves for the
-        cold-item choices (:func:`~graph_meta.implicit_baselines.data.cold_carve`), last of them the
-        exposure weight :math:`\omega` of a new item's live step, by the online replay of
-        the carve's new-item pseudo-tasks (:mod:`graph_meta.implicit_exposure`)."""
+        :math:`\gamma`, then the new-item scenarios' own pairs, then each new-item kind's
+        attribute-link weight :math:`\kappa` (kept where it beats none by a paired
+        standard error; the links are kept only where some :math:`\kappa` is). When the
+        default carve (10 % newest items) leaves fewer than :data:`MIN_SCENARIO_TASKS`
+        pseudo-tasks in either new-item scenario, a second carve holding out 30 % of the
+        items serves for the cold-item choices
+        (:func:`~graph_meta.implicit_baselines.data.cold_carve`), last of them the exposure
+        weight :math:`\omega` of a new item's live step, by the online replay of the
+        carve's new-item pseudo-tasks (:mod:`graph_meta.implicit_exposure`)."""
         from graph_meta.eval.ranking import evaluate_implicit
 
         pseudo = carve_implicit(dataset, seed=self.seed, max_tasks=None)
-        self.fold_choices, self.coengagement_weights = {}, {}
+        self.fold_choices, self.coengagement_weights, self.attribute_weights = {}, {}, {}
         have = [s for s, t in pseudo.tasks.items() if len(t) >= 20]
         if not have:
             return {"tuning": "skipped: too few pseudo-tasks"}
@@ -477,9 +483,9 @@ class GraphMetaImplicit(_Observing, _Base):
                                  scores)
         if enough:
             own_choices(cold_set, cold)
-        self.attribute_weights = {}
         choose_links(cold_set, [s for s in cold if tasks_of(cold_set, s) >= 20], "attribute",
-                     "attribute_links", lambda l2: AttributeLinks.fit(cold_set, self.data.item_ids,
+                     "attribute_links",
+                     lambda l2: AttributeLinks.fit(cold_set, self.data.item_ids,
                                                    self.data.by_user, l2=l2),
                      grid_attr_l2, grid_kappa)
         mixed: dict[str, Any] = {}

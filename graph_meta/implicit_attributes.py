@@ -27,8 +27,9 @@ the path User -> Item -> value -[learned link]-> value <- Item.
 items without training positives, :math:`\kappa` chosen per kind of request (a user with
 or without positives of their own) on the carve's new-item pseudo-tasks.
 
-Cost: one dense ``[V, V]`` inverse (:math:`O(V^3)`; ``max_values`` bounds it: 8 x 8 k float64
-= 512 MB at the limit); a user's message reads the rows of ``B`` of their values only.
+Cost: one dense ``[V, V]`` inverse (:math:`O(V^3)`; ``max_values`` bounds it: 8 k x 8 k float64
+= 512 MB while solving, kept as float32); a user's message reads the rows of ``B`` of their
+values only. A tuned model keeps the links only where some :math:`\kappa` was chosen.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class AttributeLinks:
 
     Attributes:
         keys: ``[V]`` ``(column, value)`` of every kept value.
-        weights: ``[V, V]`` :math:`B` (row ``a``: the links out of value ``a``).
+        weights: ``[V, V]`` :math:`B` (float32; row ``a``: the links out of value ``a``).
         features: CSR ``[N_I, V]`` :math:`F` of the model's items.
         l2: the :math:`\\lambda` it was fitted with.
     """
@@ -124,22 +125,26 @@ class AttributeLinks:
         p = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
         weights = p / -np.diag(p)[None, :]
         np.fill_diagonal(weights, 0.0)
-        return cls([keys[k] for k in kept], weights, features, l2)
+        return cls([keys[k] for k in kept], weights.astype(np.float32), features, l2)
 
     @property
     def num_items(self) -> int:
         return self.features.shape[0]
 
     def extended(self, dataset: Dataset, item_ids: pd.Index) -> AttributeLinks:
-        """These links over the catalogue ``item_ids`` of ``dataset`` (products added after
-        training get their rows of the kept values; the links are unchanged)."""
-        rows, keys = attribute_rows(dataset, item_ids)
+        """These links over the catalogue ``item_ids`` of ``dataset``, whose first
+        :attr:`num_items` are the model's: those keep their rows, the products added after
+        them get their rows of the kept values from ``dataset.items``; the links are
+        unchanged."""
+        added = pd.Index(item_ids[self.num_items:])
+        rows, keys = attribute_rows(dataset, added)
         where = {k: c for c, k in enumerate(keys)}
         cols = np.array([where.get(k, -1) for k in self.keys], dtype=np.int64)
         have = cols >= 0
         sub = rows[:, cols[have]].tocoo()
-        features = sp.csr_matrix((sub.data, (sub.row, np.flatnonzero(have)[sub.col])),
-                                 shape=(len(item_ids), len(self.keys)))
+        new = sp.csr_matrix((sub.data, (sub.row, np.flatnonzero(have)[sub.col])),
+                            shape=(len(added), len(self.keys)))
+        features = sp.vstack([self.features, new]).tocsr()
         return AttributeLinks(self.keys, self.weights, features, self.l2)
 
     def _profile_links(self, taken: np.ndarray) -> np.ndarray:
