@@ -19,8 +19,9 @@ file (e.g. ``SUCCEEDS``) one hop. Path :math:`t` gives
 
 (a training item's own factors are never among its messages), and the side-feature ridge
 map :math:`r(i)` of :mod:`graph_meta.implicit_baselines` is one more input. The graph prior
-is :math:`g_i = \beta_r r(i) + \sum_t \beta_t h_t(i)`, the weights :math:`\beta` learned by
-least squares on the training items (rows weighted by :math:`\sqrt{n_i}`) from inputs
+is :math:`g_i = \beta_r r(i) + \sum_t \beta_t h_t(i) + \beta_0 \bar y` (:math:`\bar y`: the
+training items' mean factors), the weights :math:`\beta` learned by least squares on the
+training items (rows weighted by :math:`\sqrt{n_i}`) from inputs
 cross-fitted over 5 folds (a training item's ridge prediction and messages both come from
 the other folds): how much each kind of path carries is learned from the data. A new item's
 factors are :math:`\hat y_i = (1 - \mu) r(i) + \mu g_i`; the same construction, with its

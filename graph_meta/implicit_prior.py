@@ -5,9 +5,12 @@ A node column ``c`` of a side (e.g. ``Item -> Genre``) gives the two-hop path ow
 owner, a same-type relation file (e.g. ``SUCCEEDS``, ``FRIEND_OF``) a one-hop path; each path
 :math:`t` sends the message :math:`h_t(i)`, the mean over the node's values (or neighbours) of
 the mean target of the *other* trained nodes there (:func:`path_messages`). The prior
-:math:`g_i = \beta_r r(i) + \sum_t \beta_t h_t(i)` mixes them with the side-feature ridge map
-:math:`r(i)`, the weights :math:`\beta` learned by least squares on the training nodes from
-inputs cross-fitted over 5 folds (:func:`side_prior`); :class:`GraphPrior` keeps the result.
+:math:`g_i = \beta_r r(i) + \sum_t \beta_t h_t(i) + \beta_0 \bar y` mixes them with the
+side-feature ridge map :math:`r(i)` and the mean target of every trained node :math:`\bar y`
+(the zero-hop path, :data:`CATALOGUE_MEAN`: without it a weighted sum of blocks that all
+carry the mean cannot shrink a path's contrast without shrinking the mean with it), the
+weights :math:`\beta` learned by least squares on the training nodes from inputs
+cross-fitted over 5 folds (:func:`side_prior`); :class:`GraphPrior` keeps the result.
 """
 
 from __future__ import annotations
@@ -20,7 +23,11 @@ from graph_meta.baselines import _RidgeMap
 from graph_meta.dataset import Dataset
 from graph_meta.graph.build import split_multi
 
-__all__ = ["GraphPrior", "graph_paths", "incidence", "path_messages", "side_prior"]
+__all__ = ["CATALOGUE_MEAN", "GraphPrior", "graph_paths", "incidence", "path_messages",
+           "side_prior"]
+
+#: the name of the prior's mean block (the zero-hop path: every trained node's mean target)
+CATALOGUE_MEAN = "catalogue mean"
 
 
 def incidence(frame: pd.DataFrame, column, ids: pd.Index) -> sp.csr_matrix:
@@ -111,6 +118,12 @@ def _messages(op: tuple[str, sp.csr_matrix], target: np.ndarray,
     return fn(m, target, sources)[0]
 
 
+def _catalogue_mean(target: np.ndarray, sources: np.ndarray, n: int) -> np.ndarray:
+    """``[n, d]``: the mean ``target`` of the ``sources`` rows on every row (0 without any)."""
+    mean = target[sources].mean(axis=0) if sources.any() else np.zeros(target.shape[1])
+    return np.broadcast_to(mean, (n, target.shape[1])).copy()
+
+
 def side_prior(feats: sp.csr_matrix, trained: np.ndarray, counts: np.ndarray,
                 target: np.ndarray, paths: list[tuple[str, tuple[str, sp.csr_matrix]]],
                 alpha: float, *, folds: int = 5,
@@ -137,14 +150,17 @@ def side_prior(feats: sp.csr_matrix, trained: np.ndarray, counts: np.ndarray,
                 pred = _RidgeMap(feats, rows, w[rows]).predict(target[rows], alpha)
                 held = trained & (fold == k)
                 ridge_cv[held] = pred[held]
-    msg_full = [_messages(op, target, trained) for _, op in paths]
-    msg_cv = [np.zeros_like(target) for _ in paths]
+    msg_full = [_messages(op, target, trained) for _, op in paths] + [
+        _catalogue_mean(target, trained, n)]
+    msg_cv = [np.zeros_like(target) for _ in msg_full]
     for k in range(folds):
         held = trained & (fold == k)
         if held.any():
+            sources = trained & (fold != k)
             for t, (_, op) in enumerate(paths):
-                msg_cv[t][held] = _messages(op, target, trained & (fold != k))[held]
-    names = ["side-feature ridge", *[p[0] for p in paths]]
+                msg_cv[t][held] = _messages(op, target, sources)[held]
+            msg_cv[-1][held] = _catalogue_mean(target, sources, n)[held]
+    names = ["side-feature ridge", *[p[0] for p in paths], CATALOGUE_MEAN]
     blocks_cv = [ridge_cv, *msg_cv]
     blocks = [np.where(trained[:, None], cv, full)
               for cv, full in zip(blocks_cv, [ridge_full, *msg_full], strict=True)]

@@ -34,6 +34,32 @@ def test_path_messages_leave_the_item_out() -> None:
         np.testing.assert_allclose(msg[i], np.mean(per, axis=0) if per else 0.0, atol=1e-12)
 
 
+def test_the_prior_shrinks_a_paths_contrast_without_shrinking_the_mean() -> None:
+    """Small groups, noisy targets: a group's message (its other members' mean) says a little
+    about a member, so least squares shrinks the path's weight; the catalogue mean beside it
+    keeps the offset the targets share, which a path weight below 1 alone would shrink too."""
+    from graph_meta.implicit_prior import CATALOGUE_MEAN, side_prior
+
+    rng = np.random.default_rng(3)
+    n, groups = 3000, 1000
+    group = rng.integers(0, groups, n)
+    offset = np.array([3.0, -2.0])
+    target = offset + rng.normal(0.0, 0.5, (groups, 2))[group] + rng.normal(0.0, 1.0, (n, 2))
+    trained = np.arange(n) < 2400
+    inc = sp.csr_matrix((np.ones(n), (np.arange(n), group)), shape=(n, groups))
+    names, beta, prior, _ = side_prior(sp.csr_matrix((n, 0)), trained, np.ones(n), target,
+                                       [("group", ("inc", inc))], 1.0)
+    assert names == ["side-feature ridge", "group", CATALOGUE_MEAN]
+    assert 0.05 < beta[1] < 0.6  # the contrast shrunk
+    assert beta[1] + beta[2] == pytest.approx(1.0, abs=0.05)  # the offset kept
+    grouped = ~trained & np.isin(group, group[trained])
+    np.testing.assert_allclose(prior[~trained].mean(axis=0), offset, atol=0.1)
+    # the prior beats the plain mean on the new rows that have group-mates
+    err_prior = ((prior - target)[grouped] ** 2).mean()
+    err_mean = ((target[trained].mean(axis=0) - target)[grouped] ** 2).mean()
+    assert err_prior < err_mean
+
+
 def test_planted_preference_far_above_chance() -> None:
     ds = planted_segments()
     model = GraphMetaImplicit(factors=8, reg=1.0, alpha=5.0, tune=False, backend="numpy")
