@@ -40,7 +40,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from graph_meta.dataset import Dataset
-from graph_meta.graph.build import split_multi
+from graph_meta.implicit_prior import value_incidence
 
 __all__ = ["MAX_VALUES", "MIN_ITEMS", "AttributeLinks", "attribute_rows"]
 
@@ -55,25 +55,13 @@ def attribute_rows(dataset: Dataset, item_ids: pd.Index
     """``(F [len(item_ids), V], keys)``: every value of every item node column of
     ``dataset`` (``keys[k] = (column, value)``; a value listed twice for an item counts
     once; an id absent from ``dataset.items`` has an empty row)."""
-    frame = dataset.items
-    index = pd.Index(frame.index.astype(str))
+    ids = pd.Index(item_ids.astype(str))
     blocks, keys = [], []
     for col in dataset.spec.items.columns.values():
-        if not col.node or col.name not in frame.columns:
-            continue
-        parts = split_multi(frame[col.name], col)
-        owners = np.repeat(np.arange(len(index)), parts.map(len).to_numpy())
-        values = pd.Series([v for p in parts for v in p], dtype=object)
-        if not len(values):
-            continue
-        codes, labels = pd.factorize(values)
-        rows = pd.Index(item_ids.astype(str)).get_indexer(index[owners])
-        keep = rows >= 0
-        m = sp.csr_matrix((np.ones(int(keep.sum())), (rows[keep], codes[keep])),
-                          shape=(len(item_ids), len(labels)))
-        m.data[:] = 1.0
-        blocks.append(m)
-        keys.extend((col.name, str(v)) for v in labels)
+        if col.node and col.name in dataset.items.columns:
+            m, values = value_incidence(dataset.items, col, ids)
+            blocks.append(m)
+            keys.extend((col.name, v) for v in values)
     if not blocks:
         return sp.csr_matrix((len(item_ids), 0)), []
     return sp.hstack(blocks).tocsr(), keys

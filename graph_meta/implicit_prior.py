@@ -24,7 +24,7 @@ from graph_meta.dataset import Dataset
 from graph_meta.graph.build import split_multi
 
 __all__ = ["CATALOGUE_MEAN", "GraphPrior", "graph_paths", "incidence", "path_messages",
-           "side_prior"]
+           "side_prior", "value_incidence"]
 
 #: the name of the prior's mean block (the zero-hop path: every trained node's mean target)
 CATALOGUE_MEAN = "catalogue mean"
@@ -32,18 +32,24 @@ CATALOGUE_MEAN = "catalogue mean"
 
 def incidence(frame: pd.DataFrame, column, ids: pd.Index) -> sp.csr_matrix:
     """Owner x value incidence of one node column (rows in ``ids`` order)."""
+    return value_incidence(frame, column, ids)[0]
+
+
+def value_incidence(frame: pd.DataFrame, column, ids: pd.Index
+                    ) -> tuple[sp.csr_matrix, list[str]]:
+    """``(incidence, values)``: :func:`incidence` and the value of each of its columns."""
     parts = split_multi(frame[column.name], column)
     owners = np.repeat(ids.get_indexer(parts.index.astype(str)),
                        parts.map(len).to_numpy())
     values = [v for p in parts for v in p]
     if not values:
-        return sp.csr_matrix((len(ids), 0))
-    codes, _ = pd.factorize(pd.Series(values, dtype=object))
+        return sp.csr_matrix((len(ids), 0)), []
+    codes, labels = pd.factorize(pd.Series(values, dtype=object))
     keep = owners >= 0
     m = sp.csr_matrix((np.ones(int(keep.sum())), (owners[keep], codes[keep])),
-                      shape=(len(ids), int(codes.max()) + 1))
+                      shape=(len(ids), len(labels)))
     m.data[:] = 1.0  # a value listed twice counts once
-    return m
+    return m, [str(v) for v in labels]
 
 
 def path_messages(incidence: sp.csr_matrix, target: np.ndarray,

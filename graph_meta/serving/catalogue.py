@@ -12,6 +12,7 @@ from graph_meta.dataset import Dataset
 from graph_meta.fitting.graphs import build_graph
 from graph_meta.fitting.priors import side_prior
 from graph_meta.graph.neighborhood import ItemNeighbors
+from graph_meta.serving.neighborhood import attribute_neighbors
 
 if TYPE_CHECKING:
     from graph_meta.model import GraphMetaRecommender
@@ -52,9 +53,7 @@ def add_items(model: GraphMetaRecommender, dataset: Dataset) -> list[str]:
     if k:
         data = build_graph(dataset, text_dim=m.text_dim)
         graph_ids = [str(i) for i in data.node_ids["Item"]]
-        lists = ItemNeighbors.from_graph(data, top_k=k, type_weights=model.path_weights,
-                                         use_co_engaged=m.use_co_engaged,
-                                         relation_weight=m.relation_link_weight())
+        lists = attribute_neighbors(data, model.config, model.path_weights)
         pos = {i: p for p, i in enumerate(all_ids)}
         to_model = np.array([pos[i] for i in graph_ids])
         graph_pos = {i: g for g, i in enumerate(graph_ids)}

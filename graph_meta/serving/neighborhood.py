@@ -25,7 +25,7 @@ from graph_meta.serving.state import rating
 if TYPE_CHECKING:
     from graph_meta.model import GraphMetaRecommender
 
-__all__ = ["Neighborhood", "graph_neighbors"]
+__all__ = ["Neighborhood", "attribute_neighbors", "graph_neighbors"]
 
 
 class Neighborhood:
@@ -173,18 +173,31 @@ class Neighborhood:
         return num / (den + self.model.config.model.neighbor_shrink) + learned
 
 
-def graph_neighbors(data: Any, config: Any, type_weights: Mapping[str, float] | None = None
-                    ) -> tuple[ItemNeighbors, ItemNeighbors]:
-    """``(attribute-path, co-rating)`` neighbour lists of graph ``data``; empty when off
-    (``model.neighbor_k = 0`` or ``model.use_graph = false``; ``model.neighbor_rated_weight =
-    0`` for the co-rating lists). ``type_weights``: the path types' weights
-    (:meth:`ItemNeighbors.from_blocks`; None: every attribute type 1, ``CO_ENGAGED`` 0)."""
+def attribute_neighbors(data: Any, config: Any,
+                        type_weights: Mapping[str, float] | None = None) -> ItemNeighbors:
+    """The attribute-path neighbour lists of graph ``data`` as the model's config shapes them
+    (``model.neighbor_k``, ``use_co_engaged``, the relation links' weight); empty when off
+    (``model.neighbor_k = 0`` or ``model.use_graph = false``). ``type_weights``: the path
+    types' weights (:meth:`ItemNeighbors.from_blocks`; None: every attribute type 1,
+    ``CO_ENGAGED`` 0)."""
     m = config.model
     k = m.neighbor_k if m.use_graph else 0
-    k_rated = k if m.neighbor_rated_weight > 0 else 0
+    if not k:
+        n = int(data["Item"].num_nodes)
+        return ItemNeighbors(np.zeros(n + 1, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    return ItemNeighbors.from_graph(data, top_k=k, type_weights=type_weights,
+                                    use_co_engaged=m.use_co_engaged,
+                                    relation_weight=m.relation_link_weight())
+
+
+def graph_neighbors(data: Any, config: Any, type_weights: Mapping[str, float] | None = None
+                    ) -> tuple[ItemNeighbors, ItemNeighbors]:
+    """``(attribute-path, co-rating)`` neighbour lists of graph ``data``
+    (:func:`attribute_neighbors`; the co-rating lists empty when off too, and with ``model.
+    neighbor_rated_weight = 0``)."""
+    m = config.model
+    k_rated = m.neighbor_k if m.use_graph and m.neighbor_rated_weight > 0 else 0
     n = int(data["Item"].num_nodes)
     empty = ItemNeighbors(np.zeros(n + 1, np.int64), np.zeros(0, np.int64), np.zeros(0))
-    return (ItemNeighbors.from_graph(data, top_k=k, type_weights=type_weights,
-                                     use_co_engaged=m.use_co_engaged,
-                                     relation_weight=m.relation_link_weight()) if k else empty,
+    return (attribute_neighbors(data, config, type_weights),
             ItemNeighbors.from_ratings(data, top_k=k_rated) if k_rated else empty)
