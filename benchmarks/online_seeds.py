@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/online_seeds.py DATASET OUT SEED [--no-baselines] [--ablation NAME ...]
-        [--fixed-live-precision] [--ablations-only]
+        [--fixed-live-precision] [--ablations-only] [--offline]
 
 The rows of ``graph-meta benchmark DATASET --out OUT --online --seed SEED`` for these three
 models alone (no MeLU, no global mean: a shorter run per extra seed), written the same way
@@ -15,7 +15,8 @@ of :data:`training.benchmark.ABLATIONS` by name (e.g. ``"graph-meta (no graph)"`
 1`` (the learned item precision as it is; the default, 0, chooses its scale on held-out items,
 :mod:`graph_meta.live_tuning`);
 ``--ablations-only`` fits and writes the ``--ablation`` rows alone (no graph-meta row, no
-baselines, no ``speed.json``): more rows for a run already made.
+baselines, no ``speed.json``): more rows for a run already made; ``--offline`` leaves the
+online replay out (offline rows only, and no live-update latency).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                         choices=[name for name, _, _ in ABLATIONS])
     parser.add_argument("--fixed-live-precision", action="store_true")
     parser.add_argument("--ablations-only", action="store_true")
+    parser.add_argument("--offline", action="store_true")
     args = parser.parse_args(argv)
     if args.ablations_only and (args.fixed_live_precision or not args.ablation):
         parser.error("--ablations-only takes --ablation rows and no --fixed-live-precision")
@@ -69,14 +71,19 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         ours.fit(dataset, progress=False, checkpoint_dir=out / "run")
         fit_s = time.perf_counter() - t
+        print("path-type weights chosen:", ours.fit_info.get("path_weights"), flush=True)
     baselines = [] if args.no_baselines or ours is None else [
         (ItemMeanUserBias(tune=True, seed=seed), True), (BiasedMF(tune=True, seed=seed), True)]
     for model, fit in (*baselines, *([(ours, False)] if ours is not None else [])):
         offline = evaluate(model, dataset, support_k=SUPPORT_K, fit=fit)
+        rows.append(offline)
+        _write(offline, out)
+        if args.offline:
+            print(offline["model"], _rmse(offline), flush=True)
+            continue
         online = evaluate_online(model, dataset, fit=False)
         online["model"] += " online"
-        rows += [offline, online]
-        _write(offline, out)
+        rows.append(online)
         _write(online, out)
         print(offline["model"], _rmse(offline), _rmse(online), flush=True)
     for name, overrides, fine_tune in ABLATIONS:
@@ -104,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if ours is None:
         return 0
     speed = {"fit_s": round(fit_s, 1), **latency_new_user(ours, dataset),
-             **latency_observe(ours, dataset)}
+             **({} if args.offline else latency_observe(ours, dataset))}
     (out / "speed.json").write_text(json.dumps(speed, indent=2) + "\n")
     print(speed)
     return 0

@@ -2,7 +2,9 @@ r"""The graph prior of the implicit model (:class:`graph_meta.implicit.GraphMeta
 what a new item's (or a new user's) factors are predicted from, path by path.
 
 A node column ``c`` of a side (e.g. ``Item -> Genre``) gives the two-hop path owner -> value ->
-owner, a same-type relation file (e.g. ``SUCCEEDS``, ``FRIEND_OF``) a one-hop path; each path
+owner, a relation file from such a value to one no column holds (``Brand -[MADE_BY]-> Maker``)
+the path owner -> brand -> maker -> brand -> owner, a same-type relation file (e.g.
+``SUCCEEDS``, ``FRIEND_OF``) a one-hop path; each path
 :math:`t` sends the message :math:`h_t(i)`, the mean over the node's values (or neighbours) of
 the mean target of the *other* trained nodes there (:func:`path_messages`). The prior
 :math:`g_i = \beta_r r(i) + \sum_t \beta_t h_t(i) + \beta_0 \bar y` mixes them with the
@@ -21,7 +23,8 @@ import scipy.sparse as sp
 
 from graph_meta.baselines import _RidgeMap
 from graph_meta.dataset import Dataset
-from graph_meta.graph.build import split_multi
+from graph_meta.graph.build import value_incidence
+from graph_meta.graph.relations import attribute_relation_incidence
 
 __all__ = ["CATALOGUE_MEAN", "GraphPrior", "graph_paths", "incidence", "path_messages",
            "side_prior", "value_incidence"]
@@ -33,23 +36,6 @@ CATALOGUE_MEAN = "catalogue mean"
 def incidence(frame: pd.DataFrame, column, ids: pd.Index) -> sp.csr_matrix:
     """Owner x value incidence of one node column (rows in ``ids`` order)."""
     return value_incidence(frame, column, ids)[0]
-
-
-def value_incidence(frame: pd.DataFrame, column, ids: pd.Index
-                    ) -> tuple[sp.csr_matrix, list[str]]:
-    """``(incidence, values)``: :func:`incidence` and the value of each of its columns."""
-    parts = split_multi(frame[column.name], column)
-    owners = np.repeat(ids.get_indexer(parts.index.astype(str)),
-                       parts.map(len).to_numpy())
-    values = [v for p in parts for v in p]
-    if not values:
-        return sp.csr_matrix((len(ids), 0)), []
-    codes, labels = pd.factorize(pd.Series(values, dtype=object))
-    keep = owners >= 0
-    m = sp.csr_matrix((np.ones(int(keep.sum())), (owners[keep], codes[keep])),
-                      shape=(len(ids), len(labels)))
-    m.data[:] = 1.0  # a value listed twice counts once
-    return m, [str(v) for v in labels]
 
 
 def path_messages(incidence: sp.csr_matrix, target: np.ndarray,
@@ -178,14 +164,19 @@ def side_prior(feats: sp.csr_matrix, trained: np.ndarray, counts: np.ndarray,
 
 def graph_paths(dataset: Dataset, frame: pd.DataFrame, table, ids: pd.Index,
            label: str) -> list[tuple[str, tuple[str, sp.csr_matrix]]]:
-    """Every path of one side: two hops through each node column, one hop along each
-    relation file between two nodes of that side."""
+    """Every path of one side: two hops through each node column, four through each relation
+    file between an attribute type of that side and one it has no column for (owner ->
+    brand -> maker -> brand -> owner: :func:`~graph_meta.graph.relations.
+    attribute_relation_incidence`), one hop along each relation file between two nodes of
+    that side."""
     out: list[tuple[str, tuple[str, sp.csr_matrix]]] = []
     for col in table.columns.values():
         if col.node:
             inc = incidence(frame, col, ids)
             if inc.shape[1]:
                 out.append((f"{label}-{col.node}-{label}", ("inc", inc)))
+    for rel, inc in attribute_relation_incidence(dataset, label, frame, ids).items():
+        out.append((f"{label}-{rel}-{label}", ("inc", inc)))
     for rel in dataset.spec.relations:
         if rel.src == label and rel.dst == label:
             out.append((rel.type, ("adj", _adjacency(dataset.relations[rel.type], ids))))

@@ -275,12 +275,24 @@ class DatasetSpec:
                 raise fail("relationship type must match [A-Z][A-Z0-9_]*", f"{where}.type")
             if r["type"] in (RATED, CO_ENGAGED, CO_LIKED) or r["type"].startswith("HAS_"):
                 raise fail(f"relationship type {r['type']!r} is reserved", f"{where}.type")
+            known_ends = [end for end in ("src", "dst") if r[end] in node_types]
             for end in ("src", "dst"):
-                if r[end] not in node_types:
+                if r[end] in node_types:
+                    continue
+                # a node type no column declares (a brand's maker, a category's department
+                # when items have no department column): only beside a known one, so that a
+                # misspelt end of a file linking known types still fails
+                if not known_ends:
                     raise fail(
-                        f"unknown node type {short(r[end])}; known: {sorted(node_types)}",
+                        f"unknown node type {short(r[end])}; known: {sorted(node_types)} (a "
+                        "relation may introduce a node type at one end only)",
                         f"{where}.{end}",
                     )
+                if not isinstance(r[end], str) or not _LABEL_RE.match(r[end]):
+                    raise fail("node type must match [A-Z][A-Za-z0-9_]*", f"{where}.{end}")
+                if r[end].startswith(RESERVED_LABEL_PREFIX):
+                    raise fail(f"the node type prefix {RESERVED_LABEL_PREFIX!r} is reserved "
+                               "for graph-meta's own labels", f"{where}.{end}")
             extra = sorted(set(r) - {"type", "file", "src", "dst", "src_column", "dst_column",
                                      "weight"})
             if extra:
@@ -456,6 +468,9 @@ class GraphSchema:
             attr_edges.append(AttributeEdge(owner, col.name, et))
         for rel in spec.relations:
             edge_types.append(rel.edge_type)
+            for end in (rel.src, rel.dst):
+                if end not in node_types:  # introduced by the relation file
+                    node_types.append(end)
         edge_types.append(EdgeType(ITEM, CO_LIKED, ITEM))
         if CATEGORY in node_types:
             edge_types.append(EdgeType(CATEGORY, CO_ENGAGED, CATEGORY))

@@ -37,6 +37,17 @@ holds, so that only message passing over the relation files can carry them to a 
   circles of about 12; a circle shares a bias, a tilt of category taste and latent factors,
   and each user has 3 to 6 friends in their circle: a new user's friends carry their taste.
 
+With ``planted_makers=True`` (:func:`plant_makers`; with ``planted_graph`` too, after it) the
+item taste comes from two hops away. Brands are thin (default ``max(4 * n_departments,
+n_items // 4)`` of them, about four items each), so a new item's brand has few or no rated
+items. Brands are grouped under makers (``max(2, n_brands // 8)`` of them, across
+departments); each maker has a quality offset ``N(0, 0.5)`` added to the bias of every item
+of its brands, and a latent factor vector that makes up part of those items' factors. The
+maker is written only in ``makers.csv``, ``(Brand)-[MADE_BY]->(Maker)``, and no column of
+``items.csv`` holds it: a model that reads an item's own columns sees its brand, whose few
+rated items say little, while the maker, pooling about eight brands' items, sits two hops
+away (item -> brand -> maker) and is reachable only through the relation file.
+
 Everything is vectorized numpy (users are processed in blocks; duplicate (user, item) draws are
 redrawn until each user has their sampled number of distinct items) and deterministic by
 ``seed``: 100 k users / 20 k items / 2 M ratings take seconds.
@@ -202,6 +213,15 @@ _TASTE_CONCENTRATION = 0.35  # Dirichlet concentration per category: small = pea
 _EXPLORE = (0.05, 0.3, 0.6, 1.0)  # share of category draws from the global mix, per round
 _ROUNDS = 10
 _SEED_SALT = 0x5CA7A106
+#: company-like maker names (``planted_makers``): stem + suffix, numbered past 64
+_MAKER_STEMS = (
+    "Atlas", "Borealis", "Crestline", "Dunmore", "Everton", "Fairhaven", "Glenmark", "Halden",
+    "Ironwood", "Kingsley", "Larkspur", "Merrow", "Northam", "Oakridge", "Penrose", "Redfern",
+)
+_MAKER_SUFFIXES = (" Group", " Holdings", " Industries", " Brands")
+_MAKER_OFFSET_SD = 0.5
+#: an item's factor becomes 0.6 * its maker's + 0.8 * its own (0.6² + 0.8² = 1)
+_MAKER_FACTOR_SHARE, _OWN_FACTOR_SHARE = 0.6, 0.8
 
 
 def generate_catalog(
@@ -219,6 +239,7 @@ def generate_catalog(
     warm_task_fraction: float = 0.1,
     name: str = "synthetic-catalog",
     planted_graph: bool = False,
+    planted_makers: bool = False,
     progress: bool = False,
 ) -> Dataset:
     """Generate a synthetic e-commerce catalog and split it into train + cold-start tasks.
@@ -230,7 +251,8 @@ def generate_catalog(
         n_departments: departments (1..8 are named; more get numbered names).
         categories_per_department: categories per department (1..8 named, more numbered).
         n_brands: brands (each belongs to one department); default
-            ``max(4 * n_departments, n_items // 25)``.
+            ``max(4 * n_departments, n_items // 25)``, or with ``planted_makers``
+            ``max(4 * n_departments, n_items // 4)`` (thin brands, about four items each).
         noise: standard deviation of the Gaussian rating noise (>= 0).
         seed: seed of everything (non-negative int).
         new_user_fraction, new_item_fraction, warm_task_fraction: passed to
@@ -238,6 +260,9 @@ def generate_catalog(
         name: dataset name in ``dataset.json``.
         planted_graph: also plant item successors and friend circles (module docstring),
             written as the relation files ``successors.csv`` and ``friends.csv``.
+        planted_makers: also group the brands under makers whose quality offset and latent
+            factors reach every item of their brands (:func:`plant_makers`), written only as
+            the relation file ``makers.csv`` (``(Brand)-[MADE_BY]->(Maker)``).
         progress: print the stages and their times to stderr.
 
     Returns:
@@ -255,7 +280,7 @@ def generate_catalog(
     rng_items, rng_users, rng_draw, rng_rate, rng_time = (np.random.default_rng(s)
                                                           for s in streams)
     if n_brands is None:
-        n_brands = max(4 * n_departments, n_items // 25)
+        n_brands = default_brands(n_items, n_departments, planted_makers=planted_makers)
 
     tax = _Taxonomy(n_departments, categories_per_department)
     items, item_model = _items(tax, n_items, n_brands, rng_items)
@@ -267,6 +292,10 @@ def generate_catalog(
         graph_relations = plant_graph(items, item_model, users, user_model, seed)
         clock.stage(f"{len(graph_relations['SUCCEEDS']):,} successors, "
                     f"{len(graph_relations['FRIEND_OF']):,} friendships")
+    if planted_makers:
+        graph_relations["MADE_BY"] = plant_makers(item_model, n_brands, seed)
+        clock.stage(f"{maker_count(n_brands)} makers over "
+                    f"{len(graph_relations['MADE_BY']):,} brands")
     u, i = _draw_interactions(user_model, item_model, tax, n_interactions, rng_draw)
     clock.stage(f"{len(u):,} interactions drawn")
     rating = _ratings(u, i, user_model, item_model, noise, rng_rate)
@@ -315,6 +344,8 @@ def generate_catalog(
                             "(loaders.synthetic).", stats)
     if planted_graph:
         declare_graph(raw_spec, graph_relations)
+    if planted_makers:
+        declare_makers(raw_spec, graph_relations["MADE_BY"], n_brands)
     spec = DatasetSpec.from_json(raw_spec, source="generate_catalog")
     clock.done()
     return Dataset(spec=spec, users=users, items=items, train=split.train,
@@ -375,7 +406,86 @@ def declare_graph(raw_spec: dict[str, Any], graph_relations: dict[str, pd.DataFr
         {"type": "FRIEND_OF", "file": "friends.csv", "src": "User", "dst": "User",
          "src_column": "user_id", "dst_column": "friend_id"},
     ]
-    raw_spec["stats"]["planted_graph"] = {t: len(f) for t, f in graph_relations.items()}
+    raw_spec["stats"]["planted_graph"] = {t: len(graph_relations[t])
+                                          for t in ("SUCCEEDS", "FRIEND_OF")}
+
+
+def default_brands(n_items: int, n_departments: int, *, planted_makers: bool = False) -> int:
+    """The default brand count: ``max(4 * n_departments, n_items // 25)``, or with
+    ``planted_makers`` thin brands, ``max(4 * n_departments, n_items // 4)``."""
+    return max(4 * n_departments, n_items // (4 if planted_makers else 25))
+
+
+def maker_count(n_brands: int) -> int:
+    """Makers of ``n_brands`` brands (``planted_makers``): ``max(2, n_brands // 8)``."""
+    return max(2, n_brands // 8)
+
+
+def maker_names(n: int) -> list[str]:
+    """``n`` distinct, deterministic company-like maker ids (``"Atlas Group"``, ...)."""
+    stems, suffixes = len(_MAKER_STEMS), len(_MAKER_SUFFIXES)
+    names = []
+    for k in range(n):
+        name = _MAKER_STEMS[k % stems] + _MAKER_SUFFIXES[(k // stems) % suffixes]
+        if k >= stems * suffixes:
+            name += f" {k // (stems * suffixes) + 1}"
+        names.append(name)
+    return names
+
+
+def plant_makers(item_model: dict[str, np.ndarray], n_brands: int,
+                 seed: int) -> pd.DataFrame:
+    """Group the brands under makers and plant each maker's taste into its items, in place
+    (call before the interactions are drawn, after :func:`plant_graph` where both are on).
+
+    From a stream of its own (``SeedSequence([seed, _SEED_SALT, 2])``): the ``n_makers =
+    max(2, n_brands // 8)`` makers take the brands by a random permutation of ``b % n_makers``
+    (every maker has ``n_brands // n_makers`` or one more brands; brand ``b`` belongs to
+    department ``b % n_departments``, so a maker's brands span departments); maker ``m`` has
+    an offset ``o_m ~ N(0, 0.5)`` and a factor vector ``f_m ~ N(0, 1)^8 * (0.25 / 8) ** 0.25``,
+    the scale of the items' factors (:func:`_items`: ``0.75 * category + 0.66 * own``, unit
+    variance before the same scale). An item ``j`` of a brand of maker ``m`` gets
+
+    * ``bias_j += o_m``;
+    * ``factor_j = 0.6 * f_m + 0.8 * factor_j``: no rescaling is needed, ``0.6² + 0.8² = 1``
+      and ``f_m`` is independent of ``factor_j``, so each component's variance stays
+      ``(0.25 / 8) ** 0.5`` (times 0.998, the items' own) and the low-rank term's spread is
+      unchanged; two items of one maker now share ``0.36`` of their factor variance.
+
+    Returns the relation frame of ``makers.csv`` (``src`` brand name, ``dst`` maker id,
+    ``weight`` 1): one row per brand that has at least one item, in brand order."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, _SEED_SALT, 2]))
+    n_makers = maker_count(n_brands)
+    maker_of = rng.permutation(np.arange(n_brands, dtype=np.int64) % n_makers)
+    offset = rng.normal(0.0, _MAKER_OFFSET_SD, n_makers)
+    maker_factor = rng.normal(0.0, 1.0, (n_makers, _RANK)) * (0.25 / _RANK) ** 0.25
+    m = maker_of[item_model["brand"]]
+    item_model["bias"] = item_model["bias"] + offset[m]
+    item_model["factor"] = (_MAKER_FACTOR_SHARE * maker_factor[m]
+                            + _OWN_FACTOR_SHARE * item_model["factor"]).astype(np.float32)
+    used = np.unique(item_model["brand"])
+    brands = np.asarray(_brand_names(n_brands), dtype=object)
+    makers = np.asarray(maker_names(n_makers), dtype=object)
+    return pd.DataFrame({"src": pd.Series(brands[used], dtype=object),
+                         "dst": pd.Series(makers[maker_of[used]], dtype=object),
+                         "weight": np.ones(len(used), dtype=np.float32)})
+
+
+def declare_makers(raw_spec: dict[str, Any], made_by: pd.DataFrame, n_brands: int) -> None:
+    """Declare :func:`plant_makers`' relation file ``makers.csv`` (``(Brand)-[MADE_BY]->
+    (Maker)``; ``Maker`` is a node type only this file introduces) in a ``dataset.json``
+    dict, with its counts in ``stats["planted_makers"]``."""
+    raw_spec["relations"].append(
+        {"type": "MADE_BY", "file": "makers.csv", "src": "Brand", "dst": "Maker",
+         "src_column": "brand", "dst_column": "maker"})
+    raw_spec["stats"]["planted_makers"] = {
+        "makers": maker_count(n_brands),
+        "makers_with_items": int(made_by["dst"].nunique()),
+        "brands": n_brands,
+        "brands_with_items": len(made_by),
+        "offset_sd": _MAKER_OFFSET_SD,
+        "factor_share": _MAKER_FACTOR_SHARE,
+    }
 
 
 def _plant_successors(items: pd.DataFrame, model: dict[str, np.ndarray],

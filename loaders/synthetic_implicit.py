@@ -83,7 +83,8 @@ def generate_implicit_catalog(*, n_users: int = 2000, n_items: int = 500,
                               new_user_fraction: float = 0.2, new_item_fraction: float = 0.2,
                               warm_task_fraction: float = 0.1,
                               name: str = "synthetic-catalog-implicit",
-                              planted_graph: bool = False) -> ImplicitCatalog:
+                              planted_graph: bool = False,
+                              planted_makers: bool = False) -> ImplicitCatalog:
     """A synthetic shop's event log and its implicit dataset (module docstring).
 
     Args:
@@ -99,6 +100,11 @@ def generate_implicit_catalog(*, n_users: int = 2000, n_items: int = 500,
             (:func:`loaders.synthetic.plant_graph`: a successor's quality and factors follow
             its predecessor, a circle shares bias, category tilt and factors), written as the
             relation files ``successors.csv`` and ``friends.csv``, before the events are drawn.
+        planted_makers: thin brands (``max(4 * n_departments, n_items // 4)``) grouped under
+            makers whose quality offset and latent factors reach every item of their brands
+            (:func:`loaders.synthetic.plant_makers`, after ``planted_graph``'s plant), the
+            maker written only as the relation file ``makers.csv``
+            (``(Brand)-[MADE_BY]->(Maker)``), before the events are drawn.
     """
     if not impression_factor > 1:
         raise ValueError(f"impression_factor must be > 1, got {impression_factor!r}")
@@ -114,12 +120,14 @@ def generate_implicit_catalog(*, n_users: int = 2000, n_items: int = 500,
     streams = np.random.SeedSequence([seed, syn._SEED_SALT]).spawn(5)
     rng_items, rng_users, rng_draw, rng_events, rng_time = (np.random.default_rng(s)
                                                             for s in streams)
-    n_brands = max(4 * n_departments, n_items // 25)
+    n_brands = syn.default_brands(n_items, n_departments, planted_makers=planted_makers)
     tax = syn._Taxonomy(n_departments, categories_per_department)
     items, item_model = syn._items(tax, n_items, n_brands, rng_items)
     users, user_model = syn._users(tax, n_users, rng_users)
     graph_relations = (syn.plant_graph(items, item_model, users, user_model, seed)
                        if planted_graph else {})
+    if planted_makers:
+        graph_relations["MADE_BY"] = syn.plant_makers(item_model, n_brands, seed)
     u, i = syn._draw_interactions(user_model, item_model, tax, n_draw, rng_draw)
     score = planted_scores(u, i, user_model, item_model)
     centred = view_sharpness * (score - np.median(score))
@@ -174,6 +182,8 @@ def generate_implicit_catalog(*, n_users: int = 2000, n_items: int = 500,
         "weight = summed event weights.", stats, implicit=True)
     if planted_graph:
         syn.declare_graph(raw_spec, graph_relations)
+    if planted_makers:
+        syn.declare_makers(raw_spec, graph_relations["MADE_BY"], n_brands)
     spec = DatasetSpec.from_json(raw_spec, source="generate_implicit_catalog")
     raw = Dataset(spec=spec, users=users, items=items, train=split.train,
                   relations={"PART_OF": relation, **graph_relations}, tasks=split.tasks)

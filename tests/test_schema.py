@@ -176,8 +176,13 @@ INVALID: list[tuple[str, Callable[[dict], Any], str, str]] = [
     ("relation_type_rated", _rel(type="RATED"), "relations[0].type", "reserved"),
     ("relation_type_co_engaged", _rel(type=CO_ENGAGED), "relations[0].type", "reserved"),
     ("relation_type_has", _rel(type="HAS_FRIEND"), "relations[0].type", "reserved"),
-    ("relation_unknown_src", _rel(src="Friend"), "relations[0].src", "unknown node type"),
-    ("relation_unknown_dst", _rel(dst="Genre"), "relations[0].dst", "unknown node type"),
+    ("relation_both_ends_unknown", _rel(src="Friend", dst="Genre"), "relations[0].src",
+     "unknown node type"),
+    ("relation_new_node_lowercase", _rel(dst="genre"), "relations[0].dst", "must match"),
+    ("relation_new_node_injection", _rel(src="Director", dst="Maker) DETACH DELETE n //"),
+     "relations[0].dst", "must match"),
+    ("relation_new_node_reserved_prefix", _rel(src="Director", dst="GraphMetaDataset"),
+     "relations[0].dst", "reserved"),
     ("relation_unknown_key", _rel(directed=True), "relations[0].directed", "unknown key"),
     ("relation_weight_not_string", _rel(weight=3), "relations[0].weight", "column name"),
     ("relation_src_column_empty", _rel(src_column=""), "relations[0].src_column",
@@ -223,6 +228,17 @@ def test_relations_may_join_column_node_types() -> None:
     assert spec.relations[0].edge_type == EdgeType("Director", "WORKED_WITH", "Actor")
     assert spec.relations[0].weight == "films"
     assert EdgeType("Director", "WORKED_WITH", "Actor") in GraphSchema.from_spec(spec).edge_types
+
+
+def test_a_relation_may_introduce_a_node_type_at_one_end() -> None:
+    raw = with_relation(movielens_like(), type="SIGNED_TO", file="agencies.csv", src="Actor",
+                        dst="Agency")
+    spec = DatasetSpec.from_json(raw)
+    schema = GraphSchema.from_spec(spec)
+    assert "Agency" in schema.node_types
+    assert EdgeType("Actor", "SIGNED_TO", "Agency") in schema.edge_types
+    schema.check_label("Agency")
+    assert DatasetSpec.from_json(spec.to_json()) == spec
 
 
 def test_from_file(tmp_path: Path) -> None:

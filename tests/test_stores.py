@@ -304,3 +304,25 @@ def test_refreshed_derived_edges_equal_a_fresh_build(catalog: Dataset) -> None:
         assert got.keys() == want.keys(), et
         assert np.allclose([got[k] for k in want], list(want.values())), et
         assert counts[et] == len(want)
+
+
+@pytest.mark.neo4j
+def test_a_node_type_only_a_relation_file_introduces(neo4j_store_factory) -> None:
+    from loaders.synthetic import generate_catalog
+
+    made = generate_catalog(n_users=300, n_items=120, n_interactions=4000, seed=3,
+                            planted_makers=True)
+    embedded = EmbeddedGraphStore.from_dataset(made)
+    neo = neo4j_store_factory(made.spec)
+    neo.ingest(made)
+    counts = embedded.counts()
+    assert counts.nodes["Maker"] == made.relations["MADE_BY"]["dst"].nunique()
+    assert counts.edges[EdgeType("Brand", "MADE_BY", "Maker")] == len(made.relations["MADE_BY"])
+    assert neo.counts() == counts
+    maker = made.relations["MADE_BY"]["dst"].iloc[0]
+    brands = set(made.relations["MADE_BY"].query("dst == @maker")["src"])
+    hood = embedded.neighborhood("Maker", maker, hops=2, fanout=None)
+    assert hood.nodes["Brand"] == brands
+    assert hood.nodes[ITEM] == set(made.items.index[made.items["brand"].isin(brands)])
+    assert neo.neighborhood("Maker", maker, hops=2, fanout=None) == hood
+    _snapshot_equal(neo.snapshot(), embedded.snapshot())

@@ -1,5 +1,6 @@
 """The synthetic e-commerce catalog (:mod:`loaders.synthetic`): content, planted model,
-round trip through a dataset folder, determinism. Runs without ``../shared``.
+round trip through a dataset folder, determinism, the ``planted_makers`` option. Runs without
+``../shared``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 from graph_meta.dataset import Dataset
 from graph_meta.schema import SCENARIOS, DatasetSpec, EdgeType
 from loaders.folder import read_dataset, write_dataset
-from loaders.synthetic import AFFINITIES, generate_catalog
+from loaders.synthetic import AFFINITIES, generate_catalog, maker_names
 
 
 @pytest.fixture(scope="module")
@@ -215,3 +216,135 @@ def test_medium_size_is_fast() -> None:
     assert time.perf_counter() - t0 < 10.0
     assert data.spec.stats["input_ratings"] == 300_000
     assert all(data.tasks[s] for s in SCENARIOS)
+
+
+# ---------------------------------------------------------------------------------------------
+# planted_makers: thin brands grouped under makers, the maker only in makers.csv
+
+MAKERS_SIZE = {"n_users": 1500, "n_items": 400, "n_interactions": 30000, "seed": 3}
+
+
+@pytest.fixture(scope="module")
+def makers_catalog() -> Dataset:
+    return generate_catalog(planted_makers=True, **MAKERS_SIZE)
+
+
+def test_planted_makers_relation_maps_every_brand_to_one_maker(makers_catalog: Dataset) -> None:
+    data = makers_catalog
+    (rel,) = [r for r in data.spec.relations if r.type == "MADE_BY"]
+    assert (rel.file, rel.src, rel.dst, rel.src_column, rel.dst_column) == (
+        "makers.csv", "Brand", "Maker", "brand", "maker")
+    made_by = data.relations["MADE_BY"]
+    assert list(made_by.columns) == ["src", "dst", "weight"]
+    assert (made_by["weight"] == 1).all()
+    # one row per brand that has an item: every item's brand has exactly one maker
+    assert made_by["src"].is_unique
+    assert set(made_by["src"]) == set(data.items["brand"])
+    n_brands = max(4 * 6, 400 // 4)  # thin brands: about four items each
+    stats = data.spec.stats
+    assert stats["brands"] == n_brands
+    assert stats["planted_makers"]["makers"] == n_brands // 8 == 12
+    assert stats["planted_makers"]["brands_with_items"] == len(made_by)
+    assert set(made_by["dst"]) <= set(maker_names(12)) and made_by["dst"].nunique() >= 10
+    # makers span departments
+    dept = data.items.groupby("brand")["department"].first()
+    spread = dept.reindex(made_by["src"]).groupby(made_by["dst"].to_numpy()).nunique()
+    assert spread.mean() > 2
+    # no side-information column holds (or names) the maker: only the relation file does
+    assert "maker" not in data.items.columns and "maker" not in data.users.columns
+    assert all(c.node != "Maker" for _, c in data.spec.node_columns)
+    makers = set(made_by["dst"])
+    for frame in (data.items, data.users):
+        for col in frame.columns:
+            if frame[col].dtype == object:
+                assert not makers & set(frame[col]), col
+
+
+def _between_share(values: np.ndarray, group: np.ndarray) -> float:
+    """Share of the sum of squares of ``values`` between the groups ``group`` (codes)."""
+    dev = values - values.mean()
+    n = np.bincount(group)
+    total = np.bincount(group, weights=dev)
+    keep = n > 0
+    return float((total[keep] ** 2 / n[keep]).sum() / (dev ** 2).sum())
+
+
+def test_planted_makers_rating_signal_beyond_chance(makers_catalog: Dataset) -> None:
+    """Items' mean training ratings differ between makers far more than between random
+    groups of brands of the same sizes (brand effects alone, kept by the shuffle, don't)."""
+    data = makers_catalog
+    train = data.train.astype({"item_id": str})
+    per_item = train.groupby("item_id")["rating"].agg(["mean", "size"])
+    per_item = per_item[per_item["size"] >= 5]
+    assert len(per_item) > 250
+    made_by = data.relations["MADE_BY"]
+    brands = made_by["src"].to_numpy()
+    maker_code = pd.factorize(made_by["dst"])[0]
+    brand_pos = pd.Index(brands).get_indexer(data.items["brand"].reindex(per_item.index))
+    values = per_item["mean"].to_numpy()
+    observed = _between_share(values, maker_code[brand_pos])
+    rng = np.random.default_rng(0)
+    null = np.array([_between_share(values, rng.permutation(maker_code)[brand_pos])
+                     for _ in range(300)])
+    assert observed > 2.5 * null.mean()
+    assert observed > np.quantile(null, 0.99)
+
+
+def test_planted_makers_round_trip_through_a_folder(makers_catalog: Dataset,
+                                                    tmp_path: Path) -> None:
+    out = write_dataset(makers_catalog, tmp_path / "makers")
+    made = pd.read_csv(out / "makers.csv")
+    assert list(made.columns) == ["brand", "maker"]
+    back = read_dataset(out, strict=True)
+    assert back.spec == makers_catalog.spec
+    assert back.relations.keys() == makers_catalog.relations.keys() == {"PART_OF", "MADE_BY"}
+    pd.testing.assert_frame_equal(back.relations["MADE_BY"], makers_catalog.relations["MADE_BY"])
+    pd.testing.assert_frame_equal(back.items, makers_catalog.items)
+    assert "Maker" in back.schema.node_types
+    assert EdgeType("Brand", "MADE_BY", "Maker") in back.schema.edge_types
+    assert not back.warnings
+
+
+def test_planted_makers_off_changes_nothing(catalog: Dataset) -> None:
+    """Without the flag: no MADE_BY relation, no maker stats, the old default brand count."""
+    assert catalog.spec.stats["brands"] == max(4 * 6, 500 // 25) == 24
+    assert catalog.items["brand"].nunique() <= 24
+    assert "planted_makers" not in catalog.spec.stats
+    assert [r.type for r in catalog.spec.relations] == ["PART_OF"]
+    assert "MADE_BY" not in catalog.relations
+    assert "Maker" not in catalog.schema.node_types
+    graph = generate_catalog(n_users=300, n_items=120, n_interactions=4000, seed=3,
+                             planted_graph=True)
+    assert {r.type for r in graph.spec.relations} == {"PART_OF", "SUCCEEDS", "FRIEND_OF"}
+    assert graph.spec.stats["brands"] == 24
+    assert set(graph.spec.stats["planted_graph"]) == {"SUCCEEDS", "FRIEND_OF"}
+
+
+def test_planted_makers_with_planted_graph_and_implicit(tmp_path: Path) -> None:
+    """Both plants at once, through ``graph-meta synth --implicit --planted-makers``: the
+    same users and items as without, thin brands, every relation file readable."""
+    from click.testing import CliRunner
+
+    from loaders.synthetic_implicit import generate_implicit_catalog
+    from training.cli import main
+
+    r = CliRunner().invoke(main, ["synth", "--implicit", "--planted-graph", "--planted-makers",
+                                  "--users", "300", "--items", "160", "--interactions", "5000",
+                                  "--seed", "1", "--out", str(tmp_path / "both")])
+    assert r.exit_code == 0, r.output
+    ds = read_dataset(tmp_path / "both")
+    assert ds.spec.implicit
+    assert {s.type for s in ds.spec.relations} == {"PART_OF", "SUCCEEDS", "FRIEND_OF",
+                                                  "MADE_BY"}
+    assert set(ds.spec.stats["planted_graph"]) == {"SUCCEEDS", "FRIEND_OF"}
+    assert ds.spec.stats["planted_makers"]["makers"] == 40 // 8
+    assert set(ds.relations["MADE_BY"]["src"]) == set(ds.items["brand"])
+    plain = generate_implicit_catalog(n_users=300, n_items=160, n_interactions=5000,
+                                      seed=1).dataset
+    assert list(plain.users.index) == list(ds.users.index)
+    assert plain.items["brand"].nunique() <= 24 < ds.items["brand"].nunique()
+    r = CliRunner().invoke(main, ["synth", "--planted-makers", "--users", "300", "--items",
+                                  "160", "--interactions", "5000", "--out",
+                                  str(tmp_path / "explicit")])
+    assert r.exit_code == 0, r.output
+    assert "MADE_BY" in read_dataset(tmp_path / "explicit").relations

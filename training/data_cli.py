@@ -27,6 +27,11 @@ from training.cli_options import open_store, store_options
 @click.option("--planted-graph", is_flag=True,
               help="Also plant item successors and friend circles, held only by relation "
                    "files (successors.csv, friends.csv): signal only the graph can carry.")
+@click.option("--planted-makers", is_flag=True,
+              help="Thin brands (about four items each) grouped under makers; a maker's "
+                   "quality offset and latent factors reach every item of its brands. The "
+                   "maker is only in the relation file makers.csv (Brand -MADE_BY-> Maker), "
+                   "two hops from an item: signal no items column holds.")
 @click.option("--implicit", is_flag=True,
               help="Implicit feedback: views, carts and purchases driven by the planted "
                    "preferences; train.csv's weight = summed event weights.")
@@ -35,7 +40,7 @@ from training.cli_options import open_store, store_options
                    "timestamp) to this CSV file, e.g. for import-csv --weight-col event.")
 def synth(n_users: int, n_items: int, n_interactions: int, seed: int, new_user_fraction: float,
           new_item_fraction: float, out: Path, overwrite: bool, planted_graph: bool,
-          implicit: bool, events_path: Path | None) -> None:
+          planted_makers: bool, implicit: bool, events_path: Path | None) -> None:
     """Generate a synthetic e-commerce catalog as a dataset folder."""
     from loaders.folder import check_output_folder, write_dataset
     from loaders.synthetic import generate_catalog
@@ -50,12 +55,14 @@ def synth(n_users: int, n_items: int, n_interactions: int, seed: int, new_user_f
         synth_implicit(n_users=n_users, n_items=n_items, n_interactions=n_interactions,
                        seed=seed, new_user_fraction=new_user_fraction,
                        new_item_fraction=new_item_fraction, out=out, overwrite=overwrite,
-                       planted_graph=planted_graph, events_path=events_path, echo=click.echo)
+                       planted_graph=planted_graph, events_path=events_path, echo=click.echo,
+                       planted_makers=planted_makers)
         return
     dataset = generate_catalog(n_users=n_users, n_items=n_items, n_interactions=n_interactions,
                                seed=seed, new_user_fraction=new_user_fraction,
                                new_item_fraction=new_item_fraction,
-                               planted_graph=planted_graph, progress=True)
+                               planted_graph=planted_graph, planted_makers=planted_makers,
+                               progress=True)
     write_dataset(dataset, out, overwrite=overwrite)
     click.echo(f"wrote {out} ({len(dataset.train)} training ratings, "
                + ", ".join(f"{s}: {len(t)} tasks" for s, t in dataset.tasks.items())

@@ -41,7 +41,7 @@ def make_implicit_folder(source: Path, out: Path, *, min_rating: float, name: st
 def synth_implicit(*, n_users: int, n_items: int, n_interactions: int, seed: int,
                    new_user_fraction: float, new_item_fraction: float, out: Path,
                    overwrite: bool, planted_graph: bool, events_path: Path | None,
-                   echo: Callable[[str], None]) -> Path:
+                   echo: Callable[[str], None], planted_makers: bool = False) -> Path:
     """``graph-meta synth --implicit``: the event-log catalogue as an implicit folder."""
     from loaders.folder import write_dataset
     from loaders.synthetic_implicit import generate_implicit_catalog
@@ -51,7 +51,8 @@ def synth_implicit(*, n_users: int, n_items: int, n_interactions: int, seed: int
                                     n_interactions=n_interactions, seed=seed,
                                     new_user_fraction=new_user_fraction,
                                     new_item_fraction=new_item_fraction,
-                                    planted_graph=planted_graph)
+                                    planted_graph=planted_graph,
+                                    planted_makers=planted_makers)
     write_dataset(cat.dataset, out, overwrite=overwrite)
     if events_path is not None:
         events_path.parent.mkdir(parents=True, exist_ok=True)

@@ -87,7 +87,7 @@ def choose_path_weights(model: Any, carved: Dataset, data: Any
     n_items = int(data["Item"].num_nodes)
     if m.neighbor_k == 0 or not m.use_graph or n_items > MAX_ITEMS:
         return None
-    blocks = path_blocks(data, m.use_co_engaged)
+    blocks = path_blocks(data, m.use_co_engaged, m.use_relations)
     if not blocks or judged_tasks(carved) < MIN_TASKS:
         return None
     names = sorted(n for n in blocks if n != CO_ENGAGED) + (

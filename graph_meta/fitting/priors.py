@@ -1,10 +1,13 @@
 r"""The closed-form side-feature priors training gives users and items (and
 :meth:`~graph_meta.model.GraphMetaRecommender.add_items` gives products added later): a ridge
 map from side features onto the ALS states, rows weighted toward the newest releases, shifted
-by what rated neighbours along same-type relation files learned
-(:class:`graph_meta.graph.relations.RelationPrior`, ``model.use_relations``)."""
+by what rated neighbours learned along same-type relation files and among the nodes sharing
+a value two hops away (a brand's maker) (:class:`graph_meta.graph.relations.RelationPrior`,
+``model.use_relations``)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,7 +15,13 @@ import pandas as pd
 from graph_meta.config import Config
 from graph_meta.dataset import ITEM_ID, TIMESTAMP, Dataset
 from graph_meta.eval.protocol import release_column
-from graph_meta.graph.relations import RelationPrior, relation_adjacency, state_reliability
+from graph_meta.graph.relations import (
+    RelationPrior,
+    SharedValues,
+    attribute_relation_incidence,
+    relation_adjacency,
+    state_reliability,
+)
 from graph_meta.nn.net import init_precisions
 from graph_meta.side_features import RidgeMap, side_features
 
@@ -70,13 +79,18 @@ def side_prior(dataset: Dataset, cfg: Config, node_type: str, ids: list[str],
     """The closed-form side-feature prior training gives the ``ids`` rows of ``node_type``
     (``"Item"``: ``train.linear_prior_alpha``, rows weighted toward the newest releases by
     ``train.prior_newest_bias``; ``"User"``: ``train.user_prior_alpha``), fitted on the rows
-    with ``counts > 0`` to ``targets`` (:func:`linear_prior`), then shifted by the relation
-    files whose two ends are ``node_type`` (with ``model.use_graph`` and ``model.
-    use_relations``; :class:`~graph_meta.graph.relations.RelationPrior`, fitted on the same
-    rows weighted by their rating counts, without the release lean). ``information``: ``[D]``
-    what one rating tells a state (:func:`~graph_meta.graph.relations.rating_information` of
-    the other side's ALS states), from which the relation fit undoes the ALS shrinkage of
-    thinly rated rows; None: not undone (a model saved before it was kept)."""
+    with ``counts > 0`` to ``targets`` (:func:`linear_prior`), then shifted by what rated
+    neighbours learned (with ``model.use_graph`` and ``model.use_relations``;
+    :class:`~graph_meta.graph.relations.RelationPrior`, fitted on the same rows weighted by
+    their rating counts, without the release lean): along the relation files whose two ends
+    are ``node_type``, and among the nodes that share a value two hops away through a relation
+    file between attribute nodes (the items of one maker, ``Brand -[MADE_BY]-> Maker``:
+    :func:`~graph_meta.graph.relations.attribute_relation_incidence`, factored as
+    :class:`~graph_meta.graph.relations.SharedValues`; planted makers, seed 0: item_cold
+    0.878 -> 0.840, as ridge features instead 0.857, README). ``information``: ``[D]`` what
+    one rating tells a state (:func:`~graph_meta.graph.relations.rating_information` of the
+    other side's ALS states), from which the relation fit undoes the ALS shrinkage of thinly
+    rated rows; None: not undone (a model saved before it was kept)."""
     t = cfg.train
     if node_type == "Item":
         frame, table, alpha = dataset.items, dataset.spec.items, t.linear_prior_alpha
@@ -85,10 +99,13 @@ def side_prior(dataset: Dataset, cfg: Config, node_type: str, ids: list[str],
         frame, table = dataset.users, dataset.spec.users
         alpha, rho = t.user_prior_alpha or t.linear_prior_alpha, None
     rows = frame.loc[pd.Index(ids).astype(frame.index.dtype)]
+    use = cfg.model.use_graph and cfg.model.use_relations
+    paths = (attribute_relation_incidence(dataset, node_type, rows, pd.Index(ids, dtype=object))
+             if use else {})
     base = linear_prior(table, rows, counts, targets, alpha, weight=t.prior_weight,
                         row_weights=rho)
-    use = cfg.model.use_graph and cfg.model.use_relations
-    adjacency = relation_adjacency(dataset, node_type, ids) if use else {}
+    adjacency: dict[str, Any] = relation_adjacency(dataset, node_type, ids) if use else {}
+    adjacency.update({f"{rel}:shared": SharedValues(inc) for rel, inc in paths.items()})
     if adjacency:
         # rows weighted by how well their state is measured only: the release lean of the
         # side prior would hand the fit to the newest items, whose few ratings leave their

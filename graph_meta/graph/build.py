@@ -64,6 +64,24 @@ def split_multi(values: pd.Series, column: ColumnSpec) -> pd.Series:
     return s.map(lambda v: [v.strip()] if v.strip() else [])
 
 
+def value_incidence(frame: pd.DataFrame, column, ids: pd.Index
+                    ) -> tuple[sp.csr_matrix, list[str]]:
+    """``(incidence, values)``: the owner x value incidence ``[len(ids), V]`` of one node
+    column (rows in ``ids`` order, binary) and the value of each of its columns."""
+    parts = split_multi(frame[column.name], column)
+    owners = np.repeat(ids.get_indexer(parts.index.astype(str)),
+                       parts.map(len).to_numpy())
+    values = [v for p in parts for v in p]
+    if not values:
+        return sp.csr_matrix((len(ids), 0)), []
+    codes, labels = pd.factorize(pd.Series(values, dtype=object))
+    keep = owners >= 0
+    m = sp.csr_matrix((np.ones(int(keep.sum())), (owners[keep], codes[keep])),
+                      shape=(len(ids), len(labels)))
+    m.data[:] = 1.0  # a value listed twice counts once
+    return m, [str(v) for v in labels]
+
+
 def attribute_edges(frame: pd.DataFrame, column: ColumnSpec, edge_type: EdgeType) -> EdgeBatch:
     """``HAS_<NODE>`` edges of one node column of ``users``/``items`` (index = owner id)."""
     parts = split_multi(frame[column.name], column)

@@ -75,6 +75,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
+from graph_meta.graph.relations import hop
 from graph_meta.schema import CATEGORY, CO_ENGAGED, CO_LIKED, ITEM, RATED, USER
 
 __all__ = ["MAX_REGRESSION_ITEMS", "PATH_PRUNE_ABOVE", "ItemNeighbors", "default_weight",
@@ -124,14 +125,14 @@ class ItemNeighbors:
     @classmethod
     def from_graph(cls, data: Any, *, top_k: int = 200,
                    type_weights: Mapping[str, float] | None = None,
-                   use_co_engaged: bool = True, relation_weight: float = 0.0
-                   ) -> ItemNeighbors:
+                   use_co_engaged: bool = True, relation_weight: float = 0.0,
+                   use_relations: bool = True) -> ItemNeighbors:
         """Neighbours from a ``HeteroData`` snapshot: the cosine of the items' path profiles
         (:func:`path_blocks`, weighted by :meth:`from_blocks`), joined by the item-item
         relation files' links (:func:`relation_links`, :meth:`joined`) with
-        ``relation_weight`` > 0."""
-        lists = cls.from_blocks(path_blocks(data, use_co_engaged), type_weights, top_k=top_k,
-                                tie_break=rating_counts(data))
+        ``relation_weight`` > 0; ``use_relations``: :func:`path_blocks`'s."""
+        lists = cls.from_blocks(path_blocks(data, use_co_engaged, use_relations), type_weights,
+                                top_k=top_k, tie_break=rating_counts(data))
         return lists.joined(relation_links(data), relation_weight) if relation_weight else lists
 
     def joined(self, links: sp.csr_matrix, weight: float) -> ItemNeighbors:
@@ -357,14 +358,21 @@ class ItemNeighbors:
         return sp.csr_matrix((self.sim ** power, self.indices, self.indptr), shape=(n, n))
 
 
-def path_blocks(data: Any, use_co_engaged: bool = True) -> dict[str, sp.csr_matrix]:
+def path_blocks(data: Any, use_co_engaged: bool = True, use_relations: bool = True
+                ) -> dict[str, sp.csr_matrix]:
     r"""The blocks of the items' path profiles in ``data``, by name, each ``[N_I, N_X]`` and
     row-normalised: for every attribute node type ``X`` joined to ``Item`` (neither ``User``
     nor ``Item``, either direction) its incidence :math:`A_X`; with a ``(Category,
     CO_ENGAGED, Category)`` edge type (and ``use_co_engaged``), the block ``CO_ENGAGED``
     :math:`A_{Category} C`, :math:`C` the positive part of the edges' NPMI ``weight``: two
     items are joined through categories the same users engage with, even when they share
-    no attribute."""
+    no attribute. With ``use_relations``, for every relation file between an item attribute
+    type ``X`` and a type ``Y`` that no item column links to (a brand's maker; or ``X`` to
+    ``X``, either direction), the block ``"X-TYPE-Y"`` (the file's ends and relationship
+    type, e.g. ``"Brand-MADE_BY-Maker"``), :math:`A_X R` binary
+    (:func:`~graph_meta.graph.relations.hop`): two thinly sold brands of one maker join their
+    items, as :func:`~graph_meta.graph.relations.attribute_relation_incidence` does for the
+    side prior."""
     n = int(data[ITEM].num_nodes)
     blocks: dict[str, sp.csr_matrix] = {}
     raw: dict[str, sp.csr_matrix] = {}
@@ -390,6 +398,28 @@ def path_blocks(data: Any, use_co_engaged: bool = True) -> dict[str, sp.csr_matr
         co.eliminate_zeros()
         if co.nnz:
             blocks[CO_ENGAGED] = _row_normalised(sp.csr_matrix(raw[CATEGORY] @ co))
+    for src, rel, dst in data.edge_types if use_relations else ():
+        if rel.startswith("rev_") or rel == CO_ENGAGED or {ITEM, USER} & {src, dst}:
+            continue
+        if (src in raw) == (dst in raw) and not (src == dst and src in raw):
+            continue  # the items link to both ends (or to neither): nothing two hops away
+        ei = data[src, rel, dst].edge_index.cpu().numpy()
+        if src == dst and src in raw:  # X -> X along the file, either direction
+            a = sp.csr_matrix((np.ones(ei.shape[1]), (ei[0], ei[1])),
+                              shape=(raw[src].shape[1],) * 2)
+            a = a + a.T
+            a.setdiag(0.0)
+            block = hop(raw[src], a)
+        elif src in raw:
+            block = hop(raw[src], sp.csr_matrix(
+                (np.ones(ei.shape[1]), (ei[0], ei[1])),
+                shape=(raw[src].shape[1], int(data[dst].num_nodes))))
+        else:
+            block = hop(raw[dst], sp.csr_matrix(
+                (np.ones(ei.shape[1]), (ei[1], ei[0])),
+                shape=(raw[dst].shape[1], int(data[src].num_nodes))))
+        if block.nnz:
+            blocks[f"{src}-{rel}-{dst}"] = _row_normalised(block)
     return blocks
 
 
@@ -416,8 +446,12 @@ def relation_links(data: Any) -> sp.csr_matrix:
 
 def default_weight(name: str) -> float:
     """A path type's weight when none is given: 1 for an attribute type, 0 for
-    ``CO_ENGAGED``."""
-    return 0.0 if name == CO_ENGAGED else 1.0
+    ``CO_ENGAGED`` and for a path through a relation file between attribute nodes (``"Brand-
+    MADE_BY-Maker"``; a node type's name has no ``-``): the items of one maker are many and
+    would crowd a new item's list out of its own category's (planted makers, seed 1: item_cold
+    0.8432 without the block, 0.8631 with it at 1); the weight search turns them on where the
+    carve says so (:mod:`graph_meta.fitting.path_weights`)."""
+    return 0.0 if name == CO_ENGAGED or "-" in name else 1.0
 
 
 def weighted_blocks(blocks: Mapping[str, sp.csr_matrix],

@@ -73,7 +73,7 @@ def path_contributions(model: Any, data: Any, user_id: str,
     residual, known = np.zeros(n), np.zeros(n)
     np.add.at(residual, rated, error)
     np.add.at(known, rated, 1.0)
-    blocks = path_blocks(data, m.use_co_engaged) if m.use_graph else {}
+    blocks = path_blocks(data, m.use_co_engaged, m.use_relations) if m.use_graph else {}
     link_weight = m.relation_link_weight() if m.use_graph else 0.0
     links = relation_links(data) if link_weight else None
     if links is not None and not links.nnz:

@@ -176,7 +176,8 @@ class Neighborhood:
 def attribute_neighbors(data: Any, config: Any,
                         type_weights: Mapping[str, float] | None = None) -> ItemNeighbors:
     """The attribute-path neighbour lists of graph ``data`` as the model's config shapes them
-    (``model.neighbor_k``, ``use_co_engaged``, the relation links' weight); empty when off
+    (``model.neighbor_k``, ``use_co_engaged``, ``use_relations``, the relation links'
+    weight); empty when off
     (``model.neighbor_k = 0`` or ``model.use_graph = false``). ``type_weights``: the path
     types' weights (:meth:`ItemNeighbors.from_blocks`; None: every attribute type 1,
     ``CO_ENGAGED`` 0)."""
@@ -187,7 +188,8 @@ def attribute_neighbors(data: Any, config: Any,
         return ItemNeighbors(np.zeros(n + 1, np.int64), np.zeros(0, np.int64), np.zeros(0))
     return ItemNeighbors.from_graph(data, top_k=k, type_weights=type_weights,
                                     use_co_engaged=m.use_co_engaged,
-                                    relation_weight=m.relation_link_weight())
+                                    relation_weight=m.relation_link_weight(),
+                                    use_relations=m.use_relations)
 
 
 def graph_neighbors(data: Any, config: Any, type_weights: Mapping[str, float] | None = None

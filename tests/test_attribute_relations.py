@@ -1,0 +1,154 @@
+"""Relation files between attribute nodes reach the items two hops away: a brand's maker
+(``(Brand)-[MADE_BY]->(Maker)``, no item column holds it) joins the path profiles and the
+items' prior, and a new item of a thinly sold brand inherits its maker's reception."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+
+from graph_meta.config import Config
+from graph_meta.dataset import Dataset
+from graph_meta.eval.protocol import training_view
+from graph_meta.graph.neighborhood import default_weight, path_blocks
+from graph_meta.graph.relations import RelationPrior, SharedValues, attribute_relation_incidence
+from graph_meta.model import GraphMetaRecommender
+from graph_meta.schema import DatasetSpec
+from graph_meta.store.embedded import EmbeddedGraphStore
+from loaders.synthetic import generate_catalog
+
+
+@pytest.fixture(scope="module")
+def makers() -> Dataset:
+    return generate_catalog(n_users=2000, n_items=600, n_interactions=40000, seed=3,
+                            planted_makers=True)
+
+
+def _item_incidence(dataset: Dataset) -> dict[str, sp.csr_matrix]:
+    return attribute_relation_incidence(dataset, "Item", dataset.items,
+                                        pd.Index(dataset.items.index.astype(str)))
+
+
+def _same_pairs(a: sp.spmatrix, b: sp.spmatrix) -> bool:
+    """Do two owner x value incidences join the same owners (whatever their column order)?"""
+    a, b = (sp.csr_matrix(m > 0).astype(np.float64) for m in (a, b))
+    return abs(a @ a.T - b @ b.T).sum() == 0
+
+
+def _with_relation(dataset: Dataset, rel: dict, frame: pd.DataFrame) -> Dataset:
+    raw = dataset.spec.to_json()
+    raw["relations"] = [*raw["relations"], rel]
+    spec = DatasetSpec.from_json(raw, source="test")
+    return dataclasses.replace(dataset, spec=spec,
+                               relations={**dataset.relations, rel["type"]: frame})
+
+
+def test_the_path_profiles_and_the_prior_reach_the_same_makers(makers: Dataset) -> None:
+    inc = _item_incidence(makers)
+    assert list(inc) == ["MADE_BY"]
+    brand_of = makers.items["brand"]
+    maker_of = makers.relations["MADE_BY"].set_index("src")["dst"]
+    n_makers = maker_of.nunique()
+    assert inc["MADE_BY"].shape == (len(makers.items), n_makers)
+    assert (np.asarray(inc["MADE_BY"].sum(axis=1)).ravel() == 1).all()  # one maker each
+    # two items share a column exactly when their brands have one maker
+    same = (maker_of.loc[brand_of].to_numpy()[:, None]
+            == maker_of.loc[brand_of].to_numpy()[None, :])
+    joined = (inc["MADE_BY"] @ inc["MADE_BY"].T).toarray() > 0
+    np.testing.assert_array_equal(joined, same)
+    data = EmbeddedGraphStore.from_dataset(makers).snapshot()
+    blocks = path_blocks(data)
+    assert _same_pairs(blocks["Brand-MADE_BY-Maker"], inc["MADE_BY"])
+    assert "Brand-MADE_BY-Maker" not in path_blocks(data, use_relations=False)
+    assert default_weight("Brand-MADE_BY-Maker") == 0.0 and default_weight("Brand") == 1.0
+
+
+def test_a_file_toward_a_type_the_items_have_a_column_for_adds_nothing(catalog: Dataset
+                                                                       ) -> None:
+    # the catalogue's category tree (Category)-[PART_OF]->(Department): items have a
+    # department column, so the two hops say what one hop already does
+    assert "PART_OF" in catalog.relations
+    assert _item_incidence(catalog) == {}
+    data = EmbeddedGraphStore.from_dataset(catalog).snapshot()
+    assert set(path_blocks(data)) == {"Department", "Category", "Brand", "CO_ENGAGED"}
+
+
+def test_a_file_between_two_values_of_one_type_joins_both_ways(catalog: Dataset) -> None:
+    brands = sorted(catalog.items["brand"].unique())
+    a, b, c = brands[:3]
+    sisters = pd.DataFrame({"src": [a], "dst": [b], "weight": [1.0]})
+    ds = _with_relation(catalog, {"type": "SISTER_OF", "file": "sisters.csv", "src": "Brand",
+                                  "dst": "Brand"}, sisters)
+    inc = _item_incidence(ds)["SISTER_OF"]
+    brand = catalog.items["brand"].to_numpy()
+    reached = np.asarray(inc.sum(axis=1)).ravel()
+    # an item of a reaches b, an item of b reaches a, an item of c nothing
+    assert (reached[brand == a] == 1).all() and (reached[brand == b] == 1).all()
+    assert (reached[(brand != a) & (brand != b)] == 0).all()
+    of_a, of_b = np.flatnonzero(brand == a)[0], np.flatnonzero(brand == b)[0]
+    assert inc[of_a].indices.tolist() != inc[of_b].indices.tolist()  # the other brand each
+    data = EmbeddedGraphStore.from_dataset(ds).snapshot()
+    assert _same_pairs(path_blocks(data)["Brand-SISTER_OF-Brand"], inc)
+    assert c not in (a, b)
+
+
+def test_shared_values_equal_the_explicit_adjacency() -> None:
+    rng = np.random.default_rng(0)
+    a = sp.csr_matrix((rng.random((60, 7)) < 0.3).astype(np.float64))
+    explicit = (a @ a.T).tolil()
+    explicit.setdiag(0.0)
+    explicit = explicit.tocsr()
+    x = rng.normal(size=(60, 3))
+    rated = rng.random(60) < 0.7
+    residual = np.where(rated[:, None], x, 0.0)
+    for reliability in (None, rng.random((60, 3))):
+        np.testing.assert_allclose(
+            RelationPrior.neighbor_means({"a": SharedValues(a)}, residual, rated, 1.0,
+                                         reliability),
+            RelationPrior.neighbor_means({"a": explicit}, residual, rated, 1.0, reliability),
+            atol=1e-12)
+
+
+_SMALL = {"model.dim": 8, "model.hidden": 16, "model.layers": 1, "train.epochs": 1,
+          "train.validate": False}
+
+
+def _fit(dataset: Dataset, **over: object) -> GraphMetaRecommender:
+    torch.manual_seed(0)
+    return GraphMetaRecommender(Config().replace(**{**_SMALL, **over})).fit(
+        training_view(dataset))
+
+
+def test_new_items_inherit_their_makers_reception(makers: Dataset) -> None:
+    """K = 0 predictions of new items improve with the maker file over the same model
+    without relation files; moving one brand to another maker moves its new items' priors
+    (a never-rated item's state is its prior) more than almost any other item's."""
+    with_rel = _fit(makers)
+    without = _fit(makers, **{"model.use_relations": False})
+    tasks = makers.tasks["item_cold"]
+
+    def rmse(model: GraphMetaRecommender) -> float:
+        err = [model.predict(t.user_id, [], [i for i, _ in t.query]) - np.array(
+            [r for _, r in t.query]) for t in tasks]
+        return float(np.sqrt(np.mean(np.concatenate(err) ** 2)))
+
+    assert rmse(with_rel) < rmse(without) - 0.03, (rmse(with_rel), rmse(without))
+    rated = set(makers.train["item_id"].astype(str))
+    new_item = next(str(i) for t in tasks for i, _ in t.query if str(i) not in rated)
+    brand = makers.items.loc[new_item, "brand"]
+    made_by = makers.relations["MADE_BY"].copy()
+    mine = made_by["src"] == brand
+    others = sorted(set(made_by["dst"]) - set(made_by.loc[mine, "dst"]))
+    made_by.loc[mine, "dst"] = others[0]
+    moved_model = _fit(dataclasses.replace(
+        makers, relations={**makers.relations, "MADE_BY": made_by}))
+    moved = np.abs(moved_model.cache["item_states"] - with_rel.cache["item_states"]).sum(1)
+    of_brand = [with_rel.item_pos[str(i)] for i in
+                makers.items.index[makers.items["brand"] == brand]]
+    assert moved[with_rel.item_pos[new_item]] > 1e-3
+    assert moved[of_brand].mean() >= np.quantile(moved, 0.95)
