@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/online_seeds.py DATASET OUT SEED [--no-baselines] [--ablation NAME ...]
-        [--fixed-live-precision] [--ablations-only] [--offline]
+        [--fixed-live-precision] [--ablations-only] [--offline] [--set KEY=VALUE ...]
 
 The rows of ``graph-meta benchmark DATASET --out OUT --online --seed SEED`` for these three
 models alone (no MeLU, no global mean: a shorter run per extra seed), written the same way
@@ -16,7 +16,9 @@ of :data:`training.benchmark.ABLATIONS` by name (e.g. ``"graph-meta (no graph)"`
 :mod:`graph_meta.live_tuning`);
 ``--ablations-only`` fits and writes the ``--ablation`` rows alone (no graph-meta row, no
 baselines, no ``speed.json``): more rows for a run already made; ``--offline`` leaves the
-online replay out (offline rows only, and no live-update latency).
+online replay out (offline rows only, and no live-update latency); ``--set`` changes the
+config of every graph-meta row (``--set train.prior_search=true``; the value is read as JSON,
+else as a string).
 """
 
 from __future__ import annotations
@@ -46,6 +48,16 @@ def _rmse(res: dict) -> dict[str, float]:
     return {s: round(b["rmse"], 4) for s, b in res["scenarios"].items()}
 
 
+def _override(kv: str, parser: argparse.ArgumentParser) -> tuple[str, object]:
+    key, sep, raw = kv.partition("=")
+    if not sep or not key:
+        parser.error(f"--set takes KEY=VALUE, got {kv!r}")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", type=Path)
@@ -57,12 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fixed-live-precision", action="store_true")
     parser.add_argument("--ablations-only", action="store_true")
     parser.add_argument("--offline", action="store_true")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     if args.ablations_only and (args.fixed_live_precision or not args.ablation):
         parser.error("--ablations-only takes --ablation rows and no --fixed-live-precision")
     dataset, out, seed = read_dataset(args.dataset), args.out, args.seed
     (out / "results").mkdir(parents=True, exist_ok=True)
-    cfg = load_config(None).replace(**{"train.seed": seed})
+    cfg = load_config(None).replace(**{"train.seed": seed, **dict(
+        _override(kv, parser) for kv in args.set)})
     rows = []
     ours = None
     if not args.ablations_only:
