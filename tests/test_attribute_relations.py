@@ -138,6 +138,10 @@ def test_new_items_inherit_their_makers_reception(makers: Dataset) -> None:
         return float(np.sqrt(np.mean(np.concatenate(err) ** 2)))
 
     assert rmse(with_rel) < rmse(without) - 0.03, (rmse(with_rel), rmse(without))
+    # what the prior leaned on is in fit_info: the maker relation, with real weight
+    beta = with_rel.fit_info["relation_prior"]["Item"]["MADE_BY:shared"]
+    assert len(beta) == with_rel.cache["item_states"].shape[1] and np.mean(beta) > 0.3
+    assert "relation_prior" not in without.fit_info
     rated = set(makers.train["item_id"].astype(str))
     new_item = next(str(i) for t in tasks for i, _ in t.query if str(i) not in rated)
     brand = makers.items.loc[new_item, "brand"]

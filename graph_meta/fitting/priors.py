@@ -75,7 +75,8 @@ def linear_prior(table, frame, counts: np.ndarray, targets: np.ndarray, alpha: f
 
 def side_prior(dataset: Dataset, cfg: Config, node_type: str, ids: list[str],
                counts: np.ndarray, targets: np.ndarray,
-               information: np.ndarray | None = None) -> np.ndarray:
+               information: np.ndarray | None = None,
+               record: dict[str, Any] | None = None) -> np.ndarray:
     """The closed-form side-feature prior training gives the ``ids`` rows of ``node_type``
     (``"Item"``: ``train.linear_prior_alpha``, rows weighted toward the newest releases by
     ``train.prior_newest_bias``; ``"User"``: ``train.user_prior_alpha``), fitted on the rows
@@ -90,7 +91,9 @@ def side_prior(dataset: Dataset, cfg: Config, node_type: str, ids: list[str],
     0.878 -> 0.840, as ridge features instead 0.857, README). ``information``: ``[D]`` what
     one rating tells a state (:func:`~graph_meta.graph.relations.rating_information` of the
     other side's ALS states), from which the relation fit undoes the ALS shrinkage of thinly
-    rated rows; None: not undone (a model saved before it was kept)."""
+    rated rows; None: not undone (a model saved before it was kept). ``record``: a dict that
+    receives ``{relation: [beta per coordinate]}`` of the fitted relation prior (what the
+    prior leaned on: 0 where a relation carries nothing)."""
     t = cfg.train
     if node_type == "Item":
         frame, table, alpha = dataset.items, dataset.spec.items, t.linear_prior_alpha
@@ -116,4 +119,7 @@ def side_prior(dataset: Dataset, cfg: Config, node_type: str, ids: list[str],
         relation = RelationPrior.fit(adjacency, base, targets, counts, weights=w,
                                      reliability=reliability)
         base = relation.apply(adjacency, base, targets, counts, reliability)
+        if record is not None:
+            record.update({name: [round(float(b), 4) for b in beta]
+                           for name, beta in zip(relation.names, relation.beta, strict=True)})
     return base

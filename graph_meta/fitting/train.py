@@ -200,6 +200,8 @@ class _Phase:
         self.model = model
         self.cfg = cfg
         self.item_prior: dict[str, Any] | None = None  # the pair prior_search chose, if any
+        #: per node type, the relation prior's beta by relation (what the priors leaned on)
+        self.relation_priors: dict[str, dict[str, list[float]]] = {}
         self.device = device
         self.code = code  # 0: the validation phase, 1: the refit / plain training
         self.ctx = ctx
@@ -283,7 +285,8 @@ class _Phase:
                             cfg = self.cfg = with_item_prior(cfg, self.item_prior)
                     with progress.step(f"side-feature prior of {nt} nodes"):
                         base = side_prior(dataset, cfg, nt, names, counts, st,
-                                          information[nt])
+                                          information[nt],
+                                          record=self.relation_priors.setdefault(nt, {}))
                     getattr(model.net, buf).copy_(torch.from_numpy(base).float())
         self.has_rating = torch.zeros(self.index.num_items, device=device)
         self.has_rating[torch.as_tensor(np.unique(self.index.item), device=device)] = 1.0
@@ -633,10 +636,14 @@ def _rounded(row: dict[str, Any]) -> dict[str, Any]:
 
 def _record_item_prior(model: Any, info: dict[str, Any], phase: _Phase) -> None:
     """The item prior pair the final phase chose (``train.prior_search``): into ``info`` and
-    the model's config (what ``add_items`` and the saved model use); and the item bias
-    precision it used (``train.item_bias_eb``)."""
+    the model's config (what ``add_items`` and the saved model use); the item bias
+    precision it used (``train.item_bias_eb``); the relation priors' beta by node type and
+    relation (``"relation_prior"``: ``{"Item": {"MADE_BY:shared": [...]}}``)."""
     if getattr(phase, "bias_reg", None) is not None:
         info["item_bias_precision"] = round(phase.bias_reg, 4)
+    if any(getattr(phase, "relation_priors", {}).values()):
+        info["relation_prior"] = {nt: beta for nt, beta in phase.relation_priors.items()
+                                  if beta}
     if phase.item_prior is None:
         return
     info["item_prior"] = phase.item_prior
