@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.ablations_only and (args.fixed_live_precision or not args.ablation):
         parser.error("--ablations-only takes --ablation rows and no --fixed-live-precision")
+    if args.offline and args.fixed_live_precision:
+        parser.error("--fixed-live-precision is an online row: not with --offline")
     dataset, out, seed = read_dataset(args.dataset), args.out, args.seed
     (out / "results").mkdir(parents=True, exist_ok=True)
     cfg = load_config(None).replace(**{"train.seed": seed, **dict(

@@ -44,7 +44,9 @@ class ModelConfig:
     heads: int = 2                # HGT heads
     use_graph: bool = True        # ablation "no graph": prior from features only
     use_co_engaged: bool = True   # ablation "no CO_ENGAGED"
-    use_relations: bool = True    # user-user/item-item relation files (priors, messages)
+    # relation files: user-user / item-item ones (priors, messages, links) and those reaching
+    # the items' values two hops away (a brand's maker: prior, path block)
+    use_relations: bool = True
     use_text: bool = True
     prior_mlp: int = 64
     dropout: float = 0.2
@@ -60,7 +62,7 @@ class ModelConfig:
     neighbor_relation_weight: float = 0.5
     # the path types' weights in the attribute-path lists: "auto" chosen on the carved
     # validation (graph_meta.fitting.path_weights); "equal": every attribute type 1, no
-    # CO_ENGAGED paths
+    # CO_ENGAGED paths and no paths through a relation file between attribute nodes
     path_weights: str = "auto"
     regression_l2: float = 300.0  # ridge of the learned co-rating residual regression (0: off)
     # "auto": exact (EASE) up to regression_exact_max rated items, one ridge per item over its

@@ -85,7 +85,9 @@ training for every learner x adapt mode), then one sparse product for the neighb
 
 Ablations: ``model.use_graph=false`` (prior from features only), ``model.use_co_engaged=false``,
 ``model.use_relations=false`` (no user-user / item-item relation file: neither the relation
-prior of :mod:`graph_meta.graph.relations` nor their edges in the encoder),
+prior of :mod:`graph_meta.graph.relations` nor their edges in the encoder; nor the files that
+reach the items' values two hops away, a brand's maker, in the prior and the path blocks; the
+encoder keeps those between attribute nodes, behind its gate),
 ``meta.learner="none"`` (ridge fold-in from the graph prior, no inner gradient steps);
 :func:`training.benchmark.run_benchmark` with ``ablations=True`` runs them, plus the
 "pretrained without meta-learning, then fine-tuned on the support" variant.

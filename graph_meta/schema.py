@@ -3,12 +3,15 @@
 :class:`DatasetSpec` is the parsed, validated ``dataset.json`` of a dataset folder
 (``benchmarks/PROTOCOL.md``). :class:`GraphSchema` turns it into node and edge types:
 
-* node types ``User``, ``Item`` and one per column declaring ``"node": "Name"``;
+* node types ``User``, ``Item``, one per column declaring ``"node": "Name"`` and one per
+  relation-file end no column declares (``(Brand)-[MADE_BY]->(Maker)``: the file brings the
+  ``Maker`` nodes; only beside a known type at the other end);
 * ``(User, RATED, Item)`` with ``rating`` and ``timestamp`` properties;
 * one attribute edge ``(User|Item, HAS_<NODE>, <Node>)`` per node column;
 * one edge type per relation file;
 * ``(Item, CO_LIKED, Item)`` with a ``weight``: items liked by the same users;
-* ``(Category, CO_ENGAGED, Category)`` with a ``weight`` when a ``Category`` node type exists.
+* ``(Category, CO_ENGAGED, Category)`` with a ``weight`` when an items column declares
+  ``Category``.
 
 The schema is also the whitelist of labels and relationship types: Cypher is only ever
 built from names that :meth:`GraphSchema.check_label` and :meth:`GraphSchema.check_edge`
@@ -288,11 +291,7 @@ class DatasetSpec:
                         "relation may introduce a node type at one end only)",
                         f"{where}.{end}",
                     )
-                if not isinstance(r[end], str) or not _LABEL_RE.match(r[end]):
-                    raise fail("node type must match [A-Z][A-Za-z0-9_]*", f"{where}.{end}")
-                if r[end].startswith(RESERVED_LABEL_PREFIX):
-                    raise fail(f"the node type prefix {RESERVED_LABEL_PREFIX!r} is reserved "
-                               "for graph-meta's own labels", f"{where}.{end}")
+                _check_node_label(r[end], f"{where}.{end}", fail)
             extra = sorted(set(r) - {"type", "file", "src", "dst", "src_column", "dst_column",
                                      "weight"})
             if extra:
@@ -413,16 +412,21 @@ def _table(raw: Any, where: str, fail: Any, node_names: dict[str, str]) -> Table
         if node is not None:
             if ctype not in ("categorical", "multi"):
                 raise fail("only categorical and multi columns can declare a node", f"{fld}.node")
-            if not isinstance(node, str) or not _LABEL_RE.match(node):
-                raise fail("node type must match [A-Z][A-Za-z0-9_]*", f"{fld}.node")
+            _check_node_label(node, f"{fld}.node", fail)
             if node in (USER, ITEM):
                 raise fail(f"node type {node!r} is reserved", f"{fld}.node")
-            if node.startswith(RESERVED_LABEL_PREFIX):
-                raise fail(f"the node type prefix {RESERVED_LABEL_PREFIX!r} is reserved for "
-                           "graph-meta's own labels", f"{fld}.node")
             node_names.setdefault(node, fld)
         columns[cname] = ColumnSpec(name=cname, type=ctype, sep=sep, node=node)
     return TableSpec(file=raw["file"], id=raw["id"], columns=columns)
+
+
+def _check_node_label(node: Any, fld: str, fail: Any) -> None:
+    """A node type's name: ``[A-Z][A-Za-z0-9_]*``, not under graph-meta's own prefix."""
+    if not isinstance(node, str) or not _LABEL_RE.match(node):
+        raise fail("node type must match [A-Z][A-Za-z0-9_]*", fld)
+    if node.startswith(RESERVED_LABEL_PREFIX):
+        raise fail(f"the node type prefix {RESERVED_LABEL_PREFIX!r} is reserved for "
+                   "graph-meta's own labels", fld)
 
 
 def _snake_upper(label: str) -> str:
@@ -472,7 +476,9 @@ class GraphSchema:
                 if end not in node_types:  # introduced by the relation file
                     node_types.append(end)
         edge_types.append(EdgeType(ITEM, CO_LIKED, ITEM))
-        if CATEGORY in node_types:
+        if any(a.owner == ITEM and a.edge_type.dst == CATEGORY for a in attr_edges):
+            # categories the same users engage with: from the items' category column (a
+            # Category type that only a relation file or a user column brings has no items)
             edge_types.append(EdgeType(CATEGORY, CO_ENGAGED, CATEGORY))
         return cls(tuple(node_types), tuple(edge_types), tuple(attr_edges), spec.relations)
 

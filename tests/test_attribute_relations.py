@@ -78,23 +78,75 @@ def test_a_file_toward_a_type_the_items_have_a_column_for_adds_nothing(catalog: 
     assert set(path_blocks(data)) == {"Department", "Category", "Brand", "CO_ENGAGED"}
 
 
-def test_a_file_between_two_values_of_one_type_joins_both_ways(catalog: Dataset) -> None:
+def _joined(inc: sp.spmatrix) -> np.ndarray:
+    """``[N, N]`` bool: do two owners share a column of ``inc``?"""
+    m = sp.csr_matrix(inc > 0).astype(np.float64)
+    return (m @ m.T).toarray() > 0
+
+
+def test_a_file_between_two_values_of_one_type_joins_their_items(catalog: Dataset) -> None:
     brands = sorted(catalog.items["brand"].unique())
-    a, b, c = brands[:3]
-    sisters = pd.DataFrame({"src": [a], "dst": [b], "weight": [1.0]})
+    a, b, c, d = brands[:4]
+    # a and b are sisters; c and d are both sisters of a brand no item carries
+    sisters = pd.DataFrame({"src": [a, c, "Zeta"], "dst": [b, "Zeta", d],
+                            "weight": [1.0, 1.0, 1.0]})
     ds = _with_relation(catalog, {"type": "SISTER_OF", "file": "sisters.csv", "src": "Brand",
                                   "dst": "Brand"}, sisters)
-    inc = _item_incidence(ds)["SISTER_OF"]
+    joined = _joined(_item_incidence(ds)["SISTER_OF"])
     brand = catalog.items["brand"].to_numpy()
-    reached = np.asarray(inc.sum(axis=1)).ravel()
-    # an item of a reaches b, an item of b reaches a, an item of c nothing
-    assert (reached[brand == a] == 1).all() and (reached[brand == b] == 1).all()
-    assert (reached[(brand != a) & (brand != b)] == 0).all()
-    of_a, of_b = np.flatnonzero(brand == a)[0], np.flatnonzero(brand == b)[0]
-    assert inc[of_a].indices.tolist() != inc[of_b].indices.tolist()  # the other brand each
+    of = {x: np.flatnonzero(brand == x) for x in (a, b, c, d)}
+    assert joined[np.ix_(of[a], of[b])].all() and joined[np.ix_(of[c], of[d])].all()
+    assert not joined[np.ix_(of[a], of[c])].any()
+    others = np.flatnonzero(~np.isin(brand, [a, b, c, d]))
+    assert not joined[np.ix_(others, of[a])].any()
     data = EmbeddedGraphStore.from_dataset(ds).snapshot()
-    assert _same_pairs(path_blocks(data)["Brand-SISTER_OF-Brand"], inc)
-    assert c not in (a, b)
+    assert _same_pairs(path_blocks(data)["Brand-SISTER_OF-Brand"], _item_incidence(ds)["SISTER_OF"])
+
+
+def test_either_direction_of_the_file_reaches_the_same_makers(makers: Dataset) -> None:
+    made_by = makers.relations["MADE_BY"]
+    flipped = pd.DataFrame({"src": made_by["dst"], "dst": made_by["src"],
+                            "weight": made_by["weight"]})
+    raw = makers.spec.to_json()
+    raw["relations"] = [r for r in raw["relations"] if r["type"] != "MADE_BY"] + [{
+        "type": "MAKES", "file": "makes.csv", "src": "Maker", "dst": "Brand"}]
+    ds = dataclasses.replace(makers, spec=DatasetSpec.from_json(raw, source="test"),
+                             relations={**{k: v for k, v in makers.relations.items()
+                                           if k != "MADE_BY"}, "MAKES": flipped})
+    assert _same_pairs(_item_incidence(ds)["MAKES"], _item_incidence(makers)["MADE_BY"])
+    blocks = path_blocks(EmbeddedGraphStore.from_dataset(ds).snapshot())
+    assert _same_pairs(blocks["Maker-MAKES-Brand"], _item_incidence(makers)["MADE_BY"])
+
+
+def test_two_columns_of_one_type_make_one_block(makers: Dataset) -> None:
+    raw = makers.spec.to_json()
+    raw["items"]["columns"]["co_brand"] = {"type": "categorical", "node": "Brand"}
+    items = makers.items.copy()
+    items["co_brand"] = np.roll(items["brand"].to_numpy(), 7)
+    ds = dataclasses.replace(makers, spec=DatasetSpec.from_json(raw, source="test"),
+                             items=items)
+    inc = _item_incidence(ds)["MADE_BY"]
+    assert np.asarray((inc > 0).sum(axis=1)).max() == 2  # the two brands' makers
+    blocks = path_blocks(EmbeddedGraphStore.from_dataset(ds).snapshot())
+    assert _same_pairs(blocks["Brand-MADE_BY-Maker"], inc)
+    assert _same_pairs(blocks["Brand"], sp.csr_matrix(pd.get_dummies(
+        pd.concat([items["brand"], items["co_brand"]])).groupby(level=0).max().reindex(
+        items.index).to_numpy(np.float64)))
+
+
+def test_a_category_type_only_a_file_brings_has_no_co_engaged_edges(catalog: Dataset
+                                                                    ) -> None:
+    raw = catalog.spec.to_json()
+    raw["items"]["columns"]["category"].pop("node")
+    raw["relations"] = [r for r in raw["relations"] if r["type"] != "PART_OF"] + [{
+        "type": "FILED_UNDER", "file": "tree.csv", "src": "Department", "dst": "Category"}]
+    tree = catalog.relations["PART_OF"].rename(columns={"src": "dst", "dst": "src"})
+    ds = dataclasses.replace(catalog, spec=DatasetSpec.from_json(raw, source="test"),
+                             relations={"FILED_UNDER": tree[["src", "dst", "weight"]]})
+    assert "Category" in ds.schema.node_types and ds.schema.co_engaged is None
+    store = EmbeddedGraphStore.from_dataset(ds)
+    store.refresh_derived_edges()
+    assert store.counts().nodes["Category"] == catalog.items["category"].nunique()
 
 
 def test_shared_values_equal_the_explicit_adjacency() -> None:

@@ -12,6 +12,7 @@ from graph_meta.config import Config
 from graph_meta.dataset import Dataset
 from graph_meta.errors import GraphMetaError
 from graph_meta.graph.build import split_multi
+from graph_meta.schema import ITEM, USER
 
 __all__ = ["MemoryEstimate", "MemoryLimitError", "available_memory_gb", "check_memory",
            "estimate_memory"]
@@ -94,6 +95,12 @@ def estimate_memory(dataset: Dataset, cfg: Config) -> MemoryEstimate:
                 attr_edges += len(parts)
                 attr_nodes += parts.nunique()
     attr_edges += sum(len(r) for r in dataset.relations.values())
+    declared = {c.node for _, c in dataset.spec.node_columns}
+    for rel in dataset.spec.relations:  # node types only a relation file brings (Maker)
+        frame = dataset.relations.get(rel.type)
+        for end, node in (("src", rel.src), ("dst", rel.dst)):
+            if frame is not None and node not in (USER, ITEM, *declared):
+                attr_nodes += frame[end].nunique()
     d = 1 + m.dim
     nodes = n_users + n_items + attr_nodes
     text = 0

@@ -87,13 +87,13 @@ def side_prior(dataset: Dataset, cfg: Config, node_type: str, ids: list[str],
     are ``node_type``, and among the nodes that share a value two hops away through a relation
     file between attribute nodes (the items of one maker, ``Brand -[MADE_BY]-> Maker``:
     :func:`~graph_meta.graph.relations.attribute_relation_incidence`, factored as
-    :class:`~graph_meta.graph.relations.SharedValues`; planted makers, seed 0: item_cold
-    0.878 -> 0.840, as ridge features instead 0.857, README). ``information``: ``[D]`` what
+    :class:`~graph_meta.graph.relations.SharedValues`; planted makers, 3 seeds: item_cold
+    0.878 -> 0.849, README). ``information``: ``[D]`` what
     one rating tells a state (:func:`~graph_meta.graph.relations.rating_information` of the
     other side's ALS states), from which the relation fit undoes the ALS shrinkage of thinly
     rated rows; None: not undone (a model saved before it was kept). ``record``: a dict that
     receives ``{relation: [beta per coordinate]}`` of the fitted relation prior (what the
-    prior leaned on: 0 where a relation carries nothing)."""
+    prior leaned on: near 0 where a relation carries nothing)."""
     t = cfg.train
     if node_type == "Item":
         frame, table, alpha = dataset.items, dataset.spec.items, t.linear_prior_alpha

@@ -75,7 +75,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from graph_meta.graph.relations import hop
+from graph_meta.graph.relations import relation_hop, two_hop_files
 from graph_meta.schema import CATEGORY, CO_ENGAGED, CO_LIKED, ITEM, RATED, USER
 
 __all__ = ["MAX_REGRESSION_ITEMS", "PATH_PRUNE_ABOVE", "ItemNeighbors", "default_weight",
@@ -366,13 +366,14 @@ def path_blocks(data: Any, use_co_engaged: bool = True, use_relations: bool = Tr
     CO_ENGAGED, Category)`` edge type (and ``use_co_engaged``), the block ``CO_ENGAGED``
     :math:`A_{Category} C`, :math:`C` the positive part of the edges' NPMI ``weight``: two
     items are joined through categories the same users engage with, even when they share
-    no attribute. With ``use_relations``, for every relation file between an item attribute
-    type ``X`` and a type ``Y`` that no item column links to (a brand's maker; or ``X`` to
-    ``X``, either direction), the block ``"X-TYPE-Y"`` (the file's ends and relationship
-    type, e.g. ``"Brand-MADE_BY-Maker"``), :math:`A_X R` binary
-    (:func:`~graph_meta.graph.relations.hop`): two thinly sold brands of one maker join their
-    items, as :func:`~graph_meta.graph.relations.attribute_relation_incidence` does for the
-    side prior."""
+    no attribute. With ``use_relations``, for every relation file that reaches the items'
+    values two hops away (:func:`~graph_meta.graph.relations.two_hop_files`: a brand's maker,
+    where no item column holds the maker; sister brands), the block ``"X-TYPE-Y"`` (the
+    file's ends and relationship type, e.g. ``"Brand-MADE_BY-Maker"``), :math:`A_X R`, or
+    :math:`A_X (I + R + R^\top)` between values of one type
+    (:func:`~graph_meta.graph.relations.relation_hop`): two thinly sold brands of one maker
+    join their items, as :func:`~graph_meta.graph.relations.attribute_relation_incidence`
+    does for the side prior. Two item columns (or files) of one node type make one block."""
     n = int(data[ITEM].num_nodes)
     blocks: dict[str, sp.csr_matrix] = {}
     raw: dict[str, sp.csr_matrix] = {}
@@ -383,6 +384,8 @@ def path_blocks(data: Any, use_co_engaged: bool = True, use_relations: bool = Tr
         items, attrs, other = (ei[0], ei[1], dst) if src == ITEM else (ei[1], ei[0], src)
         inc = sp.csr_matrix((np.ones(ei.shape[1]), (items, attrs)),
                             shape=(n, int(data[other].num_nodes)))
+        if other in raw:  # two columns (or files) of one node type: one block
+            inc = inc + raw[other]
         inc.data[:] = 1.0  # an edge listed twice is still one path
         raw[other] = inc
         blocks[other] = _row_normalised(inc)
@@ -398,26 +401,16 @@ def path_blocks(data: Any, use_co_engaged: bool = True, use_relations: bool = Tr
         co.eliminate_zeros()
         if co.nnz:
             blocks[CO_ENGAGED] = _row_normalised(sp.csr_matrix(raw[CATEGORY] @ co))
-    for src, rel, dst in data.edge_types if use_relations else ():
-        if rel.startswith("rev_") or rel == CO_ENGAGED or {ITEM, USER} & {src, dst}:
-            continue
-        if (src in raw) == (dst in raw) and not (src == dst and src in raw):
-            continue  # the items link to both ends (or to neither): nothing two hops away
+    # the items' node columns (their HAS_ edges; a relation file may not be named HAS_)
+    own = {dst for src, rel, dst in data.edge_types if src == ITEM and rel.startswith("HAS_")}
+    files = [et for et in data.edge_types if not et[1].startswith(("rev_", "HAS_"))
+             and et[1] not in (CO_ENGAGED, CO_LIKED, RATED)]
+    for rel, near, far in two_hop_files(files, own) if use_relations else ():
+        src, _, dst = next(et for et in files if et[1] == rel)
         ei = data[src, rel, dst].edge_index.cpu().numpy()
-        if src == dst and src in raw:  # X -> X along the file, either direction
-            a = sp.csr_matrix((np.ones(ei.shape[1]), (ei[0], ei[1])),
-                              shape=(raw[src].shape[1],) * 2)
-            a = a + a.T
-            a.setdiag(0.0)
-            block = hop(raw[src], a)
-        elif src in raw:
-            block = hop(raw[src], sp.csr_matrix(
-                (np.ones(ei.shape[1]), (ei[0], ei[1])),
-                shape=(raw[src].shape[1], int(data[dst].num_nodes))))
-        else:
-            block = hop(raw[dst], sp.csr_matrix(
-                (np.ones(ei.shape[1]), (ei[1], ei[0])),
-                shape=(raw[dst].shape[1], int(data[src].num_nodes))))
+        ends = (ei[0], ei[1]) if src == near else (ei[1], ei[0])
+        block = relation_hop(raw[near], *ends, int(data[far].num_nodes),
+                             same_type=near == far)
         if block.nnz:
             blocks[f"{src}-{rel}-{dst}"] = _row_normalised(block)
     return blocks

@@ -42,6 +42,7 @@ inherits what the maker's other rated items learned.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,7 +54,8 @@ from graph_meta.graph.build import value_incidence
 from graph_meta.schema import ITEM, USER
 
 __all__ = ["RelationPrior", "SharedValues", "attribute_relation_incidence", "hop",
-           "rating_information", "relation_adjacency", "state_reliability"]
+           "rating_information", "relation_adjacency", "relation_hop", "state_reliability",
+           "two_hop_files"]
 
 
 def relation_adjacency(dataset: Dataset, node_type: str, ids: list[str], *, hops: int = 2
@@ -96,58 +98,82 @@ def hop(incidence: sp.csr_matrix, adjacency: sp.spmatrix) -> sp.csr_matrix:
     return out
 
 
+def two_hop_files(files: Iterable[tuple[str, str, str]], own: set[str]
+                  ) -> list[tuple[str, str, str]]:
+    """``(type, near, far)`` of the relation files ``(src, type, dst)`` that reach an owner's
+    values two hops away: between attribute types (neither ``User`` nor ``Item``), ``near``
+    a type the owner's node columns declare (``own``) and ``far`` one they do not (a brand's
+    maker), or both ends the same declared type (sister brands). A file whose two ends the
+    owner's columns both declare adds nothing (a category's department, when items have a
+    department column). The one rule of :func:`attribute_relation_incidence` and of
+    :func:`graph_meta.graph.neighborhood.path_blocks`."""
+    out = []
+    for src, rel, dst in files:
+        if {USER, ITEM} & {src, dst}:
+            continue
+        if src == dst:
+            if src in own:
+                out.append((rel, src, dst))
+        elif (src in own) != (dst in own):
+            out.append((rel, src, dst) if src in own else (rel, dst, src))
+    return out
+
+
+def relation_hop(incidence: sp.csr_matrix, near: np.ndarray, far: np.ndarray, n_far: int, *,
+                 same_type: bool) -> sp.csr_matrix:
+    r"""Owner x far-value incidence through one relation file: ``incidence`` :math:`A` ``[N,
+    X]`` (owner -> near value), the file's edges ``near[e] -> far[e]`` (indices; negative
+    ones dropped), ``n_far`` values at the far end. Between two types :math:`A R`; between
+    values of one type (``same_type``, far indices in the near index space, ``n_far`` = X)
+    :math:`A (I + R + R^\top)`: an owner keeps its own value beside its sisters', so the
+    owners of two sister brands share a column (:func:`hop`, binary)."""
+    ok = (near >= 0) & (far >= 0)
+    near, far = near[ok], far[ok]
+    r = sp.csr_matrix((np.ones(len(near)), (near, far)), shape=(incidence.shape[1], n_far))
+    if same_type:
+        r = r + r.T + sp.identity(n_far, format="csr")
+    return hop(incidence, r)
+
+
 def attribute_relation_incidence(dataset: Dataset, owner: str, frame: pd.DataFrame,
                                  ids: pd.Index) -> dict[str, sp.csr_matrix]:
     """Two hops through a relation file between attribute nodes, by relationship type: for
-    every relation file joining a node type ``X`` that a node column of ``owner``'s table
-    declares to a node type ``Y`` that none of them does (a brand's maker, a director's
-    studio; neither ``User`` nor ``Item``; either direction of the file), the owner x ``Y``
-    incidence of owner -> ``X`` -> ``Y`` (:func:`hop`); for a file joining ``X`` to ``X`` (sister
-    brands), owner -> ``X`` -> ``X`` along it, either direction. Rows in ``ids`` order (of
-    ``frame``, the owner's table). What no column of the owner holds and one hop over its
-    side features cannot express; a file whose far end the owner has a column for (a
-    category's department, when items have a department column) adds nothing."""
+    every file :func:`two_hop_files` keeps (a brand's maker, a director's studio, sister
+    brands; either direction of the file), the owner x far-value incidence
+    (:func:`relation_hop`). Rows in ``ids`` order (of ``frame``, the owner's table); columns
+    the far type's values, file-only values included. What no column of the owner holds and
+    one hop over its side features cannot express."""
     table = dataset.spec.users if owner == USER else dataset.spec.items
     columns = [c for c in table.columns.values() if c.node]
-    own = {c.node for c in columns}
+    files = [(r.src, r.type, r.dst) for r in dataset.spec.relations]
     out: dict[str, sp.csr_matrix] = {}
-    for rel in dataset.spec.relations:
-        if USER in (rel.src, rel.dst) or ITEM in (rel.src, rel.dst):
-            continue
-        if rel.src in own and rel.dst in own and rel.src != rel.dst:
-            continue
-        near = rel.src if rel.src in own else rel.dst
-        if near not in own:
-            continue
-        frame_rel = dataset.relations.get(rel.type)
+    for rel, near, far in two_hop_files(files, {c.node for c in columns}):
+        frame_rel = dataset.relations.get(rel)
         if frame_rel is None or not len(frame_rel):
             continue
+        spec = next(r for r in dataset.spec.relations if r.type == rel)
+        src, dst = frame_rel["src"].astype(str), frame_rel["dst"].astype(str)
+        near_ids, far_ids = (src, dst) if spec.src == near else (dst, src)
         parts = [value_incidence(frame, c, ids) for c in columns if c.node == near]
-        labels = pd.Index(pd.unique(pd.Series([v for _, vals in parts for v in vals],
-                                              dtype=object)))
+        values = [v for _, vals in parts for v in vals]
+        if near == far:  # the file's own values join the index: a sister no item carries
+            values += [*near_ids, *far_ids]
+        labels = pd.Index(pd.unique(pd.Series(values, dtype=object)))
         inc = sp.csr_matrix((len(ids), len(labels)))
         for m, vals in parts:
             remap = labels.get_indexer(pd.Index(vals, dtype=object))
-            inc = inc + sp.csr_matrix(m @ sp.csr_matrix(
-                (np.ones(len(vals)), (np.arange(len(vals)), remap)),
-                shape=(len(vals), len(labels))))
-        src, dst = frame_rel["src"].astype(str), frame_rel["dst"].astype(str)
-        if rel.src == rel.dst:  # X -> X: either direction, onto X's values
-            a = labels.get_indexer(pd.concat([src, dst]))
-            b = labels.get_indexer(pd.concat([dst, src]))
-            ok = (a >= 0) & (b >= 0) & (a != b)
-            adjacency = sp.csr_matrix((np.ones(int(ok.sum())), (a[ok], b[ok])),
-                                      shape=(len(labels), len(labels)))
+            inc = inc + m @ sp.csr_matrix((np.ones(len(vals)), (np.arange(len(vals)), remap)),
+                                          shape=(len(vals), len(labels)))
+        inc = hop(sp.csr_matrix(inc), sp.identity(len(labels), format="csr"))  # binary
+        if near == far:
+            block = relation_hop(inc, labels.get_indexer(near_ids), labels.get_indexer(far_ids),
+                                 len(labels), same_type=True)
         else:
-            near_ids, far_ids = (src, dst) if near == rel.src else (dst, src)
-            a = labels.get_indexer(near_ids)
             codes, far_labels = pd.factorize(far_ids)
-            ok = a >= 0
-            adjacency = sp.csr_matrix((np.ones(int(ok.sum())), (a[ok], codes[ok])),
-                                      shape=(len(labels), len(far_labels)))
-        block = hop(inc, adjacency)
+            block = relation_hop(inc, labels.get_indexer(near_ids), codes, len(far_labels),
+                                 same_type=False)
         if block.nnz:
-            out[rel.type] = block
+            out[rel] = block
     return out
 
 

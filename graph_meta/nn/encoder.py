@@ -34,7 +34,8 @@ index of each), which training uses for its meta-batches on large graphs.
 
 Switches: ``use_graph=False`` skips message passing (features only); ``use_co_engaged=False``
 drops the ``CO_ENGAGED`` edges; ``use_relations=False`` the user-user and item-item relation
-files' edges.
+files' edges (a file between attribute nodes, ``(Category)-[PART_OF]->(Department)`` or
+``(Brand)-[MADE_BY]->(Maker)``, keeps its edges).
 """
 
 from __future__ import annotations
