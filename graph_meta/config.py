@@ -198,6 +198,9 @@ class TrainConfig:
     user_prior_alpha: float = 30.0  # the same for users (0: linear_prior_alpha)
     prior_weight: str = "sqrt"     # ridge rows weighted by sqrt(n) | n ratings ("count")
     prior_newest_bias: float = 16.0  # item ridge rows also weighted exp(bias * release quantile)
+    # "drift": the lean above only where the rated items' mean rating drifts with their
+    # release order (graph_meta.fitting.priors.release_drift; else 0); "always"
+    prior_lean: str = "drift"
     # choose linear_prior_alpha and prior_newest_bias by a backtest on the newest rated
     # items' ALS states (graph_meta.fitting.prior_search); off by default: on movielens-1m
     # meta-training then stops at epoch 0 and item_cold / user_item_cold lose (README)
@@ -243,6 +246,7 @@ class TrainConfig:
         _at_least(self, "train", "seed", 0)
         _choice(self, "train", "device", ("auto", "cpu", "cuda"))
         _choice(self, "train", "prior_weight", ("sqrt", "count"))
+        _choice(self, "train", "prior_lean", ("drift", "always"))
         for key in ("weight_decay", "item_l2", "prior_match", "grad_clip", "max_minutes",
                     "linear_prior_alpha", "user_prior_alpha", "prior_newest_bias",
                     "memory_limit_gb"):

@@ -13,7 +13,13 @@ import torch
 from graph_meta.config import Config
 from graph_meta.dataset import Dataset, training_view
 from graph_meta.fitting.prior_search import ALPHAS, HELD_OUT, NEWEST_BIASES, choose_item_prior
-from graph_meta.fitting.priors import linear_prior, release_weights
+from graph_meta.fitting.priors import (
+    DRIFT_MIN_RHO,
+    DRIFT_P,
+    linear_prior,
+    release_drift,
+    release_weights,
+)
 from graph_meta.model import GraphMetaRecommender
 from loaders.synthetic import generate_catalog
 
@@ -72,14 +78,19 @@ def test_the_chosen_pair_predicts_the_newest_rated_items_best(shop: Dataset) -> 
     assert got == pytest.approx(want, rel=1e-9)
 
 
-def test_without_a_release_order_only_the_ridge_is_chosen(shop: Dataset) -> None:
-    view = training_view(shop)
-    no_order = dataclasses.replace(
+def _no_order(view: Dataset) -> Dataset:
+    """``view`` without a release column or timestamps."""
+    return dataclasses.replace(
         view, items=view.items.drop(columns=["release"]),
         train=view.train.drop(columns=["timestamp"]),
         spec=dataclasses.replace(view.spec, items=dataclasses.replace(
             view.spec.items, columns={k: v for k, v in view.spec.items.columns.items()
                                       if k != "release"})))
+
+
+def test_without_a_release_order_only_the_ridge_is_chosen(shop: Dataset) -> None:
+    view = training_view(shop)
+    no_order = _no_order(view)
     ids, counts, targets = _states(shop)
     assert release_weights(no_order, ids, 1.0) is None
     chosen = choose_item_prior(no_order, Config(), ids, counts, targets)
@@ -112,8 +123,44 @@ def test_fit_trains_and_saves_with_the_chosen_pair(shop: Dataset, tmp_path) -> N
 def test_the_search_is_off_by_default(shop: Dataset) -> None:
     assert Config().train.prior_search is False
     torch.manual_seed(0)
-    model = GraphMetaRecommender(Config().replace(**{**_CFG, "train.prior_search": False}))
+    model = GraphMetaRecommender(Config().replace(**{
+        **_CFG, "train.prior_search": False, "train.prior_lean": "always"}))
     model.fit(shop)
-    assert "item_prior" not in model.fit_info
+    assert "item_prior" not in model.fit_info and "release_drift" not in model.fit_info
     assert (model.config.train.linear_prior_alpha, model.config.train.prior_newest_bias) == (
         10.0, 16.0)
+
+
+def _drifted(shop: Dataset, slope: float) -> Dataset:
+    """``shop`` with every training rating moved by ``slope`` times its item's release
+    quantile (rounded, clipped to 1..5): newer items rated lower for a negative slope."""
+    view = training_view(shop)
+    ids = [str(i) for i in view.items.index]
+    q = pd.Series(np.log(release_weights(view, ids, 1.0)), index=ids)
+    train = view.train.copy()
+    moved = train["rating"] + slope * q.reindex(train["item_id"].astype(str)).to_numpy()
+    train["rating"] = np.clip(np.round(moved), 1.0, 5.0)
+    return dataclasses.replace(view, train=train)
+
+
+def test_the_release_lean_needs_drift(shop: Dataset, tmp_path) -> None:
+    view = training_view(shop)
+    ids = [str(i) for i in view.items.index]
+    flat = release_drift(view, ids)
+    assert flat is not None and flat["drift"] is False and abs(flat["rho"]) < DRIFT_MIN_RHO
+    drifting = release_drift(_drifted(shop, -2.0), ids)
+    assert drifting["drift"] is True and drifting["rho"] < -DRIFT_MIN_RHO
+    assert drifting["p"] < DRIFT_P and drifting["items"] == flat["items"]
+    assert release_drift(_no_order(view), ids) is None
+    # at fit: no drift, no lean (and the saved config says so, for add_items); drift: the lean
+    cfg = Config().replace(**{**_CFG, "train.prior_search": False})
+    torch.manual_seed(0)
+    model = GraphMetaRecommender(cfg).fit(view)
+    assert model.fit_info["release_drift"]["drift"] is False
+    assert model.config.train.prior_newest_bias == 0.0
+    again = GraphMetaRecommender.load(model.save(tmp_path / "model.pt"))
+    assert again.config.train.prior_newest_bias == 0.0
+    torch.manual_seed(0)
+    leaning = GraphMetaRecommender(cfg).fit(_drifted(shop, -2.0))
+    assert leaning.fit_info["release_drift"]["drift"] is True
+    assert leaning.config.train.prior_newest_bias == 16.0

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from graph_meta.config import Config
-from graph_meta.dataset import ITEM_ID, TIMESTAMP, Dataset
+from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, Dataset
 from graph_meta.eval.protocol import release_column
 from graph_meta.graph.relations import (
     RelationPrior,
@@ -25,7 +25,14 @@ from graph_meta.graph.relations import (
 from graph_meta.nn.net import init_precisions
 from graph_meta.side_features import RidgeMap, side_features
 
-__all__ = ["linear_prior", "release_weights", "side_prior"]
+__all__ = ["DRIFT_MIN_RHO", "DRIFT_P", "linear_prior", "release_drift", "release_weights",
+           "side_prior"]
+
+#: the release lean needs the rated items' mean rating to drift with their release order: a
+#: Spearman correlation of at least this size ...
+DRIFT_MIN_RHO = 0.1
+#: ... and a two-sided p-value under this
+DRIFT_P = 0.01
 
 
 def release_weights(dataset: Dataset, item_ids: list[str], bias: float) -> np.ndarray | None:
@@ -50,6 +57,36 @@ def release_weights(dataset: Dataset, item_ids: list[str], bias: float) -> np.nd
     rel[~ok] = np.nanmedian(rel)
     q = pd.Series(rel).rank(pct=True).to_numpy()
     return np.exp(bias * q)
+
+
+def release_drift(dataset: Dataset, item_ids: list[str]) -> dict[str, Any] | None:
+    r"""Does the mean training rating of the rated ``item_ids`` drift with their release order
+    (:func:`release_weights`' quantile)? ``{"rho", "p", "items", "drift"}``: Spearman's
+    :math:`\rho` and its two-sided p-value over the rated items, ``drift`` when
+    :math:`|\rho| \ge` :data:`DRIFT_MIN_RHO` and p < :data:`DRIFT_P`; None without a release
+    order or with fewer than 20 rated items.
+
+    The lean toward the newest releases (``train.prior_newest_bias``) fits the new items'
+    prior mostly on the latest rated ones, which pays where the catalogue drifts (movielens-1m:
+    :math:`\rho` = -0.26, the newer films rated lower) and only throws rows away where it does
+    not (the synthetic catalogues: :math:`|\rho|` <= 0.07; planted catalogue, 3 seeds,
+    item_cold 0.851 -> 0.836 without the lean, README). With ``train.prior_lean = "drift"``
+    the lean applies only where this finds drift."""
+    from scipy.stats import spearmanr
+
+    q = release_weights(dataset, item_ids, 1.0)
+    if q is None:
+        return None
+    means = dataset.train.groupby(ITEM_ID, observed=True)[RATING].mean()
+    means.index = means.index.astype(str)
+    mean = means.reindex(pd.Index(item_ids)).to_numpy(np.float64)
+    rated = np.isfinite(mean)
+    if rated.sum() < 20:
+        return None
+    rho, p = spearmanr(np.log(q[rated]), mean[rated])
+    rho, p = float(np.nan_to_num(rho)), float(np.nan_to_num(p, nan=1.0))
+    return {"rho": round(rho, 4), "p": float(f"{p:.3g}"), "items": int(rated.sum()),
+            "drift": bool(abs(rho) >= DRIFT_MIN_RHO and p < DRIFT_P)}
 
 
 def linear_prior(table, frame, counts: np.ndarray, targets: np.ndarray, alpha: float, *,

@@ -62,7 +62,7 @@ from graph_meta.fitting.graphs import build_graph, check_snapshot
 from graph_meta.fitting.memory import available_memory_gb, check_memory
 from graph_meta.fitting.path_weights import choose_path_weights
 from graph_meta.fitting.prior_search import choose_item_prior, with_item_prior
-from graph_meta.fitting.priors import release_weights, side_prior
+from graph_meta.fitting.priors import release_drift, release_weights, side_prior
 from graph_meta.fitting.progress import Progress, current_progress, use_progress
 from graph_meta.graph.relations import rating_information
 from graph_meta.live_tuning import choose_live_precision
@@ -200,6 +200,8 @@ class _Phase:
         self.model = model
         self.cfg = cfg
         self.item_prior: dict[str, Any] | None = None  # the pair prior_search chose, if any
+        #: the release drift test (train.prior_lean = "drift"), if it ran
+        self.release_drift: dict[str, Any] | None = None
         #: per node type, the relation prior's beta by relation (what the priors leaned on)
         self.relation_priors: dict[str, dict[str, list[float]]] = {}
         self.device = device
@@ -283,6 +285,11 @@ class _Phase:
                             self.item_prior = choose_item_prior(dataset, cfg, names, counts, st)
                         if self.item_prior is not None:
                             cfg = self.cfg = with_item_prior(cfg, self.item_prior)
+                    elif (nt == "Item" and cfg.train.prior_lean == "drift"
+                          and cfg.train.prior_newest_bias > 0):
+                        self.release_drift = release_drift(dataset, names)
+                        if self.release_drift and not self.release_drift["drift"]:
+                            cfg = self.cfg = cfg.replace(**{"train.prior_newest_bias": 0.0})
                     with progress.step(f"side-feature prior of {nt} nodes"):
                         base = side_prior(dataset, cfg, nt, names, counts, st,
                                           information[nt],
@@ -637,10 +644,17 @@ def _rounded(row: dict[str, Any]) -> dict[str, Any]:
 def _record_item_prior(model: Any, info: dict[str, Any], phase: _Phase) -> None:
     """The item prior pair the final phase chose (``train.prior_search``): into ``info`` and
     the model's config (what ``add_items`` and the saved model use); the item bias
-    precision it used (``train.item_bias_eb``); the relation priors' beta by node type and
-    relation (``"relation_prior"``: ``{"Item": {"MADE_BY:shared": [...]}}``)."""
+    precision it used (``train.item_bias_eb``); the release drift test and, where it found
+    none, the lean it turned off (``"release_drift"``, ``train.prior_lean``); the relation
+    priors' beta by node type and relation (``"relation_prior"``: ``{"Item":
+    {"MADE_BY:shared": [...]}}``)."""
     if getattr(phase, "bias_reg", None) is not None:
         info["item_bias_precision"] = round(phase.bias_reg, 4)
+    drift = getattr(phase, "release_drift", None)
+    if drift is not None:
+        info["release_drift"] = drift
+        if not drift["drift"]:  # what add_items and the saved model use
+            model.config = model.config.replace(**{"train.prior_newest_bias": 0.0})
     if any(getattr(phase, "relation_priors", {}).values()):
         info["relation_prior"] = {nt: beta for nt, beta in phase.relation_priors.items()
                                   if beta}
