@@ -208,3 +208,30 @@ def test_new_items_inherit_their_makers_reception(makers: Dataset) -> None:
                 makers.items.index[makers.items["brand"] == brand]]
     assert moved[with_rel.item_pos[new_item]] > 1e-3
     assert moved[of_brand].mean() >= np.quantile(moved, 0.95)
+
+
+def test_products_added_after_training_inherit_their_makers_reception(makers: Dataset
+                                                                      ) -> None:
+    """``add_items``: a product that arrives after training gets the maker's shift of its
+    prior from the relation file as it stands then; moving its brand to another maker moves
+    it more than the other added products."""
+    rated = set(makers.train["item_id"].astype(str))
+    ids = makers.items.index.astype(str)
+    before = dataclasses.replace(makers, items=makers.items.loc[ids.isin(rated)], tasks={})
+    model = _fit(before)
+    n_old = len(model.item_ids)
+    added = model.add_items(makers)
+    assert added and model.fit_info["relation_prior"]["Item"]["MADE_BY:shared"]
+    states = model.cache["item_states"][n_old:].copy()
+    item = added[0]
+    brand = makers.items.loc[item, "brand"]
+    made_by = makers.relations["MADE_BY"].copy()
+    mine = made_by["src"] == brand
+    made_by.loc[mine, "dst"] = sorted(set(made_by["dst"]) - set(made_by.loc[mine, "dst"]))[0]
+    again = _fit(before)
+    again.add_items(dataclasses.replace(makers,
+                                        relations={**makers.relations, "MADE_BY": made_by}))
+    moved = np.abs(again.cache["item_states"][n_old:] - states).sum(axis=1)
+    of_brand = [k for k, i in enumerate(added) if makers.items.loc[i, "brand"] == brand]
+    assert moved[0] > 1e-3
+    assert moved[of_brand].mean() > 5 * np.median(moved)
