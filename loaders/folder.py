@@ -26,6 +26,7 @@ import pandas as pd
 
 from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, WEIGHT, Dataset, Task
 from graph_meta.errors import DataError, short, short_names
+from graph_meta.graph.build import split_multi
 from graph_meta.schema import MAX_ID_BYTES, DatasetSpec, TableSpec, id_too_long, long_id_message
 
 csv.field_size_limit(1 << 26)
@@ -56,6 +57,7 @@ def read_dataset(path: str | Path, *, tasks: bool = True, strict: bool = False) 
         rel.type: _read_relation(root / rel.file, rel, users.index, items.index)
         for rel in spec.relations
     }
+    warnings += _unreached_relation_ids(spec, users, items, relations)
     task_sets = (
         {s: _read_tasks(root / f, spec, users.index, items.index) for s, f in spec.tasks.items()}
         if tasks
@@ -301,6 +303,33 @@ def _read_train(path: Path, spec: DatasetSpec, user_index: pd.Index, item_index:
                             file=path, line=int(lines[k]), field=WEIGHT)
         train[WEIGHT] = w.astype(np.float32)
     return train
+
+
+def _unreached_relation_ids(spec: DatasetSpec, users: pd.DataFrame, items: pd.DataFrame,
+                            relations: dict[str, pd.DataFrame]) -> list[str]:
+    """One warning per relation-file end whose node type a column declares, where some of the
+    file's ids are carried by no user or item (a misspelt brand in ``makers.csv``): their edges
+    reach nobody. Not an error: a category tree may list categories no item has yet."""
+    carried: dict[str, set[str]] = {}
+    for table, frame in ((spec.users, users), (spec.items, items)):
+        for col in table.columns.values():
+            if col.node:
+                values = split_multi(frame[col.name], col)
+                carried.setdefault(col.node, set()).update(v for p in values for v in p)
+    out = []
+    for rel in spec.relations:
+        frame = relations[rel.type]
+        for end, col, node in (("src", rel.src_column, rel.src), ("dst", rel.dst_column,
+                                                                  rel.dst)):
+            if node not in carried:
+                continue
+            ids = pd.unique(frame[end].astype(str))
+            missing = [v for v in ids if v not in carried[node]]
+            if missing:
+                out.append(f"{rel.file}: {len(missing)} of {len(ids)} {node} ids in column "
+                           f"{col!r} are carried by no user or item (first: "
+                           f"{short(missing[0])}); their edges reach nobody")
+    return out
 
 
 def _read_relation(path: Path, rel, user_index: pd.Index, item_index: pd.Index) -> pd.DataFrame:

@@ -235,3 +235,19 @@ def test_products_added_after_training_inherit_their_makers_reception(makers: Da
     of_brand = [k for k, i in enumerate(added) if makers.items.loc[i, "brand"] == brand]
     assert moved[0] > 1e-3
     assert moved[of_brand].mean() > 5 * np.median(moved)
+
+
+def test_ids_of_a_relation_file_that_reach_nobody_are_reported(tmp_path) -> None:
+    from loaders.folder import read_dataset, write_dataset
+
+    small = generate_catalog(n_users=300, n_items=120, n_interactions=4000, seed=3,
+                             planted_makers=True)
+    folder = write_dataset(small, tmp_path / "makers")
+    assert read_dataset(folder).warnings == []
+    with (folder / "makers.csv").open("a", encoding="utf-8") as fh:
+        fh.write("Acmee,Atlas Group\n")  # a misspelt brand: no item carries it
+    back = read_dataset(folder)
+    assert len(back.warnings) == 1
+    assert back.warnings[0].startswith("makers.csv: 1 of ")
+    assert "'Acmee'" in back.warnings[0] and "'brand'" in back.warnings[0]
+    assert "Acmee" in set(back.relations["MADE_BY"]["src"])  # kept: a warning, not an error
