@@ -278,14 +278,14 @@ class DatasetSpec:
                 raise fail("relationship type must match [A-Z][A-Z0-9_]*", f"{where}.type")
             if r["type"] in (RATED, CO_ENGAGED, CO_LIKED) or r["type"].startswith("HAS_"):
                 raise fail(f"relationship type {r['type']!r} is reserved", f"{where}.type")
-            known_ends = [end for end in ("src", "dst") if r[end] in node_types]
+            known_end = r["src"] in node_types or r["dst"] in node_types
             for end in ("src", "dst"):
                 if r[end] in node_types:
                     continue
                 # a node type no column declares (a brand's maker, a category's department
                 # when items have no department column): only beside a known one, so that a
                 # misspelt end of a file linking known types still fails
-                if not known_ends:
+                if not known_end:
                     raise fail(
                         f"unknown node type {short(r[end])}; known: {sorted(node_types)} (a "
                         "relation may introduce a node type at one end only)",

@@ -310,10 +310,11 @@ def _unreached_relation_ids(spec: DatasetSpec, users: pd.DataFrame, items: pd.Da
     """One warning per relation-file end whose node type a column declares, where some of the
     file's ids are carried by no user or item (a misspelt brand in ``makers.csv``): their edges
     reach nobody. Not an error: a category tree may list categories no item has yet."""
+    named = {node for rel in spec.relations for node in (rel.src, rel.dst)}
     carried: dict[str, set[str]] = {}
     for table, frame in ((spec.users, users), (spec.items, items)):
         for col in table.columns.values():
-            if col.node:
+            if col.node in named:
                 values = split_multi(frame[col.name], col)
                 carried.setdefault(col.node, set()).update(v for p in values for v in p)
     out = []

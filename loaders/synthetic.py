@@ -423,14 +423,7 @@ def maker_count(n_brands: int) -> int:
 
 def maker_names(n: int) -> list[str]:
     """``n`` distinct, deterministic company-like maker ids (``"Atlas Group"``, ...)."""
-    stems, suffixes = len(_MAKER_STEMS), len(_MAKER_SUFFIXES)
-    names = []
-    for k in range(n):
-        name = _MAKER_STEMS[k % stems] + _MAKER_SUFFIXES[(k // stems) % suffixes]
-        if k >= stems * suffixes:
-            name += f" {k // (stems * suffixes) + 1}"
-        names.append(name)
-    return names
+    return _compound_names(_MAKER_STEMS, _MAKER_SUFFIXES, n)
 
 
 def plant_makers(item_model: dict[str, np.ndarray], n_brands: int,
@@ -595,12 +588,16 @@ def _ids(prefix: str, n: int) -> np.ndarray:
 
 
 def _brand_names(n: int) -> list[str]:
-    stems, suffixes = len(_BRAND_STEMS), len(_BRAND_SUFFIXES)
+    return _compound_names(_BRAND_STEMS, _BRAND_SUFFIXES, n)
+
+
+def _compound_names(stems: tuple[str, ...], suffixes: tuple[str, ...], n: int) -> list[str]:
+    """``n`` distinct names: stem + suffix, numbered once every pair is used."""
     names = []
     for k in range(n):
-        name = _BRAND_STEMS[k % stems] + _BRAND_SUFFIXES[(k // stems) % suffixes]
-        if k >= stems * suffixes:
-            name += f" {k // (stems * suffixes) + 1}"
+        name = stems[k % len(stems)] + suffixes[(k // len(stems)) % len(suffixes)]
+        if k >= len(stems) * len(suffixes):
+            name += f" {k // (len(stems) * len(suffixes)) + 1}"
         names.append(name)
     return names
 

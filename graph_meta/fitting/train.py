@@ -650,12 +650,12 @@ def _record_item_prior(model: Any, info: dict[str, Any], phase: _Phase) -> None:
     {"MADE_BY:shared": [...]}}``)."""
     if getattr(phase, "bias_reg", None) is not None:
         info["item_bias_precision"] = round(phase.bias_reg, 4)
-    drift = getattr(phase, "release_drift", None)
+    drift = phase.release_drift
     if drift is not None:
         info["release_drift"] = drift
         if not drift["drift"]:  # what add_items and the saved model use
             model.config = model.config.replace(**{"train.prior_newest_bias": 0.0})
-    if any(getattr(phase, "relation_priors", {}).values()):
+    if any(phase.relation_priors.values()):
         info["relation_prior"] = {nt: beta for nt, beta in phase.relation_priors.items()
                                   if beta}
     if phase.item_prior is None:

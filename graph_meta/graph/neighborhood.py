@@ -405,8 +405,7 @@ def path_blocks(data: Any, use_co_engaged: bool = True, use_relations: bool = Tr
     own = {dst for src, rel, dst in data.edge_types if src == ITEM and rel.startswith("HAS_")}
     files = [et for et in data.edge_types if not et[1].startswith(("rev_", "HAS_"))
              and et[1] not in (CO_ENGAGED, CO_LIKED, RATED)]
-    for rel, near, far in two_hop_files(files, own) if use_relations else ():
-        src, _, dst = next(et for et in files if et[1] == rel)
+    for src, rel, dst, near, far in two_hop_files(files, own) if use_relations else ():
         ei = data[src, rel, dst].edge_index.cpu().numpy()
         ends = (ei[0], ei[1]) if src == near else (ei[1], ei[0])
         block = relation_hop(raw[near], *ends, int(data[far].num_nodes),

@@ -53,7 +53,7 @@ from graph_meta.dataset import Dataset
 from graph_meta.graph.build import value_incidence
 from graph_meta.schema import ITEM, USER
 
-__all__ = ["RelationPrior", "SharedValues", "attribute_relation_incidence", "hop",
+__all__ = ["RelationPrior", "SharedValues", "attribute_relation_incidence",
            "rating_information", "relation_adjacency", "relation_hop", "state_reliability",
            "two_hop_files"]
 
@@ -89,23 +89,15 @@ def relation_adjacency(dataset: Dataset, node_type: str, ids: list[str], *, hops
     return out
 
 
-def hop(incidence: sp.csr_matrix, adjacency: sp.spmatrix) -> sp.csr_matrix:
-    """Owner x far-value incidence of owner -> near value -> far value: ``incidence`` ``[N,
-    X]`` times ``adjacency`` ``[X, Y]``, binary (several routes to one value are one path)."""
-    out = sp.csr_matrix(incidence @ adjacency)
-    out.eliminate_zeros()
-    out.data[:] = 1.0
-    return out
-
-
 def two_hop_files(files: Iterable[tuple[str, str, str]], own: set[str]
-                  ) -> list[tuple[str, str, str]]:
-    """``(type, near, far)`` of the relation files ``(src, type, dst)`` that reach an owner's
-    values two hops away: between attribute types (neither ``User`` nor ``Item``), ``near``
-    a type the owner's node columns declare (``own``) and ``far`` one they do not (a brand's
-    maker), or both ends the same declared type (sister brands). A file whose two ends the
-    owner's columns both declare adds nothing (a category's department, when items have a
-    department column). The one rule of :func:`attribute_relation_incidence` and of
+                  ) -> list[tuple[str, str, str, str, str]]:
+    """``(src, type, dst, near, far)`` of the relation files ``(src, type, dst)`` that reach
+    an owner's values two hops away: between attribute types (neither ``User`` nor
+    ``Item``), ``near`` a type the owner's node columns declare (``own``) and ``far`` one they
+    do not (a brand's maker), or both ends the same declared type (sister brands). A file
+    whose two ends the owner's columns both declare adds nothing (a category's department,
+    when items have a department column). The one rule of
+    :func:`attribute_relation_incidence` and of
     :func:`graph_meta.graph.neighborhood.path_blocks`."""
     out = []
     for src, rel, dst in files:
@@ -113,9 +105,9 @@ def two_hop_files(files: Iterable[tuple[str, str, str]], own: set[str]
             continue
         if src == dst:
             if src in own:
-                out.append((rel, src, dst))
+                out.append((src, rel, dst, src, dst))
         elif (src in own) != (dst in own):
-            out.append((rel, src, dst) if src in own else (rel, dst, src))
+            out.append((src, rel, dst, *((src, dst) if src in own else (dst, src))))
     return out
 
 
@@ -126,13 +118,17 @@ def relation_hop(incidence: sp.csr_matrix, near: np.ndarray, far: np.ndarray, n_
     ones dropped), ``n_far`` values at the far end. Between two types :math:`A R`; between
     values of one type (``same_type``, far indices in the near index space, ``n_far`` = X)
     :math:`A (I + R + R^\top)`: an owner keeps its own value beside its sisters', so the
-    owners of two sister brands share a column (:func:`hop`, binary)."""
+    owners of two sister brands share a column. Binary: several routes to one value are one
+    path."""
     ok = (near >= 0) & (far >= 0)
     near, far = near[ok], far[ok]
     r = sp.csr_matrix((np.ones(len(near)), (near, far)), shape=(incidence.shape[1], n_far))
     if same_type:
         r = r + r.T + sp.identity(n_far, format="csr")
-    return hop(incidence, r)
+    out = sp.csr_matrix(incidence @ r)
+    out.eliminate_zeros()
+    out.data[:] = 1.0
+    return out
 
 
 def attribute_relation_incidence(dataset: Dataset, owner: str, frame: pd.DataFrame,
@@ -147,24 +143,25 @@ def attribute_relation_incidence(dataset: Dataset, owner: str, frame: pd.DataFra
     columns = [c for c in table.columns.values() if c.node]
     files = [(r.src, r.type, r.dst) for r in dataset.spec.relations]
     out: dict[str, sp.csr_matrix] = {}
-    for rel, near, far in two_hop_files(files, {c.node for c in columns}):
+    for src_type, rel, _, near, far in two_hop_files(files, {c.node for c in columns}):
         frame_rel = dataset.relations.get(rel)
         if frame_rel is None or not len(frame_rel):
             continue
-        spec = next(r for r in dataset.spec.relations if r.type == rel)
         src, dst = frame_rel["src"].astype(str), frame_rel["dst"].astype(str)
-        near_ids, far_ids = (src, dst) if spec.src == near else (dst, src)
+        near_ids, far_ids = (src, dst) if src_type == near else (dst, src)
         parts = [value_incidence(frame, c, ids) for c in columns if c.node == near]
         values = [v for _, vals in parts for v in vals]
         if near == far:  # the file's own values join the index: a sister no item carries
             values += [*near_ids, *far_ids]
         labels = pd.Index(pd.unique(pd.Series(values, dtype=object)))
-        inc = sp.csr_matrix((len(ids), len(labels)))
-        for m, vals in parts:
-            remap = labels.get_indexer(pd.Index(vals, dtype=object))
-            inc = inc + m @ sp.csr_matrix((np.ones(len(vals)), (np.arange(len(vals)), remap)),
-                                          shape=(len(vals), len(labels)))
-        inc = hop(sp.csr_matrix(inc), sp.identity(len(labels), format="csr"))  # binary
+        # every column of the near type onto one value index (a value twice is one path)
+        coo = [m.tocoo() for m, _ in parts]
+        inc = sp.csr_matrix((np.ones(sum(c.nnz for c in coo)), (
+            np.concatenate([c.row for c in coo]),
+            np.concatenate([labels.get_indexer(pd.Index(vals, dtype=object))[c.col]
+                            for c, (_, vals) in zip(coo, parts, strict=True)]))),
+            shape=(len(ids), len(labels)))
+        inc.data[:] = 1.0
         if near == far:
             block = relation_hop(inc, labels.get_indexer(near_ids), labels.get_indexer(far_ids),
                                  len(labels), same_type=True)
@@ -208,13 +205,16 @@ class SharedValues:
 
     incidence: sp.csr_matrix
 
+    def __post_init__(self) -> None:
+        a = self.incidence
+        self._own = np.asarray(a.multiply(a).sum(axis=1))  # a node shares its values with itself
+
     def others(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """``[N, D]`` per node the sum of ``x`` ``[N, D]`` over the *other* ``rows`` (bool
         ``[N]``) it shares a value with, weighted by how many values they share."""
         a = self.incidence
         masked = np.where(rows[:, None], x, 0.0)
-        own = np.asarray(a.multiply(a).sum(axis=1))  # a node shares its values with itself
-        return np.asarray(a @ (a.T @ masked)) - own * masked
+        return np.asarray(a @ (a.T @ masked)) - self._own * masked
 
 
 def _residual(base: np.ndarray, targets: np.ndarray, rated: np.ndarray,
