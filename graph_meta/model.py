@@ -62,8 +62,10 @@ Item`` paths, :mod:`graph_meta.graph.neighborhood`):
 ``neighbor_shrink`` :math:`\beta`, chosen on the carved validation); a never-rated item has
 such neighbours too. The similarity weighs each path type (attribute node type, and the
 cross-category ``CO_ENGAGED`` paths) by a weight chosen at fit time on the carved tasks with
-new items (``model.path_weights``, :mod:`graph_meta.fitting.path_weights`; inspect it with
-:attr:`GraphMetaRecommender.path_weights` and
+new items (``model.path_weights``, :mod:`graph_meta.fitting.path_weights`; in the rows of
+items with training ratings the attribute paths are scaled by
+:attr:`GraphMetaRecommender.known_item_path_scale`, chosen on the carved tasks with known
+items; inspect them with :attr:`GraphMetaRecommender.path_weights` and
 :func:`graph_meta.serving.explain.path_contributions`). Co-rating neighbours (``Item <- User
 -> Item`` paths) add their :math:`s^p`, times ``neighbor_rated_weight``, to the weights. On
 top, learned co-rating weights :math:`B` (the residual regression of
@@ -440,6 +442,15 @@ class GraphMetaRecommender:
         if self._nbr_graph is None or self._nbr_graph[0] is not data or self._nbr_graph[1] != key:
             self._nbr_graph = (data, key, graph_neighbors(data, self.config, weights))
         return self._nbr_graph[2]
+
+    @property
+    def known_item_path_scale(self) -> float:
+        """:math:`c`, the weight of the attribute paths in the neighbourhood of an item with
+        training ratings, relative to its co-rating paths (a new item has no co-rating
+        neighbours; its attribute paths keep weight 1): chosen at fit time on the carved
+        tasks with known items (``model.path_weights = "auto"``,
+        :func:`graph_meta.fitting.path_weights.choose_known_item_scale`); 1 otherwise."""
+        return float(self.fit_info.get("known_item_path_scale", 1.0))
 
     @property
     def path_weights(self) -> dict[str, float]:

@@ -14,7 +14,13 @@ from graph_meta.dataset import Dataset, training_view
 from graph_meta.eval.protocol import carve_validation
 from graph_meta.fitting import path_weights
 from graph_meta.fitting.graphs import build_graph
-from graph_meta.fitting.path_weights import GRID, MIN_GAIN, MIN_TASKS, judged_tasks
+from graph_meta.fitting.path_weights import (
+    GRID,
+    KNOWN_GRID,
+    MIN_GAIN,
+    MIN_TASKS,
+    judged_tasks,
+)
 from graph_meta.graph.neighborhood import ItemNeighbors, path_blocks
 from graph_meta.model import GraphMetaRecommender
 from graph_meta.sampling.episodes import RatingIndex
@@ -107,6 +113,8 @@ def test_too_few_carved_tasks_leave_the_weights_equal(catalog: Dataset) -> None:
                               "episodes.batch_users": 128, "episodes.batch_items": 16})
     model = GraphMetaRecommender(cfg).fit(catalog)
     assert "path_weights" not in model.fit_info and model.path_weights == {}
+    assert "known_item_path_scale" not in model.fit_info
+    assert model.known_item_path_scale == 1.0
 
 
 def test_fit_chooses_the_weights_on_the_carved_tasks(searched: GraphMetaRecommender,
@@ -138,6 +146,7 @@ def test_the_chosen_weights_are_saved_with_the_model(searched: GraphMetaRecommen
     path = searched.save(tmp_path / "model.pt")
     again = GraphMetaRecommender.load(path)
     assert again.path_weights == searched.path_weights
+    assert again.known_item_path_scale == searched.known_item_path_scale
 
 
 def test_equal_weights_skip_the_search(catalog: Dataset) -> None:
@@ -197,3 +206,54 @@ def test_co_engaged_paths_move_new_items_predictions(searched: GraphMetaRecommen
     finally:
         model.fit_info["path_weights"] = saved
         model.build_cache(data, index)
+
+
+def test_the_known_item_scale_is_chosen_on_the_carved_known_item_tasks(
+        searched: GraphMetaRecommender) -> None:
+    info = searched.fit_info
+    chosen, tried = info["known_item_path_scale"], info["known_item_scale_search"]
+    assert tried[0]["scale"] == 1.0  # the scale a change must beat
+    assert sorted(t["scale"] for t in tried) == sorted(KNOWN_GRID)
+    assert set(tried[0]["scenarios"]) <= {"warm", "user_cold"} and tried[0]["scenarios"]
+    # a larger scale is kept only for a gain of more than MIN_GAIN over the best before it
+    best, best_rmse = 1.0, np.inf
+    for t in tried:
+        if t["rmse"] < best_rmse - MIN_GAIN:
+            best, best_rmse = t["scale"], t["rmse"]
+    assert chosen == best == searched.known_item_path_scale
+
+
+def test_the_known_item_scale_weighs_only_known_items_attribute_paths(
+        searched: GraphMetaRecommender, catalog: Dataset) -> None:
+    model = searched
+    c, m = model.state, model.config.model
+    known = np.bincount(c.hist_items, minlength=len(c.item_states)) > 0
+    attr = ItemNeighbors(c.nbr_indptr, c.nbr_indices, c.nbr_sim).weights(m.neighbor_power)
+    rated = m.neighbor_rated_weight * ItemNeighbors(
+        c.nbr_rated_indptr, c.nbr_rated_indices, c.nbr_rated_sim).weights(m.neighbor_power)
+    data = build_graph(training_view(catalog))
+    warm = [(t, i) for t in catalog.tasks["warm"][:10] for i, _ in t.query[:3]]
+    cold = [(t, i) for t in catalog.tasks["item_cold"][:10] for i, _ in t.query[:3]]
+    saved = model.fit_info.get("known_item_path_scale")
+    preds = {}
+    try:
+        for scale in (1.0, 4.0):
+            model.fit_info["known_item_path_scale"] = scale
+            want = sp.diags(np.where(known, scale, 1.0)) @ attr + rated
+            np.testing.assert_allclose(model.neighborhood.weights().toarray(), want.toarray(),
+                                       rtol=1e-6, atol=1e-9)
+            preds[scale] = {name: np.array([model.predict(t.user_id, t.support, [i])[0]
+                                            for t, i in pairs])
+                            for name, pairs in (("warm", warm), ("cold", cold))}
+            for t, i in warm[:6] + cold[:6]:  # the explanation follows the scale
+                parts = path_contributions(model, data, t.user_id, t.support, i)
+                assert parts["prediction"] == pytest.approx(
+                    model.predict(t.user_id, t.support, [i])[0], abs=1e-9)
+    finally:
+        if saved is None:
+            model.fit_info.pop("known_item_path_scale", None)
+        else:
+            model.fit_info["known_item_path_scale"] = saved
+    # a new item's correction runs on its attribute paths alone: untouched by the scale
+    np.testing.assert_array_equal(preds[1.0]["cold"], preds[4.0]["cold"])
+    assert np.abs(preds[1.0]["warm"] - preds[4.0]["warm"]).max() > 1e-6

@@ -60,7 +60,7 @@ from graph_meta.fitting.als import als, bias_precision, rebiased_items
 from graph_meta.fitting.distributed import SINGLE, DistContext
 from graph_meta.fitting.graphs import build_graph, check_snapshot
 from graph_meta.fitting.memory import available_memory_gb, check_memory
-from graph_meta.fitting.path_weights import choose_path_weights
+from graph_meta.fitting.path_weights import choose_known_item_scale, choose_path_weights
 from graph_meta.fitting.prior_search import choose_item_prior, with_item_prior
 from graph_meta.fitting.priors import release_drift, release_weights, side_prior
 from graph_meta.fitting.progress import Progress, current_progress, use_progress
@@ -754,8 +754,9 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
             epochs = int(resume_state["val_best_epoch"])
             info["val_best_epoch"] = epochs
             info.update(resume_state.get("chosen", {}))  # what the validation phase chose
-            if "path_weights" in info:
-                model.fit_info["path_weights"] = info["path_weights"]
+            for key in ("path_weights", "known_item_path_scale"):
+                if key in info:
+                    model.fit_info[key] = info[key]
         else:
             with current_progress().step("carving validation tasks from train.csv"):
                 carved = carve_validation(
@@ -793,6 +794,10 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
                 if paths is not None:
                     info["path_weights"], info["path_weight_search"] = paths
                     model.fit_info["path_weights"] = paths[0]
+                with current_progress().step("known items' attribute-path scale"):
+                    scale = choose_known_item_scale(model, judged)
+                if scale is not None:
+                    info["known_item_path_scale"], info["known_item_scale_search"] = scale
             if ctx.is_main and cfg.model.live_precision == 0:  # auto: on the held-out items
                 with current_progress().step("live update precision on held-out items"):
                     chosen = choose_live_precision(model, carved, seed=t_cfg.seed)
@@ -817,7 +822,8 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
                          epochs=epochs, val=None, progress=progress, log_path=log_path,
                          ckpt_dir=ckpt_dir, resume_state=resume_state, deadline=math.inf,
                          extra_ckpt={"val_best_epoch": epochs, "chosen": {
-                             k: info[k] for k in ("path_weights", "live_precision")
+                             k: info[k] for k in ("path_weights", "known_item_path_scale",
+                                                  "live_precision")
                              if k in info}}, graph=full_graph, ctx=ctx, als_start=als_start)
         phase = res["phase"]
         _record_item_prior(model, info, phase)

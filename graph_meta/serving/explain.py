@@ -91,6 +91,8 @@ def path_contributions(model: Any, data: Any, user_id: str,
         attr = ItemNeighbors(c.nbr_indptr, c.nbr_indices, c.nbr_sim).weights(
             m.neighbor_power)[pos]
         cols, s_p = attr.indices, attr.data
+        if (c.hist_items == pos).any():  # an item with training ratings: the known-item scale
+            s_p = s_p * model.known_item_path_scale
         if len(cols):
             # s_jh = sum over blocks of <f^X_j, f^X_h> / (|f_j| |f_h|): each block's share
             scaled = weighted_blocks(blocks, model.path_weights)

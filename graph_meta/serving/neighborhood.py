@@ -38,8 +38,9 @@ class Neighborhood:
 
     def reset(self) -> None:
         """Drop the weight matrices (the neighbour lists changed)."""
-        # ((sim, rated) lists, p, weight, s^p CSR, s^p CSC) and (weights, CSR, CSC)
-        self._nbr: tuple[Any, float, float, sp.csr_matrix, sp.csc_matrix] | None = None
+        # ((sim, rated) lists, p, weight, s^p CSR, s^p CSC, known-item scale) and
+        # (weights, CSR, CSC)
+        self._nbr: tuple[Any, float, float, sp.csr_matrix, sp.csc_matrix, float] | None = None
         self._reg: tuple[np.ndarray, sp.csr_matrix, sp.csc_matrix] | None = None
 
     def regression(self) -> tuple[sp.csr_matrix, sp.csc_matrix] | None:
@@ -56,9 +57,12 @@ class Neighborhood:
         return self._reg[1], self._reg[2]
 
     def weights(self) -> sp.csr_matrix | None:
-        """:math:`s^p` of the attribute-path neighbours plus ``neighbor_rated_weight`` times
-        that of the co-rating neighbours; None when the correction is off
-        (``model.neighbor_k = 0``, no graph, or a model saved without neighbours)."""
+        """:math:`s^p` of the attribute-path neighbours (times the known-item path scale
+        :math:`c` in the rows of items with training ratings,
+        :attr:`~graph_meta.model.GraphMetaRecommender.known_item_path_scale`) plus
+        ``neighbor_rated_weight`` times that of the co-rating neighbours; None when the
+        correction is off (``model.neighbor_k = 0``, no graph, or a model saved without
+        neighbours)."""
         c = self.model.state
         m = self.model.config.model
         sim, rated = c.nbr_sim, c.nbr_rated_sim
@@ -67,15 +71,20 @@ class Neighborhood:
         if m.neighbor_k == 0 or sim is None or not (len(sim) or use_rated):
             return None
         power = m.neighbor_power
+        scale = self.model.known_item_path_scale
         stale = (self._nbr is None or self._nbr[0][0] is not sim
-                 or self._nbr[0][1] is not rated or self._nbr[1:3] != (power, gamma))
+                 or self._nbr[0][1] is not rated or self._nbr[1:3] != (power, gamma)
+                 or self._nbr[5] != scale)
         if stale:
             w = ItemNeighbors(c.nbr_indptr, c.nbr_indices, sim).weights(power)
+            if scale != 1.0:
+                known = np.bincount(c.hist_items, minlength=w.shape[0]) > 0
+                w = sp.csr_matrix(sp.diags(np.where(known, scale, 1.0)) @ w)
             if use_rated:
                 w = w + gamma * ItemNeighbors(c.nbr_rated_indptr, c.nbr_rated_indices,
                                               rated).weights(power)
             w = sp.csr_matrix(w)
-            self._nbr = ((sim, rated), power, gamma, w, sp.csc_matrix(w))
+            self._nbr = ((sim, rated), power, gamma, w, sp.csc_matrix(w), scale)
         return self._nbr[3]
 
     def for_user(self, user_id: str, support: tuple[np.ndarray, np.ndarray],
