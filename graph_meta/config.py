@@ -184,6 +184,9 @@ class TrainConfig:
     # instead of the ALS one (meta.init_precision_bias, else meta.init_precision), which
     # over-shrinks a thinly rated item's bias; the closed-form priors keep the ALS states
     item_bias_eb: bool = True
+    # with item_bias_eb: the item factors' precision in that step is their empirical-Bayes
+    # one too (graph_meta.fitting.als.factor_precision, at most meta.init_precision)
+    item_factor_eb: bool = False
     # ALS sweeps of the refit, warm-started from the validation phase's item states; -1:
     # auto, a fresh start with als_iters sweeps up to auto_sample_nodes User + Item nodes
     # (movielens-1m), above it max(3, als_iters // 4) warm sweeps

@@ -13,7 +13,7 @@ import torch
 
 from graph_meta.config import Config
 from graph_meta.dataset import Dataset
-from graph_meta.fitting.als import als_ratings, bias_precision, rebiased_items
+from graph_meta.fitting.als import als_ratings, bias_precision, factor_precision, rebiased_items
 from graph_meta.model import GraphMetaRecommender
 
 
@@ -97,3 +97,50 @@ def test_training_scores_items_with_the_rebiased_states(catalog: Dataset) -> Non
     assert thin.sum() >= 5
     assert np.abs(emb[thin, 0]).mean() > 1.2 * np.abs(targets[thin, 0]).mean()
     assert states[False][2] is None
+
+
+def _factor_ratings(seed: int, tau2: float, sigma2: float, per_item: int = 40):
+    """Ratings mu + <v_u, v_i> + noise, the users' factors known: items with planted factors
+    of variance ``tau2`` per coordinate."""
+    rng = np.random.default_rng(seed)
+    n_u, n_i, d = 600, 400, 3
+    v_u = rng.normal(0, 1.0, (n_u, d))
+    v_i = rng.normal(0, np.sqrt(tau2), (n_i, d))
+    item = np.repeat(np.arange(n_i), per_item)
+    user = rng.integers(0, n_u, len(item))
+    rating = 3.5 + np.einsum("nd,nd->n", v_u[user], v_i[item]) + rng.normal(
+        0, np.sqrt(sigma2), len(item))
+    index = SimpleNamespace(user=user, item=item, rating=rating, num_users=n_u, num_items=n_i)
+    users = np.hstack([np.zeros((n_u, 1)), v_u])
+    items = np.hstack([np.zeros((n_i, 1)), v_i])
+    return index, users, items
+
+
+def test_the_factor_precision_is_the_planted_noise_over_the_factor_spread() -> None:
+    for tau2, sigma2 in ((0.25, 0.25), (0.1, 0.8)):
+        index, users, items = _factor_ratings(4, tau2, sigma2)
+        got = factor_precision(index, 3.5, items, users, ceiling=100.0)
+        assert 0.7 * sigma2 / tau2 < got < 1.4 * sigma2 / tau2, (tau2, sigma2, got)
+    # capped by the fit's own precision; too few ratings per item to read it: the ceiling
+    index, users, items = _factor_ratings(5, 0.01, 1.0)
+    assert factor_precision(index, 3.5, items, users, ceiling=10.0) == 10.0
+    index, users, items = _factor_ratings(6, 0.25, 0.25, per_item=5)
+    assert factor_precision(index, 3.5, items, users, ceiling=10.0) == 10.0
+
+
+def test_training_with_factor_eb_scores_items_with_less_shrunk_factors(catalog: Dataset) -> None:
+    cfg = Config().replace(**{"model.dim": 8, "model.hidden": 16, "model.layers": 1,
+                              "train.epochs": 1, "train.validate": False,
+                              "episodes.batch_users": 128, "episodes.batch_items": 16})
+    emb = {}
+    for eb in (False, True):
+        torch.manual_seed(0)
+        model = GraphMetaRecommender(cfg.replace(**{"train.item_factor_eb": eb})).fit(catalog)
+        emb[eb] = model.net.item_emb.weight.detach().double().numpy()
+        if eb:
+            precision = model.fit_info["item_factor_precision"]
+            assert 0 < precision < cfg.meta.init_precision
+        else:
+            assert "item_factor_precision" not in model.fit_info
+    # a lower precision: the factors grow, the priors' ALS targets stay
+    assert np.linalg.norm(emb[True][:, 1:]) > 1.05 * np.linalg.norm(emb[False][:, 1:])

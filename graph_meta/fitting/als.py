@@ -16,7 +16,7 @@ fit is a user step, then ``iters`` times an item step and a user step.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -84,9 +84,11 @@ class _Side:
         """``[n_rows, n_cols]`` with one entry per rating (``values`` in rating order)."""
         return sp.csr_matrix((values[self.order], self.indices, self.indptr), shape=self.shape)
 
-    def solve(self, rating: np.ndarray, mu: float, other: np.ndarray,
-              lam: np.ndarray) -> np.ndarray:
-        """``[n_rows, D]``: every row's ridge solve against the fixed states ``other``."""
+    def normal_equations(self, rating: np.ndarray, mu: float, other: np.ndarray
+                         ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+        """``(a, b, gram [b - a, D, D], rhs [b - a, D])`` of the rows ``a:b``, block by
+        block: :math:`\\sum x x^\\top` and :math:`\\sum x t` over each row's ratings against
+        the fixed states ``other`` (:math:`x = (1, v)`, :math:`t = r - \\mu - b`)."""
         d = other.shape[1]
         x = np.concatenate([np.ones((len(other), 1)), other[:, 1:]], axis=1)
         # the Gram is symmetric: its upper triangle is summed, then spread to both halves
@@ -95,12 +97,17 @@ class _Side:
         spread[upper] = spread[upper[1], upper[0]] = np.arange(len(upper[0]))
         products = x[:, upper[0]] * x[:, upper[1]]
         rhs = np.asarray(self.matrix(rating - mu - other[self.cols, 0]) @ x)
-        out = np.empty((self.shape[0], d))
         for a in range(0, self.shape[0], ROWS_PER_BLOCK):  # each row's solve is its own
             b = min(a + ROWS_PER_BLOCK, self.shape[0])
             half = np.asarray(self.ones[a:b] @ products)
-            gram = np.take(half, spread.ravel(), axis=1).reshape(-1, d, d) + lam
-            out[a:b] = np.linalg.solve(gram, rhs[a:b, :, None])[..., 0]
+            yield a, b, np.take(half, spread.ravel(), axis=1).reshape(-1, d, d), rhs[a:b]
+
+    def solve(self, rating: np.ndarray, mu: float, other: np.ndarray,
+              lam: np.ndarray) -> np.ndarray:
+        """``[n_rows, D]``: every row's ridge solve against the fixed states ``other``."""
+        out = np.empty((self.shape[0], other.shape[1]))
+        for a, b, gram, rhs in self.normal_equations(rating, mu, other):
+            out[a:b] = np.linalg.solve(gram + lam, rhs[:, :, None])[..., 0]
         return out
 
 
@@ -172,6 +179,43 @@ def bias_precision(index: RatingIndex, mu: float, items: np.ndarray, users: np.n
         return float(ceiling)
     m = items[rated, 0] + np.bincount(i, weights=e, minlength=len(items))[rated] / n[rated]
     tau2 = float(np.mean((m - m.mean()) ** 2 - sigma2 / n[rated]))
+    if tau2 <= 0:
+        return float(ceiling)
+    return float(np.clip(sigma2 / tau2, 1e-3 * ceiling, ceiling))
+
+
+def factor_precision(index: RatingIndex, mu: float, items: np.ndarray, users: np.ndarray,
+                     *, ceiling: float) -> float:
+    r"""The empirical-Bayes precision of the item factors, :math:`\sigma^2 / \tau_v^2`, read
+    off a fit as :func:`bias_precision` reads the biases': :math:`\sigma^2` the mean square
+    residual; over the items with at least :math:`3D` ratings, each item's unshrunk state
+    :math:`\hat x_i = G_i^{-1} \sum_u x_u t_{ui}` against the fixed user states
+    (:math:`G_i = \sum_u x_u x_u^\top`, :math:`x_u = (1, v_u)`), whose factor coordinates
+    scatter as the true factors plus :math:`\sigma^2 G_i^{-1}`, so :math:`\tau_v^2 =
+    \overline{\hat v_{ik}^2 - \sigma^2 (G_i^{-1})_{kk}}` over those items and coordinates
+    (method of moments; the ALS prior mean is 0). At most ``ceiling``, at least 1e-3 of it;
+    ``ceiling`` when fewer than two items qualify."""
+    u, i, r = index.user, index.item, index.rating.astype(np.float64)
+    pred = mu + users[u, 0] + items[i, 0]
+    for a in range(0, len(u), ROWS_PER_BLOCK):
+        b = min(a + ROWS_PER_BLOCK, len(u))
+        pred[a:b] += np.einsum("nd,nd->n", users[u[a:b], 1:], items[i[a:b], 1:])
+    sigma2 = float(np.mean((r - pred) ** 2)) if len(r) else 0.0
+    d = users.shape[1]
+    n = np.bincount(i, minlength=len(items))
+    if (n >= 3 * d).sum() < 2 or sigma2 <= 0:
+        return float(ceiling)
+    by_item = _Side(i, u, index.num_items, index.num_users)
+    moments: list[np.ndarray] = []
+    for a, b, gram, rhs in by_item.normal_equations(r, mu, users):
+        keep = n[a:b] >= 3 * d
+        if not keep.any():
+            continue
+        inverse = np.linalg.inv(gram[keep])
+        x = np.einsum("nij,nj->ni", inverse, rhs[keep])
+        moments.append((x[:, 1:] ** 2 - sigma2 * np.diagonal(inverse, axis1=1, axis2=2)[:, 1:])
+                       .ravel())
+    tau2 = float(np.mean(np.concatenate(moments)))
     if tau2 <= 0:
         return float(ceiling)
     return float(np.clip(sigma2 / tau2, 1e-3 * ceiling, ceiling))

@@ -56,7 +56,7 @@ from graph_meta.config import DEFAULT_FANOUT, Config
 from graph_meta.dataset import Dataset
 from graph_meta.eval.protocol import carve_validation, evaluate, training_view
 from graph_meta.fitting import distributed
-from graph_meta.fitting.als import als, bias_precision, rebiased_items
+from graph_meta.fitting.als import als, bias_precision, factor_precision, rebiased_items
 from graph_meta.fitting.distributed import SINGLE, DistContext
 from graph_meta.fitting.graphs import build_graph, check_snapshot
 from graph_meta.fitting.memory import available_memory_gb, check_memory
@@ -258,11 +258,16 @@ class _Phase:
             model.prior_targets = states if cfg.train.linear_prior_alpha > 0 else None
             self.bias_reg: float | None = None
             self.emb_full = states  # the states items are scored with; priors keep ALS's
+            self.factor_reg: float | None = None
             if cfg.train.item_bias_eb:
                 reg = init_precisions(cfg)
                 self.bias_reg = bias_precision(self.index, mu, states, user_states,
                                                ceiling=reg[0])
-                self.emb_full = rebiased_items(self.index, mu, user_states, reg, self.bias_reg)
+                if cfg.train.item_factor_eb:
+                    self.factor_reg = factor_precision(self.index, mu, states, user_states,
+                                                       ceiling=reg[1])
+                self.emb_full = rebiased_items(self.index, mu, user_states,
+                                               self.item_precisions(), self.bias_reg)
             with torch.no_grad():
                 model.net.item_emb.weight.copy_(torch.from_numpy(self.emb_full).float())
                 model.net.mu.fill_(mu)
@@ -480,10 +485,20 @@ class _Phase:
                                 self.cfg.train.holdout_als_iters, 0, edges=~mask,
                                 items0=self.als_full)
         if self.bias_reg is not None:
-            states = rebiased_items(self.index, mu, users, reg, self.bias_reg, edges=~mask)
+            states = rebiased_items(self.index, mu, users, self.item_precisions(),
+                                    self.bias_reg, edges=~mask)
         with torch.no_grad():
             net.item_emb.weight.copy_(torch.from_numpy(states).float())
         return mask
+
+    def item_precisions(self) -> list[float]:
+        """``[D]`` the item step's precisions after ALS (bias first; its bias entry is
+        replaced by ``bias_reg``): ALS's, the factors' empirical-Bayes one where
+        ``train.item_factor_eb`` set it."""
+        reg = init_precisions(self.cfg)
+        if getattr(self, "factor_reg", None) is None:
+            return reg
+        return [reg[0]] + [float(self.factor_reg)] * (len(reg) - 1)
 
     def query_items(self, val: Dataset) -> np.ndarray:
         """Positions in this phase's graph of the query items of ``val``'s tasks."""
@@ -650,6 +665,8 @@ def _record_item_prior(model: Any, info: dict[str, Any], phase: _Phase) -> None:
     {"MADE_BY:shared": [...]}}``)."""
     if getattr(phase, "bias_reg", None) is not None:
         info["item_bias_precision"] = round(phase.bias_reg, 4)
+    if getattr(phase, "factor_reg", None) is not None:
+        info["item_factor_precision"] = round(phase.factor_reg, 4)
     drift = phase.release_drift
     if drift is not None:
         info["release_drift"] = drift
