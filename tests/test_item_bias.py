@@ -75,10 +75,15 @@ def test_rebiased_items_shrink_thin_items_less() -> None:
                                rebiased_items(sub, mu, users, 10.0, 2.0))
 
 
+def _tiny_config() -> Config:
+    """A small model, one epoch, no validation phase: fits the test catalogue in seconds."""
+    return Config().replace(**{"model.dim": 8, "model.hidden": 16, "model.layers": 1,
+                               "train.epochs": 1, "train.validate": False,
+                               "episodes.batch_users": 128, "episodes.batch_items": 16})
+
+
 def test_training_scores_items_with_the_rebiased_states(catalog: Dataset) -> None:
-    cfg = Config().replace(**{"model.dim": 8, "model.hidden": 16, "model.layers": 1,
-                              "train.epochs": 1, "train.validate": False,
-                              "episodes.batch_users": 128, "episodes.batch_items": 16})
+    cfg = _tiny_config()
     states = {}
     for eb in (True, False):
         torch.manual_seed(0)
@@ -129,9 +134,7 @@ def test_the_factor_precision_is_the_planted_noise_over_the_factor_spread() -> N
 
 
 def test_training_with_factor_eb_scores_items_with_less_shrunk_factors(catalog: Dataset) -> None:
-    cfg = Config().replace(**{"model.dim": 8, "model.hidden": 16, "model.layers": 1,
-                              "train.epochs": 1, "train.validate": False,
-                              "episodes.batch_users": 128, "episodes.batch_items": 16})
+    cfg = _tiny_config()
     emb = {}
     for eb in (False, True):
         torch.manual_seed(0)

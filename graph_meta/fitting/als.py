@@ -157,6 +157,17 @@ def als(index: RatingIndex, dim: int, reg: float | Sequence[float], iters: int, 
     return mu, items, users
 
 
+def _residuals(index: RatingIndex, mu: float, items: np.ndarray, users: np.ndarray
+               ) -> np.ndarray:
+    r"""``[E]`` the fit's residuals :math:`r - \hat r` on the training ratings."""
+    u, i = index.user, index.item
+    pred = mu + users[u, 0] + items[i, 0]
+    for a in range(0, len(u), ROWS_PER_BLOCK):
+        b = min(a + ROWS_PER_BLOCK, len(u))
+        pred[a:b] += np.einsum("nd,nd->n", users[u[a:b], 1:], items[i[a:b], 1:])
+    return index.rating.astype(np.float64) - pred
+
+
 def bias_precision(index: RatingIndex, mu: float, items: np.ndarray, users: np.ndarray,
                    *, ceiling: float) -> float:
     r"""The empirical-Bayes precision of the item biases, :math:`\sigma^2 / \tau^2`, read off
@@ -166,12 +177,8 @@ def bias_precision(index: RatingIndex, mu: float, items: np.ndarray, users: np.n
     items), :math:`\tau^2 = \overline{m_i^2 - \sigma^2 / n_i}` the spread of the true
     biases (method of moments). At most ``ceiling`` (the fit's own precision), at least
     1e-3 of it."""
-    u, i, r = index.user, index.item, index.rating.astype(np.float64)
-    pred = mu + users[u, 0] + items[i, 0]
-    for a in range(0, len(u), ROWS_PER_BLOCK):
-        b = min(a + ROWS_PER_BLOCK, len(u))
-        pred[a:b] += np.einsum("nd,nd->n", users[u[a:b], 1:], items[i[a:b], 1:])
-    e = r - pred
+    i = index.item
+    e = _residuals(index, mu, items, users)
     sigma2 = float(np.mean(e ** 2)) if len(e) else 0.0
     n = np.bincount(i, minlength=len(items)).astype(np.float64)
     rated = n > 0
@@ -196,11 +203,8 @@ def factor_precision(index: RatingIndex, mu: float, items: np.ndarray, users: np
     (method of moments; the ALS prior mean is 0). At most ``ceiling``, at least 1e-3 of it;
     ``ceiling`` when fewer than two items qualify."""
     u, i, r = index.user, index.item, index.rating.astype(np.float64)
-    pred = mu + users[u, 0] + items[i, 0]
-    for a in range(0, len(u), ROWS_PER_BLOCK):
-        b = min(a + ROWS_PER_BLOCK, len(u))
-        pred[a:b] += np.einsum("nd,nd->n", users[u[a:b], 1:], items[i[a:b], 1:])
-    sigma2 = float(np.mean((r - pred) ** 2)) if len(r) else 0.0
+    e = _residuals(index, mu, items, users)
+    sigma2 = float(np.mean(e ** 2)) if len(e) else 0.0
     d = users.shape[1]
     n = np.bincount(i, minlength=len(items))
     if (n >= 3 * d).sum() < 2 or sigma2 <= 0:

@@ -153,10 +153,10 @@ def choose_known_item_scale(model: Any, carved: Dataset
     ``carved``'s training view, its neighbour lists in place; the carved scenarios with known
     items judge :math:`c = 1`, then every other :math:`c` of :data:`KNOWN_GRID` in turn, one
     kept only when it lowers their pooled RMSE by more than :data:`MIN_GAIN` below the best
-    before it. None (the scale stays 1)
-    when the model has no attribute-path neighbours, or fewer than :data:`MIN_TASKS` such
-    carved tasks. ``tried``: ``{"scale", "rmse", "scenarios"}`` of every scale scored. The
-    model's ``fit_info["known_item_path_scale"]`` is left at the chosen scale."""
+    before it. None (the scale stays 1) when the model has no attribute-path neighbours, or
+    fewer than :data:`MIN_TASKS` such carved tasks. ``tried``: ``{"scale", "rmse",
+    "scenarios"}`` of every scale scored. The model's ``fit_info["known_item_path_scale"]``
+    is left at the chosen scale."""
     m = model.config.model
     state = model.state
     if (m.neighbor_k == 0 or not m.use_graph or state.nbr_sim is None

@@ -38,9 +38,10 @@ class Neighborhood:
 
     def reset(self) -> None:
         """Drop the weight matrices (the neighbour lists changed)."""
-        # ((sim, rated) lists, p, weight, s^p CSR, s^p CSC, known-item scale) and
+        # ((sim, rated) lists, (p, weight, known-item scale), s^p CSR, s^p CSC) and
         # (weights, CSR, CSC)
-        self._nbr: tuple[Any, float, float, sp.csr_matrix, sp.csc_matrix, float] | None = None
+        self._nbr: tuple[Any, tuple[float, float, float], sp.csr_matrix,
+                         sp.csc_matrix] | None = None
         self._reg: tuple[np.ndarray, sp.csr_matrix, sp.csc_matrix] | None = None
 
     def regression(self) -> tuple[sp.csr_matrix, sp.csc_matrix] | None:
@@ -70,11 +71,9 @@ class Neighborhood:
         use_rated = gamma > 0 and rated is not None and len(rated) > 0
         if m.neighbor_k == 0 or sim is None or not (len(sim) or use_rated):
             return None
-        power = m.neighbor_power
-        scale = self.model.known_item_path_scale
+        power, scale = m.neighbor_power, self.model.known_item_path_scale
         stale = (self._nbr is None or self._nbr[0][0] is not sim
-                 or self._nbr[0][1] is not rated or self._nbr[1:3] != (power, gamma)
-                 or self._nbr[5] != scale)
+                 or self._nbr[0][1] is not rated or self._nbr[1] != (power, gamma, scale))
         if stale:
             w = ItemNeighbors(c.nbr_indptr, c.nbr_indices, sim).weights(power)
             if scale != 1.0:
@@ -84,8 +83,8 @@ class Neighborhood:
                 w = w + gamma * ItemNeighbors(c.nbr_rated_indptr, c.nbr_rated_indices,
                                               rated).weights(power)
             w = sp.csr_matrix(w)
-            self._nbr = ((sim, rated), power, gamma, w, sp.csc_matrix(w), scale)
-        return self._nbr[3]
+            self._nbr = ((sim, rated), (power, gamma, scale), w, sp.csc_matrix(w))
+        return self._nbr[2]
 
     def for_user(self, user_id: str, support: tuple[np.ndarray, np.ndarray],
                  theta: np.ndarray, head: np.ndarray, q: np.ndarray | None
@@ -110,7 +109,7 @@ class Neighborhood:
             out = np.zeros(n)
             if weights is not None:
                 assert self._nbr is not None
-                out += residual_correction(self._nbr[4][:, cols], residual, known, shrink)
+                out += residual_correction(self._nbr[3][:, cols], residual, known, shrink)
                 fresh = live.new_items_with_raters()
                 if len(fresh):  # as predict: their live co-rating neighbours join
                     full_r, full_k = np.zeros(n), np.zeros(n)
