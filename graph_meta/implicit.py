@@ -21,11 +21,13 @@ file (e.g. ``SUCCEEDS``) one hop. Path :math:`t` gives
 map :math:`r(i)` of :mod:`graph_meta.implicit_baselines` is one more input. The graph prior
 is :math:`g_i = \beta_r r(i) + \sum_t \beta_t h_t(i) + \beta_0 \bar y` (:math:`\bar y`: the
 training items' mean factors), the weights :math:`\beta` learned by least squares on the
-training items (rows weighted by :math:`\sqrt{n_i}`) from inputs
+training items (rows weighted by :math:`\sqrt{n_i}`), each item's error :math:`e` measured
+by what it does to the training users' scores, :math:`e^\top (X^\top X + \lambda I) e`
+(``prior_metric="scores"``, the default; ``"euclidean"``: :math:`e^\top e`), from inputs
 cross-fitted over 5 folds (a training item's ridge prediction and messages both come from
 the other folds): how much each kind of path carries is learned from the data. A new item's
-factors are :math:`\hat y_i = (1 - \mu) r(i) + \mu g_i`; the same construction, with its
-own weights, predicts its log popularity :math:`\hat b_i` (targets :math:`\log(1 + n_i)`).
+factors are :math:`\hat y_i = (1 - \mu) r(i) + \mu g_i`; the same construction, with its own
+weights, predicts its log popularity :math:`\hat b_i` (targets :math:`\log(1 + n_i)`).
 
 **A new user** gets the prior :math:`x^0_u` built the same way from the user side: the user
 side-feature ridge map, user node columns (e.g. ``Region``) and, where a user-user relation
@@ -111,11 +113,19 @@ from graph_meta.implicit_coengagement import CoEngagement
 from graph_meta.implicit_exposure import SCENARIOS as EXPOSURE_SCENARIOS
 from graph_meta.implicit_exposure import choose_exposure_weight
 from graph_meta.implicit_mixed import new_item_share, tune_mixed_offset
-from graph_meta.implicit_prior import GraphPrior, graph_paths, path_messages, side_prior
+from graph_meta.implicit_prior import (
+    GraphPrior,
+    graph_paths,
+    path_messages,
+    score_metric,
+    side_prior,
+)
 from graph_meta.schema import ITEM, USER
 
 __all__ = ["GraphMetaImplicit", "path_messages"]
 
+#: the item prior's metrics (:class:`GraphMetaImplicit`'s ``prior_metric``)
+PRIOR_METRICS = ("scores", "euclidean")
 #: the prior's old place, for models pickled before it moved
 _GraphPrior = GraphPrior
 
@@ -133,6 +143,10 @@ class GraphMetaImplicit(_Observing, _Base):
         coengagement_l2: its regression's :math:`\lambda` (when ``tune`` is False).
         graph_mix: :math:`\mu`, how much of a new item's prior comes from the graph
             combination rather than the plain side-feature ridge map (1: all of it).
+        prior_metric: how the item prior's block weights measure an item's error:
+            ``"scores"``, by the error it puts on the training users' scores
+            (:func:`~graph_meta.implicit_prior.score_metric`), or ``"euclidean"``, every
+            direction of the factors alike.
         fold_reg: the fold-in's :math:`\lambda` (None: the ALS's).
         tune: choose the ALS settings and ``s``, :math:`\gamma`, the fold-in's
             :math:`\lambda` on pseudo-tasks carved from train.
@@ -176,6 +190,9 @@ class GraphMetaImplicit(_Observing, _Base):
     attribute_weights: Mapping[str, float] = MappingProxyType({})
     #: :math:`\lambda` of the attribute-link regression
     attribute_l2: float = 300.0
+    #: the item prior's metric (``prior_metric``; a class default, the one they were fitted
+    #: with, for models pickled before it existed: ``add_items`` refits the weights)
+    prior_metric: str = "euclidean"
     #: :func:`graph_meta.recommend.recommend`'s advice for an item the model lacks (None:
     #: :class:`~graph_meta.errors.UnknownItemError`'s, which points to :meth:`add_items`)
     unknown_item_hint: str | None = None
@@ -186,7 +203,12 @@ class GraphMetaImplicit(_Observing, _Base):
                  fold_reg: float | None = None, tune: bool = True, quick: bool = False,
                  backend: str = "auto", seed: int = 0,
                  als_params: dict[str, Any] | None = None, graph_mix: float = 1.0,
-                 coengagement_weight: float = 0.0, coengagement_l2: float = 200.0) -> None:
+                 coengagement_weight: float = 0.0, coengagement_l2: float = 200.0,
+                 prior_metric: str = "scores") -> None:
+        if prior_metric not in PRIOR_METRICS:
+            raise ValueError(f"prior_metric must be one of {PRIOR_METRICS}, "
+                             f"got {prior_metric!r}")
+        self.prior_metric = prior_metric
         self.factors, self.reg, self.alpha = int(factors), float(reg), float(alpha)
         self.iters = 5 if quick else int(iters)
         self.alpha_item, self.alpha_user = float(alpha_item), float(alpha_user)
@@ -236,7 +258,8 @@ class GraphMetaImplicit(_Observing, _Base):
                        "iters": self.iters, "alpha_item": self.alpha_item,
                        "alpha_user": self.alpha_user, "support_weight": self.support_weight,
                        "popularity_weight": self.popularity_weight,
-                       "graph_mix": self.graph_mix, "mixed_offset": self.mixed_offset,
+                       "graph_mix": self.graph_mix, "prior_metric": self.prior_metric,
+                       "mixed_offset": self.mixed_offset,
                        "exposure_weight": self.exposure_weight,
                        "cold_support_weight": self.cold_support_weight,
                        "cold_fold_reg": self.cold_fold_reg,
@@ -297,9 +320,10 @@ class GraphMetaImplicit(_Observing, _Base):
         # items: targets [y, log popularity], messages along every item path
         target = np.hstack([y_trained, np.log1p(d.item_count.astype(np.float64))[:, None]])
         paths = self._item_paths(dataset, d)
+        metric = score_metric(self.x, self.reg) if self.prior_metric == "scores" else None
         names, beta, prior, ridge = side_prior(item_feats, trained, d.item_count,
                                                 target[:, :-1], paths, self.alpha_item,
-                                                seed=self.seed)
+                                                seed=self.seed, metric=metric)
         _, beta_pop, pop, pop_ridge = side_prior(item_feats, trained, d.item_count,
                                                   target[:, -1:], paths, self.alpha_item,
                                                   seed=self.seed)

@@ -13,6 +13,14 @@ side-feature ridge map :math:`r(i)` and the mean target of every trained node :m
 carry the mean cannot shrink a path's contrast without shrinking the mean with it), the
 weights :math:`\beta` learned by least squares on the training nodes from inputs
 cross-fitted over 5 folds (:func:`side_prior`); :class:`GraphPrior` keeps the result.
+
+A factor target (the item side's ALS factors) has its errors measured in the metric of the
+scores they make (:func:`score_metric`): a new item's factors are only ever used in
+:math:`x_u^\top \hat y_j`, and an error :math:`e` in them puts :math:`\sum_u (x_u^\top e)^2 =
+e^\top X^\top X e` on the scores of the training users; with the ALS's :math:`\lambda` the
+metric is :math:`M = X^\top X + \lambda I`, the part of the item step's system every item
+shares. An error along the directions in which the users' factors differ costs more than one
+along directions they hardly reach; the identity (every direction alike) is the alternative.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from graph_meta.graph.build import value_incidence
 from graph_meta.graph.relations import attribute_relation_incidence
 
 __all__ = ["CATALOGUE_MEAN", "GraphPrior", "graph_paths", "incidence", "path_messages",
-           "side_prior", "value_incidence"]
+           "score_metric", "side_prior", "value_incidence"]
 
 #: the name of the prior's mean block (the zero-hop path: every trained node's mean target)
 CATALOGUE_MEAN = "catalogue mean"
@@ -75,10 +83,26 @@ def _neighbour_means(adj: sp.csr_matrix, target: np.ndarray,
     return out, has
 
 
+def score_metric(other: np.ndarray, reg: float) -> np.ndarray:
+    r"""``[d, d]`` :math:`M = O^\top O + \lambda I`: :math:`e^\top M e` is the squared error
+    that an error :math:`e` in a node's factors puts on its scores :math:`o^\top g`, summed
+    over the other side's training rows :math:`o` (users, for the item side), plus
+    :math:`\lambda \lVert e \rVert^2` (module docstring)."""
+    o = np.asarray(other, dtype=np.float64)
+    return o.T @ o + float(reg) * np.eye(o.shape[1])
+
+
 def _combine_weights(blocks: list[np.ndarray], target: np.ndarray, rows: np.ndarray,
-                     weights: np.ndarray, ridge: float = 1e-3) -> np.ndarray:
+                     weights: np.ndarray, ridge: float = 1e-3,
+                     metric: np.ndarray | None = None) -> np.ndarray:
     """Least-squares weights :math:`\\beta` of ``target ~ sum_t beta_t blocks[t]`` over
-    ``rows`` (weighted)."""
+    ``rows`` (weighted), each row's error measured in ``metric`` (``[d, d]``, positive
+    definite; None: the identity)."""
+    if metric is not None:  # e^T M e = |e L|^2 with M = L L^T
+        chol = np.linalg.cholesky(metric)
+        blocks = [b[rows] @ chol for b in blocks]
+        target = target[rows] @ chol
+        rows = np.arange(len(rows))
     k = len(blocks)
     g = np.empty((k, k))
     c = np.empty(k)
@@ -118,10 +142,14 @@ def _catalogue_mean(target: np.ndarray, sources: np.ndarray, n: int) -> np.ndarr
 
 def side_prior(feats: sp.csr_matrix, trained: np.ndarray, counts: np.ndarray,
                 target: np.ndarray, paths: list[tuple[str, tuple[str, sp.csr_matrix]]],
-                alpha: float, *, folds: int = 5,
-                seed: int = 0) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+                alpha: float, *, folds: int = 5, seed: int = 0,
+                metric: np.ndarray | None = None
+                ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """``(names, beta, prior, ridge)``: the graph prior of every row of one side (module
-    docstring) and the plain side-feature ridge map fitted on every training row.
+    docstring) and the plain side-feature ridge map fitted on every training row; ``metric``:
+    the ``[d, d]`` metric a row's error is measured in when the weights :math:`\\beta` are
+    fitted (:func:`score_metric`; None: the identity), each row weighted by
+    :math:`\\sqrt{n}` of its positives either way.
 
     The weights are learned on the training rows from inputs *cross-fitted* over ``folds``
     folds: a row's ridge prediction and its path messages both come from the training rows
@@ -156,7 +184,7 @@ def side_prior(feats: sp.csr_matrix, trained: np.ndarray, counts: np.ndarray,
     blocks_cv = [ridge_cv, *msg_cv]
     blocks = [np.where(trained[:, None], cv, full)
               for cv, full in zip(blocks_cv, [ridge_full, *msg_full], strict=True)]
-    beta = (_combine_weights(blocks_cv, target, fit, w[fit]) if len(fit)
+    beta = (_combine_weights(blocks_cv, target, fit, w[fit], metric=metric) if len(fit)
             else np.zeros(len(blocks)))
     prior = sum(b * blk for b, blk in zip(beta, blocks, strict=True))
     return names, beta, np.asarray(prior), ridge_full
