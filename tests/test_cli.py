@@ -27,6 +27,18 @@ def test_synth_validate_stats(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["validate", str(out), "--strict"])
     assert result.exit_code == 0, result.output
     assert "valid (300 users, 120 items" in result.output
+    assert "CO_ENGAGED" not in result.output
+    # categories under another node name: still valid, with a note on what the graph lacks
+    spec = json.loads((out / "dataset.json").read_text())
+    spec["items"]["columns"]["category"]["node"] = "Segment"
+    (out / "dataset.json").write_text(json.dumps(spec))
+    result = runner.invoke(cli, ["validate", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "valid (300 users, 120 items" in result.output
+    assert 'no item column has "node": "Category"' in result.output
+    assert "no CO_ENGAGED links" in result.output
+    spec["items"]["columns"]["category"]["node"] = "Category"
+    (out / "dataset.json").write_text(json.dumps(spec))
 
     result = runner.invoke(cli, ["stats", str(out), "--json"])
     assert result.exit_code == 0, result.output

@@ -172,11 +172,17 @@ def make_implicit_cmd(source: Path, out: Path, min_rating: float, name: str | No
 @click.option("--strict", is_flag=True, help="Duplicate (user, item) rows are an error.")
 def validate(dataset: Path, strict: bool) -> None:
     """Check a dataset folder; print problems with file, line and field."""
+    from graph_meta.schema import CATEGORY, CO_ENGAGED
     from loaders.folder import read_dataset
 
     data = read_dataset(dataset, strict=strict)
     for warning in data.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
+    if not any(col.node == CATEGORY for col in data.spec.items.columns.values()):
+        click.secho(f"note: no item column has \"node\": \"{CATEGORY}\", so the graph has no "
+                    f"categories and no {CO_ENGAGED} links between them; mark the column that "
+                    f"holds the categories with it in dataset.json (items.columns.<name>.node)",
+                    err=True)
     click.echo(f"{dataset}: valid ({len(data.users)} users, {len(data.items)} items, "
                f"{len(data.train)} training ratings, "
                f"{sum(len(t) for t in data.tasks.values())} tasks)")
