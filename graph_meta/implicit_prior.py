@@ -96,12 +96,13 @@ def _combine_weights(blocks: list[np.ndarray], target: np.ndarray, rows: np.ndar
                      weights: np.ndarray, ridge: float = 1e-3,
                      metric: np.ndarray | None = None) -> np.ndarray:
     """Least-squares weights :math:`\\beta` of ``target ~ sum_t beta_t blocks[t]`` over
-    ``rows`` (weighted), each row's error measured in ``metric`` (``[d, d]``, positive
-    definite; None: the identity)."""
-    if metric is not None:  # e^T M e = |e L|^2 with M = L L^T
-        chol = np.linalg.cholesky(metric)
-        blocks = [b[rows] @ chol for b in blocks]
-        target = target[rows] @ chol
+    ``rows`` (weighted), each row's error measured in ``metric`` (``[d, d]``, symmetric
+    positive semi-definite; None: the identity)."""
+    if metric is not None:  # e^T M e = |e R|^2 with M = R R^T (eigh: M may be singular)
+        values, vectors = np.linalg.eigh(metric)
+        root = vectors * np.sqrt(np.clip(values, 0.0, None))
+        blocks = [b[rows] @ root for b in blocks]
+        target = target[rows] @ root
         rows = np.arange(len(rows))
     k = len(blocks)
     g = np.empty((k, k))

@@ -119,6 +119,12 @@ def test_the_score_metric_is_the_default_and_can_be_turned_off() -> None:
     # same warm states, other weights: only the items without training rows move
     np.testing.assert_allclose(fitted["scores"].y_trained, fitted["euclidean"].y_trained)
     assert fitted["scores"].params["item_paths"] != fitted["euclidean"].params["item_paths"]
+    trained = fitted["scores"].data.item_in_train
+    np.testing.assert_allclose(fitted["scores"].y[trained], fitted["euclidean"].y[trained])
+    assert not np.allclose(fitted["scores"].y[~trained], fitted["euclidean"].y[~trained])
+    # more factors than users and no ridge: X^T X is singular, the fit still goes through
+    wide = GraphMetaImplicit(factors=240, reg=0.0, iters=2, tune=False, backend="numpy").fit(ds)
+    assert np.isfinite(wide.y).all()
     with pytest.raises(ValueError, match="prior_metric must be one of"):
         GraphMetaImplicit(prior_metric="cosine")
 

@@ -179,10 +179,10 @@ def validate(dataset: Path, strict: bool) -> None:
     for warning in data.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     if not any(col.node == CATEGORY for col in data.spec.items.columns.values()):
-        click.secho(f"note: no item column has \"node\": \"{CATEGORY}\", so the graph has no "
-                    f"categories and no {CO_ENGAGED} links between them; mark the column that "
-                    f"holds the categories with it in dataset.json (items.columns.<name>.node)",
-                    err=True)
+        click.secho(f"note: no item column has \"node\": \"{CATEGORY}\", so the items have no "
+                    f"categories and there are no {CO_ENGAGED} links between them; mark the "
+                    f"column that holds the categories with it in dataset.json "
+                    f"(items.columns.<name>.node)", err=True)
     click.echo(f"{dataset}: valid ({len(data.users)} users, {len(data.items)} items, "
                f"{len(data.train)} training ratings, "
                f"{sum(len(t) for t in data.tasks.values())} tasks)")
