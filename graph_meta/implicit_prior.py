@@ -98,21 +98,21 @@ def _combine_weights(blocks: list[np.ndarray], target: np.ndarray, rows: np.ndar
     """Least-squares weights :math:`\\beta` of ``target ~ sum_t beta_t blocks[t]`` over
     ``rows`` (weighted), each row's error measured in ``metric`` (``[d, d]``, symmetric
     positive semi-definite; None: the identity)."""
+    blocks = [b[rows] for b in blocks]
+    target = target[rows]
     if metric is not None:  # e^T M e = |e R|^2 with M = R R^T (eigh: M may be singular)
         values, vectors = np.linalg.eigh(metric)
         root = vectors * np.sqrt(np.clip(values, 0.0, None))
-        blocks = [b[rows] @ root for b in blocks]
-        target = target[rows] @ root
-        rows = np.arange(len(rows))
+        blocks = [b @ root for b in blocks]
+        target = target @ root
     k = len(blocks)
     g = np.empty((k, k))
     c = np.empty(k)
     w = weights[:, None]
     for s in range(k):
-        bs = blocks[s][rows]
-        c[s] = float((w * bs * target[rows]).sum())
+        c[s] = float((w * blocks[s] * target).sum())
         for t in range(s, k):
-            g[s, t] = g[t, s] = float((w * bs * blocks[t][rows]).sum())
+            g[s, t] = g[t, s] = float((w * blocks[s] * blocks[t]).sum())
     scale = max(np.trace(g) / max(k, 1), 1e-12)
     return np.linalg.solve(g + ridge * scale * np.eye(k), c)
 
