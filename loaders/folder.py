@@ -54,7 +54,7 @@ def read_dataset(path: str | Path, *, tasks: bool = True, strict: bool = False) 
     warnings: list[str] = []
     train = _read_train(root / spec.train, spec, users.index, items.index, strict, warnings)
     relations = {
-        rel.type: _read_relation(root / rel.file, rel, users.index, items.index)
+        rel.type: _read_relation(root / rel.file, rel, users.index, items.index, warnings)
         for rel in spec.relations
     }
     warnings += _unreached_relation_ids(spec, users, items, relations)
@@ -71,7 +71,7 @@ def _read_table(path: Path, table: TableSpec) -> pd.DataFrame:
     """users.csv / items.csv through the csv module, so that line numbers stay exact."""
     if not path.is_file():
         raise DataError("file not found", file=path)
-    with path.open(newline="", encoding="utf-8") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         try:
             header = next(reader)
@@ -156,16 +156,22 @@ def _parse_numeric(values: list[str], path: Path, column: str, lines: np.ndarray
 
 
 def _check_columns(path: Path, header: list[str], required: Iterable[str],
-                   optional: Iterable[str] = ()) -> None:
+                   optional: Iterable[str] = (), warnings: list[str] | None = None) -> None:
+    """Required columns must be there; any other column is an error, or, with ``warnings``
+    (files whose other columns the protocol leaves open: train.csv, relation files), a
+    warning there and the column is not read."""
     required = list(required)
     missing = [c for c in required if c not in header]
     if missing:
         raise DataError(f"missing column(s) {short_names(missing)}; header is "
                         f"{short_names(header)}", file=path, line=1, field=missing[0])
     unknown = [c for c in header if c not in required and c not in set(optional)]
-    if unknown:
+    if unknown and warnings is None:
         raise DataError(f"unknown column(s) {short_names(unknown)}; expected {required} "
                         f"(optional {list(optional)})", file=path, line=1, field=unknown[0])
+    if unknown and warnings is not None:
+        warnings.append(f"{path.name}: column(s) {short_names(unknown)} not read (expected "
+                        f"{required}, optional {list(optional)})")
 
 
 def _record_lines(path: Path, n_records: int) -> np.ndarray:
@@ -185,7 +191,7 @@ def _record_lines(path: Path, n_records: int) -> np.ndarray:
     if physical == n_records + 1:
         return np.arange(2, n_records + 2)
     starts: list[int] = []
-    with path.open(newline="", encoding="utf-8") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         next(reader, None)
         start = reader.line_num + 1
@@ -202,11 +208,11 @@ def _read_csv(path: Path, **kw) -> pd.DataFrame:
     """``pd.read_csv`` whose parse errors are DataErrors naming the line of the bad record."""
     try:
         return pd.read_csv(path, keep_default_na=False, na_filter=False,
-                           skip_blank_lines=True, engine="c", **kw)
+                           skip_blank_lines=True, engine="c", encoding="utf-8-sig", **kw)
     except pd.errors.EmptyDataError:
         raise DataError("empty file (no header)", file=path, line=1) from None
     except pd.errors.ParserError as exc:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
             width = len(next(reader, []))
             start = reader.line_num + 1
@@ -222,16 +228,23 @@ def _read_train(path: Path, spec: DatasetSpec, user_index: pd.Index, item_index:
                 strict: bool, warnings: list[str]) -> pd.DataFrame:
     if not path.is_file():
         raise DataError("file not found", file=path)
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8-sig") as fh:
         header = next(csv.reader([fh.readline()]), [])
-    _check_columns(path, header, TRAIN_COLUMNS, (TIMESTAMP, WEIGHT))
-    dtypes: dict[str, object] = {USER_ID: str, ITEM_ID: str, RATING: str}
-    for optional in (TIMESTAMP, WEIGHT):
-        if optional in header:
-            dtypes[optional] = str
+    # an implicit folder's train.csv may be bare pairs: every row a positive, rating 1
+    bare = spec.implicit and RATING not in header
+    required = (USER_ID, ITEM_ID) if spec.implicit else TRAIN_COLUMNS
+    optional = (RATING, TIMESTAMP, WEIGHT) if spec.implicit else (TIMESTAMP, WEIGHT)
+    _check_columns(path, header, required, optional, warnings)
+    dtypes: dict[str, object] = {USER_ID: str, ITEM_ID: str}
+    for name in (RATING, TIMESTAMP, WEIGHT):
+        if name in header:
+            dtypes[name] = str
     raw = _read_csv(path, dtype=dtypes)
+    if bare:
+        raw[RATING] = "1"
     lines = _record_lines(path, len(raw))
-    for col in (USER_ID, ITEM_ID):
+    for col in (USER_ID, ITEM_ID):  # ids are stripped as in users.csv and items.csv
+        raw[col] = raw[col].str.strip()
         empty = (raw[col].str.len() == 0).to_numpy()
         if empty.any():
             raise DataError("empty id", file=path, line=int(lines[empty.argmax()]), field=col)
@@ -333,16 +346,17 @@ def _unreached_relation_ids(spec: DatasetSpec, users: pd.DataFrame, items: pd.Da
     return out
 
 
-def _read_relation(path: Path, rel, user_index: pd.Index, item_index: pd.Index) -> pd.DataFrame:
+def _read_relation(path: Path, rel, user_index: pd.Index, item_index: pd.Index,
+                   warnings: list[str]) -> pd.DataFrame:
     if not path.is_file():
         raise DataError("relation file not found", file=path)
     raw = _read_csv(path, dtype=str)
     header = list(raw.columns)
     _check_columns(path, header, [rel.src_column, rel.dst_column],
-                   [rel.weight] if rel.weight else [])
+                   [rel.weight] if rel.weight else [], warnings)
     lines = _record_lines(path, len(raw))
-    out = pd.DataFrame({"src": raw[rel.src_column].astype(object),
-                        "dst": raw[rel.dst_column].astype(object)})
+    out = pd.DataFrame({"src": raw[rel.src_column].str.strip().astype(object),
+                        "dst": raw[rel.dst_column].str.strip().astype(object)})
     for end, col, node in (("src", rel.src_column, rel.src), ("dst", rel.dst_column, rel.dst)):
         lengths = out[end].str.len().to_numpy()
         empty = lengths == 0
@@ -392,7 +406,7 @@ def _pairs(value: object, path: Path, line: int, field: str, lo: float, hi: floa
         if not isinstance(item, str | int) or isinstance(item, bool) or str(item) == "":
             raise DataError(f"item id must be a non-empty string, got {short(item)}", file=path,
                             line=line, field=where)
-        item = str(item)
+        item = str(item).strip()
         if isinstance(rating, bool) or not isinstance(rating, int | float) or not math.isfinite(
                 rating):
             raise DataError(f"rating must be a finite number, got {short(rating)}", file=path,
@@ -413,7 +427,7 @@ def _read_tasks(path: Path, spec: DatasetSpec, user_index: pd.Index,
         raise DataError("task file not found", file=path)
     lo, hi = spec.rating_scale
     tasks = []
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8-sig") as fh:
         for line_no, text in enumerate(fh, start=1):
             if not text.strip():
                 continue
@@ -432,7 +446,7 @@ def _read_tasks(path: Path, spec: DatasetSpec, user_index: pd.Index,
                 raise DataError(f"user id must be a non-empty string, got {short(uid)}",
                                 file=path,
                                 line=line_no, field="user_id")
-            uid = str(uid)
+            uid = str(uid).strip()
             if uid not in user_index:
                 raise DataError(f"user {short(uid)} has no row in users.csv", file=path,
                                 line=line_no, field="user_id")

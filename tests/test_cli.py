@@ -27,7 +27,13 @@ def test_synth_validate_stats(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["validate", str(out), "--strict"])
     assert result.exit_code == 0, result.output
     assert "valid (300 users, 120 items" in result.output
-    assert "CO_ENGAGED" not in result.output
+    assert "CO_ENGAGED" not in result.output and "warm" not in result.output
+    # a scenario file without tasks: valid, with a note naming it
+    warm = (out / "tasks" / "warm.jsonl").read_text()
+    (out / "tasks" / "warm.jsonl").write_text("")
+    result = runner.invoke(cli, ["validate", str(out)])
+    assert result.exit_code == 0 and "note: no task in warm" in result.output
+    (out / "tasks" / "warm.jsonl").write_text(warm)
     # categories under another node name: still valid, with a note on what the graph lacks
     spec = json.loads((out / "dataset.json").read_text())
     spec["items"]["columns"]["category"]["node"] = "Segment"

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from graph_meta.dataset import Dataset
+from graph_meta.eval.jsonable import jsonable
 from training.plots import plot_results
 
 SUPPORT_K: tuple[int | None, ...] = (0, 1, 3, 5, 10, None)
@@ -224,7 +225,8 @@ def run_benchmark(dataset: Dataset, out: Path, *, config_path: Path | None = Non
     speed = {"fit_s": round(fit_s, 1), **latency_new_user(model, dataset),
              **(latency_observe(model, dataset) if online else {}),
              "fit_info": model.fit_info}
-    (out / "speed.json").write_text(json.dumps(speed, indent=2, default=str) + "\n")
+    (out / "speed.json").write_text(json.dumps(jsonable(speed), indent=2, allow_nan=False)
+                                     + "\n")
     table = results_table(results)
     (out / "results.md").write_text(f"# {dataset.name}\n\n{table}\n\nspeed: {speed}\n")
     plot_results(results, out)

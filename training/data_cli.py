@@ -183,6 +183,10 @@ def validate(dataset: Path, strict: bool) -> None:
                     f"categories and there are no {CO_ENGAGED} links between them; mark the "
                     f"column that holds the categories with it in dataset.json "
                     f"(items.columns.<name>.node)", err=True)
+    empty = [name for name, tasks in data.tasks.items() if not tasks]
+    if empty:
+        click.secho(f"note: no task in {', '.join(empty)}: a benchmark reports those "
+                    f"scenarios with 0 tasks and no metrics", err=True)
     click.echo(f"{dataset}: valid ({len(data.users)} users, {len(data.items)} items, "
                f"{len(data.train)} training ratings, "
                f"{sum(len(t) for t in data.tasks.values())} tasks)")

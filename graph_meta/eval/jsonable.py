@@ -1,7 +1,10 @@
-"""Results as plain JSON: numpy scalars and arrays, tuples and other objects converted."""
+"""Results as plain JSON: numpy scalars and arrays, tuples and other objects converted, and a
+number that is not finite (a scenario without tasks has no mean) written as null, so that any
+strict JSON reader takes the file."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -10,16 +13,18 @@ __all__ = ["jsonable"]
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` with dict keys as strings, numpy values as Python ones, anything else
-    unknown as its ``str``."""
+    """``value`` with dict keys as strings, numpy values as Python ones, NaN and infinities as
+    None, anything else unknown as its ``str``."""
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
     if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, float | int | str | bool) or value is None:
+        return [jsonable(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, int | str | bool) or value is None:
         return value
     return str(value)

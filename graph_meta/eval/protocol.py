@@ -294,7 +294,7 @@ def write_results(results: dict[str, Any] | list[dict[str, Any]], path: str | Pa
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(jsonable(results), fh, indent=2, allow_nan=True)
+            json.dump(jsonable(results), fh, indent=2, allow_nan=False)
             fh.write("\n")
         os.replace(tmp, path)
     except BaseException:

@@ -1,0 +1,132 @@
+"""Dataset folders of shapes PROTOCOL.md allows but the first datasets do not have: an implicit
+train.csv of bare pairs, ids written with spaces around them, a byte-order mark, columns the
+protocol leaves open, a scenario file without tasks."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graph_meta.dataset import RATING
+from graph_meta.errors import DataError
+from graph_meta.eval.jsonable import jsonable
+from graph_meta.eval.protocol import write_results
+from loaders.folder import read_dataset
+
+GOOD = Path(__file__).parent / "data" / "good"
+
+
+def _copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "ds"
+    shutil.copytree(GOOD, folder)
+    return folder
+
+
+def _implicit(folder: Path) -> None:
+    spec = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+    spec["implicit"] = True
+    spec["rating_scale"] = [0, 1]
+    (folder / "dataset.json").write_text(json.dumps(spec), encoding="utf-8")
+    for name in ("warm", "user_cold"):
+        path = folder / "tasks" / f"{name}.jsonl"
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        for row in rows:
+            row["support"] = [[i, 1] for i, _ in row["support"]]
+            row["query"] = [[i, 1] for i, _ in row["query"]]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def test_an_implicit_train_csv_may_be_bare_pairs(tmp_path: Path) -> None:
+    folder = _copy(tmp_path)
+    _implicit(folder)
+    lines = (folder / "train.csv").read_text(encoding="utf-8").splitlines()
+    pairs = [",".join(line.split(",")[:2]) for line in lines]
+    (folder / "train.csv").write_text("\n".join(pairs) + "\n", encoding="utf-8")
+    ds = read_dataset(folder)
+    assert len(ds.train) == len(lines) - 1
+    assert (ds.train[RATING] == 1).all()
+    # a rating folder still needs its ratings, and says which column is missing where
+    spec = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+    spec["implicit"] = False
+    (folder / "dataset.json").write_text(json.dumps(spec), encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.csv, line 1, field 'rating': missing"):
+        read_dataset(folder)
+
+
+def test_ids_with_spaces_around_them_match_everywhere(tmp_path: Path) -> None:
+    """users.csv and items.csv ids are read stripped; so are those of train.csv, the tasks and
+    the relation files, or ' u1' in train.csv would have no user."""
+    folder = _copy(tmp_path)
+    text = (folder / "train.csv").read_text(encoding="utf-8").splitlines()
+    spaced = [text[0]] + [",".join(f" {f} " if k < 2 else f for k, f in enumerate(r.split(",")))
+                          for r in text[1:]]
+    (folder / "train.csv").write_text("\n".join(spaced) + "\n", encoding="utf-8")
+    follows = (folder / "follows.csv").read_text(encoding="utf-8").splitlines()
+    (folder / "follows.csv").write_text(
+        "\n".join([follows[0]] + [r.replace(",", " , ") for r in follows[1:]]) + "\n",
+        encoding="utf-8")
+    task = folder / "tasks" / "warm.jsonl"
+    rows = [json.loads(line) for line in task.read_text(encoding="utf-8").splitlines()]
+    rows[0]["user_id"] = f" {rows[0]['user_id']}"
+    rows[0]["query"] = [[f"{i} ", r] for i, r in rows[0]["query"]]
+    task.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    ds = read_dataset(folder)
+    plain = read_dataset(GOOD)
+    assert ds.train["user_id"].astype(str).tolist() == plain.train["user_id"].astype(str).tolist()
+    assert ds.train["item_id"].astype(str).tolist() == plain.train["item_id"].astype(str).tolist()
+    assert ds.tasks["warm"][0] == plain.tasks["warm"][0]
+    assert ds.relations["FOLLOWS"]["src"].tolist() == plain.relations["FOLLOWS"]["src"].tolist()
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path: Path) -> None:
+    folder = _copy(tmp_path)
+    for name in ("users.csv", "items.csv", "train.csv", "follows.csv"):
+        path = folder / name
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    ds = read_dataset(folder)
+    plain = read_dataset(GOOD)
+    assert list(ds.users.index) == list(plain.users.index)
+    assert len(ds.train) == len(plain.train) and len(ds.relations["FOLLOWS"]) == len(
+        plain.relations["FOLLOWS"])
+
+
+def test_columns_the_protocol_leaves_open_are_warned_about_and_not_read(
+        tmp_path: Path) -> None:
+    folder = _copy(tmp_path)
+    for name, extra in (("train.csv", "source"), ("follows.csv", "since")):
+        lines = (folder / name).read_text(encoding="utf-8").splitlines()
+        (folder / name).write_text("\n".join([f"{lines[0]},{extra}"]
+                                             + [f"{r},x" for r in lines[1:]]) + "\n",
+                                   encoding="utf-8")
+    ds = read_dataset(folder)
+    assert any("train.csv" in w and "source" in w for w in ds.warnings)
+    assert any("follows.csv" in w and "since" in w for w in ds.warnings)
+    assert "source" not in ds.train and list(ds.relations["FOLLOWS"].columns) == [
+        "src", "dst", "weight"]
+    # users.csv and items.csv: dataset.json types every column, an undeclared one is an error
+    lines = (folder / "users.csv").read_text(encoding="utf-8").splitlines()
+    (folder / "users.csv").write_text("\n".join([f"{lines[0]},zip"]
+                                                + [f"{r},1" for r in lines[1:]]) + "\n",
+                                      encoding="utf-8")
+    with pytest.raises(DataError, match=r"users\.csv, line 1, field 'zip': unknown column"):
+        read_dataset(folder)
+
+
+def test_results_of_a_scenario_without_tasks_are_strict_json(tmp_path: Path) -> None:
+    """A scenario file with no task has no mean: null in the file, never a bare NaN that
+    strict JSON readers refuse."""
+    results = {"model": "m", "scenarios": {"warm": {"tasks": 0, "rmse": float("nan"),
+                                                    "p99_ms": np.float64("inf")}},
+               "curve": np.array([1.0, np.nan])}
+    path = write_results(results, tmp_path / "r.json")
+    back = json.loads(path.read_text(encoding="utf-8"),
+                      parse_constant=lambda c: pytest.fail(f"non-standard constant {c}"))
+    assert back["scenarios"]["warm"] == {"tasks": 0, "rmse": None, "p99_ms": None}
+    assert back["curve"] == [1.0, None]
+    assert jsonable({"x": 1.5, "n": np.int64(3)}) == {"x": 1.5, "n": 3}
+    assert math.isnan(results["scenarios"]["warm"]["rmse"])  # the caller's dict untouched
