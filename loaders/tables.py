@@ -59,7 +59,9 @@ class Table:
     def __init__(self, path: str | Path, what: str, encoding: str = "utf-8") -> None:
         self.path = Path(path)
         self.what = what
-        self.encoding = encoding
+        # UTF-8 with or without a byte-order mark (spreadsheet exports write one)
+        plain_utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+        self.encoding = "utf-8-sig" if plain_utf8 else encoding
         if not self.path.is_file():
             raise DataError(f"{what} file not found", file=self.path)
         name = self.path.name.lower()

@@ -470,3 +470,16 @@ def test_unsupported_extension(tmp_path: Path) -> None:
 )
 def test_infer_column_type(values: pd.Series, expected: tuple[str, str | None]) -> None:
     assert infer_column_type(values) == expected
+
+
+def test_csv_import_reads_spreadsheet_exports_with_a_byte_order_mark(tmp_path: Path) -> None:
+    inter, items, users = make_tables()
+    for frame, name in ((inter, "events.csv"), (items, "items.csv"), (users, "users.csv")):
+        frame.to_csv(tmp_path / name, index=False, encoding="utf-8-sig")
+    assert (tmp_path / "events.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    out = import_interactions(tmp_path / "events.csv", tmp_path / "items.csv", tmp_path / "ds",
+                              users_path=tmp_path / "users.csv", timestamp_col="ts",
+                              split=SplitOptions(seed=1, **SMALL))
+    data = read_dataset(out, strict=True)
+    assert data.items.index[0] == "000" and len(data.users) == 40
+    assert data.spec.stats["interaction_rows"] == len(inter)
