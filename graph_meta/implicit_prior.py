@@ -25,6 +25,8 @@ along directions they hardly reach; the identity (every direction alike) is the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -35,7 +37,7 @@ from graph_meta.graph.build import value_incidence
 from graph_meta.graph.relations import attribute_relation_incidence
 
 __all__ = ["CATALOGUE_MEAN", "GraphPrior", "graph_paths", "incidence", "path_messages",
-           "score_metric", "side_prior", "value_incidence"]
+           "prior_blocks", "score_metric", "side_prior", "value_incidence"]
 
 #: the name of the prior's mean block (the zero-hop path: every trained node's mean target)
 CATALOGUE_MEAN = "catalogue mean"
@@ -141,29 +143,22 @@ def _catalogue_mean(target: np.ndarray, sources: np.ndarray, n: int) -> np.ndarr
     return np.broadcast_to(mean, (n, target.shape[1])).copy()
 
 
-def side_prior(feats: sp.csr_matrix, trained: np.ndarray, counts: np.ndarray,
-                target: np.ndarray, paths: list[tuple[str, tuple[str, sp.csr_matrix]]],
-                alpha: float, *, folds: int = 5, seed: int = 0,
-                metric: np.ndarray | None = None
-                ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """``(names, beta, prior, ridge)``: the graph prior of every row of one side (module
-    docstring) and the plain side-feature ridge map fitted on every training row; ``metric``:
-    the ``[d, d]`` metric a row's error is measured in when the weights :math:`\\beta` are
-    fitted (:func:`score_metric`; None: the identity), each row weighted by
-    :math:`\\sqrt{n}` of its positives either way.
-
-    The weights are learned on the training rows from inputs *cross-fitted* over ``folds``
-    folds: a row's ridge prediction and its path messages both come from the training rows
-    of the other folds only, as a new row's come from training rows that do not include it
-    (leave-one-out messages against a 5-fold ridge would favour the messages unfairly).
-    """
+def prior_blocks(feats: sp.csr_matrix, trained: np.ndarray, counts: np.ndarray,
+                 target: np.ndarray, paths: list[tuple[str, tuple[str, sp.csr_matrix]]],
+                 alpha: float, *, folds: int = 5, seed: int = 0
+                 ) -> tuple[list[str], list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """``(names, blocks, blocks_cv, ridge)``: the prior's inputs on every row of one side,
+    the side-feature ridge map, one message per path and the catalogue mean
+    (:func:`side_prior`). ``blocks`` are what a row gets (a training row its cross-fitted
+    input, any other row the input from every training row), ``blocks_cv`` the
+    cross-fitted inputs alone (zero off the training rows), ``ridge`` the ridge map fitted on
+    every training row."""
     n = len(trained)
-    fit = np.flatnonzero(trained)
     w = np.sqrt(counts.astype(np.float64))
     fold = np.random.default_rng(seed).integers(0, folds, n)
     ridge_full = np.zeros_like(target)
     ridge_cv = np.zeros_like(target)
-    if len(fit) and feats.shape[1]:
+    if trained.any() and feats.shape[1]:
         ridge_full = _RidgeMap(feats, trained, w[trained]).predict(target[trained], alpha)
         for k in range(folds):
             rows = trained & (fold != k)
@@ -185,10 +180,40 @@ def side_prior(feats: sp.csr_matrix, trained: np.ndarray, counts: np.ndarray,
     blocks_cv = [ridge_cv, *msg_cv]
     blocks = [np.where(trained[:, None], cv, full)
               for cv, full in zip(blocks_cv, [ridge_full, *msg_full], strict=True)]
+    return names, blocks, blocks_cv, ridge_full
+
+
+def side_prior(feats: sp.csr_matrix, trained: np.ndarray, counts: np.ndarray,
+               target: np.ndarray, paths: list[tuple[str, tuple[str, sp.csr_matrix]]],
+               alpha: float, *, folds: int = 5, seed: int = 0,
+               metric: np.ndarray | None = None,
+               offsets: Mapping[str, float] | None = None
+               ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """``(names, beta, prior, ridge)``: the graph prior of every row of one side (module
+    docstring) and the plain side-feature ridge map fitted on every training row; ``metric``:
+    the ``[d, d]`` metric a row's error is measured in when the weights :math:`\\beta` are
+    fitted (:func:`score_metric`; None: the identity), each row weighted by
+    :math:`\\sqrt{n}` of its positives either way; ``offsets``: a weight :math:`v_t` per
+    block name added to the prior *and* to the ridge map (so that any mix of the two gets
+    :math:`\\sum_t v_t B_t`: the ranking weights of :mod:`graph_meta.implicit_path_weights`;
+    absent names 0).
+
+    The weights are learned on the training rows from inputs *cross-fitted* over ``folds``
+    folds: a row's ridge prediction and its path messages both come from the training rows
+    of the other folds only, as a new row's come from training rows that do not include it
+    (leave-one-out messages against a 5-fold ridge would favour the messages unfairly).
+    """
+    names, blocks, blocks_cv, ridge_full = prior_blocks(feats, trained, counts, target, paths,
+                                                        alpha, folds=folds, seed=seed)
+    fit = np.flatnonzero(trained)
+    w = np.sqrt(counts.astype(np.float64))
     beta = (_combine_weights(blocks_cv, target, fit, w[fit], metric=metric) if len(fit)
             else np.zeros(len(blocks)))
-    prior = sum(b * blk for b, blk in zip(beta, blocks, strict=True))
-    return names, beta, np.asarray(prior), ridge_full
+    prior = np.asarray(sum(b * blk for b, blk in zip(beta, blocks, strict=True)))
+    if offsets:
+        extra = sum(offsets.get(name, 0.0) * blk for name, blk in zip(names, blocks, strict=True))
+        prior, ridge_full = prior + extra, ridge_full + extra
+    return names, beta, prior, ridge_full
 
 
 def graph_paths(dataset: Dataset, frame: pd.DataFrame, table, ids: pd.Index,
