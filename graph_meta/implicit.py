@@ -128,7 +128,7 @@ from graph_meta.implicit_coengagement import CoEngagement
 from graph_meta.implicit_exposure import SCENARIOS as EXPOSURE_SCENARIOS
 from graph_meta.implicit_exposure import choose_exposure_weight
 from graph_meta.implicit_mixed import new_item_share, tune_mixed_offset
-from graph_meta.implicit_path_weights import prior_scale, tune_path_weights
+from graph_meta.implicit_path_weights import clearly_better, prior_scale, tune_path_weights
 from graph_meta.implicit_prior import (
     GraphPrior,
     graph_paths,
@@ -217,6 +217,9 @@ class GraphMetaImplicit(_Observing, _Base):
     #: :math:`k`, the factor on the new items' factors that keeps their scale with those
     #: weights (:func:`graph_meta.implicit_path_weights.prior_scale`; 1 without them)
     item_prior_scale: float = 1.0
+    #: :math:`\tau`, the factor on the new items' log-popularity term learned with them (1
+    #: without them)
+    item_path_tau: float = 1.0
     #: :func:`graph_meta.recommend.recommend`'s advice for an item the model lacks (None:
     #: :class:`~graph_meta.errors.UnknownItemError`'s, which points to :meth:`add_items`)
     unknown_item_hint: str | None = None
@@ -251,7 +254,7 @@ class GraphMetaImplicit(_Observing, _Base):
         self.coengagement_l2 = float(coengagement_l2)
         self.attribute_weights: dict[str, float] = {}
         self.item_path_weights: dict[str, float] = {}
-        self.item_prior_scale = 1.0
+        self.item_prior_scale = self.item_path_tau = 1.0
         self.params: dict[str, Any] = {}
 
     # -- fitting ------------------------------------------------------------------------------
@@ -280,6 +283,11 @@ class GraphMetaImplicit(_Observing, _Base):
         if self.tune:
             tuning = self._tune(dataset)
         self._build(dataset, als)
+        if self.item_path_weights:  # k again, on the whole catalogue's new items
+            try:
+                self.set_item_path_weights(dataset, self.item_path_weights, self.item_path_tau)
+            except ValueError as exc:
+                tuning.setdefault("path_weight_fit", {})["dropped"] = str(exc)
         self.params = {"factors": self.factors, "reg": self.reg, "alpha": self.alpha,
                        "iters": self.iters, "alpha_item": self.alpha_item,
                        "alpha_user": self.alpha_user, "support_weight": self.support_weight,
@@ -288,6 +296,7 @@ class GraphMetaImplicit(_Observing, _Base):
                        "item_path_weights": {k: round(v, 4) for k, v in
                                              self.item_path_weights.items()},
                        "item_prior_scale": round(self.item_prior_scale, 4),
+                       "item_path_tau": round(self.item_path_tau, 4),
                        "mixed_offset": self.mixed_offset,
                        "exposure_weight": self.exposure_weight,
                        "cold_support_weight": self.cold_support_weight,
@@ -371,31 +380,43 @@ class GraphMetaImplicit(_Observing, _Base):
         cold = (1 - mix) * ridge + mix * graph
         self.y = np.where(trained[:, None], self.y_trained, cold)
         self._refresh_live_items(list(self._live_log().by_item))
-        self.cold_bias = np.where(trained, 0.0, (1 - mix) * pop_ridge + mix * pop_graph)
+        scale = self.item_prior_scale * self.item_path_tau  # 1 without path weights
+        self.cold_bias = np.where(trained, 0.0,
+                                  scale * ((1 - mix) * pop_ridge + mix * pop_graph))
         self.__dict__.pop("_state_cache", None)
 
     def set_item_path_weights(self, dataset: Dataset, weights: Mapping[str, float],
-                              tau: float, popularity_weight: float) -> None:
+                              tau: float) -> None:
         r"""Rank new items with the prior's blocks re-weighted (``weights``: :math:`v_t` by
-        block name, :mod:`graph_meta.implicit_path_weights`) at the factors' usual scale
-        (:func:`~graph_meta.implicit_path_weights.prior_scale`), the log-popularity term
-        :math:`\tau` times ``popularity_weight`` (rescaled alike); ``{}``, 1: the prior as
-        fitted. ``dataset``: the one the model is built on."""
+        block name, :mod:`graph_meta.implicit_path_weights`) and the log-popularity term
+        times :math:`\tau`, at the factors' usual scale: a new item's factors
+        :math:`k(\hat y_i + \sum_t v_t B_t(i))`, its popularity term :math:`k \tau \gamma
+        \hat b_i` (:math:`k`: :func:`~graph_meta.implicit_path_weights.prior_scale`, computed
+        here on ``dataset``, the one the model is built on); ``{}``, 1: the prior as fitted.
+
+        Raises:
+            ValueError: the weights cancel the new items' factors (the model is left with
+                the prior as fitted)."""
         d = self.data
         feats = item_features(dataset, d)
-        self.item_path_weights, self.item_prior_scale = {}, 1.0
+        self.item_path_weights, self.item_prior_scale, self.item_path_tau = {}, 1.0, 1.0
         self.item_prior, self._cold = self._item_priors(dataset, d, feats, self.y_trained)
         self._set_graph_mix(self.graph_mix)
-        k = 1.0
-        if weights:
-            names, blocks, _, _ = prior_blocks(feats, d.item_in_train, d.item_count,
-                                               self.y_trained, self._item_paths(dataset, d),
-                                               self.alpha_item, seed=self.seed)
-            k = prior_scale(self, dict(weights), blocks, names)
-            self.item_path_weights, self.item_prior_scale = dict(weights), k
-            self.item_prior, self._cold = self._item_priors(dataset, d, feats, self.y_trained)
-            self._set_graph_mix(self.graph_mix)
-        self.popularity_weight = k * float(tau) * float(popularity_weight)
+        if not weights:
+            return
+        new = ~d.item_in_train
+        ridge, graph, _, _ = self._cold
+        before = (1 - self.graph_mix) * ridge[new] + self.graph_mix * graph[new]
+        names, blocks, _, _ = prior_blocks(feats, d.item_in_train, d.item_count, self.y_trained,
+                                           self._item_paths(dataset, d), self.alpha_item,
+                                           seed=self.seed)
+        after = before + sum(weights.get(name, 0.0) * block[new]
+                             for name, block in zip(names, blocks, strict=True))
+        k = prior_scale(before, after)
+        self.item_path_weights = {str(n): float(v) for n, v in weights.items()}
+        self.item_prior_scale, self.item_path_tau = k, float(tau)
+        self.item_prior, self._cold = self._item_priors(dataset, d, feats, self.y_trained)
+        self._set_graph_mix(self.graph_mix)
 
     @staticmethod
     def _item_paths(dataset: Dataset,
@@ -430,7 +451,7 @@ class GraphMetaImplicit(_Observing, _Base):
 
         pseudo = carve_implicit(dataset, seed=self.seed, max_tasks=None)
         self.fold_choices, self.coengagement_weights, self.attribute_weights = {}, {}, {}
-        self.item_path_weights, self.item_prior_scale = {}, 1.0
+        self.item_path_weights, self.item_prior_scale, self.item_path_tau = {}, 1.0, 1.0
         have = [s for s, t in pseudo.tasks.items() if len(t) >= 20]
         if not have:
             return {"tuning": "skipped: too few pseudo-tasks"}
@@ -494,8 +515,7 @@ class GraphMetaImplicit(_Observing, _Base):
                 self.fold_choices[scen] = pooled
                 base = per[pooled] if pooled in per else per_task(data, scen)
                 best = max(per, key=lambda point: per[point].mean())
-                gain = per[best] - base
-                if gain.mean() > gain.std(ddof=1) / np.sqrt(len(gain)):
+                if clearly_better(per[best] - base):
                     self.fold_choices[scen] = best
 
         def choose_links(data: Dataset, kinds: list[str], label: str, links_attr: str,
@@ -535,7 +555,7 @@ class GraphMetaImplicit(_Observing, _Base):
                 setattr(self, links_attr, links)
                 setattr(self, f"{label}_l2", links.l2)
                 for scen, (w, gain) in top.items():
-                    if gain.mean() > gain.std(ddof=1) / np.sqrt(len(gain)):
+                    if clearly_better(gain):
                         chosen[scen] = w
             setattr(self, f"{label}_weights", chosen)
 

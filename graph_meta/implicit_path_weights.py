@@ -31,10 +31,12 @@ score of the prior as fitted keeps its coefficient 1, which fixes the scale: :ma
 back. The weights are kept only where they earn it: a two-fold cross-fit over the pseudo-tasks
 (fit on one half, recall@20 on the other) must beat :math:`v = 0` by more than a paired
 standard error; then they are refitted on every pseudo-task. The model applies them as
-:math:`\hat y_j \leftarrow \hat y_j + \sum_t v_t B_t(j)` (``GraphMetaImplicit.
-item_path_weights``, by block name, in ``params``) and :math:`\gamma \leftarrow \tau \gamma`:
-one set of factors for every use of a new item (ranking, a user's fold-in over new support
-items, the live item step's prior, ``add_items``).
+:math:`\hat y_j \leftarrow k (\hat y_j + \sum_t v_t B_t(j))` and :math:`\gamma \leftarrow
+k \tau \gamma`, the same ranking at the factors' usual scale (:math:`k` gives the new items'
+factors the norm they had: :func:`prior_scale`; recomputed on the whole catalogue after the
+final fit): one set of factors for every use of a new item (ranking, a user's fold-in over
+new support items, the live item step's prior, ``add_items``), inspectable in ``params``
+(``item_path_weights`` by block name, ``item_path_tau``, ``item_prior_scale``).
 
 Task-conditioned weights (:math:`v_0 + W e`, :math:`e` a task embedding: the support's mean
 standing under each block) were measured against these (movielens-1m made implicit, its
@@ -58,8 +60,8 @@ from graph_meta.implicit_prior import CATALOGUE_MEAN, prior_blocks
 if TYPE_CHECKING:
     from graph_meta.implicit import GraphMetaImplicit
 
-__all__ = ["PathEpisodes", "fit_path_weights", "path_episodes", "prior_scale",
-           "tune_path_weights"]
+__all__ = ["PathEpisodes", "clearly_better", "fit_path_weights", "path_episodes",
+           "prior_scale", "tune_path_weights"]
 
 #: :math:`\epsilon`, the pull of the weights toward 0 (keeps a block that never differs at 0)
 PULL = 1e-4
@@ -107,8 +109,10 @@ def path_episodes(model: GraphMetaImplicit, data: Dataset, scenarios: Iterable[s
         item_features(data, d), trained, d.item_count, model.y_trained,
         model._item_paths(data, d), model.alpha_item, seed=model.seed)
     keep = [t for t, name in enumerate(names) if name != CATALOGUE_MEAN]
+    if not keep:
+        return None
     part = np.stack([blocks[t][new] for t in keep])  # [T, P, d]
-    if not keep or not np.abs(part).sum():
+    if not np.abs(part).sum():
         return None
     at = {i: k for k, i in enumerate(d.item_ids.astype(str))}
     col = np.full(len(d.item_ids), -1)
@@ -162,33 +166,45 @@ def fit_path_weights(episodes: PathEpisodes, *, pull: float = PULL,
     return v.detach().numpy().copy(), float(tau.detach())
 
 
-def prior_scale(model: GraphMetaImplicit, offsets: dict[str, float], blocks: list[np.ndarray],
-                names: list[str]) -> float:
-    """:math:`k`: the factor that gives the new items' factors with the ``offsets`` the
-    root-mean-square norm they had without (the softmax fit also sets the scores'
-    temperature through the weights; a user's fold-in over new support items and the live
-    item step need the factors at their usual scale)."""
-    new = ~model.data.item_in_train
-    before = model.y[new]
-    after = before + sum(offsets.get(name, 0.0) * b[new] for name, b in zip(names, blocks,
-                                                                            strict=True))
+def clearly_better(gain: np.ndarray) -> bool:
+    """Whether a per-task gain's mean beats its paired standard error (the bar every choice
+    made on pseudo-tasks must clear)."""
+    gain = np.asarray(gain, dtype=np.float64)
+    return len(gain) > 1 and bool(gain.mean() > gain.std(ddof=1) / np.sqrt(len(gain)))
+
+
+def prior_scale(before: np.ndarray, after: np.ndarray) -> float:
+    """:math:`k`: the factor that gives the new items' factors ``after`` (with the weights)
+    the root-mean-square norm of ``before`` (as fitted): the softmax fit also sets the
+    scores' temperature through the weights, and a user's fold-in over new support items
+    and the live item step need the factors at their usual scale. 1 when ``before`` is all
+    zeros.
+
+    Raises:
+        ValueError: the weights all but cancel the factors (nothing left to rescale)."""
+    size_before = float(np.sqrt((before ** 2).sum()))
     size = float(np.sqrt((after ** 2).sum()))
-    return float(np.sqrt((before ** 2).sum())) / size if size > 0 else 1.0
+    if size_before == 0.0:
+        return 1.0
+    if size < 1e-6 * size_before:
+        raise ValueError("the path weights cancel the new items' factors")
+    return size_before / size
 
 
 def tune_path_weights(model: GraphMetaImplicit, data: Dataset, scenarios: list[str], *,
                       seed: int = 0) -> dict[str, Any]:
     """Learn the ranking weights on the new-item pseudo-tasks of ``data`` (the dataset
     ``model`` is built on) and keep them where they earn it (module docstring): the tasks
-    of each scenario split in two halves; weights fitted on one half's episodes are applied
-    to the model and judged on the other half by the benchmark's own ranking
-    (:func:`graph_meta.eval.ranking.evaluate_implicit`: every user's state recomputed with
-    the new factors), against the model without them; kept, refitted on every task, when
-    the per-task recall@20 gain beats its paired standard error. Sets
-    ``model.item_path_weights``, ``model.item_prior_scale`` and ``model.popularity_weight``
-    (left as they were otherwise); returns a report."""
+    of each scenario split in two halves; weights fitted on one half's episodes (from the
+    prior as fitted) are applied to the model and judged on the other half by the
+    benchmark's own ranking (:func:`graph_meta.eval.ranking.evaluate_implicit`: every
+    user's state recomputed with the new factors), against the prior as fitted; kept,
+    refitted on every task, when the per-task recall@20 gain beats its paired standard
+    error (:func:`clearly_better`). Kept: ``model.set_item_path_weights`` with them; else
+    (and on any error) the model's weights are those it had on entry. Returns a report."""
     from graph_meta.eval.ranking import evaluate_implicit
 
+    entry = (dict(model.item_path_weights), model.item_path_tau)
     rng = np.random.default_rng(seed)
     halves: list[dict[str, list[Any]]] = [{}, {}]
     for scen in scenarios:
@@ -197,7 +213,6 @@ def tune_path_weights(model: GraphMetaImplicit, data: Dataset, scenarios: list[s
         for h in (0, 1):
             halves[h][scen] = [tasks[i] for i in order[h::2]]
     views = [dataclasses.replace(data, tasks=h) for h in halves]
-    gamma = model.popularity_weight
 
     def per_task(view: Dataset) -> np.ndarray:
         res = evaluate_implicit(model, view, scenarios=[s for s in scenarios if view.tasks[s]],
@@ -206,29 +221,42 @@ def tune_path_weights(model: GraphMetaImplicit, data: Dataset, scenarios: list[s
                                for b in res["scenarios"].values()])
 
     def learn(view: Dataset) -> tuple[dict[str, float], float] | None:
-        model.set_item_path_weights(data, {}, 1.0, gamma)
+        model.set_item_path_weights(data, {}, 1.0)  # the prior as fitted
         episodes = path_episodes(model, view, scenarios, seed=seed)
         if episodes is None or len(episodes) < 10:
             return None
         v, tau = fit_path_weights(episodes)
         return {name: float(x) for name, x in zip(episodes.names, v, strict=True)}, tau
 
-    gains = []
-    for h in (0, 1):
-        fitted = learn(views[h])
+    def decide() -> dict[str, Any]:
+        gains = []
+        for h in (0, 1):
+            fitted = learn(views[h])
+            if fitted is None:
+                return {"kept": False, "tasks": 0}
+            base = per_task(views[1 - h])
+            try:
+                model.set_item_path_weights(data, *fitted)
+            except ValueError:
+                return {"kept": False, "tasks": 0, "why": "weights cancel the factors"}
+            gains.append(per_task(views[1 - h]) - base)
+        gain = np.concatenate(gains)
+        report = {"tasks": len(gain), "cv_gain": round(float(gain.mean()), 5),
+                  "cv_se": round(float(gain.std(ddof=1) / np.sqrt(len(gain))), 5)
+                  if len(gain) > 1 else None}
+        fitted = learn(data) if clearly_better(gain) else None
         if fitted is None:
-            model.set_item_path_weights(data, {}, 1.0, gamma)
-            return {"kept": False, "tasks": 0}
-        base = per_task(views[1 - h])
-        model.set_item_path_weights(data, *fitted, gamma)
-        gains.append(per_task(views[1 - h]) - base)
-    gain = np.concatenate(gains)
-    se = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else float("inf")
-    report: dict[str, Any] = {"tasks": len(gain), "cv_gain": round(float(gain.mean()), 5),
-                              "cv_se": round(se, 5)}
-    fitted = learn(data) if gain.mean() > se else None
-    if fitted is None:
-        model.set_item_path_weights(data, {}, 1.0, gamma)
-        return {**report, "kept": False}
-    model.set_item_path_weights(data, *fitted, gamma)
-    return {**report, "kept": True}
+            return {**report, "kept": False}
+        try:
+            model.set_item_path_weights(data, *fitted)
+        except ValueError:
+            return {**report, "kept": False, "why": "weights cancel the factors"}
+        return {**report, "kept": True}
+
+    report: dict[str, Any] = {"kept": False}
+    try:
+        report = decide()
+    finally:
+        if not report["kept"]:
+            model.set_item_path_weights(data, *entry)
+    return report

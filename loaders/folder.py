@@ -32,6 +32,8 @@ from graph_meta.schema import MAX_ID_BYTES, DatasetSpec, TableSpec, id_too_long,
 csv.field_size_limit(1 << 26)
 
 TRAIN_COLUMNS = (USER_ID, ITEM_ID, RATING)
+#: how the folder's files are read: UTF-8, a byte-order mark (spreadsheet exports) skipped
+READ_ENCODING = "utf-8-sig"
 
 
 def read_dataset(path: str | Path, *, tasks: bool = True, strict: bool = False) -> Dataset:
@@ -71,7 +73,7 @@ def _read_table(path: Path, table: TableSpec) -> pd.DataFrame:
     """users.csv / items.csv through the csv module, so that line numbers stay exact."""
     if not path.is_file():
         raise DataError("file not found", file=path)
-    with path.open(newline="", encoding="utf-8-sig") as fh:
+    with path.open(newline="", encoding=READ_ENCODING) as fh:
         reader = csv.reader(fh)
         try:
             header = next(reader)
@@ -191,7 +193,7 @@ def _record_lines(path: Path, n_records: int) -> np.ndarray:
     if physical == n_records + 1:
         return np.arange(2, n_records + 2)
     starts: list[int] = []
-    with path.open(newline="", encoding="utf-8-sig") as fh:
+    with path.open(newline="", encoding=READ_ENCODING) as fh:
         reader = csv.reader(fh)
         next(reader, None)
         start = reader.line_num + 1
@@ -208,11 +210,11 @@ def _read_csv(path: Path, **kw) -> pd.DataFrame:
     """``pd.read_csv`` whose parse errors are DataErrors naming the line of the bad record."""
     try:
         return pd.read_csv(path, keep_default_na=False, na_filter=False,
-                           skip_blank_lines=True, engine="c", encoding="utf-8-sig", **kw)
+                           skip_blank_lines=True, engine="c", encoding=READ_ENCODING, **kw)
     except pd.errors.EmptyDataError:
         raise DataError("empty file (no header)", file=path, line=1) from None
     except pd.errors.ParserError as exc:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
+        with path.open(newline="", encoding=READ_ENCODING) as fh:
             reader = csv.reader(fh)
             width = len(next(reader, []))
             start = reader.line_num + 1
@@ -228,7 +230,7 @@ def _read_train(path: Path, spec: DatasetSpec, user_index: pd.Index, item_index:
                 strict: bool, warnings: list[str]) -> pd.DataFrame:
     if not path.is_file():
         raise DataError("file not found", file=path)
-    with path.open(encoding="utf-8-sig") as fh:
+    with path.open(encoding=READ_ENCODING) as fh:
         header = next(csv.reader([fh.readline()]), [])
     # an implicit folder's train.csv may be bare pairs: every row a positive, rating 1
     bare = spec.implicit and RATING not in header
@@ -350,8 +352,11 @@ def _read_relation(path: Path, rel, user_index: pd.Index, item_index: pd.Index,
                    warnings: list[str]) -> pd.DataFrame:
     if not path.is_file():
         raise DataError("relation file not found", file=path)
+    with path.open(newline="", encoding=READ_ENCODING) as fh:
+        header = next(csv.reader(fh), [])
+    if len(set(header)) != len(header):  # pandas would rename the second one and read on
+        raise DataError("duplicate column names in header", file=path, line=1)
     raw = _read_csv(path, dtype=str)
-    header = list(raw.columns)
     _check_columns(path, header, [rel.src_column, rel.dst_column],
                    [rel.weight] if rel.weight else [], warnings)
     lines = _record_lines(path, len(raw))
@@ -403,7 +408,7 @@ def _pairs(value: object, path: Path, line: int, field: str, lo: float, hi: floa
         if not isinstance(pair, list) or len(pair) != 2:
             raise DataError("must be an [item_id, rating] pair", file=path, line=line, field=where)
         item, rating = pair
-        if not isinstance(item, str | int) or isinstance(item, bool) or str(item) == "":
+        if not isinstance(item, str | int) or isinstance(item, bool) or not str(item).strip():
             raise DataError(f"item id must be a non-empty string, got {short(item)}", file=path,
                             line=line, field=where)
         item = str(item).strip()
@@ -427,7 +432,7 @@ def _read_tasks(path: Path, spec: DatasetSpec, user_index: pd.Index,
         raise DataError("task file not found", file=path)
     lo, hi = spec.rating_scale
     tasks = []
-    with path.open(encoding="utf-8-sig") as fh:
+    with path.open(encoding=READ_ENCODING) as fh:
         for line_no, text in enumerate(fh, start=1):
             if not text.strip():
                 continue
@@ -442,7 +447,7 @@ def _read_tasks(path: Path, spec: DatasetSpec, user_index: pd.Index,
                     raise DataError("required key is missing", file=path, line=line_no,
                                     field=key)
             uid = obj["user_id"]
-            if not isinstance(uid, str | int) or isinstance(uid, bool) or str(uid) == "":
+            if not isinstance(uid, str | int) or isinstance(uid, bool) or not str(uid).strip():
                 raise DataError(f"user id must be a non-empty string, got {short(uid)}",
                                 file=path,
                                 line=line_no, field="user_id")

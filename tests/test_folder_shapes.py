@@ -108,6 +108,16 @@ def test_columns_the_protocol_leaves_open_are_warned_about_and_not_read(
     assert any("follows.csv" in w and "since" in w for w in ds.warnings)
     assert "source" not in ds.train and list(ds.relations["FOLLOWS"].columns) == [
         "src", "dst", "weight"]
+    # a column twice is an error, not a second column read under another name
+    text = (folder / "follows.csv").read_text(encoding="utf-8").splitlines()
+    twice = folder / "twice.csv"
+    twice.write_text("\n".join([f"{text[0]},src_id"] + [f"{r},u9" for r in text[1:]]) + "\n",
+                     encoding="utf-8")
+    (folder / "follows.csv").rename(folder / "follows.bak")
+    twice.rename(folder / "follows.csv")
+    with pytest.raises(DataError, match=r"follows\.csv, line 1.*duplicate column names"):
+        read_dataset(folder)
+    (folder / "follows.bak").replace(folder / "follows.csv")
     # users.csv and items.csv: dataset.json types every column, an undeclared one is an error
     lines = (folder / "users.csv").read_text(encoding="utf-8").splitlines()
     (folder / "users.csv").write_text("\n".join([f"{lines[0]},zip"]
@@ -128,5 +138,6 @@ def test_results_of_a_scenario_without_tasks_are_strict_json(tmp_path: Path) -> 
                       parse_constant=lambda c: pytest.fail(f"non-standard constant {c}"))
     assert back["scenarios"]["warm"] == {"tasks": 0, "rmse": None, "p99_ms": None}
     assert back["curve"] == [1.0, None]
-    assert jsonable({"x": 1.5, "n": np.int64(3)}) == {"x": 1.5, "n": 3}
+    assert jsonable({"x": 1.5, "n": np.int64(3), "z": np.array(2.5), "w": np.array(np.nan)}) == {
+        "x": 1.5, "n": 3, "z": 2.5, "w": None}
     assert math.isnan(results["scenarios"]["warm"]["rmse"])  # the caller's dict untouched

@@ -20,7 +20,7 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
-        return [jsonable(v) for v in value.tolist()]
+        return jsonable(value.tolist())  # a 0-d array's tolist() is a scalar
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float):
