@@ -348,12 +348,16 @@ class GraphMetaImplicit(_Observing, _Base):
         self.__dict__.pop("_item_step_basis", None)
 
     def _item_priors(self, dataset: Dataset, d: Interactions, item_feats: sp.csr_matrix,
-                     y_trained: np.ndarray) -> tuple[GraphPrior, tuple[np.ndarray, ...]]:
+                     y_trained: np.ndarray, *, factor_blocks: Any = None,
+                     popularity: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+                     ) -> tuple[GraphPrior, tuple[np.ndarray, ...]]:
         """``(item_prior, _cold)`` of every item of ``d`` (``d.item_ids`` order, features
         ``item_feats`` in that order): the graph prior and the side-feature ridge map of the
         factors and of the log popularity, fitted on the items with training positives
         (module docstring; :func:`graph_meta.implicit_prior.side_prior`). Used at fit time
-        and by :meth:`add_items`."""
+        and by :meth:`add_items`. ``factor_blocks``: the factors' :func:`~graph_meta.
+        implicit_prior.prior_blocks` when already computed; ``popularity``: ``(beta_pop, pop,
+        pop_ridge)`` when already computed (the path weights do not change them)."""
         trained = d.item_in_train
         # items: targets [y, log popularity], messages along every item path
         target = np.hstack([y_trained, np.log1p(d.item_count.astype(np.float64))[:, None]])
@@ -362,14 +366,17 @@ class GraphMetaImplicit(_Observing, _Base):
         names, beta, prior, ridge = side_prior(item_feats, trained, d.item_count,
                                                 target[:, :-1], paths, self.alpha_item,
                                                 seed=self.seed, metric=metric,
-                                                offsets=self.item_path_weights)
-        _, beta_pop, pop, pop_ridge = side_prior(item_feats, trained, d.item_count,
-                                                  target[:, -1:], paths, self.alpha_item,
-                                                  seed=self.seed)
+                                                offsets=self.item_path_weights,
+                                                blocks=factor_blocks)
+        if popularity is None:
+            _, beta_pop, pop2, pop_ridge2 = side_prior(item_feats, trained, d.item_count,
+                                                       target[:, -1:], paths, self.alpha_item,
+                                                       seed=self.seed)
+            popularity = (beta_pop, pop2[:, 0], pop_ridge2[:, 0])
+        beta_pop, pop, pop_ridge = popularity
         k = self.item_prior_scale
         prior, ridge = (prior, ridge) if k == 1.0 else (k * prior, k * ridge)
-        return (GraphPrior(names, beta, beta_pop, prior, pop[:, 0]),
-                (ridge, prior, pop_ridge[:, 0], pop[:, 0]))
+        return (GraphPrior(names, beta, beta_pop, prior, pop), (ridge, prior, pop_ridge, pop))
 
     def _set_graph_mix(self, mix: float) -> None:
         r"""Items without training rows get :math:`(1 - \mu)` ridge + :math:`\mu` graph
@@ -399,23 +406,26 @@ class GraphMetaImplicit(_Observing, _Base):
                 the prior as fitted)."""
         d = self.data
         feats = item_features(dataset, d)
+        blocks = prior_blocks(feats, d.item_in_train, d.item_count, self.y_trained,
+                              self._item_paths(dataset, d), self.alpha_item, seed=self.seed)
         self.item_path_weights, self.item_prior_scale, self.item_path_tau = {}, 1.0, 1.0
-        self.item_prior, self._cold = self._item_priors(dataset, d, feats, self.y_trained)
+        self.item_prior, self._cold = self._item_priors(dataset, d, feats, self.y_trained,
+                                                        factor_blocks=blocks)
         self._set_graph_mix(self.graph_mix)
         if not weights:
             return
         new = ~d.item_in_train
-        ridge, graph, _, _ = self._cold
+        ridge, graph, pop_ridge, pop = self._cold
         before = (1 - self.graph_mix) * ridge[new] + self.graph_mix * graph[new]
-        names, blocks, _, _ = prior_blocks(feats, d.item_in_train, d.item_count, self.y_trained,
-                                           self._item_paths(dataset, d), self.alpha_item,
-                                           seed=self.seed)
-        after = before + sum(weights.get(name, 0.0) * block[new]
-                             for name, block in zip(names, blocks, strict=True))
+        names, parts, _, _ = blocks
+        after = before + sum(weights.get(name, 0.0) * part[new]
+                             for name, part in zip(names, parts, strict=True))
         k = prior_scale(before, after)
         self.item_path_weights = {str(n): float(v) for n, v in weights.items()}
         self.item_prior_scale, self.item_path_tau = k, float(tau)
-        self.item_prior, self._cold = self._item_priors(dataset, d, feats, self.y_trained)
+        self.item_prior, self._cold = self._item_priors(
+            dataset, d, feats, self.y_trained, factor_blocks=blocks,
+            popularity=(self.item_prior.beta_pop, pop, pop_ridge))
         self._set_graph_mix(self.graph_mix)
 
     @staticmethod

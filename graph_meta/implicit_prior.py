@@ -187,8 +187,9 @@ def side_prior(feats: sp.csr_matrix, trained: np.ndarray, counts: np.ndarray,
                target: np.ndarray, paths: list[tuple[str, tuple[str, sp.csr_matrix]]],
                alpha: float, *, folds: int = 5, seed: int = 0,
                metric: np.ndarray | None = None,
-               offsets: Mapping[str, float] | None = None
-               ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+               offsets: Mapping[str, float] | None = None,
+               blocks: tuple[list[str], list[np.ndarray], list[np.ndarray], np.ndarray]
+               | None = None) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """``(names, beta, prior, ridge)``: the graph prior of every row of one side (module
     docstring) and the plain side-feature ridge map fitted on every training row; ``metric``:
     the ``[d, d]`` metric a row's error is measured in when the weights :math:`\\beta` are
@@ -196,22 +197,23 @@ def side_prior(feats: sp.csr_matrix, trained: np.ndarray, counts: np.ndarray,
     :math:`\\sqrt{n}` of its positives either way; ``offsets``: a weight :math:`v_t` per
     block name added to the prior *and* to the ridge map (so that any mix of the two gets
     :math:`\\sum_t v_t B_t`: the ranking weights of :mod:`graph_meta.implicit_path_weights`;
-    absent names 0).
+    absent names 0); ``blocks``: :func:`prior_blocks` of these arguments when already
+    computed.
 
     The weights are learned on the training rows from inputs *cross-fitted* over ``folds``
     folds: a row's ridge prediction and its path messages both come from the training rows
     of the other folds only, as a new row's come from training rows that do not include it
     (leave-one-out messages against a 5-fold ridge would favour the messages unfairly).
     """
-    names, blocks, blocks_cv, ridge_full = prior_blocks(feats, trained, counts, target, paths,
-                                                        alpha, folds=folds, seed=seed)
+    names, parts, blocks_cv, ridge_full = blocks or prior_blocks(
+        feats, trained, counts, target, paths, alpha, folds=folds, seed=seed)
     fit = np.flatnonzero(trained)
     w = np.sqrt(counts.astype(np.float64))
     beta = (_combine_weights(blocks_cv, target, fit, w[fit], metric=metric) if len(fit)
-            else np.zeros(len(blocks)))
-    prior = np.asarray(sum(b * blk for b, blk in zip(beta, blocks, strict=True)))
+            else np.zeros(len(parts)))
+    prior = np.asarray(sum(b * blk for b, blk in zip(beta, parts, strict=True)))
     if offsets:
-        extra = sum(offsets.get(name, 0.0) * blk for name, blk in zip(names, blocks, strict=True))
+        extra = sum(offsets.get(name, 0.0) * blk for name, blk in zip(names, parts, strict=True))
         prior, ridge_full = prior + extra, ridge_full + extra
     return names, beta, prior, ridge_full
 

@@ -45,8 +45,8 @@ def _no_graph_model(monkeypatch: pytest.MonkeyPatch) -> tuple[GraphMetaImplicit,
     on every rebuild)."""
     original = GraphMetaImplicit._item_priors
 
-    def noisy(self, dataset, d, feats, y_trained):  # type: ignore[no-untyped-def]
-        prior, (ridge, graph, pop_ridge, pop) = original(self, dataset, d, feats, y_trained)
+    def noisy(self, dataset, d, feats, y_trained, **kw):  # type: ignore[no-untyped-def]
+        prior, (ridge, graph, pop_ridge, pop) = original(self, dataset, d, feats, y_trained, **kw)
         noise = np.random.default_rng(7).normal(0.0, 0.3, ridge.shape)
         return prior, (ridge + noise, graph, pop_ridge, pop)
 
