@@ -141,3 +141,20 @@ def test_results_of_a_scenario_without_tasks_are_strict_json(tmp_path: Path) -> 
     assert jsonable({"x": 1.5, "n": np.int64(3), "z": np.array(2.5), "w": np.array(np.nan)}) == {
         "x": 1.5, "n": 3, "z": 2.5, "w": None}
     assert math.isnan(results["scenarios"]["warm"]["rmse"])  # the caller's dict untouched
+
+
+def test_a_catalogue_too_small_to_carve_validation_still_meta_trains(capsys) -> None:
+    """No validation task can be carved from a handful of ratings: meta-training runs its
+    configured epochs (it used to score inf on every epoch and keep the untrained model),
+    and says so."""
+    from graph_meta.config import load_config
+    from graph_meta.eval.protocol import carve_validation, training_view
+    from graph_meta.model import GraphMetaRecommender
+
+    ds = read_dataset(GOOD)
+    assert not any(carve_validation(ds, max_tasks=100, seed=0).tasks.values())
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "quick.toml")
+    model = GraphMetaRecommender(cfg.replace(**{"train.epochs": 2})).fit(training_view(ds),
+                                                                         progress=False)
+    assert model.fit_info["val_stopped"] == "epochs" and model.fit_info["val_best_epoch"] == 2
+    assert "no validation task could be carved" in capsys.readouterr().err
