@@ -42,10 +42,12 @@ def read_dataset(path: str | Path, *, tasks: bool = True, strict: bool = False) 
     Args:
         path: the folder holding ``dataset.json``.
         tasks: also read and validate ``tasks/*.jsonl``.
-        strict: make duplicate ``(user_id, item_id)`` rows in ``train.csv`` an error. By
-            default they are kept in ``Dataset.train`` (the file's rows, unchanged) and
-            reported in ``Dataset.warnings``; the graph keeps the last rating of each pair.
-            (movielens-1m of the benchmark has three such pairs.)
+        strict: make duplicate ``(user_id, item_id)`` rows in ``train.csv`` and duplicate
+            edges in a relation file an error. By default the rows are kept in
+            ``Dataset.train`` (the file's rows, unchanged) and reported in
+            ``Dataset.warnings``; the graph keeps the last rating of each pair (movielens-1m
+            of the benchmark has three such pairs); an edge's repeats are not read (the first
+            is kept) and reported there too.
     """
     root = Path(path)
     if not root.is_dir():
@@ -56,7 +58,8 @@ def read_dataset(path: str | Path, *, tasks: bool = True, strict: bool = False) 
     warnings: list[str] = []
     train = _read_train(root / spec.train, spec, users.index, items.index, strict, warnings)
     relations = {
-        rel.type: _read_relation(root / rel.file, rel, users.index, items.index, warnings)
+        rel.type: _read_relation(root / rel.file, rel, users.index, items.index, strict,
+                                 warnings)
         for rel in spec.relations
     }
     warnings += _unreached_relation_ids(spec, users, items, relations)
@@ -349,7 +352,7 @@ def _unreached_relation_ids(spec: DatasetSpec, users: pd.DataFrame, items: pd.Da
 
 
 def _read_relation(path: Path, rel, user_index: pd.Index, item_index: pd.Index,
-                   warnings: list[str]) -> pd.DataFrame:
+                   strict: bool, warnings: list[str]) -> pd.DataFrame:
     if not path.is_file():
         raise DataError("relation file not found", file=path)
     with path.open(newline="", encoding=READ_ENCODING) as fh:
@@ -391,9 +394,13 @@ def _read_relation(path: Path, rel, user_index: pd.Index, item_index: pd.Index,
     dup = out.duplicated(["src", "dst"]).to_numpy()
     if dup.any():
         k = int(dup.argmax())
-        raise DataError(f"duplicate edge ({short(out['src'].iat[k])}, "
-                        f"{short(out['dst'].iat[k])})",
-                        file=path, line=int(lines[k]))
+        where = (f"duplicate edge ({short(out['src'].iat[k])}, {short(out['dst'].iat[k])})")
+        if strict:
+            raise DataError(where, file=path, line=int(lines[k]))
+        warnings.append(f"{path}: {int(dup.sum())} duplicate edge(s) not read, the first of "
+                        f"each kept: {where} on line {int(lines[k])}"
+                        + (" ..." if dup.sum() > 1 else ""))
+        out = out.loc[~dup].reset_index(drop=True)
     return out
 
 

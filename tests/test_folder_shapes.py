@@ -158,3 +158,16 @@ def test_a_catalogue_too_small_to_carve_validation_still_meta_trains(capsys) -> 
                                                                          progress=False)
     assert model.fit_info["val_stopped"] == "epochs" and model.fit_info["val_best_epoch"] == 2
     assert "no validation task could be carved" in capsys.readouterr().err
+
+
+def test_a_repeated_edge_is_read_once_or_refused_under_strict(tmp_path: Path) -> None:
+    folder = _copy(tmp_path)
+    lines = (folder / "follows.csv").read_text(encoding="utf-8").splitlines()
+    (folder / "follows.csv").write_text("\n".join([*lines, lines[1], " " + lines[1]]) + "\n",
+                                        encoding="utf-8")
+    ds = read_dataset(folder)
+    plain = read_dataset(GOOD)
+    assert ds.relations["FOLLOWS"].equals(plain.relations["FOLLOWS"])
+    assert any("2 duplicate edge(s) not read" in w and "follows.csv" in w for w in ds.warnings)
+    with pytest.raises(DataError, match=rf"follows\.csv, line {len(lines) + 1}.*duplicate edge"):
+        read_dataset(folder, strict=True)

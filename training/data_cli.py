@@ -169,7 +169,8 @@ def make_implicit_cmd(source: Path, out: Path, min_rating: float, name: str | No
 
 @click.command()
 @click.argument("dataset", type=click.Path(path_type=Path))
-@click.option("--strict", is_flag=True, help="Duplicate (user, item) rows are an error.")
+@click.option("--strict", is_flag=True,
+              help="Duplicate (user, item) rows and repeated relation edges are an error.")
 def validate(dataset: Path, strict: bool) -> None:
     """Check a dataset folder; print problems with file, line and field."""
     from graph_meta.schema import CATEGORY, CO_ENGAGED
