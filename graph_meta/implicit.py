@@ -392,30 +392,44 @@ class GraphMetaImplicit(_Observing, _Base):
                                   scale * ((1 - mix) * pop_ridge + mix * pop_graph))
         self.__dict__.pop("_state_cache", None)
 
+    def item_prior_blocks(self, dataset: Dataset) -> Any:
+        """:func:`~graph_meta.implicit_prior.prior_blocks` of the item factors' prior on
+        ``dataset`` (the one the model is built on): what the path weights weigh. They stay
+        the same as long as the model is not built again."""
+        d = self.data
+        return prior_blocks(item_features(dataset, d), d.item_in_train, d.item_count,
+                            self.y_trained, self._item_paths(dataset, d), self.alpha_item,
+                            seed=self.seed)
+
     def set_item_path_weights(self, dataset: Dataset, weights: Mapping[str, float],
-                              tau: float) -> None:
+                              tau: float, *, blocks: Any = None) -> None:
         r"""Rank new items with the prior's blocks re-weighted (``weights``: :math:`v_t` by
         block name, :mod:`graph_meta.implicit_path_weights`) and the log-popularity term
         times :math:`\tau`, at the factors' usual scale: a new item's factors
         :math:`k(\hat y_i + \sum_t v_t B_t(i))`, its popularity term :math:`k \tau \gamma
         \hat b_i` (:math:`k`: :func:`~graph_meta.implicit_path_weights.prior_scale`, computed
         here on ``dataset``, the one the model is built on); ``{}``, 1: the prior as fitted.
+        ``blocks``: :meth:`item_prior_blocks` when already computed (the log-popularity
+        prior, which the weights do not touch, is the model's own).
 
         Raises:
             ValueError: the weights cancel the new items' factors (the model is left with
                 the prior as fitted)."""
         d = self.data
         feats = item_features(dataset, d)
-        blocks = prior_blocks(feats, d.item_in_train, d.item_count, self.y_trained,
-                              self._item_paths(dataset, d), self.alpha_item, seed=self.seed)
+        blocks = blocks or self.item_prior_blocks(dataset)
+        popularity = None  # a model saved before it kept one computes it here
+        if hasattr(self, "_cold"):
+            _, _, pop_ridge, pop = self._cold
+            popularity = (self.item_prior.beta_pop, pop, pop_ridge)
         self.item_path_weights, self.item_prior_scale, self.item_path_tau = {}, 1.0, 1.0
-        self.item_prior, self._cold = self._item_priors(dataset, d, feats, self.y_trained,
-                                                        factor_blocks=blocks)
+        self.item_prior, self._cold = self._item_priors(
+            dataset, d, feats, self.y_trained, factor_blocks=blocks, popularity=popularity)
         self._set_graph_mix(self.graph_mix)
         if not weights:
             return
         new = ~d.item_in_train
-        ridge, graph, pop_ridge, pop = self._cold
+        ridge, graph, _, _ = self._cold
         before = (1 - self.graph_mix) * ridge[new] + self.graph_mix * graph[new]
         names, parts, _, _ = blocks
         after = before + sum(weights.get(name, 0.0) * part[new]
@@ -424,8 +438,7 @@ class GraphMetaImplicit(_Observing, _Base):
         self.item_path_weights = {str(n): float(v) for n, v in weights.items()}
         self.item_prior_scale, self.item_path_tau = k, float(tau)
         self.item_prior, self._cold = self._item_priors(
-            dataset, d, feats, self.y_trained, factor_blocks=blocks,
-            popularity=(self.item_prior.beta_pop, pop, pop_ridge))
+            dataset, d, feats, self.y_trained, factor_blocks=blocks, popularity=popularity)
         self._set_graph_mix(self.graph_mix)
 
     @staticmethod

@@ -54,8 +54,7 @@ import numpy as np
 import torch
 
 from graph_meta.dataset import Dataset
-from graph_meta.implicit_baselines.data import item_features
-from graph_meta.implicit_prior import CATALOGUE_MEAN, prior_blocks
+from graph_meta.implicit_prior import CATALOGUE_MEAN
 
 if TYPE_CHECKING:
     from graph_meta.implicit import GraphMetaImplicit
@@ -95,23 +94,22 @@ class PathEpisodes:
 
 
 def path_episodes(model: GraphMetaImplicit, data: Dataset, scenarios: Iterable[str], *,
-                  seed: int = 0) -> PathEpisodes | None:
+                  seed: int = 0, blocks: Any = None) -> PathEpisodes | None:
     """The pseudo-tasks of ``scenarios`` in ``data`` (the dataset ``model`` is built on) as
-    :class:`PathEpisodes` over the blocks of the model's item prior (the catalogue mean, the
-    same on every item, left out); None when there is no new item, no block or no task with
-    a query item in its pool."""
+    :class:`PathEpisodes` over the blocks of the model's item prior (``blocks``:
+    ``model.item_prior_blocks(data)`` when already computed; the catalogue mean, the same on
+    every item, left out); None when there is no new item, no block or no task with a query
+    item in its pool."""
     d = model.data
     trained = d.item_in_train
     new = np.flatnonzero(~trained)
     if not len(new):
         return None
-    names, blocks, _, _ = prior_blocks(
-        item_features(data, d), trained, d.item_count, model.y_trained,
-        model._item_paths(data, d), model.alpha_item, seed=model.seed)
+    names, parts, _, _ = blocks or model.item_prior_blocks(data)
     keep = [t for t, name in enumerate(names) if name != CATALOGUE_MEAN]
     if not keep:
         return None
-    part = np.stack([blocks[t][new] for t in keep])  # [T, P, d]
+    part = np.stack([parts[t][new] for t in keep])  # [T, P, d]
     if not np.abs(part).sum():
         return None
     at = {i: k for k, i in enumerate(d.item_ids.astype(str))}
@@ -205,6 +203,7 @@ def tune_path_weights(model: GraphMetaImplicit, data: Dataset, scenarios: list[s
     from graph_meta.eval.ranking import evaluate_implicit
 
     entry = (dict(model.item_path_weights), model.item_path_tau)
+    blocks = model.item_prior_blocks(data)  # what every setting below weighs
     rng = np.random.default_rng(seed)
     halves: list[dict[str, list[Any]]] = [{}, {}]
     for scen in scenarios:
@@ -221,8 +220,8 @@ def tune_path_weights(model: GraphMetaImplicit, data: Dataset, scenarios: list[s
                                for b in res["scenarios"].values()])
 
     def learn(view: Dataset) -> tuple[dict[str, float], float] | None:
-        model.set_item_path_weights(data, {}, 1.0)  # the prior as fitted
-        episodes = path_episodes(model, view, scenarios, seed=seed)
+        model.set_item_path_weights(data, {}, 1.0, blocks=blocks)  # the prior as fitted
+        episodes = path_episodes(model, view, scenarios, seed=seed, blocks=blocks)
         if episodes is None or len(episodes) < 10:
             return None
         v, tau = fit_path_weights(episodes)
@@ -236,7 +235,7 @@ def tune_path_weights(model: GraphMetaImplicit, data: Dataset, scenarios: list[s
                 return {"kept": False, "tasks": 0}
             base = per_task(views[1 - h])
             try:
-                model.set_item_path_weights(data, *fitted)
+                model.set_item_path_weights(data, *fitted, blocks=blocks)
             except ValueError:
                 return {"kept": False, "tasks": 0, "why": "weights cancel the factors"}
             gains.append(per_task(views[1 - h]) - base)
@@ -248,7 +247,7 @@ def tune_path_weights(model: GraphMetaImplicit, data: Dataset, scenarios: list[s
         if fitted is None:
             return {**report, "kept": False}
         try:
-            model.set_item_path_weights(data, *fitted)
+            model.set_item_path_weights(data, *fitted, blocks=blocks)
         except ValueError:
             return {**report, "kept": False, "why": "weights cancel the factors"}
         return {**report, "kept": True}
@@ -258,5 +257,5 @@ def tune_path_weights(model: GraphMetaImplicit, data: Dataset, scenarios: list[s
         report = decide()
     finally:
         if not report["kept"]:
-            model.set_item_path_weights(data, *entry)
+            model.set_item_path_weights(data, *entry, blocks=blocks)
     return report

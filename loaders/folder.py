@@ -209,6 +209,12 @@ def _record_lines(path: Path, n_records: int) -> np.ndarray:
     return np.asarray(starts, dtype=np.int64)
 
 
+def _csv_header(path: Path) -> list[str]:
+    """The first record of the CSV file at ``path`` (empty for an empty file)."""
+    with path.open(newline="", encoding=READ_ENCODING) as fh:
+        return next(csv.reader(fh), [])
+
+
 def _read_csv(path: Path, **kw) -> pd.DataFrame:
     """``pd.read_csv`` whose parse errors are DataErrors naming the line of the bad record."""
     try:
@@ -233,8 +239,7 @@ def _read_train(path: Path, spec: DatasetSpec, user_index: pd.Index, item_index:
                 strict: bool, warnings: list[str]) -> pd.DataFrame:
     if not path.is_file():
         raise DataError("file not found", file=path)
-    with path.open(encoding=READ_ENCODING) as fh:
-        header = next(csv.reader([fh.readline()]), [])
+    header = _csv_header(path)
     # an implicit folder's train.csv may be bare pairs: every row a positive, rating 1
     bare = spec.implicit and RATING not in header
     required = (USER_ID, ITEM_ID) if spec.implicit else TRAIN_COLUMNS
@@ -355,8 +360,7 @@ def _read_relation(path: Path, rel, user_index: pd.Index, item_index: pd.Index,
                    strict: bool, warnings: list[str]) -> pd.DataFrame:
     if not path.is_file():
         raise DataError("relation file not found", file=path)
-    with path.open(newline="", encoding=READ_ENCODING) as fh:
-        header = next(csv.reader(fh), [])
+    header = _csv_header(path)
     if len(set(header)) != len(header):  # pandas would rename the second one and read on
         raise DataError("duplicate column names in header", file=path, line=1)
     raw = _read_csv(path, dtype=str)

@@ -8,7 +8,6 @@ adapt + score-all-items latency of one new user with K = 10).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +17,6 @@ import numpy as np
 import torch
 
 from graph_meta.dataset import Dataset
-from graph_meta.eval.jsonable import jsonable
 from training.plots import plot_results
 
 SUPPORT_K: tuple[int | None, ...] = (0, 1, 3, 5, 10, None)
@@ -225,8 +223,7 @@ def run_benchmark(dataset: Dataset, out: Path, *, config_path: Path | None = Non
     speed = {"fit_s": round(fit_s, 1), **latency_new_user(model, dataset),
              **(latency_observe(model, dataset) if online else {}),
              "fit_info": model.fit_info}
-    (out / "speed.json").write_text(json.dumps(jsonable(speed), indent=2, allow_nan=False)
-                                     + "\n")
+    write_results(speed, out / "speed.json")
     table = results_table(results)
     (out / "results.md").write_text(f"# {dataset.name}\n\n{table}\n\nspeed: {speed}\n")
     plot_results(results, out)

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from graph_meta.dataset import Dataset
-from graph_meta.eval.jsonable import jsonable
 from training.plots import plot_results
 
 SUPPORT_K: tuple[int | None, ...] = (0, 1, 3, 5, 10, None)
@@ -154,8 +153,7 @@ def run_implicit_benchmark(dataset: Dataset, out: Path, *, config_path: Path | N
     if online_rows:
         (out / "online.md").write_text(f"# {dataset.name}: online replay (implicit protocol, "
                                        f"seed {seed})\n\n{ranking_table(online_rows)}\n")
-    (out / "speed.json").write_text(json.dumps(jsonable(speed), indent=2, allow_nan=False)
-                                     + "\n")
+    write_results(speed, out / "speed.json")
     table = ranking_table(results)
     (out / "results.md").write_text(
         f"# {dataset.name} (implicit protocol, seed {seed})\n\n{table}\n\nspeed (rank the "

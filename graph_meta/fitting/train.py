@@ -781,14 +781,15 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
                     new_item_fraction=t_cfg.val_new_item_fraction,
                     warm_task_fraction=t_cfg.val_warm_task_fraction,
                     max_tasks=t_cfg.val_max_tasks, seed=t_cfg.seed)
-            if not any(carved.tasks.values()):  # nothing to stop early on: train every epoch
+            has_val = any(carved.tasks.values())
+            if not has_val:  # nothing to stop early on: train every epoch
                 print(f"[graph-meta] warning: no validation task could be carved from "
                       f"train.csv (too few ratings per user and item); meta-training runs "
                       f"its {t_cfg.epochs} epochs without early stopping", file=sys.stderr,
                       flush=True)
             res = _run_phase(model, training_view(carved), cfg, dev, name="val",
                              epochs=t_cfg.epochs,
-                             val=carved if any(carved.tasks.values()) else None,
+                             val=carved if has_val else None,
                              progress=progress,
                              log_path=log_path, ckpt_dir=ckpt_dir, resume_state=resume_state,
                              deadline=deadline, ctx=ctx)
