@@ -70,6 +70,46 @@ def test_co_engaged_paths_join_items_that_share_no_attribute(catalog: Dataset) -
     np.testing.assert_allclose(off.sim, plain.sim)
 
 
+def _categories_graph(links: list[tuple[int, int, float]], n_cat: int = 4,
+                      per_category: int = 3):
+    """Items of one category each (item ``i`` in category ``i // per_category``) and the given
+    ``CO_ENGAGED`` links; nothing else."""
+    from torch_geometric.data import HeteroData
+
+    data = HeteroData()
+    n = n_cat * per_category
+    data["Item"].num_nodes = n
+    data["Category"].num_nodes = n_cat
+    items = torch.arange(n)
+    data["Item", "HAS_CATEGORY", "Category"].edge_index = torch.stack(
+        [items, items // per_category])
+    store = data["Category", "CO_ENGAGED", "Category"]
+    store.edge_index = torch.tensor([[a for a, _, _ in links], [b for _, b, _ in links]])
+    store.weight = torch.tensor([w for _, _, w in links], dtype=torch.float32)
+    return data
+
+
+def test_co_engaged_block_joins_the_linked_categories_items() -> None:
+    """Two categories linked to each other and to nothing else: their items are joined by
+    the link itself (the profiles A C alone made them orthogonal: they share no partner), in
+    the proportion (I + C/2)^2 says; an unlinked category's items stay apart."""
+    data = _categories_graph([(0, 1, 0.6), (2, 3, 0.2)])
+    block = path_blocks(data)["CO_ENGAGED"].toarray()
+    c = np.zeros((4, 4))
+    c[0, 1] = c[1, 0] = 0.6
+    c[2, 3] = c[3, 2] = 0.2
+    reach = (np.eye(4) + c / 2) @ (np.eye(4) + c / 2)
+    expected = reach / np.sqrt(np.outer(np.diag(reach), np.diag(reach)))
+    cat = np.arange(12) // 3
+    np.testing.assert_allclose(block @ block.T, expected[np.ix_(cat, cat)], atol=1e-12)
+    gram = block @ block.T
+    assert gram[0, 3] > gram[6, 9] > 0.0   # the stronger link joins more
+    assert gram[0, 6] == 0.0               # no path between categories 0 and 2
+    # a link listed in both directions (or twice) is one link, and a self-link adds nothing
+    twice = _categories_graph([(0, 1, 0.6), (1, 0, 0.6), (2, 3, 0.2), (2, 2, 0.9)])
+    np.testing.assert_allclose(path_blocks(twice)["CO_ENGAGED"].toarray(), block)
+
+
 @pytest.mark.parametrize("weights", [{}, {"Department": 0.0}, {"Category": 0.25, "CO_ENGAGED": 0.5},
                                      {"Department": 2.0, "Brand": 0.5}])
 def test_weighted_blocks_are_the_cosine_of_the_scaled_profiles(catalog: Dataset,

@@ -14,14 +14,15 @@ each block scaled by its path type's weight :math:`w_X` (:func:`path_blocks`,
 :meth:`ItemNeighbors.from_blocks`; by default 1 for every attribute type, chosen at fit time
 by :mod:`graph_meta.fitting.path_weights`), and :math:`s_{ij}` is the cosine of the two
 profiles (:math:`s_{ii} = 0`). One more block joins items across categories: ``CO_ENGAGED``,
-:math:`A_{Category} C` with :math:`C` the categories' positive NPMI (the categories the same
-users engage with), weight 0 unless chosen. :class:`ItemNeighbors` keeps the ``top_k`` largest
-:math:`s_{ij}` of every item (a CSR ``[N_I, N_I]``); among items tied at the cut (films
-sharing only their genres have equal similarity) the most rated are kept, since those are the
-items a user is likely to have rated. Building the lists exactly costs :math:`O(N_I^2)` time
-where most items share some attribute (in chunks of bounded memory); where few pairs of items
-share one (a chunk's similarity at most 1/8 stored) the selection runs over the stored pairs
-only, :math:`O(\text{pairs})`. Above :data:`PATH_PRUNE_ABOVE` items the attribute-path lists
+:math:`A_{Category} (I + C/2)` with :math:`C` the categories' positive NPMI (the categories
+the same users engage with; :func:`path_blocks`), weight 0 unless chosen.
+:class:`ItemNeighbors` keeps the ``top_k`` largest :math:`s_{ij}` of every item (a CSR
+``[N_I, N_I]``); among items tied at the cut (films sharing only their genres have equal
+similarity) the most rated are kept, since those are the items a user is likely to have rated.
+Building the lists exactly costs :math:`O(N_I^2)` time where most items share some attribute
+(in chunks of bounded memory); where few pairs of items share one (a chunk's similarity at
+most 1/8 stored) the selection runs over the stored pairs only, :math:`O(\text{pairs})`.
+Above :data:`PATH_PRUNE_ABOVE` items the attribute-path lists
 are built from *pruned candidates* (:func:`_pruned_top_k`): an item's candidates are the items
 sharing one of its attribute nodes of at most ``8 M`` items (a brand), plus the ``M`` most
 rated items of each larger node (a department, a big category), ``M = 2 top_k``; the cosine of
@@ -364,11 +365,16 @@ def path_blocks(data: Any, use_co_engaged: bool = True, use_relations: bool = Tr
     row-normalised: for every attribute node type ``X`` joined to ``Item`` (neither ``User``
     nor ``Item``, either direction) its incidence :math:`A_X`; with a ``(Category,
     CO_ENGAGED, Category)`` edge type (and ``use_co_engaged``), the block ``CO_ENGAGED``
-    :math:`A_{Category} C`, :math:`C` the positive part of the edges' NPMI ``weight``: two
-    items are joined through categories the same users engage with, even when they share
-    no attribute. With ``use_relations``, for every relation file that reaches the items'
-    values two hops away (:func:`~graph_meta.graph.relations.two_hop_files`: a brand's maker,
-    where no item column holds the maker; sister brands), the block ``"X-TYPE-Y"`` (the
+    :math:`A_{Category} (I + C / 2)`, :math:`C` the positive part of the edges' NPMI
+    ``weight`` (symmetric, no self-links): two items are joined through categories the same
+    users engage with, even when they share no attribute. Before normalisation the block's
+    inner product of items of categories :math:`a \ne b` is :math:`((I + C/2)^2)_{ab} =
+    C_{ab} + (C^2)_{ab} / 4`: the link itself, and a quarter of the two-link paths (the
+    profile :math:`A_{Category} C` alone would join two categories only through partners
+    they share, and weigh a category's own items as much as its partners'). With
+    ``use_relations``, for every relation file that reaches the items' values two hops away
+    (:func:`~graph_meta.graph.relations.two_hop_files`: a brand's maker, where no item column
+    holds the maker; sister brands), the block ``"X-TYPE-Y"`` (the
     file's ends and relationship type, e.g. ``"Brand-MADE_BY-Maker"``), :math:`A_X R`, or
     :math:`A_X (I + R + R^\top)` between values of one type
     (:func:`~graph_meta.graph.relations.relation_hop`): two thinly sold brands of one maker
@@ -398,9 +404,12 @@ def path_blocks(data: Any, use_co_engaged: bool = True, use_relations: bool = Tr
         n_cat = raw[CATEGORY].shape[1]
         co = sp.csr_matrix((np.maximum(w, 0.0), (ei[0], ei[1])), shape=(n_cat, n_cat))
         co = co.maximum(co.T)  # either direction joins the two categories
+        co.setdiag(0.0)
         co.eliminate_zeros()
         if co.nnz:
-            blocks[CO_ENGAGED] = _row_normalised(sp.csr_matrix(raw[CATEGORY] @ co))
+            # (I + C/2)(I + C/2) = I + C + C^2/4: profiles whose inner products are the links
+            reach = sp.identity(n_cat, format="csr") + 0.5 * co
+            blocks[CO_ENGAGED] = _row_normalised(sp.csr_matrix(raw[CATEGORY] @ reach))
     # the items' node columns (their HAS_ edges; a relation file may not be named HAS_)
     own = {dst for src, rel, dst in data.edge_types if src == ITEM and rel.startswith("HAS_")}
     files = [et for et in data.edge_types if not et[1].startswith(("rev_", "HAS_"))
