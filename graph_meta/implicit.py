@@ -101,6 +101,7 @@ The graph prior (paths, messages, cross-fitted weights) lives in :mod:`graph_met
 from __future__ import annotations
 
 import itertools
+import logging
 import pickle
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -138,6 +139,9 @@ from graph_meta.implicit_prior import (
     side_prior,
 )
 from graph_meta.schema import ITEM, USER
+
+#: stage timings of :meth:`GraphMetaImplicit.fit` at INFO (``graph-meta -v train``)
+log = logging.getLogger("graph_meta.implicit")
 
 __all__ = ["GraphMetaImplicit", "path_messages"]
 
@@ -268,6 +272,8 @@ class GraphMetaImplicit(_Observing, _Base):
 
     def fit(self, dataset: Dataset) -> GraphMetaImplicit:
         t0 = time.perf_counter()
+        log.info("fitting on %d training positives, %d items", dataset.train.shape[0],
+                 len(dataset.items))
         if self.als_params is not None:  # settings an ImplicitALS tuning already chose
             for key in ("factors", "reg", "alpha", "alpha_item", "alpha_user"):
                 if key in self.als_params and self.als_params[key] is not None:
@@ -276,13 +282,19 @@ class GraphMetaImplicit(_Observing, _Base):
         else:  # the ALS settings, tuned on pseudo-tasks
             als = self._als(self.tune).fit(dataset)
         p = als.params
+        log.info("ALS %s in %.1f s: factors %s, reg %s, alpha %s",
+                 "tuned" if self.tune and self.als_params is None else "fitted",
+                 time.perf_counter() - t0, p["factors"], p["reg"], p["alpha"])
         self.factors, self.reg, self.alpha = p["factors"], p["reg"], p["alpha"]
         self.alpha_item = p["alpha_item"]
         self.alpha_user = p["alpha_user"] if p["alpha_user"] is not None else self.alpha_user
         tuning: dict[str, Any] = {}
         if self.tune:
             tuning = self._tune(dataset)
+        t_build = time.perf_counter()
         self._build(dataset, als)
+        log.info("priors and links built on the whole training set in %.1f s",
+                 time.perf_counter() - t_build)
         if self.item_path_weights:  # k again, on the whole catalogue's new items
             try:
                 self.set_item_path_weights(dataset, self.item_path_weights, self.item_path_tau)
@@ -472,7 +484,15 @@ class GraphMetaImplicit(_Observing, _Base):
         carve's new-item pseudo-tasks (:mod:`graph_meta.implicit_exposure`)."""
         from graph_meta.eval.ranking import evaluate_implicit
 
+        clock = [time.perf_counter()]
+
+        def stage(what: str, *args: Any) -> None:
+            now = time.perf_counter()
+            log.info("tuning: " + what + " (%.1f s)", *args, now - clock[0])
+            clock[0] = now
+
         pseudo = carve_implicit(dataset, seed=self.seed, max_tasks=None)
+        stage("carved pseudo-tasks %s", {s: len(t) for s, t in pseudo.tasks.items()})
         self.fold_choices, self.coengagement_weights, self.attribute_weights = {}, {}, {}
         self.item_path_weights, self.item_prior_scale, self.item_path_tau = {}, 1.0, 1.0
         have = [s for s, t in pseudo.tasks.items() if len(t) >= 20]
@@ -480,6 +500,7 @@ class GraphMetaImplicit(_Observing, _Base):
             return {"tuning": "skipped: too few pseudo-tasks"}
         als = self._als(False).fit(pseudo)
         self._build(pseudo, als)
+        stage("ALS and priors on the carve")
         grid_s = [1.0, 3.0] if self.quick else [0.5, 1.0, 2.0, 4.0]
         grid_l = [None] if self.quick else [None, 0.3, 3.0]
         grid_g = [0.0, 0.1] if self.quick else [0.0, 0.02, 0.05, 0.1, 0.2]
@@ -588,7 +609,10 @@ class GraphMetaImplicit(_Observing, _Base):
         choose_links(pseudo, [s for s in ("warm", FEW_SHOT, "user_cold")
                               if tasks_of(pseudo, s) >= 20], "coengagement", "coengagement",
                      lambda l2: CoEngagement.fit(self.data.by_user, l2=l2), grid_l2, grid_eta)
+        stage("fold-in (s %s, reg %s), co-engagement weights %s", self.support_weight,
+              self.fold_reg, self.coengagement_weights)
         own_choices(pseudo, ["warm", FEW_SHOT, "user_cold"])
+        stage("own fold-in per kind of request %s", self.fold_choices)
         cold_set = cold_carve(dataset, seed=self.seed, enough=MIN_SCENARIO_TASKS,
                               default=pseudo)
         cold = [s for s in EXPOSURE_SCENARIOS if cold_set.tasks.get(s)]
@@ -607,18 +631,25 @@ class GraphMetaImplicit(_Observing, _Base):
                                  scores)
         if enough:
             own_choices(cold_set, cold)
+        stage("new items: graph mix %s, popularity weight %s (%d pseudo-tasks)",
+              self.graph_mix, self.popularity_weight,
+              sum(len(cold_set.tasks[s]) for s in cold))
         path_report: dict[str, Any] = {"kept": False, "tasks": 0}
         if enough:  # the prior's path weights for ranking (graph_meta.implicit_path_weights)
             path_report = tune_path_weights(self, cold_set, cold, seed=self.seed)
+            stage("path weights for ranking: %s", "kept" if path_report.get("kept")
+                  else "none kept")
         choose_links(cold_set, [s for s in cold if tasks_of(cold_set, s) >= 20], "attribute",
                      "attribute_links",
                      lambda l2: AttributeLinks.fit(cold_set, self.data.item_ids,
                                                    self.data.by_user, l2=l2),
                      grid_attr_l2, grid_kappa)
+        stage("attribute-link weights %s", self.attribute_weights)
         mixed: dict[str, Any] = {}
         if enough:
             mixed = tune_mixed_offset(self, cold_set, new_item_share(self, dataset))
         self.exposure_weight, exposure = choose_exposure_weight(self, cold_set)
+        stage("mixed pools' offset and exposure weight %s", self.exposure_weight)
         return {"pseudo_recall@20": round(best, 5), "inner_grid_scores": scores, **mixed,
                 **exposure,
                 "pseudo_cold_recall@20": round(best_cold, 5), "path_weight_fit": path_report,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import scipy.sparse as sp
 from click.testing import CliRunner
 
+from graph_meta.eval.protocol import training_view
 from graph_meta.eval.ranking import evaluate_implicit
 from graph_meta.implicit import GraphMetaImplicit, path_messages
 from loaders.folder import write_dataset
@@ -225,6 +227,25 @@ def test_train_and_evaluate_commands_on_an_implicit_folder(tmp_path: Path) -> No
     res = json.loads((tmp_path / "res.json").read_text())
     assert res["model"] == "graph-meta" and res["protocol"] == "implicit"
     assert "recall@20" in r.output and "RMSE" not in r.output
+
+
+def test_fit_logs_each_stage_with_its_time(planted_shop,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    """``graph-meta -v train`` on a large implicit folder says what it is doing: the ALS,
+    each tuning stage (what it chose, how long it took) and the final build, in order."""
+    with caplog.at_level(logging.INFO, logger="graph_meta.implicit"):
+        GraphMetaImplicit(quick=True, backend="numpy", seed=1).fit(training_view(planted_shop))
+    lines = [r.getMessage() for r in caplog.records if r.name == "graph_meta.implicit"]
+    stages = ["fitting on ", "ALS tuned in", "tuning: carved pseudo-tasks {'warm': ",
+              "tuning: ALS and priors on the carve", "tuning: fold-in (s ",
+              "tuning: own fold-in per kind of request", "tuning: new items: graph mix",
+              "tuning: attribute-link weights", "tuning: mixed pools' offset and exposure",
+              "priors and links built on the whole training set in"]
+    at = [next((i for i, line in enumerate(lines) if line.startswith(stage)), -1)
+          for stage in stages]
+    assert -1 not in at, (stages[at.index(-1)], lines)
+    assert at == sorted(at), lines
+    assert all(line.endswith(" s)") for line in lines if line.startswith("tuning: "))
 
 
 def test_each_scenario_gets_the_fold_in_its_own_pseudo_tasks_chose(monkeypatch) -> None:
