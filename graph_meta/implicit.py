@@ -125,6 +125,7 @@ from graph_meta.implicit_baselines.data import (
     cold_carve,
     item_features,
 )
+from graph_meta.implicit_coengagement import MAX_ITEMS as COENGAGEMENT_MAX_ITEMS
 from graph_meta.implicit_coengagement import CoEngagement
 from graph_meta.implicit_exposure import SCENARIOS as EXPOSURE_SCENARIOS
 from graph_meta.implicit_exposure import choose_exposure_weight
@@ -195,6 +196,10 @@ class GraphMetaImplicit(_Observing, _Base):
     #: the learned item-item co-engagement links (:mod:`graph_meta.implicit_coengagement`;
     #: None: not built, as for models pickled before they existed)
     coengagement: CoEngagement | None = None
+    #: whether the whole training set is small enough for the co-engagement links
+    #: (:data:`~graph_meta.implicit_coengagement.MAX_ITEMS`): tuning on a carve, which holds
+    #: fewer items, fits and weighs them only when the model it tunes will have them
+    _links_fit: bool = True
     #: ``{"warm" | "user_cold" | "user_cold_few": eta}``: the weight of the co-engagement
     #: messages in the scores of items with training rows, for a user with positives of
     #: their own / without, / without and at most FEW_SHOT_MAX support items (absent: 0;
@@ -282,6 +287,7 @@ class GraphMetaImplicit(_Observing, _Base):
         else:  # the ALS settings, tuned on pseudo-tasks
             als = self._als(self.tune).fit(dataset)
         p = als.params
+        self._links_fit = int(als.data.item_in_train.sum()) <= COENGAGEMENT_MAX_ITEMS
         log.info("ALS %s in %.1f s: factors %s, reg %s, alpha %s",
                  "tuned" if self.tune and self.als_params is None else "fitted",
                  time.perf_counter() - t0, p["factors"], p["reg"], p["alpha"])
@@ -340,7 +346,8 @@ class GraphMetaImplicit(_Observing, _Base):
         """Warm states from ``als`` (fitted on ``dataset``), then the graph priors."""
         self.data = d = als.data
         self.x, self.y_trained, self.gram = als.x, als.y_trained, als.gram
-        self.coengagement = CoEngagement.fit(d.by_user, l2=self.coengagement_l2)
+        self.coengagement = (CoEngagement.fit(d.by_user, l2=self.coengagement_l2)
+                             if self._links_fit else None)
         # the attribute links (a dense [V, V]) only where they are used or may be set by hand;
         # tuning fits its own on the cold carve
         wanted = not self.tune or any(self.attribute_weights.values())
@@ -608,7 +615,8 @@ class GraphMetaImplicit(_Observing, _Base):
                             "pseudo_recall@20", scores)
         choose_links(pseudo, [s for s in ("warm", FEW_SHOT, "user_cold")
                               if tasks_of(pseudo, s) >= 20], "coengagement", "coengagement",
-                     lambda l2: CoEngagement.fit(self.data.by_user, l2=l2), grid_l2, grid_eta)
+                     lambda l2: (CoEngagement.fit(self.data.by_user, l2=l2) if self._links_fit
+                                 else None), grid_l2, grid_eta)
         stage("fold-in (s %s, reg %s), co-engagement weights %s", self.support_weight,
               self.fold_reg, self.coengagement_weights)
         own_choices(pseudo, ["warm", FEW_SHOT, "user_cold"])

@@ -156,3 +156,36 @@ def test_tuning_keeps_a_kinds_weight_only_where_its_pseudo_tasks_gain() -> None:
     model.coengagement_weights = {}
     plain = evaluate_implicit(model, shop, scenarios=["warm", "user_cold"], fit=False)
     assert tuned["scenarios"]["warm"]["recall@20"] > plain["scenarios"]["warm"]["recall@20"]
+
+
+def test_tuning_skips_links_the_whole_catalogue_is_too_large_for(monkeypatch) -> None:
+    """A training set past the links' limit whose carve is under it (the carve holds out the
+    newest items): the tuning neither fits links on the carve nor weighs them, so its other
+    choices are made for the model it tunes, which has none."""
+    import graph_meta.implicit as implicit_module
+    from graph_meta.implicit_baselines.data import interactions
+
+    shop = generate_implicit_catalog(seed=6).dataset
+    limit = int(interactions(shop).item_in_train.sum()) - 1  # the carve holds fewer
+    monkeypatch.setattr(implicit_module, "COENGAGEMENT_MAX_ITEMS", limit, raising=False)
+    fitted: list[int] = []
+    real_fit = CoEngagement.fit.__func__
+
+    def counting_fit(cls, positives, **kw):
+        fitted.append(int((np.asarray(positives.sum(axis=0)).ravel() > 0).sum()))
+        return real_fit(cls, positives, **{**kw, "max_items": limit})
+
+    monkeypatch.setattr(CoEngagement, "fit", classmethod(counting_fit))
+    model = GraphMetaImplicit(quick=True, backend="numpy", seed=1).fit(shop)
+    assert fitted == []
+    assert model.coengagement is None and model.params["coengagement_links"] is None
+    assert not any(model.coengagement_weights.values())
+    assert not any("coengagement_l2" in row for row in model.params["inner_grid_scores"])
+    # at the limit, the same tuning fits and weighs them on the carve (fewer items), then on
+    # the whole training set
+    limit += 1
+    monkeypatch.setattr(implicit_module, "COENGAGEMENT_MAX_ITEMS", limit, raising=False)
+    fitted.clear()
+    model = GraphMetaImplicit(quick=True, backend="numpy", seed=1).fit(shop)
+    assert min(fitted) < max(fitted) == limit and model.coengagement is not None
+    assert any("coengagement_l2" in row for row in model.params["inner_grid_scores"])
