@@ -43,6 +43,7 @@ stay the catalogue's.
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 import time
@@ -220,6 +221,7 @@ class CandidatePools:
             ids = ids.append(extra)
         self.item_ids = ids
         self.ids_array = ids.to_numpy(dtype=object)
+        self._position = {item: k for k, item in enumerate(self.ids_array)}
         in_train = np.zeros(len(ids), dtype=bool)
         in_train[ids.get_indexer(train_items)] = True
         self.in_train = in_train
@@ -249,7 +251,7 @@ class CandidatePools:
         """Item positions of one task's pool: the scenario's base minus the support items and
         the user's training items, in item order."""
         base = self.base(scenario)
-        drop = self.item_ids.get_indexer(list(support_items))
+        drop = self.positions(support_items)
         drop = drop[drop >= 0]
         history = self.user_items.get(str(user_id))
         if history is not None and len(history):
@@ -260,6 +262,12 @@ class CandidatePools:
 
     def ids(self, positions: np.ndarray) -> list[str]:
         return self.ids_array[positions].tolist()
+
+    def positions(self, item_ids: Iterable[str]) -> np.ndarray:
+        """Positions of item ids (-1 where unknown)."""
+        ids = list(item_ids)
+        return np.fromiter(map(self._position.get, ids, itertools.repeat(-1)), np.int64,
+                           len(ids))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,7 +380,7 @@ def _task_hits(task: Any, top: list[str], pool: np.ndarray, pools: CandidatePool
     query = {str(i) for i, _ in task.query}
     hits = np.zeros(top_n, dtype=bool)
     hits[:len(top)] = [t in query for t in top]
-    q = pools.item_ids.get_indexer(list(query))
+    q = pools.positions(query)
     return hits, len(query), int((~np.isin(q, pool)).sum())
 
 

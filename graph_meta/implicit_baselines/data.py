@@ -5,6 +5,7 @@ pseudo-tasks carved from ``train.csv`` that tuning runs on (:func:`carve_implici
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,11 +50,27 @@ class Interactions:
 
     def items_of(self, positions: list[str] | np.ndarray) -> np.ndarray:
         """Item positions of ids (-1 where unknown)."""
-        return self.item_ids.get_indexer(list(positions))
+        lookup = self._lookup("_item_lookup", self.item_ids)
+        ids = list(positions)
+        return np.fromiter(map(lookup.get, ids, itertools.repeat(-1)), np.int64, len(ids))
+
+    def _lookup(self, key: str, index: pd.Index) -> dict[str, int]:
+        """id -> position of ``index``, built once (a dict maps a list of 20,000 ids twice
+        as fast as ``get_indexer``, which the ranking of every pool pays)."""
+        lookup = self.__dict__.get(key)
+        if lookup is None:
+            lookup = self.__dict__[key] = {v: k for k, v in enumerate(index.astype(str))}
+        return lookup
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_item_lookup", None)  # derived: rebuilt on demand
+        state.pop("_user_lookup", None)
+        return state
 
     def history(self, user_id: str) -> tuple[np.ndarray, np.ndarray]:
         """A training user's positives and their weights (empty for a new user)."""
-        u = self.user_ids.get_indexer([user_id])[0]
+        u = self._lookup("_user_lookup", self.user_ids).get(user_id, -1)
         if u < 0 or u >= self.by_user.shape[0]:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
         a, b = self.by_user.indptr[u], self.by_user.indptr[u + 1]
