@@ -8,6 +8,8 @@ categoricals so that ten million interactions stay compact.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +24,13 @@ RATING = "rating"
 TIMESTAMP = "timestamp"
 #: optional ``train.csv`` column of implicit datasets: the confidence of a positive (> 0)
 WEIGHT = "weight"
+
+
+def positions(lookup: Mapping[str, int], ids: Iterable[str]) -> np.ndarray:
+    """``[len(ids)]`` the position ``lookup`` gives each id, -1 where it has none (a dict
+    built once maps a list of 20,000 ids twice as fast as ``pd.Index.get_indexer``)."""
+    ids = list(ids)
+    return np.fromiter(map(lookup.get, ids, itertools.repeat(-1)), np.int64, len(ids))
 
 
 @dataclass

@@ -43,7 +43,6 @@ stay the catalogue's.
 
 from __future__ import annotations
 
-import itertools
 import math
 import sys
 import time
@@ -53,7 +52,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from graph_meta.dataset import ITEM_ID, USER_ID, Dataset
+from graph_meta.dataset import ITEM_ID, USER_ID, Dataset, positions
 from graph_meta.eval.replay import count_buckets, replay_order
 from graph_meta.eval.selection import (
     chosen_scenarios,
@@ -265,9 +264,7 @@ class CandidatePools:
 
     def positions(self, item_ids: Iterable[str]) -> np.ndarray:
         """Positions of item ids (-1 where unknown)."""
-        ids = list(item_ids)
-        return np.fromiter(map(self._position.get, ids, itertools.repeat(-1)), np.int64,
-                           len(ids))
+        return positions(self._position, item_ids)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -402,9 +402,10 @@ def path_blocks(data: Any, use_co_engaged: bool = True, use_relations: bool = Tr
         w = (store.weight.cpu().numpy().astype(np.float64) if "weight" in store
              else np.ones(ei.shape[1]))
         n_cat = raw[CATEGORY].shape[1]
-        co = sp.csr_matrix((np.maximum(w, 0.0), (ei[0], ei[1])), shape=(n_cat, n_cat))
+        off = ei[0] != ei[1]  # a self-link joins nothing the identity does not
+        co = sp.csr_matrix((np.maximum(w[off], 0.0), (ei[0][off], ei[1][off])),
+                           shape=(n_cat, n_cat))
         co = co.maximum(co.T)  # either direction joins the two categories
-        co.setdiag(0.0)
         co.eliminate_zeros()
         if co.nnz:
             # (I + C/2)(I + C/2) = I + C + C^2/4: profiles whose inner products are the links
