@@ -72,6 +72,65 @@ def read_dataset(path: str | Path, *, tasks: bool = True, strict: bool = False) 
                    tasks=task_sets, root=root, warnings=warnings)
 
 
+#: what each scenario's users and items are: (new user, new item)
+_SCENARIO_KIND = {"warm": (False, False), "user_cold": (True, False),
+                  "item_cold": (False, True), "user_item_cold": (True, True)}
+
+
+def scenario_problems(dataset: Dataset) -> list[DataError]:
+    """What the task files say that their scenarios contradict: one error (naming the task
+    file) per kind of problem and file, with its count and first task (``task N (user U)``,
+    N counting the file's non-blank lines from 1):
+
+    * a task's user is new (``user_cold``, ``user_item_cold``) but has ``train.csv`` rows, or
+      known (``warm``, ``item_cold``) and has none;
+    * a support or query item of a new-item scenario has ``train.csv`` rows, or one of a
+      known-item scenario has none;
+    * a support or query pair is a ``train.csv`` row of the same user (the answer is in
+      the training data);
+    * a task repeats an earlier one of its file (same user, support and query).
+
+    Empty when the files agree with PROTOCOL.md's scenarios. ``validate`` prints these as
+    warnings and ``validate --strict`` raises the first: a benchmark on such files measures
+    something else than its scenario names say.
+    """
+    train = dataset.train
+    users = set(train[USER_ID].astype(str).unique())
+    items = set(train[ITEM_ID].astype(str).unique())
+    rated = set(zip(train[USER_ID].astype(str), train[ITEM_ID].astype(str), strict=True))
+    out = []
+    for scenario, tasks in dataset.tasks.items():
+        new_user, new_item = _SCENARIO_KIND[scenario]
+        where = str(dataset.root / dataset.spec.tasks[scenario]) if dataset.root else \
+            dataset.spec.tasks[scenario]
+        found: dict[str, list[str]] = {}
+        seen: set[tuple] = set()
+        for n, task in enumerate(tasks, start=1):
+            first = f"task {n} (user {short(task.user_id)})"
+            pairs = [i for i, _ in (*task.support, *task.query)]
+            if (task.user_id in users) == new_user:
+                found.setdefault("its user is " + ("in train.csv, though the scenario's "
+                                 "users are new" if new_user else "not in train.csv, though "
+                                 "the scenario's users are known"), []).append(first)
+            wrong = [i for i in pairs if (i in items) == new_item]
+            if wrong:
+                found.setdefault("an item is " + ("in train.csv, though the scenario's items "
+                                 "are new" if new_item else "not in train.csv, though the "
+                                 "scenario's items are known"), []).append(
+                    f"{first}, item {short(wrong[0])}")
+            leaked = [i for i in pairs if (task.user_id, i) in rated]
+            if leaked:
+                found.setdefault("a support or query pair is also a train.csv row of the "
+                                 "user", []).append(f"{first}, item {short(leaked[0])}")
+            key = (task.user_id, tuple(task.support), tuple(task.query))
+            if key in seen:
+                found.setdefault("it repeats an earlier task", []).append(first)
+            seen.add(key)
+        out += [DataError(f"{len(hits)} task(s) where {what}; first: {hits[0]}", file=where)
+                for what, hits in found.items()]
+    return out
+
+
 def _read_table(path: Path, table: TableSpec) -> pd.DataFrame:
     """users.csv / items.csv through the csv module, so that line numbers stay exact."""
     if not path.is_file():
@@ -264,12 +323,12 @@ def _read_train(path: Path, spec: DatasetSpec, user_index: pd.Index, item_index:
         k = int(bad.argmax())
         raise DataError(f"rating is not a finite number: {short(raw[RATING].iat[k])}", file=path,
                         line=int(lines[k]), field=RATING)
-    lo, hi = spec.rating_scale
-    out_of = (rating < lo) | (rating > hi)
+    lo, hi = spec.rating_scale  # an implicit folder's rows are positives: rating 1
+    out_of = (rating != 1.0) if spec.implicit else (rating < lo) | (rating > hi)
     if out_of.any():
         k = int(out_of.argmax())
-        raise DataError(f"rating {rating[k]:g} outside the scale [{lo:g}, {hi:g}]", file=path,
-                        line=int(lines[k]), field=RATING)
+        raise DataError(_rating_problem(rating[k], spec), file=path, line=int(lines[k]),
+                        field=RATING)
     users = raw[USER_ID].astype("category")
     items = raw[ITEM_ID].astype("category")
     for col, cat, index in ((USER_ID, users, user_index), (ITEM_ID, items, item_index)):
@@ -408,7 +467,21 @@ def _read_relation(path: Path, rel, user_index: pd.Index, item_index: pd.Index,
     return out
 
 
-def _pairs(value: object, path: Path, line: int, field: str, lo: float, hi: float,
+def _rating_allowed(rating: float, spec: DatasetSpec) -> bool:
+    """An implicit folder's pairs are positives (rating 1); else a rating within the scale."""
+    lo, hi = spec.rating_scale
+    return rating == 1.0 if spec.implicit else lo <= rating <= hi
+
+
+def _rating_problem(rating: float, spec: DatasetSpec) -> str:
+    if spec.implicit:
+        return (f"rating {rating:g} in an implicit folder: every pair is a positive, rating 1 "
+                "(a confidence goes in the weight column)")
+    lo, hi = spec.rating_scale
+    return f"rating {rating:g} outside the scale [{lo:g}, {hi:g}]"
+
+
+def _pairs(value: object, path: Path, line: int, field: str, spec: DatasetSpec,
            item_index: pd.Index) -> list[tuple[str, float]]:
     if not isinstance(value, list):
         raise DataError("must be a list of [item_id, rating] pairs", file=path, line=line,
@@ -427,9 +500,8 @@ def _pairs(value: object, path: Path, line: int, field: str, lo: float, hi: floa
                 rating):
             raise DataError(f"rating must be a finite number, got {short(rating)}", file=path,
                             line=line, field=where)
-        if not lo <= rating <= hi:
-            raise DataError(f"rating {rating:g} outside the scale [{lo:g}, {hi:g}]", file=path,
-                            line=line, field=where)
+        if not _rating_allowed(rating, spec):
+            raise DataError(_rating_problem(rating, spec), file=path, line=line, field=where)
         if item not in item_index:
             raise DataError(f"item {short(item)} has no row in items.csv", file=path, line=line,
                             field=where)
@@ -441,7 +513,6 @@ def _read_tasks(path: Path, spec: DatasetSpec, user_index: pd.Index,
                 item_index: pd.Index) -> list[Task]:
     if not path.is_file():
         raise DataError("task file not found", file=path)
-    lo, hi = spec.rating_scale
     tasks = []
     with path.open(encoding=READ_ENCODING) as fh:
         for line_no, text in enumerate(fh, start=1):
@@ -466,8 +537,8 @@ def _read_tasks(path: Path, spec: DatasetSpec, user_index: pd.Index,
             if uid not in user_index:
                 raise DataError(f"user {short(uid)} has no row in users.csv", file=path,
                                 line=line_no, field="user_id")
-            support = _pairs(obj["support"], path, line_no, "support", lo, hi, item_index)
-            query = _pairs(obj["query"], path, line_no, "query", lo, hi, item_index)
+            support = _pairs(obj["support"], path, line_no, "support", spec, item_index)
+            query = _pairs(obj["query"], path, line_no, "query", spec, item_index)
             if not query:
                 raise DataError("the query set is empty", file=path, line=line_no, field="query")
             both = {i for i, _ in support} & {i for i, _ in query}

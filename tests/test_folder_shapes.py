@@ -171,3 +171,74 @@ def test_a_repeated_edge_is_read_once_or_refused_under_strict(tmp_path: Path) ->
     assert any("2 duplicate edge(s) not read" in w and "follows.csv" in w for w in ds.warnings)
     with pytest.raises(DataError, match=rf"follows\.csv, line {len(lines) + 1}.*duplicate edge"):
         read_dataset(folder, strict=True)
+
+
+def test_an_implicit_folder_holds_positives_only(tmp_path: Path) -> None:
+    """PROTOCOL.md: an implicit folder's rows and task pairs are positives, rating 1; a 0 (a
+    negative, or a rating folder marked implicit by mistake) is refused where it stands."""
+    folder = _copy(tmp_path)
+    _implicit(folder)
+    lines = (folder / "train.csv").read_text(encoding="utf-8").splitlines()
+    rows = [lines[0]] + [",".join([*line.split(",")[:2], "1"]) for line in lines[1:]]
+    (folder / "train.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert (read_dataset(folder).train[RATING] == 1).all()
+    rows[2] = ",".join([*rows[2].split(",")[:2], "0"])
+    (folder / "train.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.csv, line 3, field 'rating': rating 0 in an "
+                                        r"implicit folder"):
+        read_dataset(folder)
+    rows[2] = ",".join([*rows[2].split(",")[:2], "1"])
+    (folder / "train.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    task = folder / "tasks" / "warm.jsonl"
+    tasks = [json.loads(line) for line in task.read_text(encoding="utf-8").splitlines()]
+    tasks[1]["query"][0][1] = 0
+    task.write_text("".join(json.dumps(r) + "\n" for r in tasks), encoding="utf-8")
+    with pytest.raises(DataError, match=r"warm\.jsonl, line 2, field 'query\[0\]': rating 0 "
+                                        r"in an implicit folder"):
+        read_dataset(folder)
+
+
+def test_tasks_that_contradict_their_scenario_are_reported(tmp_path: Path) -> None:
+    """A user_cold user with training rows, a warm query pair that is a training row of its
+    user (the answer in the training data), a new item in a known-item scenario, a repeated
+    task: ``validate`` warns, ``validate --strict`` refuses; the good folder has none."""
+    from click.testing import CliRunner
+
+    from loaders.folder import scenario_problems
+    from training.cli import main as cli
+
+    assert scenario_problems(read_dataset(GOOD)) == []
+    folder = _copy(tmp_path)
+    cold = folder / "tasks" / "user_cold.jsonl"
+    cold.write_text(json.dumps({"user_id": "u1", "support": [],
+                                "query": [["i3", 4], ["i4", 2]]}) + "\n", encoding="utf-8")
+    warm = folder / "tasks" / "warm.jsonl"
+    tasks = [json.loads(line) for line in warm.read_text(encoding="utf-8").splitlines()]
+    tasks[1]["query"] = [["i1", 4]]  # u2 rated i1 in train.csv
+    tasks.append(dict(tasks[0]))
+    warm.write_text("".join(json.dumps(r) + "\n" for r in tasks), encoding="utf-8")
+    problems = scenario_problems(read_dataset(folder))
+    assert len(problems) == 3, problems
+    said = "\n".join(map(str, problems))
+    assert "user_cold.jsonl: 1 task(s) where its user is in train.csv" in said
+    assert "first: task 1 (user 'u1')" in said
+    assert "warm.jsonl: 1 task(s) where a support or query pair is also a train.csv row of " \
+           "the user; first: task 2 (user 'u2'), item 'i1'" in said
+    assert "warm.jsonl: 1 task(s) where it repeats an earlier task; first: task 4" in said
+    # a new item in a known-item scenario
+    tasks = tasks[:3]
+    tasks[1]["query"] = [["i9", 4]]
+    warm.write_text("".join(json.dumps(r) + "\n" for r in tasks), encoding="utf-8")
+    items = folder / "items.csv"
+    header, *rest = items.read_text(encoding="utf-8").splitlines()
+    rest.append("i9" + rest[0][rest[0].index(","):])
+    items.write_text("\n".join([header, *rest]) + "\n", encoding="utf-8")
+    said = "\n".join(map(str, scenario_problems(read_dataset(folder))))
+    assert "warm.jsonl: 1 task(s) where an item is not in train.csv, though the scenario's " \
+           "items are known; first: task 2 (user 'u2'), item 'i9'" in said
+    result = CliRunner().invoke(cli, ["validate", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "warning: " in result.output and "its user is in train.csv" in result.output
+    strict = CliRunner().invoke(cli, ["validate", str(folder), "--strict"])
+    assert strict.exit_code != 0
+    assert "warm.jsonl: 1 task(s) where an item is not in train.csv" in strict.output

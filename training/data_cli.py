@@ -170,14 +170,18 @@ def make_implicit_cmd(source: Path, out: Path, min_rating: float, name: str | No
 @click.command()
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option("--strict", is_flag=True,
-              help="Duplicate (user, item) rows and repeated relation edges are an error.")
+              help="Duplicate (user, item) rows, repeated relation edges and tasks that "
+                   "contradict their scenario are an error.")
 def validate(dataset: Path, strict: bool) -> None:
     """Check a dataset folder; print problems with file, line and field."""
     from graph_meta.schema import CATEGORY, CO_ENGAGED
-    from loaders.folder import read_dataset
+    from loaders.folder import read_dataset, scenario_problems
 
     data = read_dataset(dataset, strict=strict)
-    for warning in data.warnings:
+    problems = scenario_problems(data)
+    if strict and problems:
+        raise problems[0]
+    for warning in [*data.warnings, *map(str, problems)]:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     if not any(col.node == CATEGORY for col in data.spec.items.columns.values()):
         click.secho(f"note: no item column has \"node\": \"{CATEGORY}\", so the items have no "
