@@ -141,6 +141,27 @@ def test_results_of_a_scenario_without_tasks_are_strict_json(tmp_path: Path) -> 
     assert jsonable({"x": 1.5, "n": np.int64(3), "z": np.array(2.5), "w": np.array(np.nan)}) == {
         "x": 1.5, "n": 3, "z": 2.5, "w": None}
     assert math.isnan(results["scenarios"]["warm"]["rmse"])  # the caller's dict untouched
+    # ... and a dash in the tables, not "nan (nan)"
+    from graph_meta.eval.protocol import results_table
+    from graph_meta.eval.ranking import ranking_table
+
+    nan = float("nan")
+    rated = {"model": "m", "scenarios": {
+        "warm": {"tasks": 2, "rmse": 0.9, "mae": 0.7, "ndcg@5": 0.8, "ndcg@5_metahin": 0.8,
+                 "adapt_ms_p50": 1.0, "adapt_ms_p99": 2.0},
+        "user_cold": {"tasks": 0, "rmse": nan, "mae": nan, "ndcg@5": nan,
+                      "ndcg@5_metahin": nan, "adapt_ms_p50": nan, "adapt_ms_p99": nan}}}
+    table = results_table([rated])
+    assert "nan" not in table and "| m | 0.900 (0.700) | - |" in table
+    ranked = {"model": "m", "protocol": "implicit", "scenarios": {
+        "warm": {"tasks": 2, "recall@20": 0.5, "ndcg@20": 0.4, "hit@20": 1.0,
+                 "adapt_ms_p50": 1.0, "adapt_ms_p99": 2.0, "pool_size": 30.0,
+                 "query_outside_pool": 0},
+        "item_cold": {"tasks": 0, "recall@20": nan, "ndcg@20": nan, "hit@20": nan,
+                      "adapt_ms_p50": nan, "adapt_ms_p99": nan, "pool_size": nan,
+                      "query_outside_pool": 0}}}
+    table = ranking_table([ranked])
+    assert "nan" not in table and "| m | 0.500 | - |" in table
 
 
 def test_a_catalogue_too_small_to_carve_validation_still_meta_trains(capsys) -> None:

@@ -141,7 +141,7 @@ def run_implicit_benchmark(dataset: Dataset, out: Path, *, config_path: Path | N
         res["wall_s"] = round(time.perf_counter() - t0, 1)
         results.append(res)
         speed[res["model"]] = {"fit_s": res["fit_s"], **latency_pool(m, dataset, seed=seed)}
-        if type(m).__name__ == "ImplicitALS":
+        if type(m).__name__ == "ImplicitALS" and m.tune:  # --quick's row is not tuned
             als_params = dict(m.params)
         if online:
             row = evaluate_implicit_online(m, dataset, fit=False, progress=progress)

@@ -314,7 +314,8 @@ def results_table(results: Sequence[dict[str, Any]], *, digits: int = 3) -> str:
     """Markdown tables of several results: RMSE (MAE) per scenario, then nDCG@5.
 
     Rows are models, columns scenarios; the nDCG@5 table gives the sklearn nDCG@5 with the
-    MetaHIN variant in parentheses. A missing scenario shows as ``-``. Results of the
+    MetaHIN variant in parentheses. A missing scenario, or one without tasks, shows as
+    ``-``. Results of the
     implicit protocol (:func:`graph_meta.eval.ranking.evaluate_implicit`) get its tables
     (recall@20, ndcg@20, hit@20) instead.
     """
@@ -330,7 +331,7 @@ def results_table(results: Sequence[dict[str, Any]], *, digits: int = 3) -> str:
             cells = []
             for s in scenarios:
                 block = r.get("scenarios", {}).get(s)
-                cells.append(cell(block) if block else "-")
+                cells.append(cell(block) if block and block.get("tasks") else "-")
             rows.append(f"| {r.get('model', '?')} | " + " | ".join(cells) + " |")
         return [head, rule, *rows]
 

@@ -534,7 +534,8 @@ def is_ranking_result(result: dict[str, Any]) -> bool:
 
 def ranking_table(results: Sequence[dict[str, Any]], *, digits: int = 3) -> str:
     """Markdown tables of implicit results: recall@20, ndcg@20, hit@20 and latency per
-    scenario (rows models, columns scenarios; ``-`` where a scenario is missing)."""
+    scenario (rows models, columns scenarios; ``-`` where a scenario is missing or has no
+    tasks)."""
     scenarios: list[str] = [s for s in SCENARIOS
                             if any(s in r.get("scenarios", {}) for r in results)]
     for r in results:
@@ -547,8 +548,8 @@ def ranking_table(results: Sequence[dict[str, Any]], *, digits: int = 3) -> str:
         rule = "|---|" + "---|" * len(scenarios)
         rows = []
         for r in results:
-            cells = [cell(r["scenarios"][s]) if s in r.get("scenarios", {}) else "-"
-                     for s in scenarios]
+            cells = [cell(r["scenarios"][s]) if r.get("scenarios", {}).get(s, {}).get("tasks")
+                     else "-" for s in scenarios]
             rows.append(f"| {r.get('model', '?')} | " + " | ".join(cells) + " |")
         return [head, rule, *rows]
 
