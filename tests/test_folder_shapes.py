@@ -263,3 +263,11 @@ def test_tasks_that_contradict_their_scenario_are_reported(tmp_path: Path) -> No
     strict = CliRunner().invoke(cli, ["validate", str(folder), "--strict"])
     assert strict.exit_code != 0
     assert "warm.jsonl: 1 task(s) where an item is not in train.csv" in strict.output
+    # a task file that dataset.json does not list is named, not silently left out
+    spec = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+    del spec["tasks"]["user_cold"]
+    (folder / "dataset.json").write_text(json.dumps(spec), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["validate", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "note: user_cold.jsonl in " in result.output
+    assert "not listed under \"tasks\" in dataset.json" in result.output

@@ -188,6 +188,13 @@ def validate(dataset: Path, strict: bool) -> None:
                     f"categories and there are no {CO_ENGAGED} links between them; mark the "
                     f"column that holds the categories with it in dataset.json "
                     f"(items.columns.<name>.node)", err=True)
+    listed = {(dataset / f).resolve() for f in data.spec.tasks.values()}
+    unlisted = sorted(p.name for p in (dataset / "tasks").glob("*.jsonl")
+                      if p.resolve() not in listed)
+    if unlisted:
+        click.secho(f"note: {', '.join(unlisted)} in {dataset / 'tasks'} not listed under "
+                    f"\"tasks\" in dataset.json: not read, and a benchmark leaves those "
+                    f"scenarios out", err=True)
     empty = [name for name, tasks in data.tasks.items() if not tasks]
     if empty:
         click.secho(f"note: no task in {', '.join(empty)}: a benchmark reports those "
