@@ -179,6 +179,10 @@ class TrainConfig:
     item_l2: float = 1e-3          # L2 of warm item states toward their graph prior
     prior_match: float = 1.0       # weight of the prior -> warm item state regression
     als_iters: int = 20            # ALS sweeps initialising the warm item states (0: random)
+    # replace meta.init_precision (ALS's precision and the fold-in's starting one) by the
+    # point of graph_meta.fitting.als.PRECISION_GRID whose ALS predicts held-out ratings of
+    # train.csv more than 5 % better (graph_meta.fitting.als.choose_precision); false: as given
+    precision_search: bool = True
     # the warm item states re-solved once against the final user states, the bias at its
     # empirical-Bayes precision sigma^2 / tau^2 (graph_meta.fitting.als.bias_precision)
     # instead of the ALS one (meta.init_precision_bias, else meta.init_precision), which
@@ -187,6 +191,11 @@ class TrainConfig:
     # with item_bias_eb: the item factors' precision in that step is their empirical-Bayes
     # one too (graph_meta.fitting.als.factor_precision, at most meta.init_precision)
     item_factor_eb: bool = False
+    # with item_bias_eb and linear_prior_alpha > 0: the warm items' states the model serves
+    # with are that re-solve shrunk toward their side-feature prior (item_base) instead of
+    # toward 0, so a thinly rated item leans on what its brand, category, ... say
+    # (graph_meta.fitting.als.rebiased_items); training keeps the states shrunk toward 0
+    item_prior_target: bool = True
     # ALS sweeps of the refit, warm-started from the validation phase's item states; -1:
     # auto, a fresh start with als_iters sweeps up to auto_sample_nodes User + Item nodes
     # (movielens-1m), above it max(3, als_iters // 4) warm sweeps

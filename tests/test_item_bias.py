@@ -13,7 +13,14 @@ import torch
 
 from graph_meta.config import Config
 from graph_meta.dataset import Dataset
-from graph_meta.fitting.als import als_ratings, bias_precision, factor_precision, rebiased_items
+from graph_meta.fitting.als import (
+    PRECISION_GRID,
+    als_ratings,
+    bias_precision,
+    choose_precision,
+    factor_precision,
+    rebiased_items,
+)
 from graph_meta.model import GraphMetaRecommender
 
 
@@ -147,3 +154,91 @@ def test_training_with_factor_eb_scores_items_with_less_shrunk_factors(catalog: 
             assert "item_factor_precision" not in model.fit_info
     # a lower precision: the factors grow, the priors' ALS targets stay
     assert np.linalg.norm(emb[True][:, 1:]) > 1.05 * np.linalg.norm(emb[False][:, 1:])
+
+
+def _low_rank_ratings(seed: int, per_item: int):
+    """Ratings 3.5 + b_u + b_i + <v_u, v_i> + noise with strong factors, as codes."""
+    rng = np.random.default_rng(seed)
+    n_u, n_i, d = 400, 300, 3
+    v_u, v_i = rng.normal(0, 0.8, (n_u, d)), rng.normal(0, 0.8, (n_i, d))
+    item = np.repeat(np.arange(n_i), per_item)
+    user = rng.integers(0, n_u, len(item))
+    rating = (3.5 + rng.normal(0, 0.3, n_u)[user] + rng.normal(0, 0.3, n_i)[item]
+              + np.einsum("nd,nd->n", v_u[user], v_i[item]) + rng.normal(0, 0.4, len(item)))
+    return user, item, rating
+
+
+def test_the_precision_search_moves_off_the_default_only_when_it_predicts_better() -> None:
+    """A catalogue with 20 ratings per item and strong factors: 10 shrinks them too far, a
+    smaller precision predicts held-out ratings more than 5 % better and is chosen; with the
+    best as the default, or a margin nothing can beat, the default stays; a seed is a seed."""
+    user, item, rating = _low_rank_ratings(7, per_item=20)
+    grid = (1.0, 2.0, 5.0, 10.0, 20.0)
+    chosen, scores = choose_precision(user, item, rating, 3, grid, 10, 0, default=10.0)
+    assert set(scores) == set(grid)
+    assert chosen < 10.0 and scores[chosen] < 0.95 * scores[10.0], scores
+    assert chosen == min(scores, key=scores.__getitem__)
+    assert choose_precision(user, item, rating, 3, grid, 10, 0, default=chosen)[0] == chosen
+    assert choose_precision(user, item, rating, 3, grid, 10, 0, default=10.0,
+                            margin=0.99)[0] == 10.0
+    assert choose_precision(user, item, rating, 3, grid, 10, 0, default=10.0) == (
+        chosen, scores)
+    # a default off the grid is tried too
+    assert 7.0 in choose_precision(user, item, rating, 3, grid, 10, 0, default=7.0)[1]
+
+
+def test_fit_records_the_searched_precision_and_trains_with_it(catalog: Dataset) -> None:
+    cfg = _tiny_config()
+    model = GraphMetaRecommender(cfg).fit(catalog)
+    chosen = model.fit_info["init_precision"]
+    assert set(model.fit_info["precision_search"]) >= set(PRECISION_GRID)
+    assert model.config.meta.init_precision == chosen  # what the net was built with
+    off = GraphMetaRecommender(cfg.replace(**{"train.precision_search": False})).fit(catalog)
+    assert "init_precision" not in off.fit_info
+    assert off.config.meta.init_precision == cfg.meta.init_precision
+
+
+def test_the_prior_target_pulls_thin_items_toward_their_side_feature_prior(
+        catalog: Dataset) -> None:
+    """``train.item_prior_target``: the warm items' re-solve shrinks toward ``item_base`` (the
+    side-feature prior) instead of 0: an item without ratings is its prior, a thinly rated
+    item's bias moves more than a well-rated one's (the solve itself: the test below)."""
+    cfg = _tiny_config().replace(**{"train.precision_search": False})
+    got = {}
+    for on in (False, True):
+        torch.manual_seed(0)
+        model = GraphMetaRecommender(cfg.replace(**{"train.item_prior_target": on})
+                                     ).fit(catalog)
+        got[on] = (model.net.item_emb.weight.detach().double().numpy(),
+                   model.net.item_base.detach().double().numpy())
+    (plain, base), (pulled, base_on) = got[False], got[True]
+    np.testing.assert_allclose(base, base_on, atol=1e-5)  # the prior itself is the same
+    ids = [str(i) for i in model.item_ids]
+    counts = catalog.train["item_id"].astype(str).value_counts().reindex(ids, fill_value=0)
+    thin = ((counts > 0) & (counts <= 5)).to_numpy()
+    thick = (counts >= 40).to_numpy()
+    assert thin.sum() >= 5 and thick.sum() >= 5
+    unrated = (counts == 0).to_numpy()
+    assert unrated.sum() >= 5  # the catalogue's new items
+    np.testing.assert_allclose(pulled[unrated], base[unrated], atol=1e-5)  # the prior, not 0
+    assert np.abs(plain[unrated]).max() < 1e-6
+    moved = np.abs(pulled[:, 0] - plain[:, 0])  # the biases: their precision is small
+    assert moved[thick].mean() < 0.5 * moved[thin].mean()
+
+
+def test_rebiased_items_toward_a_target_is_the_ridge_solve_with_that_prior_mean() -> None:
+    index, users, _ = _factor_ratings(8, 0.25, 0.25, per_item=6)
+    n_i = index.num_items
+    target = np.random.default_rng(1).normal(0, 0.3, (n_i, users.shape[1]))
+    seen = np.ones(n_i, bool)
+    seen[:5] = False  # items without ratings get their target
+    keep = seen[index.item]
+    got = rebiased_items(index, 3.5, users, 10.0, 2.0, edges=keep, target=target)
+    np.testing.assert_allclose(got[:5], target[:5])
+    lam = np.diag([2.0] + [10.0] * (users.shape[1] - 1))
+    for j in (5, 17, 200):
+        rows = np.flatnonzero(keep & (index.item == j))
+        x = np.hstack([np.ones((len(rows), 1)), users[index.user[rows], 1:]])
+        t = index.rating[rows] - 3.5 - users[index.user[rows], 0]
+        want = np.linalg.solve(x.T @ x + lam, x.T @ t + lam @ target[j])
+        np.testing.assert_allclose(got[j], want, atol=1e-8)

@@ -53,10 +53,17 @@ import torch
 from torch import Tensor
 
 from graph_meta.config import DEFAULT_FANOUT, Config
-from graph_meta.dataset import Dataset
+from graph_meta.dataset import ITEM_ID, RATING, USER_ID, Dataset
 from graph_meta.eval.protocol import carve_validation, evaluate, training_view
 from graph_meta.fitting import distributed
-from graph_meta.fitting.als import als, bias_precision, factor_precision, rebiased_items
+from graph_meta.fitting.als import (
+    PRECISION_GRID,
+    als,
+    bias_precision,
+    choose_precision,
+    factor_precision,
+    rebiased_items,
+)
 from graph_meta.fitting.distributed import SINGLE, DistContext
 from graph_meta.fitting.graphs import build_graph, check_snapshot
 from graph_meta.fitting.memory import available_memory_gb, check_memory
@@ -300,6 +307,11 @@ class _Phase:
                                           information[nt],
                                           record=self.relation_priors.setdefault(nt, {}))
                     getattr(model.net, buf).copy_(torch.from_numpy(base).float())
+                    if nt == "Item" and self.bias_reg is not None and \
+                            cfg.train.item_prior_target:
+                        self.emb_serve = rebiased_items(
+                            self.index, mu, user_states, self.item_precisions(),
+                            self.bias_reg, target=np.asarray(base, dtype=np.float64))
         self.has_rating = torch.zeros(self.index.num_items, device=device)
         self.has_rating[torch.as_tensor(np.unique(self.index.item), device=device)] = 1.0
         model.net.item_trained.copy_(self.has_rating)
@@ -514,6 +526,14 @@ class _Phase:
                 not net.item_emb.weight.requires_grad:
             with torch.no_grad():
                 net.item_emb.weight.copy_(torch.from_numpy(self.emb_full).float())
+
+    def serve_states(self) -> None:
+        """Put the warm items' serving states (``train.item_prior_target``: shrunk toward
+        their side-feature prior) in place of the training ones, for the prediction cache."""
+        net = self.model.net
+        if getattr(self, "emb_serve", None) is not None and net is not None:
+            with torch.no_grad():
+                net.item_emb.weight.copy_(torch.from_numpy(self.emb_serve).float())
 
     def validate(self, val: Dataset) -> dict[str, float]:
         with current_progress().step("validation: prediction cache and pseudo-tasks"):
@@ -740,6 +760,14 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
     if t_cfg.threads > 0:
         torch.set_num_threads(t_cfg.threads)
     dataset = training_view(dataset)
+    searched = None
+    if t_cfg.precision_search and t_cfg.als_iters > 0 and len(dataset.train):
+        with current_progress().step("ALS precision on held-out training ratings"):
+            searched = choose_precision(
+                pd.factorize(dataset.train[USER_ID])[0], pd.factorize(dataset.train[ITEM_ID])[0],
+                dataset.train[RATING].to_numpy(), cfg.model.dim, PRECISION_GRID,
+                t_cfg.als_iters, t_cfg.seed, default=cfg.meta.init_precision)
+        cfg = model.config = cfg.replace(**{"meta.init_precision": searched[0]})
     log_path = ckpt_dir = None
     if log_dir is not None:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
@@ -760,6 +788,8 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
     deadline = t0 + (t_cfg.max_minutes * 60 if t_cfg.max_minutes > 0 else math.inf)
     model.history = []
     info: dict[str, Any] = {"device": str(dev)}
+    if searched is not None:
+        info["init_precision"], info["precision_search"] = searched
     model.fit_info = {}  # a refit starts from equal path weights (chosen again below)
     shards: dict[str, list[list[int]]] = {}  # phase -> per epoch, task users of each rank
     digests: dict[str, str | None] = {}  # phase -> this rank's digest of its precomputed state
@@ -805,6 +835,7 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
             search_paths = cfg.model.path_weights == "auto"
             if ctx.is_main and (cfg.model.live_precision == 0 or search_paths):
                 val_phase = res["phase"]
+                val_phase.serve_states()
                 model.build_cache(val_phase.data_dev, val_phase.index)
             if ctx.is_main and search_paths:  # on the carved tasks with new items
                 with current_progress().step("path-type weights on the carved tasks"):
@@ -837,6 +868,7 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
                     index = RatingIndex.from_graph(full)  # numpy, before the graph moves
                     # the carved phase's ALS targets miss the held-out items: not extendable
                     model.prior_targets = model.prior_information = None
+                    res["phase"].serve_states()
                     model.build_cache(full.to(dev), index)
             refit_done = not t_cfg.refit
     if not refit_done:
@@ -868,6 +900,7 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
             model.fit_info = info
             return
     if not refit_done:
+        phase.serve_states()
         with current_progress().step("prediction cache (neighbours, learned co-rating weights)"):
             model.build_cache(phase.data_dev, phase.index)
     if "live_precision" in info:
