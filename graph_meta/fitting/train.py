@@ -861,6 +861,7 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
                     info["live_precision"] = chosen[0]
             if not t_cfg.refit:
                 _record_item_prior(model, info, res["phase"])
+                res["phase"].serve_states()  # every rank ends with the served states
             if not t_cfg.refit and ctx.is_main:
                 with current_progress().step("prediction cache on the full training graph"):
                     full = (full_graph if full_graph is not None
@@ -868,7 +869,6 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
                     index = RatingIndex.from_graph(full)  # numpy, before the graph moves
                     # the carved phase's ALS targets miss the held-out items: not extendable
                     model.prior_targets = model.prior_information = None
-                    res["phase"].serve_states()
                     model.build_cache(full.to(dev), index)
             refit_done = not t_cfg.refit
     if not refit_done:
@@ -883,6 +883,7 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
                                                   "live_precision")
                              if k in info}}, graph=full_graph, ctx=ctx, als_start=als_start)
         phase = res["phase"]
+        phase.serve_states()  # on every rank, so that the ranks end with the same net
         _record_item_prior(model, info, phase)
         info.update(encode=phase.encode, fanouts=phase.fanouts)
         name = "refit" if t_cfg.validate else "train"
@@ -900,7 +901,6 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
             model.fit_info = info
             return
     if not refit_done:
-        phase.serve_states()
         with current_progress().step("prediction cache (neighbours, learned co-rating weights)"):
             model.build_cache(phase.data_dev, phase.index)
     if "live_precision" in info:
