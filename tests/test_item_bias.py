@@ -193,6 +193,13 @@ def test_fit_records_the_searched_precision_and_trains_with_it(catalog: Dataset)
     chosen = model.fit_info["init_precision"]
     assert set(model.fit_info["precision_search"]) >= set(PRECISION_GRID)
     assert model.config.meta.init_precision == chosen  # what the net was built with
+    assert model.fit_info["configured_init_precision"] == cfg.meta.init_precision
+    # fitted again, the model searches from the value configured, not from its last choice
+    model.config = model.config.replace(**{"meta.init_precision": 50.0})
+    model.fit_info["configured_init_precision"] = cfg.meta.init_precision
+    again = model.fit(catalog)
+    assert again.fit_info["init_precision"] == chosen
+    assert again.fit_info["configured_init_precision"] == cfg.meta.init_precision
     off = GraphMetaRecommender(cfg.replace(**{"train.precision_search": False})).fit(catalog)
     assert "init_precision" not in off.fit_info
     assert off.config.meta.init_precision == cfg.meta.init_precision
@@ -224,6 +231,11 @@ def test_the_prior_target_pulls_thin_items_toward_their_side_feature_prior(
     assert np.abs(plain[unrated]).max() < 1e-6
     moved = np.abs(pulled[:, 0] - plain[:, 0])  # the biases: their precision is small
     assert moved[thick].mean() < 0.5 * moved[thin].mean()
+    # item states that training learned (not frozen) are served as learned
+    torch.manual_seed(0)
+    learned = GraphMetaRecommender(cfg.replace(**{"train.freeze_item_emb": False})
+                                   ).fit(catalog).net.item_emb.weight.detach().double().numpy()
+    assert np.abs(learned[unrated] - base[unrated]).max() > 1e-3  # not the prior rows
 
 
 def test_rebiased_items_toward_a_target_is_the_ridge_solve_with_that_prior_mean() -> None:

@@ -260,14 +260,15 @@ PRECISION_MARGIN = 0.05
 
 def choose_precision(user: np.ndarray, item: np.ndarray, rating: np.ndarray, dim: int,
                      grid: Sequence[float], iters: int, seed: int, *, default: float,
-                     margin: float = PRECISION_MARGIN, held_out: float = 0.1
-                     ) -> tuple[float, dict[float, float]]:
+                     margin: float = PRECISION_MARGIN, held_out: float = 0.1,
+                     bias_reg: float | None = None) -> tuple[float, dict[float, float]]:
     """``(precision, {precision: held-out RMSE})``: ``default``, unless the best precision
     of ``grid`` predicts a seeded ``held_out`` share of the ratings ``(user, item, rating)``
     (0-based codes; drawn among those whose user and item have at least 3 ratings, so that
     both keep a state) better than ``default`` by more than ``margin`` (relative RMSE). Each
-    is the ALS precision of every coordinate, fitted (:func:`als_ratings`, ``dim`` factors,
-    ``iters`` sweeps) on the other ratings.
+    is the ALS precision of every coordinate (of the vector only when ``bias_reg`` fixes the
+    bias's), fitted (:func:`als_ratings`, ``dim`` factors, ``iters`` sweeps) on the other
+    ratings.
 
     How much a few ratings say depends on the catalogue: 10 suits movielens-1m's 150
     ratings per item, a dense catalogue with 40 and strong factors wants 2 to 5. ALS's
@@ -289,8 +290,9 @@ def choose_precision(user: np.ndarray, item: np.ndarray, rating: np.ndarray, dim
     for reg in sorted({float(default), *map(float, grid)}):
         items0 = np.zeros((n_items, 1 + dim))
         items0[:, 1:] = np.random.default_rng(seed).normal(0, 0.1, (n_items, dim))
+        precision = reg if bias_reg is None else [float(bias_reg)] + [reg] * dim
         items, users = als_ratings(user[keep], item[keep], rating[keep], n_users, n_items,
-                                   reg, iters, items0, mu=mu)
+                                   precision, iters, items0, mu=mu)
         pred = mu + users[u, 0] + items[i, 0] + np.einsum("nd,nd->n", users[u, 1:],
                                                           items[i, 1:])
         scores[reg] = float(np.sqrt(np.mean((pred - truth) ** 2)))

@@ -529,9 +529,11 @@ class _Phase:
 
     def serve_states(self) -> None:
         """Put the warm items' serving states (``train.item_prior_target``: shrunk toward
-        their side-feature prior) in place of the training ones, for the prediction cache."""
+        their side-feature prior) in place of the training ones, for the prediction cache;
+        only where training kept them frozen (``train.freeze_item_emb``), as ALS set them."""
         net = self.model.net
-        if getattr(self, "emb_serve", None) is not None and net is not None:
+        if getattr(self, "emb_serve", None) is not None and net is not None and \
+                not net.item_emb.weight.requires_grad:  # trained item states are kept
             with torch.no_grad():
                 net.item_emb.weight.copy_(torch.from_numpy(self.emb_serve).float())
 
@@ -761,12 +763,15 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
         torch.set_num_threads(t_cfg.threads)
     dataset = training_view(dataset)
     searched = None
+    # the value configured, not one an earlier fit of this model chose
+    configured = float(model.fit_info.get("configured_init_precision", cfg.meta.init_precision))
     if t_cfg.precision_search and t_cfg.als_iters > 0 and len(dataset.train):
         with current_progress().step("ALS precision on held-out training ratings"):
             searched = choose_precision(
                 pd.factorize(dataset.train[USER_ID])[0], pd.factorize(dataset.train[ITEM_ID])[0],
                 dataset.train[RATING].to_numpy(), cfg.model.dim, PRECISION_GRID,
-                t_cfg.als_iters, t_cfg.seed, default=cfg.meta.init_precision)
+                t_cfg.als_iters, t_cfg.seed, default=configured,
+                bias_reg=cfg.meta.init_precision_bias or None)
         cfg = model.config = cfg.replace(**{"meta.init_precision": searched[0]})
     log_path = ckpt_dir = None
     if log_dir is not None:
@@ -790,6 +795,7 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
     info: dict[str, Any] = {"device": str(dev)}
     if searched is not None:
         info["init_precision"], info["precision_search"] = searched
+        info["configured_init_precision"] = configured
     model.fit_info = {}  # a refit starts from equal path weights (chosen again below)
     shards: dict[str, list[list[int]]] = {}  # phase -> per epoch, task users of each rank
     digests: dict[str, str | None] = {}  # phase -> this rank's digest of its precomputed state
