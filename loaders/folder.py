@@ -323,8 +323,7 @@ def _read_train(path: Path, spec: DatasetSpec, user_index: pd.Index, item_index:
         k = int(bad.argmax())
         raise DataError(f"rating is not a finite number: {short(raw[RATING].iat[k])}", file=path,
                         line=int(lines[k]), field=RATING)
-    lo, hi = spec.rating_scale  # an implicit folder's rows are positives: rating 1
-    out_of = (rating != 1.0) if spec.implicit else (rating < lo) | (rating > hi)
+    out_of = ~_rating_allowed(rating, spec)
     if out_of.any():
         k = int(out_of.argmax())
         raise DataError(_rating_problem(rating[k], spec), file=path, line=int(lines[k]),
@@ -467,10 +466,12 @@ def _read_relation(path: Path, rel, user_index: pd.Index, item_index: pd.Index,
     return out
 
 
-def _rating_allowed(rating: float, spec: DatasetSpec) -> bool:
-    """An implicit folder's pairs are positives (rating 1); else a rating within the scale."""
+def _rating_allowed(rating: float | np.ndarray, spec: DatasetSpec) -> np.bool_ | np.ndarray:
+    """An implicit folder's pairs are positives (rating 1); else a rating within the scale
+    (elementwise for an array)."""
     lo, hi = spec.rating_scale
-    return rating == 1.0 if spec.implicit else lo <= rating <= hi
+    r = np.asarray(rating)
+    return r == 1.0 if spec.implicit else (r >= lo) & (r <= hi)
 
 
 def _rating_problem(rating: float, spec: DatasetSpec) -> str:

@@ -145,27 +145,39 @@ def als(index: RatingIndex, dim: int, reg: float | Sequence[float], iters: int, 
     biases and N(0, 0.1) vectors). Items without ratings get zeros. ``on_sweep(k, iters)`` is
     called after sweep ``k``.
     """
-    rng = np.random.default_rng(seed)
     sel = np.ones(index.num_edges, bool) if edges is None else edges
     e_user, e_item, e_rating = index.user[sel], index.item[sel], index.rating[sel]
     mu = float(e_rating.mean()) if len(e_rating) else 0.0
     if items0 is None:
-        items0 = np.zeros((index.num_items, 1 + dim))
-        items0[:, 1:] = rng.normal(0, 0.1, (index.num_items, dim))
+        items0 = _start_items(index.num_items, dim, seed)
     items, users = als_ratings(e_user, e_item, e_rating, index.num_users, index.num_items,
                                reg, iters, items0, mu=mu, on_sweep=on_sweep)
     return mu, items, users
 
 
-def _residuals(index: RatingIndex, mu: float, items: np.ndarray, users: np.ndarray
-               ) -> np.ndarray:
-    r"""``[E]`` the fit's residuals :math:`r - \hat r` on the training ratings."""
-    u, i = index.user, index.item
+def _start_items(n_items: int, dim: int, seed: int) -> np.ndarray:
+    """``[n_items, 1+dim]`` ALS's cold start: zero biases, N(0, 0.1) vectors."""
+    items0 = np.zeros((n_items, 1 + dim))
+    items0[:, 1:] = np.random.default_rng(seed).normal(0, 0.1, (n_items, dim))
+    return items0
+
+
+def _predicted(mu: float, items: np.ndarray, users: np.ndarray, u: np.ndarray,
+               i: np.ndarray) -> np.ndarray:
+    r"""``[E]`` :math:`\hat r = \mu + b_u + b_i + \langle v_u, v_i\rangle` of the pairs
+    ``(u, i)``, :data:`ROWS_PER_BLOCK` at a time (no ``[E, D]`` temporaries)."""
     pred = mu + users[u, 0] + items[i, 0]
     for a in range(0, len(u), ROWS_PER_BLOCK):
         b = min(a + ROWS_PER_BLOCK, len(u))
         pred[a:b] += np.einsum("nd,nd->n", users[u[a:b], 1:], items[i[a:b], 1:])
-    return index.rating.astype(np.float64) - pred
+    return pred
+
+
+def _residuals(index: RatingIndex, mu: float, items: np.ndarray, users: np.ndarray
+               ) -> np.ndarray:
+    r"""``[E]`` the fit's residuals :math:`r - \hat r` on the training ratings."""
+    return index.rating.astype(np.float64) - _predicted(mu, items, users, index.user,
+                                                        index.item)
 
 
 def bias_precision(index: RatingIndex, mu: float, items: np.ndarray, users: np.ndarray,
@@ -286,15 +298,13 @@ def choose_precision(user: np.ndarray, item: np.ndarray, rating: np.ndarray, dim
     rating = np.asarray(rating, dtype=np.float64)
     mu = float(rating[keep].mean())
     u, i, truth = user[mask], item[mask], rating[mask]
+    items0 = _start_items(n_items, dim, seed)  # als_ratings starts from a copy
     scores: dict[float, float] = {}
     for reg in sorted({float(default), *map(float, grid)}):
-        items0 = np.zeros((n_items, 1 + dim))
-        items0[:, 1:] = np.random.default_rng(seed).normal(0, 0.1, (n_items, dim))
         precision = reg if bias_reg is None else [float(bias_reg)] + [reg] * dim
         items, users = als_ratings(user[keep], item[keep], rating[keep], n_users, n_items,
                                    precision, iters, items0, mu=mu)
-        pred = mu + users[u, 0] + items[i, 0] + np.einsum("nd,nd->n", users[u, 1:],
-                                                          items[i, 1:])
+        pred = _predicted(mu, items, users, u, i)
         scores[reg] = float(np.sqrt(np.mean((pred - truth) ** 2)))
     best = min(scores, key=scores.__getitem__)
     if scores[best] < (1.0 - margin) * scores[float(default)]:
