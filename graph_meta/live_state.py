@@ -236,7 +236,7 @@ class LiveState:
                    - (y[missing] - float(c.mu) - base[0])[:, None] * row)
             out[missing] = np.linalg.solve(a, rhs[..., None])[..., 0]
             for k, f in zip(missing, folds, strict=True):
-                f[3][pos] = out[k]
+                f[3][pos] = out[k].copy()  # a view would keep all of ``out`` alive
         return out
 
     def fold_in_sums(self, user_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -162,6 +162,21 @@ def test_an_item_update_reads_each_rater_without_their_rating_of_it(
     np.testing.assert_allclose(state, path, atol=1e-9)
 
 
+def test_raters_states_kept_per_item_grow_linearly_with_its_raters(
+        model: GraphMetaRecommender, catalog: Dataset) -> None:
+    """An item observed from n raters one at a time keeps n rater states of D numbers, not
+    the n arrays of 1, 2, ..., n rows its n updates solved (the online replay of
+    movielens-1m held 3 GB of those)."""
+    item, users = _cold_items(catalog)[0], _warm_users(catalog)[:60]
+    for k, user in enumerate(users):
+        model.observe([(user, item, float(1 + k % 5))])
+    pos, d_state = model.item_pos[item], model.state.item_states.shape[1]
+    kept = [model.live_state._rater_fold(u)[3][pos] for u in users]
+    held = {id(a if a.base is None else a.base): (a if a.base is None else a.base).nbytes
+            for a in kept}
+    assert sum(held.values()) == len(users) * d_state * 8
+
+
 def test_observation_order_does_not_matter(model: GraphMetaRecommender,
                                            catalog: Dataset) -> None:
     ratings = _new_ratings(catalog)
