@@ -37,7 +37,7 @@ class ConfigError(ValueError):
 class ModelConfig:
     """Backbone and encoder."""
 
-    dim: int = 16                 # d: size of the user/item vectors (state = 1 + d)
+    dim: int = 8                  # d: size of the user/item vectors (state = 1 + d)
     hidden: int = 64              # encoder width H
     layers: int = 2               # message-passing rounds
     conv: str = "sage"            # graph_meta.nn.convs.conv_names(): "sage" | "hgt"
