@@ -6,11 +6,12 @@ Usage::
 
 For each folder and each dimension: the held-out RMSE of ALS at every precision of
 :data:`graph_meta.fitting.als.PRECISION_GRID` (a seeded 10 % of ``train.csv``'s ratings
-held out, as ``train.precision_search`` does; :func:`graph_meta.fitting.als.choose_precision`),
-the best of them and the time taken. It is the proxy behind ``model.dim``'s default (8) and
-the precision search: a catalogue whose ALS prefers another dimension by a wide margin is one
-to try ``[model] dim`` on (graph-meta's own benchmark decides; README, "Eight latent
-dimensions").
+held out, as ``train.precision_search`` does; :func:`graph_meta.fitting.als.choose_precision`;
+every coordinate, the bias's included, at the same precision: ``meta.init_precision_bias`` is
+not read), the best of them and the time taken. It is the proxy behind ``model.dim``'s default
+(8) and the precision search: a catalogue whose ALS prefers another dimension by a wide
+margin is one to try ``[model] dim`` on (graph-meta's own benchmark decides; README, "Eight
+latent dimensions").
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--dims takes comma-separated integers, got {args.dims!r}")
     if any(d < 1 for d in dims):
         parser.error(f"--dims: every dimension must be at least 1, got {args.dims!r}")
+    if args.iters < 1:
+        parser.error(f"--iters must be at least 1, got {args.iters}")
     print("| dataset | dim | " + " | ".join(f"precision {p:g}" for p in PRECISION_GRID)
           + " | best | seconds |")
     print("|---|---|" + "---|" * (len(PRECISION_GRID) + 2))

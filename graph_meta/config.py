@@ -71,8 +71,9 @@ class ModelConfig:
     # "auto"'s limit: the exact solve holds one float64 [R, R] (1.8 GB at 15,000) and costs
     # O(R^3) time (about 80 s at 14,000 on one core); the local one is linear in the items
     regression_exact_max: int = 15_000
-    # the users' history sums (one float64 D x D per user: 2.3 GB at 1M users, D = 17) are
-    # kept when they take at most this many GB, else computed from the histories when read
+    # the users' history sums (one float64 D x D per user, D = 1 + dim: 0.65 GB at 1M users
+    # with dim 8, 2.3 GB with 16) are kept when they take at most this many GB, else
+    # computed from the histories when read
     history_sums_max_gb: float = 4.0
     collab_inputs: bool = False   # warm items' learned states enter message passing (DropoutNet)
     live_precision: float = 0.0   # item precision scale of live updates (0: chosen at fit)

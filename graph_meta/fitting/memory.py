@@ -80,7 +80,8 @@ def estimate_memory(dataset: Dataset, cfg: Config) -> MemoryEstimate:
     hidden 4 x 3) and the episodes ``batch_users`` (``history_fanout`` + ``max_support`` +
     ``query_size``) D 4 x 20; 150 MB for torch's runtime. The sum of what lives together
     and the largest transient, times 1.3: on the safe side of the peak RSS a fit adds
-    (default config, GB added measured / estimated): movielens-1m (585 k training ratings)
+    (the default config of the day, ``model.dim = 16``; GB added measured / estimated):
+    movielens-1m (585 k training ratings)
     0.90 / 1.10; synthetic catalogues (2026-12-01, ``benchmarks/scale.py``'s ``train`` peak
     less its ``validate`` peak, which reads the same folder) 1.09 M 3.8 / 4.0, 10.9 M 11.6 /
     14.1.
