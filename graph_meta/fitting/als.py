@@ -263,7 +263,6 @@ def rebiased_items(index: RatingIndex, mu: float, users: np.ndarray,
     return step if target is None else step + target
 
 
-
 #: the precisions :func:`choose_precision` tries for graph-meta (``train.precision_search``)
 PRECISION_GRID: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
 #: how much better (relative held-out RMSE) a precision must be to replace the configured one
