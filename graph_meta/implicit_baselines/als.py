@@ -76,7 +76,7 @@ class ImplicitALS(_Observing, _Base):
     #: whether :meth:`fit` chooses :attr:`exposure_weight` (``exposure_weight=None``)
     choose_exposure: bool = False
     default_grid: ClassVar[dict[str, list[Any]]] = {
-        "factors": [32, 64],
+        "factors": [32, 64, 128],
         "reg": [1.0, 10.0, 50.0],
         "alpha": [1.0, 5.0, 20.0],
         "alpha_item": [1.0, 10.0, 100.0],
