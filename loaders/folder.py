@@ -18,7 +18,8 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -52,24 +53,45 @@ def read_dataset(path: str | Path, *, tasks: bool = True, strict: bool = False) 
     root = Path(path)
     if not root.is_dir():
         raise DataError("not a dataset folder (no such directory)", file=root)
-    spec = DatasetSpec.from_file(root / "dataset.json")
-    users = _read_table(root / spec.users.file, spec.users)
-    items = _read_table(root / spec.items.file, spec.items)
+    with _utf8(root / "dataset.json"):
+        spec = DatasetSpec.from_file(root / "dataset.json")
+    with _utf8(root / spec.users.file):
+        users = _read_table(root / spec.users.file, spec.users)
+    with _utf8(root / spec.items.file):
+        items = _read_table(root / spec.items.file, spec.items)
     warnings: list[str] = []
-    train = _read_train(root / spec.train, spec, users.index, items.index, strict, warnings)
-    relations = {
-        rel.type: _read_relation(root / rel.file, rel, users.index, items.index, strict,
-                                 warnings)
-        for rel in spec.relations
-    }
+    with _utf8(root / spec.train):
+        train = _read_train(root / spec.train, spec, users.index, items.index, strict,
+                            warnings)
+    relations = {}
+    for rel in spec.relations:
+        with _utf8(root / rel.file):
+            relations[rel.type] = _read_relation(root / rel.file, rel, users.index,
+                                                 items.index, strict, warnings)
     warnings += _unreached_relation_ids(spec, users, items, relations)
-    task_sets = (
-        {s: _read_tasks(root / f, spec, users.index, items.index) for s, f in spec.tasks.items()}
-        if tasks
-        else {}
-    )
+    task_sets = {}
+    for scenario, file in (spec.tasks.items() if tasks else ()):
+        with _utf8(root / file):
+            task_sets[scenario] = _read_tasks(root / file, spec, users.index, items.index)
     return Dataset(spec=spec, users=users, items=items, train=train, relations=relations,
                    tasks=task_sets, root=root, warnings=warnings)
+
+
+@contextmanager
+def _utf8(path: Path) -> Iterator[None]:
+    """Turn a decoding failure while reading ``path`` into a :class:`DataError` naming the
+    file and the line of its first byte that is not UTF-8."""
+    try:
+        yield
+    except UnicodeDecodeError as err:
+        data = path.read_bytes()
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as first:
+            line = data.count(b"\n", 0, first.start) + 1
+            raise DataError(f"not UTF-8 text: byte 0x{data[first.start]:02x} (save the file "
+                            "as UTF-8)", file=path, line=line) from err
+        raise DataError(f"not UTF-8 text ({err.reason})", file=path) from err
 
 
 #: what each scenario's users and items are: (new user, new item)
@@ -309,6 +331,8 @@ def _read_train(path: Path, spec: DatasetSpec, user_index: pd.Index, item_index:
         if name in header:
             dtypes[name] = str
     raw = _read_csv(path, dtype=dtypes)
+    if raw.empty:
+        raise DataError("no interactions: the file holds its header only", file=path)
     if bare:
         raw[RATING] = "1"
     lines = _record_lines(path, len(raw))
@@ -374,14 +398,20 @@ def _read_train(path: Path, spec: DatasetSpec, user_index: pd.Index, item_index:
             raise DataError(f"timestamp is not a number: {short(raw[TIMESTAMP].iat[k])}",
                             file=path,
                             line=int(lines[k]), field=TIMESTAMP)
+        bad = np.abs(ts) >= 2.0 ** 63
+        if bad.any():  # seconds past int64 (a timestamp in ns would still fit)
+            k = int(bad.argmax())
+            raise DataError(f"timestamp out of range: {short(raw[TIMESTAMP].iat[k])}",
+                            file=path, line=int(lines[k]), field=TIMESTAMP)
         train[TIMESTAMP] = ts.astype(np.int64)
     if WEIGHT in raw:  # the confidence of an implicit positive
         w = pd.to_numeric(raw[WEIGHT], errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~(np.isfinite(w) & (w > 0))
+        bad = ~(np.isfinite(w) & (w > 0) & (w <= np.finfo(np.float32).max))
         if bad.any():
             k = int(bad.argmax())
-            raise DataError(f"weight must be a finite number > 0, got {short(raw[WEIGHT].iat[k])}",
-                            file=path, line=int(lines[k]), field=WEIGHT)
+            raise DataError("weight must be a finite number > 0 (at most 3.4e38), got "
+                            f"{short(raw[WEIGHT].iat[k])}", file=path, line=int(lines[k]),
+                            field=WEIGHT)
         train[WEIGHT] = w.astype(np.float32)
     return train
 
