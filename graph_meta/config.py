@@ -222,7 +222,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     seed: int = 0
     device: str = "auto"           # "auto" | "cpu" | "cuda"
-    threads: int = 0               # torch threads (0 = leave as is)
+    threads: int = 0               # torch threads during fit (0 = leave as is; restored after)
     validate: bool = True          # early stopping on pseudo-tasks carved from train
     val_max_tasks: int = 500
     val_new_user_fraction: float = 0.1

@@ -119,3 +119,27 @@ def test_progress_lines_cover_the_setup_steps(catalog: Dataset, capsys,
                  "prediction cache on the full training graph"):
         assert f"{step}" in text and re.search(re.escape(step) + r".*done in", text), step
     assert re.search(r"ALS \(10 sweeps.*still running \(\d+ s, sweep \d+/10", text), text
+
+
+def test_train_threads_hold_for_the_fit_only(catalog: Dataset) -> None:
+    """``configs/quick.toml`` sets ``train.threads = 2``: the models a benchmark times after
+    graph-meta's fit must run on the caller's thread count, not on the fit's."""
+    import torch
+
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    real = train_mod._train_model
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    cfg = load_config(QUICK, **{"train.epochs": 1, "train.validate": False,
+                                "train.threads": 3 if before != 3 else 2})
+    try:
+        train_mod._train_model = spy
+        GraphMetaRecommender(cfg).fit(catalog)
+    finally:
+        train_mod._train_model = real
+    assert seen == [cfg.train.threads]
+    assert torch.get_num_threads() == before

@@ -741,11 +741,17 @@ def train_model(model: Any, dataset: Dataset, *, device: str = "auto",
         if ctx.active:
             printer.say(f"data-parallel over {ctx.world_size} ranks ({ctx.backend}), "
                         f"device {dev}")
-        _train_model(model, dataset, dev=dev, ctx=ctx,
-                     progress=bool(progress) and ctx.is_main,
-                     log_dir=log_dir if ctx.is_main else None,
-                     checkpoint_dir=checkpoint_dir if ctx.is_main else None, resume=resume,
-                     store=store)
+        threads = torch.get_num_threads()
+        try:  # train.threads holds for this fit only: the caller's count comes back after
+            if model.config.train.threads > 0:
+                torch.set_num_threads(model.config.train.threads)
+            _train_model(model, dataset, dev=dev, ctx=ctx,
+                         progress=bool(progress) and ctx.is_main,
+                         log_dir=log_dir if ctx.is_main else None,
+                         checkpoint_dir=checkpoint_dir if ctx.is_main else None,
+                         resume=resume, store=store)
+        finally:
+            torch.set_num_threads(threads)
 
 
 def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistContext,
@@ -759,8 +765,6 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
             full_graph = store.snapshot(text_dim=cfg.model.text_dim)
             check_snapshot(full_graph, dataset)
     t_cfg = cfg.train
-    if t_cfg.threads > 0:
-        torch.set_num_threads(t_cfg.threads)
     dataset = training_view(dataset)
     searched = None
     # the value configured, not one an earlier fit of this model chose
