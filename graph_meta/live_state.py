@@ -53,8 +53,9 @@ class LiveState:
         """:meth:`graph_meta.model.GraphMetaRecommender.observe` (the model is fitted)."""
         scale = self.model.fit_info.get("rating_scale")
         last: dict[tuple[str, str], float] = {}
+        to_internal = self.model.rating_map.to_internal
         for user, item, r in rating_triples(ratings, scale=tuple(scale) if scale else None):
-            last[(user, item)] = r  # within one call the last rating of a pair counts
+            last[(user, item)] = to_internal(r)  # within one call the last one of a pair counts
         fresh, changed = [], []
         for (user, item), r in last.items():  # a training rating given again is not new
             old = self.training_rating(user, item)
@@ -105,8 +106,9 @@ class LiveState:
         keys = np.where((u >= 0) & (i >= 0), u * n + i, -1)
         at = np.clip(np.searchsorted(train_keys, keys), 0, max(len(train_keys) - 1, 0))
         seen = (keys >= 0) & (len(train_keys) > 0)
-        if len(train_keys):
-            seen &= (train_keys[at] == keys) & np.isclose(train_y[at], ratings, atol=1e-6)
+        if len(train_keys):  # training's ratings are on the model's scale, the store's raw
+            seen &= (train_keys[at] == keys) & np.isclose(
+                train_y[at], self.model.rating_map.to_internal(ratings), atol=1e-6)
         new = np.flatnonzero(~seen)
         return self.observe([(users[k], items[k], ratings[k]) for k in new])
 

@@ -78,6 +78,7 @@ from torch.func import functional_call, vmap
 from graph_meta.dataset import RATING, Dataset, indexed_train
 from graph_meta.live import LiveRatings
 from graph_meta.meta import MetaLearner, make_learner
+from graph_meta.rating_scale import RatingMap
 from graph_meta.schema import TableSpec
 from graph_meta.side_features import side_features
 
@@ -290,6 +291,7 @@ class MeLUStyle:
         self.max_train_s = max_train_s
         self.params: dict[str, Any] = {}
         self.live = LiveRatings()
+        self.rating_map = RatingMap()  # fit sets it from the dataset's scale
         self.net: _Net | None = None
         self.learner: MetaLearner | None = None
 
@@ -305,6 +307,10 @@ class MeLUStyle:
 
     def fit(self, dataset: Dataset) -> MeLUStyle:
         t0 = time.perf_counter()
+        # its settings are in stars too: another scale trains on 1-to-5 (graph_meta.rating_scale)
+        self.rating_map = RatingMap.for_scale(dataset.spec.rating_scale,
+                                              implicit=dataset.spec.implicit)
+        dataset = self.rating_map.rescaled(dataset)
         spec = dataset.spec
         train = dataset.train
         n_raw = len(train)
@@ -502,8 +508,8 @@ class MeLUStyle:
         e_u = self._user_row(user_id)
         x = torch.cat([e_u[None, :].expand(len(support), -1),
                        self._item_rows([i for i, _ in support])], dim=1)
-        y = torch.tensor([float(r) for _, r in support], dtype=torch.float32,
-                         device=self.device)
+        y = torch.tensor([self.rating_map.to_internal(float(r)) for _, r in support],
+                         dtype=torch.float32, device=self.device)
         batch = {"x": x, "y": y, "mask": torch.ones_like(y),
                  "mu": torch.tensor(self.mu, device=self.device)}
         fast = self.learner.adapt(params, batch)
@@ -534,7 +540,7 @@ class MeLUStyle:
                            self._item_rows(query_items)], dim=1)
             pred = self.net.decide(params, x) + self.mu
         out = pred.double().cpu().numpy()
-        return np.clip(out, self.scale[0], self.scale[1])
+        return self.rating_map.to_external(np.clip(out, self.scale[0], self.scale[1]))
 
 
 @contextlib.contextmanager

@@ -112,6 +112,7 @@ from graph_meta.graph.neighborhood import ItemNeighbors
 from graph_meta.live import LiveRatings
 from graph_meta.live_state import LiveState
 from graph_meta.nn.net import GraphMetaNet
+from graph_meta.rating_scale import RatingMap
 from graph_meta.sampling.episodes import RatingIndex
 from graph_meta.serving import catalogue, persistence
 from graph_meta.serving.adapt import user_adaptation
@@ -171,6 +172,12 @@ class GraphMetaRecommender:
         self.state = PredictorState.from_mapping(arrays)
 
     # ------------------------------------------------------------------ public API
+    @property
+    def rating_map(self) -> RatingMap:
+        """The map from the dataset's rating scale to the one the model works on
+        (:mod:`graph_meta.rating_scale`; the identity on a 1-to-5 scale)."""
+        return RatingMap.from_info(self.fit_info.get("rating_map"))
+
     @property
     def params(self) -> dict[str, Any]:
         return {"config": self.config.to_dict(), **self.fit_info}
@@ -285,7 +292,7 @@ class GraphMetaRecommender:
         x, head = c.item_states[pos], c.head0
         scores = float(c.mu) + head[0] + (1.0 + head[1]) * (theta[:, 0] + x[0]
                                                            + theta[:, 1:] @ x[1:])
-        return scores + self.neighborhood.for_item(pos, theta)
+        return self.rating_map.to_external(scores + self.neighborhood.for_item(pos, theta))
 
     def adapt_user(self, user_id: str, support: Sequence[tuple[str, float]]
                    ) -> tuple[np.ndarray, np.ndarray]:
@@ -329,9 +336,10 @@ class GraphMetaRecommender:
         corrected = {name: preds[name][stage] + self.neighborhood.for_user(
                          user_id, arrays, theta, head, q)
                      for name, q in pos.items()}
-        return {"labels": labels, "support": np.asarray(preds["support"]),
-                "query": np.asarray(preds["query"]), "trained_steps": trained,
-                "corrected": corrected}
+        out = self.rating_map.to_external
+        return {"labels": labels, "support": out(np.asarray(preds["support"])),
+                "query": out(np.asarray(preds["query"])), "trained_steps": trained,
+                "corrected": {name: out(p) for name, p in corrected.items()}}
 
     def _check_fitted(self) -> None:
         if not self.state:
@@ -365,7 +373,7 @@ class GraphMetaRecommender:
         if not (np.isfinite(y) & (y >= lo) & (y <= hi)).all():
             for i, r in support:  # the first bad one, named
                 check_rating(str(i), r, (lo, hi))
-        return s_idx, y
+        return s_idx, self.rating_map.to_internal(y)
 
     def _adapt_and_score(self, user_id: str, support: Sequence[tuple[str, float]],
                          q: np.ndarray | None) -> np.ndarray:
@@ -374,8 +382,9 @@ class GraphMetaRecommender:
         items = self.state.item_states
         xq = items if q is None else np.where((q >= 0)[:, None], items[np.maximum(q, 0)], 0.0)
         pred = rating(float(self.state.mu), head, theta, xq)
-        return pred + self.neighborhood.for_user(user_id, self._support_arrays(support),
-                                                 theta, head, q)
+        return self.rating_map.to_external(
+            pred + self.neighborhood.for_user(user_id, self._support_arrays(support), theta,
+                                              head, q))
 
     # ------------------------------------------------------------------ catalogue
     def add_items(self, dataset: Dataset) -> list[str]:

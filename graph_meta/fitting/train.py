@@ -74,6 +74,7 @@ from graph_meta.fitting.progress import Progress, current_progress, use_progress
 from graph_meta.graph.relations import rating_information
 from graph_meta.live_tuning import choose_live_precision
 from graph_meta.nn.net import GraphMetaNet, init_precisions
+from graph_meta.rating_scale import RatingMap
 from graph_meta.sampling.episodes import EpisodeBatch, EpisodeSampler, RatingIndex
 from graph_meta.sampling.subgraph import NeighbourhoodSampler
 
@@ -732,6 +733,10 @@ def train_model(model: Any, dataset: Dataset, *, device: str = "auto",
     task users each rank trained on per epoch.
     """
     ctx, dev = distributed.setup(resolve_device(device))
+    # a dataset rated on another scale trains on the model's own (graph_meta.rating_scale)
+    rating_map = RatingMap.for_scale(dataset.spec.rating_scale, implicit=dataset.spec.implicit)
+    scale = [float(v) for v in dataset.spec.rating_scale]
+    dataset = rating_map.rescaled(dataset)  # the map is recorded (and served) once trained
     with use_progress(Progress(bool(progress) and ctx.is_main)) as printer:
         est = check_memory(dataset, model.config)  # up front: refuses what cannot fit
         avail, _ = available_memory_gb()
@@ -749,20 +754,25 @@ def train_model(model: Any, dataset: Dataset, *, device: str = "auto",
                          progress=bool(progress) and ctx.is_main,
                          log_dir=log_dir if ctx.is_main else None,
                          checkpoint_dir=checkpoint_dir if ctx.is_main else None,
-                         resume=resume, store=store)
+                         resume=resume, store=store, rating_map=rating_map, raw_scale=scale)
         finally:
             torch.set_num_threads(threads)
 
 
 def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistContext,
                  progress: bool, log_dir: str | Path | None,
-                 checkpoint_dir: str | Path | None, resume: bool, store: Any) -> None:
+                 checkpoint_dir: str | Path | None, resume: bool, store: Any,
+                 rating_map: RatingMap | None = None, raw_scale: list[float] | None = None
+                 ) -> None:
     cfg = model.config
     model.prior_targets = model.prior_information = None  # set by the final net's phase
     full_graph = None
     if store is not None:
         with current_progress().step("reading the graph from the store"):
             full_graph = store.snapshot(text_dim=cfg.model.text_dim)
+            if rating_map is not None and not rating_map.identity:  # the store's are raw
+                rated = full_graph["User", "RATED", "Item"]
+                rated.rating = rating_map.to_internal(rated.rating)
             check_snapshot(full_graph, dataset)
     t_cfg = cfg.train
     dataset = training_view(dataset)
@@ -920,7 +930,8 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
     info["epochs_run"] = len(trained)
     if trained:
         info["tasks_per_s"] = float(np.mean([h["tasks_per_s"] for h in trained]))
-    info["rating_scale"] = [float(v) for v in dataset.spec.rating_scale]
+    info["rating_scale"] = raw_scale or [float(v) for v in dataset.spec.rating_scale]
+    info["rating_map"] = (rating_map or RatingMap()).to_json()
     model.fit_info = info
     model._nbr_graph = None  # the neighbour lists live in the cache; drop the graph
     if ckpt_dir is not None:

@@ -114,4 +114,6 @@ def path_contributions(model: Any, data: Any, user_id: str,
         out[CO_RATING] = total - sum(out[x] for x in names)
     out[LEARNED] = float((regression[0][pos] @ residual)[0]) if regression is not None else 0.0
     out["prediction"] = sum(out.values())
-    return out
+    rating_map = model.rating_map  # on the dataset's scale: the levels mapped, the shares scaled
+    return {k: float(rating_map.to_external(v) if k in ("base", "prediction")
+                     else rating_map.difference_to_external(v)) for k, v in out.items()}
