@@ -116,3 +116,20 @@ def test_batch_task_metrics_mixed_sizes() -> None:
         for name in METRICS:
             assert batch[name][j] == pytest.approx(one[name], abs=1e-12)
     assert one["ndcg@5"] == pytest.approx(ndcg_score(y[None], p[None], k=5))
+
+
+def test_a_signed_scale_shifts_the_gains_to_start_at_zero() -> None:
+    """On [-1, 1] the runner passes the low end: nDCG is then sklearn's on ratings + 1 (it
+    refuses negative gains), in [0, 1]; MAE and RMSE do not move."""
+    rng = np.random.default_rng(3)
+    t = [rng.choice([-1.0, -0.5, 0.0, 0.5, 1.0], size=10) for _ in range(20)]
+    p = [rng.uniform(-1, 1, size=10) for _ in range(20)]
+    plain = batch_task_metrics(t, p)
+    shifted = batch_task_metrics(t, p, gain_offset=-1.0)
+    assert np.array_equal(plain["rmse"], shifted["rmse"])
+    assert np.array_equal(plain["mae"], shifted["mae"])
+    want = [ndcg_score((ti + 1.0)[None], (pi + 1.0)[None], k=5)
+            for ti, pi in zip(t, p, strict=True)]
+    np.testing.assert_allclose(shifted["ndcg@5"], want)
+    assert (shifted["ndcg@5"] >= 0).all() and (shifted["ndcg@5"] <= 1 + 1e-12).all()
+    assert (plain["ndcg@5"] < 0).any()  # what the runner reported before

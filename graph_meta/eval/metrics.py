@@ -141,9 +141,14 @@ def task_metrics(y_true: np.ndarray | Sequence[float],
     }
 
 
-def batch_task_metrics(y_true: Sequence[np.ndarray],
-                       y_pred: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+def batch_task_metrics(y_true: Sequence[np.ndarray], y_pred: Sequence[np.ndarray], *,
+                       gain_offset: float = 0.0) -> dict[str, np.ndarray]:
     """Per-task metrics for tasks of possibly different sizes, vectorized per size.
+
+    ``gain_offset`` is subtracted from the true and predicted ratings before the two nDCGs
+    (MAE and RMSE do not move): the runner passes the scale's low end when it is below 0, so
+    that no gain is negative (nDCG is undefined with negative gains; scikit-learn refuses
+    them); 0 on a scale starting at 0 or above, PROTOCOL.md's gain = rating.
 
     Returns ``METRICS`` keys -> array with one value per task, in input order.
     """
@@ -157,6 +162,6 @@ def batch_task_metrics(y_true: Sequence[np.ndarray],
         p = np.stack([np.asarray(y_pred[r], dtype=np.float64) for r in rows])
         out["mae"][rows] = mae(t, p)
         out["rmse"][rows] = rmse(t, p)
-        out["ndcg@5"][rows] = ndcg_at_k(t, p, 5)
-        out["ndcg@5_metahin"][rows] = ndcg_at_k_metahin(t, p, 5)
+        out["ndcg@5"][rows] = ndcg_at_k(t - gain_offset, p - gain_offset, 5)
+        out["ndcg@5_metahin"][rows] = ndcg_at_k_metahin(t - gain_offset, p - gain_offset, 5)
     return out

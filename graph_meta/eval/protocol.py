@@ -268,7 +268,8 @@ def _score_block(tasks: Sequence[Any], preds: Sequence[np.ndarray], times: np.nd
     y_true = [np.array([r for _, r in t.query], dtype=np.float64) for t in tasks]
     y_pred = [np.clip(p, lo, hi) for p in preds]
     n_clipped = int(sum(((p < lo) | (p > hi)).sum() for p in preds))
-    per_task = batch_task_metrics(y_true, y_pred)
+    # gains must not be negative: a scale reaching below 0 is shifted to start at 0 for nDCG
+    per_task = batch_task_metrics(y_true, y_pred, gain_offset=min(lo, 0.0))
     block: dict[str, Any] = {"tasks": len(tasks)}
     for metric in METRICS:
         block[metric] = float(per_task[metric].mean()) if len(tasks) else math.nan
