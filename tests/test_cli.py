@@ -147,6 +147,21 @@ def test_train_evaluate_recommend_benchmark(catalog_dir: Path, tmp_path: Path) -
                                "-k", "4", "--json"])
     assert fans.exit_code == 0, fans.output
     assert len({f["user_id"] for f in json.loads(fans.output)}) == 4
+    # the run of another catalogue, or of the same one rated on another scale: said so
+    other = tmp_path / "other"
+    assert runner.invoke(cli, ["synth", "--users", "60", "--items", "40", "--interactions",
+                               "600", "--out", str(other)]).exit_code == 0
+    wrong = runner.invoke(cli, ["recommend", str(other), "--run", str(run), "-k", "3"])
+    assert wrong.exit_code != 0 and "was trained on another catalogue" in wrong.output
+    rescaled = tmp_path / "rescaled"
+    import shutil
+
+    shutil.copytree(catalog_dir, rescaled)
+    spec = json.loads((rescaled / "dataset.json").read_text())
+    spec["rating_scale"] = [0, 10]
+    (rescaled / "dataset.json").write_text(json.dumps(spec))
+    wrong = runner.invoke(cli, ["recommend", str(rescaled), "--run", str(run), "-k", "3"])
+    assert wrong.exit_code != 0 and "was trained on ratings on [1, 5]" in wrong.output
 
     bench = tmp_path / "bench"
     result = runner.invoke(cli, ["benchmark", str(catalog_dir), "--quick", "--out", str(bench),

@@ -438,8 +438,28 @@ def _load_model_with_dataset(run_dir: Path, dataset: Path | None):
         from loaders.folder import read_dataset
 
         data = read_dataset(dataset, tasks=False)
+        _check_run_fits(model, data, run_dir, dataset)
         _add_newer_items(model, data, dataset)
     return model, data
+
+
+def _check_run_fits(model, data, run_dir: Path, dataset: Path) -> None:
+    """A clear error when the run was trained on another catalogue than DATASET: fewer than
+    half of its items are in DATASET's items.csv, or (a rating model) its ratings were on
+    another scale."""
+    known = set(model.item_pos)
+    shared = len(known & set(data.items.index.astype(str)))
+    if known and shared < len(known) / 2:
+        raise GraphMetaError(f"{run_dir} was trained on another catalogue: only {shared} of "
+                             f"its {len(known)} items are in {dataset}'s items.csv (is --run "
+                             "the model of this dataset?)")
+    scale = getattr(model, "fit_info", {}).get("rating_scale")
+    if scale and not data.spec.implicit and tuple(map(float, scale)) != tuple(
+            map(float, data.spec.rating_scale)):
+        raise GraphMetaError(f"{run_dir} was trained on ratings on [{scale[0]:g}, "
+                             f"{scale[1]:g}], {dataset} is rated on "
+                             f"[{data.spec.rating_scale[0]:g}, {data.spec.rating_scale[1]:g}] "
+                             "(is --run the model of this dataset?)")
 
 
 def _add_newer_items(model, data, dataset: Path) -> None:
