@@ -404,6 +404,9 @@ def _read_train(path: Path, spec: DatasetSpec, user_index: pd.Index, item_index:
             raise DataError(f"timestamp out of range: {short(raw[TIMESTAMP].iat[k])}",
                             file=path, line=int(lines[k]), field=TIMESTAMP)
         train[TIMESTAMP] = ts.astype(np.int64)
+    if WEIGHT in raw and not spec.implicit:
+        warnings.append(f"{path}: the {WEIGHT} column is a confidence of implicit folders; "
+                        "the rating models do not read it")
     if WEIGHT in raw:  # the confidence of an implicit positive
         w = pd.to_numeric(raw[WEIGHT], errors="coerce").to_numpy(dtype=np.float64)
         bad = ~(np.isfinite(w) & (w > 0) & (w <= np.finfo(np.float32).max))
@@ -480,6 +483,11 @@ def _read_relation(path: Path, rel, user_index: pd.Index, item_index: pd.Index,
             k = int(bad.argmax())
             raise DataError(f"weight is not a finite number: {short(raw[rel.weight].iat[k])}",
                             file=path, line=int(lines[k]), field=rel.weight)
+        unused = w <= 0
+        if unused.any():
+            warnings.append(f"{path}: {int(unused.sum())} edge(s) with {rel.weight} <= 0 (first "
+                            f"on line {int(lines[int(unused.argmax())])}): the model uses edges "
+                            "of positive weight only")
         out["weight"] = w.astype(np.float32)
     else:
         out["weight"] = np.ones(len(out), dtype=np.float32)

@@ -214,3 +214,24 @@ def test_overwrite_failing_midway_keeps_the_old_folder(tmp_path: Path) -> None:
     write_dataset(read_dataset(GOOD), out, overwrite=True)
     assert [p.name for p in tmp_path.iterdir()] == ["ds"]
     assert len(read_dataset(out).train) == 8
+
+
+def test_what_the_model_will_not_use_is_a_warning(tmp_path: Path) -> None:
+    """A relation edge of weight <= 0 is kept in the data but no model uses it, and a rating
+    folder's ``weight`` column is read by no rating model: both said, neither an error."""
+    folder = tmp_path / "f"
+    shutil.copytree(GOOD, folder)
+    spec = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+    spec["relations"][0]["weight"] = "strength"
+    (folder / "dataset.json").write_text(json.dumps(spec), encoding="utf-8")
+    (folder / "follows.csv").write_text("src_id,dst_id,strength\nu1,u2,1\nu2,u3,0\n",
+                                        encoding="utf-8")
+    rows = (folder / "train.csv").read_text(encoding="utf-8").splitlines()
+    rows = [rows[0] + ",weight"] + [r + ",2" for r in rows[1:]]
+    (folder / "train.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    ds = read_dataset(folder)
+    assert ds.relations["FOLLOWS"]["weight"].tolist() == [1.0, 0.0]
+    assert any("follows.csv: 1 edge(s) with strength <= 0 (first on line 3)" in w
+               for w in ds.warnings), ds.warnings
+    assert any("train.csv: the weight column is a confidence of implicit folders" in w
+               for w in ds.warnings), ds.warnings
