@@ -77,12 +77,14 @@ def _warm_state(model: GraphMetaImplicit, user_id: str, support: list[str],
     if precision is None:
         return model._adapted(user_id, taken, False)
     hist, w, sup = taken
+    u = model.data.user_ids.get_indexer([user_id])[0]
+    prior = model.x0[u] if u >= 0 else model._unknown_user_prior()
+    if not len(hist) + len(sup):  # nothing taken: the prior, as the shipped fold-in
+        return prior
     s_w, f_reg = model.fold_setting(len(hist) > 0, False, len(sup))
     reg = model.reg if f_reg is None else f_reg
     items = np.concatenate([hist, sup])
     conf = model.alpha * np.concatenate([w, np.full(len(sup), s_w)])
-    u = model.data.user_ids.get_indexer([user_id])[0]
-    prior = model.x0[u] if u >= 0 else model._unknown_user_prior()
     y = model.y[items]
     a = model.gram + reg * precision + (y * conf[:, None]).T @ y
     b = y.T @ (1.0 + conf) + reg * precision @ prior

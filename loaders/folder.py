@@ -317,7 +317,8 @@ def _read_csv(path: Path, **kw) -> pd.DataFrame:
 
 
 def _read_train(path: Path, spec: DatasetSpec, user_index: pd.Index, item_index: pd.Index,
-                strict: bool, warnings: list[str]) -> pd.DataFrame:
+                strict: bool, warnings: list[str], *, allow_empty: bool = False
+                ) -> pd.DataFrame:
     if not path.is_file():
         raise DataError("file not found", file=path)
     header = _csv_header(path)
@@ -331,7 +332,7 @@ def _read_train(path: Path, spec: DatasetSpec, user_index: pd.Index, item_index:
         if name in header:
             dtypes[name] = str
     raw = _read_csv(path, dtype=dtypes)
-    if raw.empty:
+    if raw.empty and not allow_empty:
         raise DataError("no interactions: the file holds its header only", file=path)
     if bare:
         raw[RATING] = "1"
@@ -483,11 +484,17 @@ def _read_relation(path: Path, rel, user_index: pd.Index, item_index: pd.Index,
             k = int(bad.argmax())
             raise DataError(f"weight is not a finite number: {short(raw[rel.weight].iat[k])}",
                             file=path, line=int(lines[k]), field=rel.weight)
+        huge = w > np.finfo(np.float32).max
+        if huge.any():
+            k = int(huge.argmax())
+            raise DataError(f"weight past 3.4e38: {short(raw[rel.weight].iat[k])}", file=path,
+                            line=int(lines[k]), field=rel.weight)
         unused = w <= 0
         if unused.any():
             warnings.append(f"{path}: {int(unused.sum())} edge(s) with {rel.weight} <= 0 (first "
-                            f"on line {int(lines[int(unused.argmax())])}): the model uses edges "
-                            "of positive weight only")
+                            f"on line {int(lines[int(unused.argmax())])}): the relation prior "
+                            "and the relation links ignore them (message passing follows every "
+                            "edge, whatever its weight)")
         out["weight"] = w.astype(np.float32)
     else:
         out["weight"] = np.ones(len(out), dtype=np.float32)

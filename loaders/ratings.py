@@ -20,8 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from graph_meta.dataset import ITEM_ID, RATING, TIMESTAMP, USER_ID, WEIGHT, Dataset
-from graph_meta.errors import DataError
-from loaders.folder import _read_train
+from loaders.folder import _read_train, _utf8
 
 __all__ = ["merge_into_train", "read_new_ratings"]
 
@@ -35,12 +34,10 @@ def read_new_ratings(path: str | Path, dataset: Dataset) -> pd.DataFrame:
         DataError: naming the file, line and field of the first problem.
     """
     warnings: list[str] = []
-    try:
+    with _utf8(Path(path)):  # a batch with its header only is an empty batch
         frame = _read_train(Path(path), dataset.spec, dataset.users.index.astype(str),
-                            dataset.items.index.astype(str), False, warnings)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text ({exc.reason} at byte {exc.start})",
-                        file=Path(path)) from None
+                            dataset.items.index.astype(str), False, warnings,
+                            allow_empty=True)
     frame[USER_ID] = frame[USER_ID].astype(str)
     frame[ITEM_ID] = frame[ITEM_ID].astype(str)
     return frame.drop_duplicates([USER_ID, ITEM_ID], keep="last").reset_index(drop=True)

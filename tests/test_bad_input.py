@@ -231,7 +231,26 @@ def test_what_the_model_will_not_use_is_a_warning(tmp_path: Path) -> None:
     (folder / "train.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     ds = read_dataset(folder)
     assert ds.relations["FOLLOWS"]["weight"].tolist() == [1.0, 0.0]
-    assert any("follows.csv: 1 edge(s) with strength <= 0 (first on line 3)" in w
-               for w in ds.warnings), ds.warnings
+    assert any("follows.csv: 1 edge(s) with strength <= 0 (first on line 3): the relation "
+               "prior and the relation links ignore them" in w for w in ds.warnings), ds.warnings
+    (folder / "follows.csv").write_text("src_id,dst_id,strength\nu1,u2,1e39\n",
+                                        encoding="utf-8")
+    with pytest.raises(DataError, match=r"weight past 3\.4e38") as err:
+        read_dataset(folder)
+    assert (err.value.line, err.value.field) == (2, "strength")
     assert any("train.csv: the weight column is a confidence of implicit folders" in w
                for w in ds.warnings), ds.warnings
+
+
+def test_new_ratings_a_header_only_batch_is_empty_and_bad_bytes_are_placed(
+        tmp_path: Path) -> None:
+    from loaders.ratings import read_new_ratings
+
+    ds = read_dataset(GOOD)
+    batch = tmp_path / "new.csv"
+    batch.write_text("user_id,item_id,rating\n", encoding="utf-8")
+    assert read_new_ratings(batch, ds).empty  # a batch with nothing in it ingests nothing
+    batch.write_bytes(b"user_id,item_id,rating\nu1,i1,4\nu\xe9,i2,3\n")
+    with pytest.raises(DataError, match="not UTF-8 text: byte 0xe9") as err:
+        read_new_ratings(batch, ds)
+    assert err.value.line == 3 and err.value.file == str(batch)

@@ -162,6 +162,10 @@ def test_train_evaluate_recommend_benchmark(catalog_dir: Path, tmp_path: Path) -
     (rescaled / "dataset.json").write_text(json.dumps(spec))
     wrong = runner.invoke(cli, ["recommend", str(rescaled), "--run", str(run), "-k", "3"])
     assert wrong.exit_code != 0 and "was trained on ratings on [1, 5]" in wrong.output
+    wrong = runner.invoke(cli, ["evaluate", str(rescaled), "--run", str(run), "--out",
+                                str(tmp_path / "wrong.json")])
+    assert wrong.exit_code != 0 and "was trained on ratings on [1, 5]" in wrong.output
+    assert not (tmp_path / "wrong.json").exists()
 
     bench = tmp_path / "bench"
     result = runner.invoke(cli, ["benchmark", str(catalog_dir), "--quick", "--out", str(bench),

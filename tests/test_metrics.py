@@ -133,3 +133,5 @@ def test_a_signed_scale_shifts_the_gains_to_start_at_zero() -> None:
     np.testing.assert_allclose(shifted["ndcg@5"], want)
     assert (shifted["ndcg@5"] >= 0).all() and (shifted["ndcg@5"] <= 1 + 1e-12).all()
     assert (plain["ndcg@5"] < 0).any()  # what the runner reported before
+    one = task_metrics(t[0], p[0], gain_offset=-1.0)
+    assert one["ndcg@5"] == pytest.approx(shifted["ndcg@5"][0])

@@ -208,10 +208,15 @@ def evaluate(dataset: Path, run_dir: Path, out: Path, support_k: str, online: bo
     if data.spec.implicit:  # PROTOCOL.md, "Implicit feedback": rank the candidate pools
         from training.implicit_cli import evaluate_implicit_run
 
+        def prepare(model) -> None:
+            _check_run_fits(model, data, run_dir, dataset)
+            _add_newer_items(model, data, dataset)
+
         evaluate_implicit_run(data, run_dir, out, ks, online=online, echo=click.echo,
-                              prepare=lambda model: _add_newer_items(model, data, dataset))
+                              prepare=prepare)
         return
     model = _load_model(run_dir)
+    _check_run_fits(model, data, run_dir, dataset)
     _add_newer_items(model, data, dataset)
     if online:
         results = evaluate_online(model, data, fit=False, progress=True)

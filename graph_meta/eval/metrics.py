@@ -129,15 +129,17 @@ def ndcg_at_k_metahin(y_true: np.ndarray | Sequence[float],
 
 
 def task_metrics(y_true: np.ndarray | Sequence[float],
-                 y_pred: np.ndarray | Sequence[float]) -> dict[str, float]:
-    """All benchmark metrics of one task (``METRICS`` keys)."""
+                 y_pred: np.ndarray | Sequence[float], *,
+                 gain_offset: float = 0.0) -> dict[str, float]:
+    """All benchmark metrics of one task (``METRICS`` keys; ``gain_offset`` as in
+    :func:`batch_task_metrics`)."""
     t = np.asarray(y_true, dtype=np.float64)
     p = np.asarray(y_pred, dtype=np.float64)
     return {
         "mae": float(mae(t, p)),
         "rmse": float(rmse(t, p)),
-        "ndcg@5": float(ndcg_at_k(t, p, 5)),
-        "ndcg@5_metahin": float(ndcg_at_k_metahin(t, p, 5)),
+        "ndcg@5": float(ndcg_at_k(t - gain_offset, p - gain_offset, 5)),
+        "ndcg@5_metahin": float(ndcg_at_k_metahin(t - gain_offset, p - gain_offset, 5)),
     }
 
 

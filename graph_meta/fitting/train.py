@@ -74,7 +74,7 @@ from graph_meta.fitting.progress import Progress, current_progress, use_progress
 from graph_meta.graph.relations import rating_information
 from graph_meta.live_tuning import choose_live_precision
 from graph_meta.nn.net import GraphMetaNet, init_precisions
-from graph_meta.rating_scale import RatingMap
+from graph_meta.rating_scale import INTERNAL_SCALE, RatingMap
 from graph_meta.sampling.episodes import EpisodeBatch, EpisodeSampler, RatingIndex
 from graph_meta.sampling.subgraph import NeighbourhoodSampler
 
@@ -771,8 +771,10 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
         with current_progress().step("reading the graph from the store"):
             full_graph = store.snapshot(text_dim=cfg.model.text_dim)
             if rating_map is not None and not rating_map.identity:  # the store's are raw
-                rated = full_graph["User", "RATED", "Item"]
-                rated.rating = rating_map.to_internal(rated.rating)
+                for et in full_graph.edge_types:  # RATED and its reverse share the tensor
+                    if et[1] in ("RATED", "rev_RATED") and "rating" in full_graph[et]:
+                        full_graph[et].rating = rating_map.to_internal(full_graph[et].rating)
+                full_graph.rating_scale = INTERNAL_SCALE
             check_snapshot(full_graph, dataset)
     t_cfg = cfg.train
     dataset = training_view(dataset)
