@@ -136,3 +136,16 @@ def test_a_store_on_a_hundred_point_scale_trains_and_feeds_observe_store(pair) -
     assert on_store.observe_store(store) == 1
     assert on_store.live_state.training_rating(user, str(data.train["item_id"].iat[0])) == \
         pytest.approx(hundred.rating_map.to_internal(float(data.train[RATING].iat[0])))
+
+
+def test_a_store_that_differs_from_train_csv_is_named_on_the_datasets_scale(pair) -> None:
+    from graph_meta.store.embedded import EmbeddedGraphStore
+
+    _, hundred, data = pair
+    store = EmbeddedGraphStore.from_dataset(data)
+    user, item = str(data.train["user_id"].iat[0]), str(data.train["item_id"].iat[0])
+    was = float(data.train[RATING].iat[0])
+    now = 0.0 if was else 100.0
+    store.add_ratings([user], [item], [now])
+    with pytest.raises(ValueError, match=rf"store {now:g}, train\.csv {was:g}; re-ingest"):
+        GraphMetaRecommender(hundred.config).fit(training_view(data), store=store)

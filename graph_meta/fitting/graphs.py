@@ -23,7 +23,7 @@ def build_graph(dataset: Dataset, *, text_dim: int = 256) -> Any:
         return store.snapshot()
 
 
-def check_snapshot(graph: Any, dataset: Dataset) -> None:
+def check_snapshot(graph: Any, dataset: Dataset, *, rating_map: Any = None) -> None:
     """ValueError unless a store's snapshot holds exactly the dataset's users and items and
     its training ratings (the same (user, item) pairs with the same ratings; a pair repeated
     in train.csv counts with its last rating, as the graph keeps it)."""
@@ -49,7 +49,10 @@ def check_snapshot(graph: Any, dataset: Dataset) -> None:
     bad = diff[(diff["_merge"] != "both") | ~np.isclose(diff["r_store"], diff["r_train"])]
     if len(bad):
         first = bad.iloc[0]
+        # on the dataset's own scale (the ratings compared here are on the model's)
+        shown = [first[k] if rating_map is None else rating_map.to_external(first[k])
+                 for k in ("r_store", "r_train")]
         raise ValueError(f"the store's ratings differ from the dataset's train.csv in "
                          f"{len(bad)} (user, item) pairs, e.g. ({first['u']!r}, "
-                         f"{first['i']!r}): store {first['r_store']}, train.csv "
-                         f"{first['r_train']}; re-ingest the dataset")
+                         f"{first['i']!r}): store {shown[0]:g}, train.csv "
+                         f"{shown[1]:g}; re-ingest the dataset")

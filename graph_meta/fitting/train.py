@@ -775,7 +775,7 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
                     if et[1] in ("RATED", "rev_RATED") and "rating" in full_graph[et]:
                         full_graph[et].rating = rating_map.to_internal(full_graph[et].rating)
                 full_graph.rating_scale = INTERNAL_SCALE
-            check_snapshot(full_graph, dataset)
+            check_snapshot(full_graph, dataset, rating_map=rating_map)
     t_cfg = cfg.train
     dataset = training_view(dataset)
     searched = None
