@@ -115,13 +115,23 @@ def test_observed_ratings_curves_and_explanations_are_on_the_datasets_scale(
                                hundred.predict(user, data.tasks["user_cold"][0].support, query))
 
 
-def test_a_store_on_a_hundred_point_scale_trains_and_feeds_observe_store(pair) -> None:
-    """The store holds the dataset's own ratings: training on its snapshot and
-    ``observe_store`` map them as ``fit`` and ``observe`` do."""
-    from graph_meta.store.embedded import EmbeddedGraphStore
+def _store(kind: str, data: Dataset, request: pytest.FixtureRequest):
+    if kind == "embedded":
+        from graph_meta.store.embedded import EmbeddedGraphStore
 
+        return EmbeddedGraphStore.from_dataset(data)
+    store = request.getfixturevalue("neo4j_store_factory")(data.spec)
+    store.ingest(data)
+    return store
+
+
+@pytest.mark.parametrize("kind", ["embedded", "neo4j"])
+def test_a_store_on_a_hundred_point_scale_trains_and_feeds_observe_store(
+        pair, kind: str, request: pytest.FixtureRequest) -> None:
+    """The store holds the dataset's own ratings: training on its snapshot and
+    ``observe_store`` map them as ``fit`` and ``observe`` do, on both stores."""
     _, hundred, data = pair
-    store = EmbeddedGraphStore.from_dataset(data)
+    store = _store(kind, data, request)
     torch.manual_seed(0)
     on_store = GraphMetaRecommender(hundred.config).fit(training_view(data), store=store)
     assert on_store.fit_info["rating_map"] == hundred.fit_info["rating_map"]
