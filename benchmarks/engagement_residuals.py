@@ -34,7 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from graph_meta.dataset import Dataset
-from graph_meta.graph.build import co_engaged
+from graph_meta.graph.build import co_engaged, value_incidence
 from graph_meta.model import GraphMetaRecommender
 from graph_meta.schema import CATEGORY
 from loaders.folder import read_dataset
@@ -46,18 +46,8 @@ def category_matrix(dataset: Dataset) -> tuple[sp.csr_matrix, list[str]]:
     cols = [n for n, c in dataset.spec.items.columns.items() if c.node == CATEGORY]
     if not cols:
         raise SystemExit(f"{dataset.root}: no item column is the Category node type")
-    spec = dataset.spec.items.columns[cols[0]]
-    rows, values = [], []
-    for k, raw in enumerate(dataset.items[cols[0]].astype(str)):
-        parts = raw.split(spec.sep) if spec.type == "multi" and spec.sep else [raw]
-        for v in (p.strip() for p in parts):
-            if v and v.lower() != "nan":
-                rows.append(k)
-                values.append(v)
-    names, cols_idx = np.unique(np.asarray(values, dtype=object), return_inverse=True)
-    g = sp.csr_matrix((np.ones(len(rows)), (rows, cols_idx)),
-                      shape=(len(dataset.items), len(names)))
-    return g, [str(n) for n in names]
+    return value_incidence(dataset.items, dataset.spec.items.columns[cols[0]],
+                           dataset.items.index.astype(str))
 
 
 def engagement_features(dataset: Dataset) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray,

@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import pandas as pd
 import pytest
+from benchmark_scripts import benchmark_script
 
 from graph_meta.eval.protocol import training_view
 from graph_meta.fitting.als import PRECISION_GRID, choose_precision
 from loaders.folder import read_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _module(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_one_row_per_dimension_with_its_held_out_rmses(tmp_path: Path,
                                                        capsys: pytest.CaptureFixture) -> None:
     folder = tmp_path / "lr"
-    _module("low_rank_catalogue").write_catalogue(folder, n_users=120, n_items=80)
-    assert _module("als_heldout").main([str(folder), "--dims", "1,4", "--iters", "10"]) == 0
+    benchmark_script("low_rank_catalogue").write_catalogue(folder, n_users=120, n_items=80)
+    als_heldout = benchmark_script("als_heldout")
+    assert als_heldout.main([str(folder), "--dims", "1,4", "--iters", "10"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| lr |")]
     assert [row.split(" | ")[1] for row in rows] == ["1", "4"]
     train = training_view(read_dataset(folder, tasks=False)).train
@@ -50,5 +40,5 @@ def test_one_row_per_dimension_with_its_held_out_rmses(tmp_path: Path,
 def test_bad_arguments_are_refused(tmp_path: Path) -> None:
     for args in (["--dims", "8,x"], ["--dims", "0"], ["--iters", "0"]):
         with pytest.raises(SystemExit) as err:
-            _module("als_heldout").main([str(tmp_path), *args])
+            benchmark_script("als_heldout").main([str(tmp_path), *args])
         assert err.value.code == 2

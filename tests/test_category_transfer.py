@@ -5,12 +5,12 @@ errors; the CLI writes its tables; ``benchmarks/seed_table.py`` averages its run
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from benchmark_scripts import benchmark_script
 from click.testing import CliRunner
 
 from graph_meta.dataset import ITEM_ID, USER_ID, Dataset
@@ -175,11 +175,7 @@ def test_cli_writes_the_tables(shop: Dataset, category: str, tmp_path: Path) -> 
     assert "| graph-meta (no graph) |" in table and "K=10" in table
     assert len(list((out / category.replace(" ", "_") / "results").glob("*.json"))) == 4
 
-    spec = importlib.util.spec_from_file_location("seed_table",
-                                                  ROOT / "benchmarks" / "seed_table.py")
-    assert spec and spec.loader
-    seed_table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(seed_table)
+    seed_table = benchmark_script("seed_table")
     text = seed_table.transfer_table([out, out], "rmse", 3)
     assert "| graph-meta | " in text and "± 0.000" in text
 

@@ -3,13 +3,12 @@ diagnoses behind issue 14's and 16's closing notes score what they say they scor
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 import torch
+from benchmark_scripts import benchmark_script
 
 from graph_meta.config import Config
 from graph_meta.dataset import Dataset
@@ -19,16 +18,6 @@ from graph_meta.implicit import GraphMetaImplicit
 from graph_meta.model import GraphMetaRecommender
 from loaders.folder import read_dataset, write_dataset
 from loaders.synthetic_implicit import generate_implicit_catalog
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _module(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _table(out: str) -> dict[str, list[str]]:
@@ -49,7 +38,7 @@ def test_headroom_rows_score_the_protocols_pools(tmp_path: Path,
     run = tmp_path / "run"
     run.mkdir()
     model.save(run / "implicit_model.pkl")
-    assert _module("implicit_headroom").main([str(folder), "--run", str(run),
+    assert benchmark_script("implicit_headroom").main([str(folder), "--run", str(run),
                                               "--factors", "8"]) == 0
     rows = _table(capsys.readouterr().out)
     shipped = evaluate_implicit(model, data, scenarios=["user_cold"], fit=False)
@@ -63,9 +52,10 @@ def test_headroom_rows_score_the_protocols_pools(tmp_path: Path,
 
 
 def test_headroom_refuses_bad_arguments(tmp_path: Path) -> None:
+    headroom = benchmark_script("implicit_headroom")
     for args in (["--factors", "8,x"], ["--factors", "0"], ["--scenario", "item_cold"]):
         with pytest.raises(SystemExit) as err:
-            _module("implicit_headroom").main([str(tmp_path), "--run", str(tmp_path), *args])
+            headroom.main([str(tmp_path), "--run", str(tmp_path), *args])
         assert err.value.code == 2
 
 
@@ -79,7 +69,7 @@ def test_engagement_residuals_are_the_models_own(catalog_dir: Path, catalog: Dat
     model = GraphMetaRecommender(cfg).fit(training_view(catalog))
     run = tmp_path / "run"
     model.save(run / "model.pt")
-    module = _module("engagement_residuals")
+    module = benchmark_script("engagement_residuals")
     assert module.main([str(catalog_dir), "--run", str(run), "--scenarios", "user_cold"]) == 0
     row = _table(capsys.readouterr().out)["user_cold"]
     resid = np.concatenate([

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("seed_table",
-                                                  ROOT / "benchmarks" / "seed_table.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmark_scripts import benchmark_script
 
 
 def _run(folder: Path, rmse: float) -> Path:
@@ -29,11 +19,11 @@ def _run(folder: Path, rmse: float) -> Path:
 
 def test_mean_and_sample_sd_per_model_and_scenario(tmp_path: Path) -> None:
     runs = [_run(tmp_path / f"s{k}", v) for k, v in enumerate((0.8, 0.9, 1.0))]
-    text = _module().table(runs, "rmse", 3)
+    text = benchmark_script("seed_table").table(runs, "rmse", 3)
     lines = text.splitlines()
     assert lines[2].startswith("| graph-meta | 0.900 ± 0.100 | - |")
     assert lines[3].startswith("| graph-meta online | 0.800 ± 0.100 | - |")
-    assert "observe_rescore_ms_p50: 0.90 ± 0.10" in _module().speed(runs, 2)
+    assert "observe_rescore_ms_p50: 0.90 ± 0.10" in benchmark_script("seed_table").speed(runs, 2)
 
 
 def test_few_shot_curves_per_support_size(tmp_path: Path) -> None:
@@ -46,6 +36,6 @@ def test_few_shot_curves_per_support_size(tmp_path: Path) -> None:
             {"model": "m", "few_shot": {"user_cold": curve, "warm": {}}}))
         (run / "results" / "flat.json").write_text(json.dumps({"model": "flat"}))
         runs.append(run)
-    text = _module().few_shot_table(runs, "recall@20", 3, "user_cold")
+    text = benchmark_script("seed_table").few_shot_table(runs, "recall@20", 3, "user_cold")
     assert "| K=1 | K=all |" in text
     assert "| m | 0.150 ± 0.071 | 0.400 ± 0.141 |" in text and "flat" not in text

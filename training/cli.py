@@ -208,16 +208,11 @@ def evaluate(dataset: Path, run_dir: Path, out: Path, support_k: str, online: bo
     if data.spec.implicit:  # PROTOCOL.md, "Implicit feedback": rank the candidate pools
         from training.implicit_cli import evaluate_implicit_run
 
-        def prepare(model) -> None:
-            _check_run_fits(model, data, run_dir, dataset)
-            _add_newer_items(model, data, dataset)
-
         evaluate_implicit_run(data, run_dir, out, ks, online=online, echo=click.echo,
-                              prepare=prepare)
+                              prepare=lambda model: _fit_to(model, data, run_dir, dataset))
         return
     model = _load_model(run_dir)
-    _check_run_fits(model, data, run_dir, dataset)
-    _add_newer_items(model, data, dataset)
+    _fit_to(model, data, run_dir, dataset)
     if online:
         results = evaluate_online(model, data, fit=False, progress=True)
     else:
@@ -443,15 +438,15 @@ def _load_model_with_dataset(run_dir: Path, dataset: Path | None):
         from loaders.folder import read_dataset
 
         data = read_dataset(dataset, tasks=False)
-        _check_run_fits(model, data, run_dir, dataset)
-        _add_newer_items(model, data, dataset)
+        _fit_to(model, data, run_dir, dataset)
     return model, data
 
 
-def _check_run_fits(model, data, run_dir: Path, dataset: Path) -> None:
-    """A clear error when the run was trained on another catalogue than DATASET: fewer than
-    half of its items are in DATASET's items.csv, or (a rating model) its ratings were on
-    another scale."""
+def _fit_to(model, data, run_dir: Path, dataset: Path) -> None:
+    """The run's model ready for DATASET: a clear error when it was trained on another
+    catalogue (fewer than half of its items in DATASET's items.csv) or, a rating model, on
+    another rating scale; else DATASET's items newer than the model added
+    (:func:`_add_newer_items`)."""
     known = set(model.item_pos)
     shared = len(known & set(data.items.index.astype(str)))
     if known and shared < len(known) / 2:
@@ -465,6 +460,7 @@ def _check_run_fits(model, data, run_dir: Path, dataset: Path) -> None:
                              f"{scale[1]:g}], {dataset} is rated on "
                              f"[{data.spec.rating_scale[0]:g}, {data.spec.rating_scale[1]:g}] "
                              "(is --run the model of this dataset?)")
+    _add_newer_items(model, data, dataset)
 
 
 def _add_newer_items(model, data, dataset: Path) -> None:

@@ -762,15 +762,14 @@ def train_model(model: Any, dataset: Dataset, *, device: str = "auto",
 def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistContext,
                  progress: bool, log_dir: str | Path | None,
                  checkpoint_dir: str | Path | None, resume: bool, store: Any,
-                 rating_map: RatingMap | None = None, raw_scale: list[float] | None = None
-                 ) -> None:
+                 rating_map: RatingMap, raw_scale: list[float]) -> None:
     cfg = model.config
     model.prior_targets = model.prior_information = None  # set by the final net's phase
     full_graph = None
     if store is not None:
         with current_progress().step("reading the graph from the store"):
             full_graph = store.snapshot(text_dim=cfg.model.text_dim)
-            if rating_map is not None and not rating_map.identity:  # the store's are raw
+            if not rating_map.identity:  # the store's ratings are on the dataset's scale
                 for et in full_graph.edge_types:  # RATED and its reverse share the tensor
                     if et[1] in ("RATED", "rev_RATED") and "rating" in full_graph[et]:
                         full_graph[et].rating = rating_map.to_internal(full_graph[et].rating)
@@ -932,8 +931,8 @@ def _train_model(model: Any, dataset: Dataset, *, dev: torch.device, ctx: DistCo
     info["epochs_run"] = len(trained)
     if trained:
         info["tasks_per_s"] = float(np.mean([h["tasks_per_s"] for h in trained]))
-    info["rating_scale"] = raw_scale or [float(v) for v in dataset.spec.rating_scale]
-    info["rating_map"] = (rating_map or RatingMap()).to_json()
+    info["rating_scale"] = raw_scale
+    info["rating_map"] = rating_map.to_json()
     model.fit_info = info
     model._nbr_graph = None  # the neighbour lists live in the cache; drop the graph
     if ckpt_dir is not None:
